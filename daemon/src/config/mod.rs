@@ -1,0 +1,375 @@
+//! The daemon's configuration: typed sections with built-in defaults, loaded in layers
+//! (defaults < file < environment < command line), validated before anything starts.
+//!
+//! `config/codex-proxy.toml` in the repository documents every key; a test proves it parses to
+//! exactly [`Config::default`].
+
+mod load;
+mod paths;
+mod values;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, ConfigSource, Loaded, Overrides, load};
+pub use paths::{Environment, Mode, ResolvedPaths};
+pub use values::{
+    ApiKey, BindHost, ConfigPath, CorsOrigin, HeaderText, HttpUrl, LogFilter, PosixName, ProxyUrl,
+};
+
+/// The whole configuration file. Every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub client_identity: ClientIdentityConfig,
+    pub model: ModelConfig,
+    pub auth: AuthConfig,
+    pub appcast: AppcastConfig,
+    pub paths: PathsConfig,
+    pub service: ServiceConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the HTTP listener clients talk to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: BindHost,
+    /// 0 picks a free port (the bound address is logged).
+    pub port: u16,
+    /// When empty, a key `codex-proxy-<random>` is generated once and kept in the state dir.
+    pub api_keys: Vec<ApiKey>,
+    pub cors_origins: Vec<CorsOrigin>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: BindHost::default(),
+            port: 8080,
+            api_keys: Vec::new(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// `[upstream]`: the Codex backend and the auth server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub base_url: HttpUrl,
+    pub auth_url: HttpUrl,
+    pub connect_timeout_seconds: u64,
+    /// Longest silence allowed inside a stream before it is abandoned.
+    pub idle_timeout_seconds: u64,
+    /// When unset, `HTTPS_PROXY` / `ALL_PROXY` / `NO_PROXY` apply.
+    pub proxy: Option<ProxyUrl>,
+    /// zstd request bodies, as the official client sends them.
+    pub compress_requests: bool,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            base_url: HttpUrl::builtin("https://chatgpt.com/backend-api"),
+            auth_url: HttpUrl::builtin("https://auth.openai.com"),
+            connect_timeout_seconds: 10,
+            idle_timeout_seconds: 300,
+            proxy: None,
+            compress_requests: true,
+        }
+    }
+}
+
+/// `[client_identity]`: what the daemon tells the backend it is. Unset optional keys follow the
+/// appcast scheduler and the running system; a set key is pinned.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientIdentityConfig {
+    pub originator: HeaderText,
+    pub app_version: Option<HeaderText>,
+    pub build_number: Option<HeaderText>,
+    pub platform: Option<HeaderText>,
+    pub arch: Option<HeaderText>,
+}
+
+impl Default for ClientIdentityConfig {
+    fn default() -> Self {
+        Self {
+            originator: HeaderText::builtin("codex_cli_rs"),
+            app_version: None,
+            build_number: None,
+            platform: None,
+            arch: None,
+        }
+    }
+}
+
+/// Reasoning effort as the backend spells it. `ultra` (a UI level) is sent as `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningEffort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    Xhigh,
+    #[serde(alias = "ultra")]
+    Max,
+}
+
+/// How reasoning summaries reach Chat Completions clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningOutput {
+    /// `reasoning_content` deltas, as DeepSeek-style clients read them.
+    #[default]
+    ReasoningContent,
+    /// `<think>…</think>` inside `content`.
+    ThinkTags,
+    None,
+}
+
+/// Where the client's system/developer messages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemPromptStrategy {
+    /// The client's system prompt becomes `instructions` (a neutral one when it sends none).
+    #[default]
+    Instructions,
+    /// The model's own Codex instructions stay in `instructions`; the client's system prompt is
+    /// sent as a developer message.
+    Developer,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub default: String,
+    /// Unset: the model's own default from the catalog.
+    pub default_reasoning_effort: Option<ReasoningEffort>,
+    /// Replaces the built-in table when given.
+    pub aliases: BTreeMap<String, String>,
+    pub reasoning_output: ReasoningOutput,
+    pub system_prompt_strategy: SystemPromptStrategy,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            default: "gpt-5.5".into(),
+            default_reasoning_effort: None,
+            aliases: BTreeMap::from([
+                ("codex".to_owned(), "gpt-5.5".to_owned()),
+                ("codex-mini".to_owned(), "gpt-5.4-mini".to_owned()),
+            ]),
+            reasoning_output: ReasoningOutput::default(),
+            system_prompt_strategy: SystemPromptStrategy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationStrategy {
+    #[default]
+    LeastUsed,
+    RoundRobin,
+    Sticky,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStore {
+    #[default]
+    File,
+    Keyring,
+}
+
+/// `[auth]`: accounts, rotation and tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub rotation_strategy: RotationStrategy,
+    /// Cool-down after a 429 that carries no reset time.
+    pub rate_limit_backoff_seconds: u64,
+    pub max_concurrent_per_account: u32,
+    pub queue_timeout_seconds: u64,
+    pub refresh_margin_seconds: u64,
+    pub token_store: TokenStore,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            rotation_strategy: RotationStrategy::default(),
+            rate_limit_backoff_seconds: 300,
+            max_concurrent_per_account: 8,
+            queue_timeout_seconds: 30,
+            refresh_margin_seconds: 300,
+            token_store: TokenStore::default(),
+        }
+    }
+}
+
+/// `[appcast]`: the Codex Desktop Sparkle feed that keeps the identity's version current.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppcastConfig {
+    pub enabled: bool,
+    pub url: HttpUrl,
+    pub interval_hours: u64,
+}
+
+impl Default for AppcastConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: HttpUrl::builtin("https://persistent.oaistatic.com/codex-app-prod/appcast.xml"),
+            interval_hours: 24,
+        }
+    }
+}
+
+/// `[paths]`: unset means the mode's default (see [`ResolvedPaths`]).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathsConfig {
+    pub state_dir: Option<ConfigPath>,
+    pub socket: Option<ConfigPath>,
+}
+
+/// `[service]`: privilege drop target and the group allowed on the control socket.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub user: Option<PosixName>,
+    pub group: Option<PosixName>,
+    pub control_group: Option<PosixName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// journald under systemd, text otherwise.
+    #[default]
+    Auto,
+    Text,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogFilter,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: LogFilter::builtin("info"),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Cross-field and range checks that types alone cannot express. Each failure names its key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        fn range(
+            key: &'static str,
+            value: u64,
+            min: u64,
+            max: u64,
+        ) -> Result<(), (&'static str, String)> {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err((
+                    key,
+                    format!("{value} is out of range (allowed {min} to {max})"),
+                ))
+            }
+        }
+        range(
+            "upstream.connect_timeout_seconds",
+            self.upstream.connect_timeout_seconds,
+            1,
+            300,
+        )?;
+        range(
+            "upstream.idle_timeout_seconds",
+            self.upstream.idle_timeout_seconds,
+            5,
+            86_400,
+        )?;
+        range(
+            "auth.rate_limit_backoff_seconds",
+            self.auth.rate_limit_backoff_seconds,
+            1,
+            604_800,
+        )?;
+        range(
+            "auth.max_concurrent_per_account",
+            u64::from(self.auth.max_concurrent_per_account),
+            1,
+            1024,
+        )?;
+        range(
+            "auth.queue_timeout_seconds",
+            self.auth.queue_timeout_seconds,
+            1,
+            3600,
+        )?;
+        range(
+            "auth.refresh_margin_seconds",
+            self.auth.refresh_margin_seconds,
+            30,
+            86_400,
+        )?;
+        range(
+            "appcast.interval_hours",
+            self.appcast.interval_hours,
+            1,
+            24 * 30,
+        )?;
+
+        if self.model.default.trim().is_empty() {
+            return Err(("model.default", "must name a model".into()));
+        }
+        for (alias, target) in &self.model.aliases {
+            if alias.trim().is_empty() || target.trim().is_empty() {
+                return Err((
+                    "model.aliases",
+                    format!("alias `{alias}` → `{target}` has an empty side"),
+                ));
+            }
+            if self.model.aliases.contains_key(target) {
+                return Err((
+                    "model.aliases",
+                    format!("alias `{alias}` points at another alias `{target}`"),
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !self.server.api_keys.iter().all(|k| seen.insert(k.expose())) {
+            return Err(("server.api_keys", "the same key is listed twice".into()));
+        }
+        if self.server.cors_origins.len() > 1
+            && self.server.cors_origins.iter().any(|o| o.as_str() == "*")
+        {
+            return Err((
+                "server.cors_origins",
+                "`*` cannot be combined with other origins".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! `codex-proxy`: serves a person's ChatGPT Codex models as OpenAI-compatible APIs.
+//!
+//! The binary is a thin wrapper around [`cli::main`]; tests can also drive [`serve`] in-process.
+
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod service;
+
+pub use service::run::{serve, start};
+
+/// The daemon's version, as reported by `--version`, `/health` and the control protocol.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

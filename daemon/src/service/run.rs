@@ -1,0 +1,113 @@
+//! Start-up order: prepare files (blocking, before the runtime), build the runtime, serve.
+
+use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::config::Loaded;
+use crate::server;
+
+/// How long running requests may take to finish after a stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub fn start(loaded: Loaded) -> anyhow::Result<()> {
+    prepare_state_dir(&loaded.paths.state_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("codex-proxy")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = bind(&loaded).await?;
+        serve(loaded, listener, super::signals::terminated()).await
+    })
+}
+
+/// Binds the HTTP listener named by the config.
+pub async fn bind(loaded: &Loaded) -> anyhow::Result<TcpListener> {
+    let server = &loaded.config.server;
+    let addr = (server.host.ip(), server.port);
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {}:{} (is another instance running?)",
+            server.host, server.port
+        )
+    })
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then lets open requests finish for up
+/// to [`DRAIN_TIMEOUT`].
+pub async fn serve(
+    loaded: Loaded,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    let app = server::router(server::AppState::new(&loaded));
+    tracing::info!(
+        mode = ?loaded.paths.mode,
+        config = %loaded.paths.config_file.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+        state_dir = %loaded.paths.state_dir.display(),
+        "codex-proxy {} listening on http://{local}",
+        crate::VERSION
+    );
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    // Every accepted connection gets TCP_NODELAY: small SSE frames must not wait for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {err}");
+        }
+    });
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let drain_deadline = async {
+        if stopping_rx.await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        () = drain_deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the state directory 0700, or tightens an existing one that we own.
+pub fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    let meta =
+        std::fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "state directory {} is open to other users and cannot be fixed",
+                    dir.display()
+                )
+            },
+        )?;
+        tracing::warn!(
+            "state directory {} was open to other users; set it to 0700",
+            dir.display()
+        );
+    }
+    Ok(())
+}
