@@ -4,7 +4,7 @@
 //! `config/codex-proxy.toml` in the repository documents every key; a test proves it parses to
 //! exactly [`Config::default`].
 
-mod load;
+pub mod load;
 mod paths;
 mod values;
 
