@@ -1,1 +1,53 @@
-fn main() {}
+//! Runs the fake Codex upstream on its own, for demos and benchmarks.
+//!
+//! `cargo run -p codex-proxy-tests --bin fake-upstream -- --port 9000`
+
+use clap::Parser;
+use codex_proxy_tests::fake::{FakeUpstream, Options};
+
+/// A strict fake of the ChatGPT Codex backend and the OpenAI auth server, on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "fake-upstream", version)]
+struct Cli {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Skip the identity-header checks the official client always passes.
+    #[arg(long)]
+    lenient_identity: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let fake = FakeUpstream::start_with(Options {
+        port: cli.port,
+        strict_identity: !cli.lenient_identity,
+    })
+    .await?;
+    println!("fake upstream listening on http://{}", fake.addr());
+    println!();
+    println!("Put this in the daemon's config:");
+    println!();
+    print!("{}", fake.config_toml());
+    println!();
+    println!(
+        "Accounts and fresh tokens: GET {}/__fake/accounts",
+        fake.auth_url()
+    );
+    println!(
+        "Recorded requests:         GET {}/__fake/requests",
+        fake.auth_url()
+    );
+    println!(
+        "Script the next reply:     POST {}/__fake/script  (JSON, see tests/src/fake/script.rs)",
+        fake.auth_url()
+    );
+    println!();
+    println!("Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

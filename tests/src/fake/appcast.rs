@@ -1,0 +1,42 @@
+//! The Codex Desktop Sparkle appcast: newest item first, plus an older one.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+
+pub async fn handle(State(shared): State<Arc<Shared>>) -> Response {
+    let (version, build) = shared.with(|inner| inner.appcast.clone());
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:sparkle="http://www.andymatuschak.org/xml-namespaces/sparkle" xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <channel>
+    <title>Codex</title>
+    <item>
+      <title>{version}</title>
+      <pubDate>Mon, 23 Nov 2026 18:00:00 +0000</pubDate>
+      <sparkle:version>{build}</sparkle:version>
+      <sparkle:shortVersionString>{version}</sparkle:shortVersionString>
+      <sparkle:minimumSystemVersion>14.0</sparkle:minimumSystemVersion>
+      <enclosure url="https://persistent.oaistatic.com/codex-app-prod/Codex-{version}.zip" length="123456789" type="application/octet-stream" sparkle:edSignature="ZmFrZQ=="/>
+    </item>
+    <item>
+      <title>26.300.10000</title>
+      <pubDate>Mon, 02 Nov 2026 18:00:00 +0000</pubDate>
+      <sparkle:version>2026.1102</sparkle:version>
+      <sparkle:shortVersionString>26.300.10000</sparkle:shortVersionString>
+      <enclosure url="https://persistent.oaistatic.com/codex-app-prod/Codex-26.300.10000.zip" length="123000000" type="application/octet-stream" sparkle:edSignature="ZmFrZQ=="/>
+    </item>
+  </channel>
+</rss>
+"#
+    );
+    (
+        [(header::CONTENT_TYPE, "application/rss+xml; charset=utf-8")],
+        xml,
+    )
+        .into_response()
+}

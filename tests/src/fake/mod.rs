@@ -1,0 +1,553 @@
+//! A strict fake of everything codex-proxy talks to: the Codex backend (`/backend-api/…`), the
+//! OpenAI auth server (`/oauth/…`, device code), and the Codex Desktop appcast feed — on one
+//! loopback port, following `shared/codex-protocol.md`.
+//!
+//! Strict means: a request the real backend would reject gets the real backend's error, so the
+//! daemon's bugs cannot hide behind a lenient fake. Where the real behaviour is unknown but the
+//! official client always does something (identity headers), the fake checks it too and says so
+//! in its error (`fake-upstream strict: …`); [`FakeUpstream::set_strict_identity`] turns that off.
+//!
+//! The fake has its own wire types and never shares code with the daemon, so a misunderstanding
+//! of the protocol cannot hide on both sides at once.
+
+mod accounts;
+mod admin;
+mod appcast;
+mod catalog;
+mod errors;
+mod gate;
+mod jwt;
+mod models;
+mod oauth;
+mod record;
+mod responses;
+mod script;
+mod sse;
+mod usage;
+mod util;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::Value;
+
+pub use accounts::{Account, Limits, TokenSet};
+pub use jwt::decode_claims;
+pub use record::Recorded;
+pub use script::{Ending, OutputItem, Reply, Script, Usage, n_deltas, word_deltas};
+
+/// The official client's OAuth client id (§1.1).
+pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+pub const RESPONSES_PATH: &str = "/backend-api/codex/responses";
+pub const COMPACT_PATH: &str = "/backend-api/codex/responses/compact";
+pub const MODELS_PATH: &str = "/backend-api/codex/models";
+pub const USAGE_PATH: &str = "/backend-api/wham/usage";
+pub const TOKEN_PATH: &str = "/oauth/token";
+
+/// Largest request body accepted (after which the fake answers 413).
+const MAX_BODY: usize = 32 << 20;
+
+/// Knobs for a fake instance.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Port to bind on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Check identity headers the official client always sends.
+    pub strict_identity: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            strict_identity: true,
+        }
+    }
+}
+
+/// A running fake upstream. Dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// State shared by all handlers. The lock is never held across an `.await`.
+#[derive(Debug)]
+pub struct Shared {
+    /// Signs tokens and encrypted reasoning; new per instance.
+    secret: [u8; 32],
+    /// `http://127.0.0.1:PORT`: the auth issuer and the root of every URL.
+    origin: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    strict_identity: bool,
+    accounts: Vec<Account>,
+    records: Vec<Recorded>,
+    // Scripting.
+    queue: VecDeque<Script>,
+    rules: Vec<(String, Script)>,
+    default_script: Option<Script>,
+    usage_per_request: (f64, f64),
+    cache_min_tokens: u64,
+    /// Last prompt size per (account, prompt_cache_key): the prompt cache.
+    prompt_cache: HashMap<(String, String), u64>,
+    catalog_revision: u64,
+    appcast: (String, String),
+    // Auth server.
+    auth: oauth::AuthState,
+}
+
+impl Shared {
+    /// Runs `f` with the state locked. Never call across an `.await`.
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut guard: MutexGuard<'_, Inner> = match self.inner.lock() {
+            Ok(guard) => guard,
+            // A panicking test thread must not take every later assertion down with it.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    fn issuer(&self) -> &str {
+        &self.origin
+    }
+
+    /// Records an incoming request and returns its sequence number.
+    fn record(
+        &self,
+        req: &Incoming,
+        body: Option<Value>,
+        form: Option<BTreeMap<String, String>>,
+    ) -> usize {
+        self.with(|inner| {
+            let seq = inner.records.len();
+            inner.records.push(Recorded {
+                seq,
+                method: req.method.to_string(),
+                path: req.uri.path().to_owned(),
+                query: req.uri.query().map(str::to_owned),
+                headers: header_map(&req.headers),
+                body_bytes: req.body.len(),
+                body,
+                form,
+                status: 0,
+                rejection: None,
+                account_id: None,
+                client_hung_up: false,
+                completed: false,
+            });
+            seq
+        })
+    }
+
+    fn set_outcome(
+        &self,
+        seq: usize,
+        status: u16,
+        rejection: Option<String>,
+        account: Option<&str>,
+    ) {
+        self.with(|inner| {
+            if let Some(rec) = inner.records.get_mut(seq) {
+                rec.status = status;
+                rec.rejection = rejection;
+                if account.is_some() {
+                    rec.account_id = account.map(str::to_owned);
+                }
+            }
+        });
+    }
+}
+
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+/// The parts of a request every handler needs.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Incoming {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl FakeUpstream {
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            secret: util::random_bytes::<32>(),
+            origin: format!("http://{addr}"),
+            inner: Mutex::new(Inner {
+                strict_identity: options.strict_identity,
+                accounts: accounts::seed_accounts(),
+                records: Vec::new(),
+                queue: VecDeque::new(),
+                rules: Vec::new(),
+                default_script: None,
+                usage_per_request: (0.0, 0.0),
+                cache_min_tokens: 1024,
+                prompt_cache: HashMap::new(),
+                catalog_revision: 0,
+                appcast: ("26.318.11754".into(), "2026.1118".into()),
+                auth: oauth::AuthState::new(),
+            }),
+        });
+        let app = router(shared.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(err) = server.await {
+                tracing::error!("fake upstream stopped: {err}");
+            }
+        });
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What `[upstream] base_url` should be.
+    pub fn base_url(&self) -> String {
+        format!("{}/backend-api", self.shared.origin)
+    }
+
+    /// What `[upstream] auth_url` should be (also the token issuer).
+    pub fn auth_url(&self) -> String {
+        self.shared.origin.clone()
+    }
+
+    /// What `[appcast] url` should be.
+    pub fn appcast_url(&self) -> String {
+        format!("{}/appcast.xml", self.shared.origin)
+    }
+
+    /// A `[upstream]` config section pointing at this fake.
+    pub fn config_toml(&self) -> String {
+        format!(
+            "[upstream]\nbase_url = \"{}\"\nauth_url = \"{}\"\n\n[appcast]\nurl = \"{}\"\n",
+            self.base_url(),
+            self.auth_url(),
+            self.appcast_url()
+        )
+    }
+
+    // ---- accounts and tokens ----
+
+    pub fn accounts(&self) -> Vec<Account> {
+        self.shared.with(|inner| inner.accounts.clone())
+    }
+
+    pub fn account(&self, index: usize) -> Account {
+        self.accounts()
+            .into_iter()
+            .nth(index)
+            .expect("fake account index in range")
+    }
+
+    /// Adds an account; returns its index.
+    pub fn add_account(&self, email: &str, plan: &str) -> usize {
+        self.shared.with(|inner| {
+            inner.accounts.push(Account::new(email, plan));
+            inner.accounts.len() - 1
+        })
+    }
+
+    /// Mints a fresh token set for account `index`, as a completed login would.
+    pub fn issue_tokens(&self, index: usize) -> TokenSet {
+        oauth::issue_tokens(&self.shared, index).expect("fake account index in range")
+    }
+
+    /// Access tokens minted from now on live this long (default one hour).
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        self.shared
+            .with(|inner| inner.auth.access_ttl = ttl.as_secs() as i64);
+    }
+
+    /// Sets an account's quota windows (percent used, 0–100).
+    pub fn set_usage(&self, index: usize, primary_used: f64, secondary_used: f64) {
+        self.shared.with(|inner| {
+            if let Some(acc) = inner.accounts.get_mut(index) {
+                acc.limits.primary_used_percent = primary_used;
+                acc.limits.secondary_used_percent = secondary_used;
+            }
+        });
+    }
+
+    /// Replaces an account's limits entirely.
+    pub fn set_limits(&self, index: usize, limits: Limits) {
+        self.shared.with(|inner| {
+            if let Some(acc) = inner.accounts.get_mut(index) {
+                acc.limits = limits;
+            }
+        });
+    }
+
+    /// Each successful `/responses` call adds this much to the account's windows.
+    pub fn set_usage_per_request(&self, primary: f64, secondary: f64) {
+        self.shared
+            .with(|inner| inner.usage_per_request = (primary, secondary));
+    }
+
+    /// Smallest prompt (tokens) the prompt cache serves; the real threshold is 1024.
+    pub fn set_cache_min_tokens(&self, tokens: u64) {
+        self.shared.with(|inner| inner.cache_min_tokens = tokens);
+    }
+
+    // ---- scripting ----
+
+    /// The next `/responses` request (not matched by a rule) gets this script.
+    pub fn enqueue(&self, script: Script) {
+        self.shared.with(|inner| inner.queue.push_back(script));
+    }
+
+    /// Every `/responses` request whose body contains `marker` gets this script.
+    pub fn on_input_containing(&self, marker: &str, script: Script) {
+        self.shared
+            .with(|inner| inner.rules.push((marker.to_owned(), script)));
+    }
+
+    /// Requests with no rule and an empty queue get this script (instead of the echo).
+    pub fn set_default(&self, script: Option<Script>) {
+        self.shared.with(|inner| inner.default_script = script);
+    }
+
+    /// Check identity headers the official client always sends (default on).
+    pub fn set_strict_identity(&self, strict: bool) {
+        self.shared.with(|inner| inner.strict_identity = strict);
+    }
+
+    /// Changes the model catalog (and so its ETag).
+    pub fn bump_catalog(&self) {
+        self.shared.with(|inner| inner.catalog_revision += 1);
+    }
+
+    pub fn set_appcast(&self, short_version: &str, build: &str) {
+        self.shared
+            .with(|inner| inner.appcast = (short_version.to_owned(), build.to_owned()));
+    }
+
+    // ---- auth server knobs ----
+
+    /// Which account the next browser authorizations sign in.
+    pub fn set_login_account(&self, index: usize) {
+        self.shared.with(|inner| inner.auth.login_account = index);
+    }
+
+    /// The next `/oauth/authorize` redirects back with `error` instead of a code.
+    pub fn deny_next_authorize(&self, error: &str, description: &str) {
+        self.shared
+            .with(|inner| inner.auth.deny_next = Some((error.to_owned(), description.to_owned())));
+    }
+
+    /// Allows `http://localhost:PORT/auth/callback` besides 1455 and 1457 (for tests).
+    pub fn allow_redirect_port(&self, port: u16) {
+        self.shared
+            .with(|inner| inner.auth.extra_ports.insert(port));
+    }
+
+    /// The next `n` calls to `/oauth/token` fail with `status` (transient-failure tests).
+    pub fn fail_next_token_requests(&self, n: usize, status: u16) {
+        self.shared
+            .with(|inner| inner.auth.failures.extend(std::iter::repeat_n(status, n)));
+    }
+
+    /// Marks every live refresh token of the account as expired / invalidated.
+    pub fn expire_refresh_tokens(&self, index: usize) {
+        oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Expired);
+    }
+
+    pub fn invalidate_refresh_tokens(&self, index: usize) {
+        oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Revoked);
+    }
+
+    /// A user approves device code `user_code` for account `index`.
+    pub fn approve_device_code(&self, user_code: &str, index: usize) -> bool {
+        oauth::decide_device(&self.shared, user_code, Some(index))
+    }
+
+    /// A user declines device code `user_code`.
+    pub fn decline_device_code(&self, user_code: &str) -> bool {
+        oauth::decide_device(&self.shared, user_code, None)
+    }
+
+    /// The polling interval the device flow announces (seconds; the real server says 5).
+    pub fn set_device_interval(&self, seconds: u64) {
+        self.shared
+            .with(|inner| inner.auth.device_interval = seconds);
+    }
+
+    pub fn set_device_code_enabled(&self, enabled: bool) {
+        self.shared
+            .with(|inner| inner.auth.device_enabled = enabled);
+    }
+
+    /// User codes issued so far, oldest first.
+    pub fn device_user_codes(&self) -> Vec<String> {
+        self.shared.with(|inner| {
+            inner
+                .auth
+                .device
+                .values()
+                .map(|d| d.user_code.clone())
+                .collect()
+        })
+    }
+
+    // ---- recording ----
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.with(|inner| inner.records.clone())
+    }
+
+    /// Requests to one path (e.g. [`RESPONSES_PATH`]).
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.shared.with(|inner| {
+            inner
+                .records
+                .iter()
+                .filter(|r| r.path == path)
+                .cloned()
+                .collect()
+        })
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.with(|inner| inner.records.clear());
+    }
+
+    /// Polls until `n` requests to `path` were recorded, or panics after `timeout`.
+    pub async fn wait_for_requests(
+        &self,
+        path: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Recorded> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = self.requests_to(path);
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {timeout:?} for {n} requests to {path}, saw {}",
+                found.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Polls until request `seq` is known to have been hung up on by the client.
+    pub async fn wait_for_hangup(&self, seq: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let hung_up = self
+                .shared
+                .with(|inner| inner.records.get(seq).is_some_and(|r| r.client_hung_up));
+            if hung_up {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(RESPONSES_PATH, post(responses::handle))
+        .route(COMPACT_PATH, post(responses::compact))
+        .route(MODELS_PATH, get(models::handle))
+        .route(USAGE_PATH, get(usage::handle))
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route(TOKEN_PATH, post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route(
+            "/api/accounts/deviceauth/usercode",
+            post(oauth::device_usercode),
+        )
+        .route("/api/accounts/deviceauth/token", post(oauth::device_token))
+        .route(
+            "/codex/device",
+            get(oauth::device_page).post(oauth::device_page_submit),
+        )
+        .route("/appcast.xml", get(appcast::handle))
+        .nest("/__fake", admin::router())
+        .fallback(unknown)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+async fn unknown(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let req = Incoming {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    let seq = shared.record(&req, None, None);
+    shared.set_outcome(seq, 404, Some("no such endpoint".into()), None);
+    errors::detail(axum::http::StatusCode::NOT_FOUND, "Not Found")
+}
+
+pub(crate) use errors::Rejection;
