@@ -1,1 +1,403 @@
-//! Helpers to run the real binaries (filled in below).
+//! Helpers for end-to-end tests: run the real `codex-proxy` binary in a tempdir, talk to the
+//! fake the way the official client does, and read SSE.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::fake::{CLIENT_ID, FakeUpstream, TokenSet};
+
+/// Path of a binary built from this workspace (`codex-proxy`, `codexctl`, `fake-upstream`).
+///
+/// Test executables live in `target/<profile>/deps/`; the binaries one level up. The README's
+/// test command builds them first (`cargo build --workspace --bins`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Polls `condition` every 5 ms until it holds or `timeout` passes.
+pub async fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    condition()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real daemon
+
+/// How to start a daemon.
+#[derive(Debug, Default)]
+pub struct DaemonBuilder {
+    config: String,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    no_config_file: bool,
+}
+
+impl DaemonBuilder {
+    /// TOML appended to the generated config file.
+    #[must_use]
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Start with no config file at all (built-in defaults); the state dir still comes from
+    /// the environment so the test stays in its tempdir.
+    #[must_use]
+    pub fn without_config_file(mut self) -> Self {
+        self.no_config_file = true;
+        self
+    }
+
+    /// Starts the daemon on a free port and waits until it listens.
+    pub fn start(self) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&home).expect("create home");
+        let mut cmd = Command::new(workspace_binary("codex-proxy"));
+        // A clean environment: the developer's RUST_LOG or XDG dirs must not leak in.
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("CODEX_PROXY_STATE_DIR", &state)
+            .env("CODEX_PROXY_SOCKET", dir.path().join("control.sock"))
+            .env("CODEX_PROXY_LOG_FORMAT", "text")
+            .arg("--port")
+            .arg("0");
+        if !self.no_config_file {
+            let config = dir.path().join("config.toml");
+            std::fs::write(&config, &self.config).expect("write config");
+            cmd.arg("--config").arg(&config);
+        }
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn codex-proxy");
+
+        let logs = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+        for pipe in [
+            child.stderr.take().map(ReadPipe::Err),
+            child.stdout.take().map(ReadPipe::Out),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            let addr_tx = addr_tx.clone();
+            std::thread::spawn(move || {
+                let reader: Box<dyn std::io::Read + Send> = match pipe {
+                    ReadPipe::Err(p) => Box::new(p),
+                    ReadPipe::Out(p) => Box::new(p),
+                };
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    if let Some(addr) = line
+                        .split("listening on http://")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|a| a.parse().ok())
+                    {
+                        let _ = addr_tx.send(addr);
+                    }
+                    logs.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(line);
+                }
+            });
+        }
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                std::thread::sleep(Duration::from_millis(50));
+                let logs = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+                panic!("codex-proxy did not start (exit {status:?}); output:\n{logs}");
+            }
+        };
+        Daemon {
+            child: Some(child),
+            addr,
+            dir,
+            logs,
+        }
+    }
+}
+
+enum ReadPipe {
+    Err(std::process::ChildStderr),
+    Out(std::process::ChildStdout),
+}
+
+/// A running `codex-proxy` process; killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    /// Holds the config, state dir and home of this daemon.
+    pub dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder::default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Everything the daemon printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends a signal and waits for the process to exit.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon still running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, signal).expect("send signal");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for daemon") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "codex-proxy did not exit within {timeout:?} after {signal}; logs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Talking to the fake the way the official client does
+
+/// Identity the official CLI sends (§2.2).
+pub const ORIGINATOR: &str = "codex_cli_rs";
+pub const CLIENT_VERSION: &str = "0.146.0";
+
+/// Builds requests exactly as the official client would: headers of §2.2, zstd body.
+#[derive(Debug, Clone)]
+pub struct OfficialClient {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub tokens: TokenSet,
+    pub session: String,
+}
+
+impl OfficialClient {
+    pub fn new(fake: &FakeUpstream, tokens: TokenSet) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base_url: fake.base_url(),
+            tokens,
+            session: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+
+    /// For account `index` of the fake, with fresh tokens.
+    pub fn for_account(fake: &FakeUpstream, index: usize) -> Self {
+        Self::new(fake, fake.issue_tokens(index))
+    }
+
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &str, value: &str| {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        };
+        put(
+            "authorization",
+            &format!("Bearer {}", self.tokens.access_token),
+        );
+        put("chatgpt-account-id", &self.tokens.account_id);
+        put("originator", ORIGINATOR);
+        put(
+            "user-agent",
+            &format!("{ORIGINATOR}/{CLIENT_VERSION} (Debian 12.0.0; x86_64) xterm-256color"),
+        );
+        put("version", CLIENT_VERSION);
+        put("session-id", &self.session);
+        put("thread-id", &self.session);
+        put("x-client-request-id", &self.session);
+        put("x-codex-window-id", &format!("{}:0", self.session));
+        headers
+    }
+
+    /// A minimal classic request (§2.3) for `model` saying `text`.
+    pub fn classic_body(&self, model: &str, text: &str) -> Value {
+        json!({
+            "model": model,
+            "instructions": "You are Codex, a coding agent.",
+            "input": [
+                {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "<permissions instructions>"}]},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+            ],
+            "tools": [{"type": "function", "name": "shell_command", "description": "Run a shell command", "strict": false,
+                "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"], "additionalProperties": false}}],
+            "tool_choice": "auto",
+            "parallel_tool_calls": true,
+            "reasoning": {"effort": "medium", "summary": "auto"},
+            "store": false,
+            "stream": true,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": self.session,
+            "text": {"verbosity": "low"},
+            "client_metadata": {"x-codex-installation-id": "11111111-2222-4333-8444-555555555555", "session_id": self.session, "thread_id": self.session},
+        })
+    }
+
+    /// POSTs a body to `/codex/responses`, zstd-compressed like the official client.
+    pub async fn responses(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/codex/responses", body, true).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, compress: bool) -> reqwest::Response {
+        let raw = serde_json::to_vec(body).expect("serialise body");
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .headers(self.headers())
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream");
+        request = if compress {
+            let compressed = zstd::encode_all(&raw[..], 3).expect("zstd encode");
+            request.header("content-encoding", "zstd").body(compressed)
+        } else {
+            request.body(raw)
+        };
+        request.send().await.expect("request to fake")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .headers(self.headers())
+            .send()
+            .await
+            .expect("GET fake")
+    }
+}
+
+/// An SSE event: its `event:` name and parsed `data:`.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: Value,
+}
+
+/// Parses a complete SSE body.
+pub fn parse_sse(body: &str) -> Vec<SseEvent> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .filter_map(|block| {
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            let data = serde_json::from_str(&data).ok()?;
+            Some(SseEvent { event, data })
+        })
+        .collect()
+}
+
+/// The PKCE pair the official client makes (§1.2): 64 random bytes → 86-char verifier.
+pub fn pkce_pair() -> (String, String) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    let mut bytes = [0u8; 64];
+    getrandom::fill(&mut bytes).expect("random");
+    let verifier = URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// The authorize URL exactly as §1.2 orders it.
+pub fn authorize_url(auth_url: &str, redirect_uri: &str, challenge: &str, state: &str) -> String {
+    let scope = "openid profile email offline_access api.connectors.read api.connectors.invoke";
+    let mut url = url::Url::parse(&format!("{auth_url}/oauth/authorize")).expect("auth url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", CLIENT_ID)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", scope)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("id_token_add_organizations", "true")
+        .append_pair("codex_cli_simplified_flow", "true")
+        .append_pair("state", state)
+        .append_pair("originator", ORIGINATOR);
+    url.into()
+}
