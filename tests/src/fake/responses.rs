@@ -362,6 +362,9 @@ fn frame_stream(
             return None;
         }
         if cut_after == Some(st.sent) {
+            // Let hyper flush what was sent (it flushes whenever the body is pending), so the
+            // client really holds those events when the connection drops, as in a real cut.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             // The fake ends the stream on purpose; that is not the client hanging up.
             st.watch.finish();
             st.stopped = true;
