@@ -1,5 +1,8 @@
 //! `config/codex-proxy.toml` must document every key with exactly the built-in default.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use codex_proxy::config::load::parse_str;

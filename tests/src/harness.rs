@@ -135,7 +135,12 @@ impl DaemonBuilder {
                     if let Some(addr) = line
                         .split("listening on http://")
                         .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(|rest| {
+                            // Text and JSON log lines both work: stop at the address's end.
+                            rest.chars()
+                                .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                                .collect::<String>()
+                        })
                         .and_then(|a| a.parse().ok())
                     {
                         let _ = addr_tx.send(addr);

@@ -1,5 +1,8 @@
 //! The fake auth server: browser PKCE, code exchange, refresh rotation, revoke, device code.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use codex_proxy_tests::fake::{CLIENT_ID, FakeUpstream, TOKEN_PATH, decode_claims};
 use codex_proxy_tests::harness::{OfficialClient, authorize_url, pkce_pair};
 use serde_json::{Value, json};

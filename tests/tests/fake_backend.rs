@@ -1,6 +1,9 @@
 //! The fake backend accepts what the official client sends and rejects what the real backend
 //! rejects, with the real error shapes.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use codex_proxy_tests::fake::{FakeUpstream, MODELS_PATH, RESPONSES_PATH, USAGE_PATH};

@@ -1,5 +1,8 @@
 //! Scripted behaviours and recording: what later tests rely on to drive the daemon.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
