@@ -114,13 +114,7 @@ fn print_check(loaded: &Loaded) {
     );
     println!("configuration OK");
     println!("  config file: {file}");
-    println!(
-        "  mode:        {}",
-        serde_json::to_value(paths.mode)
-            .unwrap_or_default()
-            .as_str()
-            .unwrap_or("?")
-    );
+    println!("  mode:        {}", paths.mode);
     println!(
         "  listen:      {}:{}",
         loaded.config.server.host, loaded.config.server.port

@@ -30,7 +30,7 @@ pub mod vars {
     pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
     pub const HOME: &str = "HOME";
 
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 17] = [
         CONFIG,
         STATE_DIR,
         SOCKET,
@@ -48,7 +48,6 @@ pub mod vars {
         XDG_CONFIG_HOME,
         XDG_RUNTIME_DIR,
         HOME,
-        "USER",
     ];
 }
 
@@ -59,6 +58,15 @@ pub mod vars {
 pub enum Mode {
     System,
     User,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::System => "system",
+            Self::User => "user",
+        })
+    }
 }
 
 /// A snapshot of what path resolution depends on.

@@ -53,7 +53,7 @@ pub async fn serve(
         .context("listener has no local address")?;
     let app = server::router(server::AppState::new(&loaded));
     tracing::info!(
-        mode = ?loaded.paths.mode,
+        mode = %loaded.paths.mode,
         config = %loaded.paths.config_file.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string()),
         state_dir = %loaded.paths.state_dir.display(),
         "codex-proxy {} listening on http://{local}",

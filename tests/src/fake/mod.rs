@@ -196,6 +196,27 @@ pub(crate) struct Incoming {
     pub body: Bytes,
 }
 
+/// Every handler takes the whole request: the recording needs all of it.
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await
+        .map_err(axum::response::IntoResponse::into_response)?;
+        Ok(Self {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 impl Incoming {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -534,17 +555,8 @@ fn router(shared: Arc<Shared>) -> Router {
 
 async fn unknown(
     axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Incoming,
 ) -> axum::response::Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
     let seq = shared.record(&req, None, None);
     shared.set_outcome(seq, 404, Some("no such endpoint".into()), None);
     errors::detail(axum::http::StatusCode::NOT_FOUND, "Not Found")

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::util::sha256;
@@ -35,19 +34,7 @@ pub fn etag(shared: &Shared, client_version: &str) -> String {
     body_and_etag(shared, client_version).1
 }
 
-pub async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let seq = shared.record(&req, None, None);
     let result = gate::admit(&shared, &req).and_then(|(account, _)| {
         let version = client_version(&req.uri)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
@@ -202,18 +202,7 @@ fn is_allowed_redirect(inner_ports: &BTreeSet<u16>, redirect_uri: &str) -> bool 
 
 // ---- /oauth/authorize ----
 
-pub async fn authorize(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body: Bytes::new(),
-    };
+pub async fn authorize(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let seq = shared.record(&req, None, None);
     let result = authorize_inner(&shared, &req.uri);
     finish(&shared, seq, result)
@@ -363,19 +352,7 @@ fn authorize_inner(shared: &Shared, uri: &Uri) -> Result<Response, Rejection> {
 
 // ---- /oauth/token ----
 
-pub async fn token(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn token(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let content_type = req.header("content-type").unwrap_or_default().to_owned();
     let is_json = content_type.starts_with("application/json");
     let is_form = content_type.starts_with("application/x-www-form-urlencoded");
@@ -609,19 +586,7 @@ fn refresh(shared: &Shared, token: &str) -> Result<Value, Rejection> {
 
 // ---- /oauth/revoke ----
 
-pub async fn revoke(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn revoke(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let json_body: Option<Value> = serde_json::from_slice(&req.body).ok();
     let seq = shared.record(&req, json_body.clone(), None);
     let result = (|| {
@@ -682,19 +647,7 @@ fn json_object(req: &Incoming) -> Result<serde_json::Map<String, Value>, Rejecti
     }
 }
 
-pub async fn device_usercode(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn device_usercode(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let seq = shared.record(&req, serde_json::from_slice(&req.body).ok(), None);
     let result = (|| {
         if !shared.with(|inner| inner.auth.device_enabled) {
@@ -743,19 +696,7 @@ pub async fn device_usercode(
     finish(&shared, seq, result)
 }
 
-pub async fn device_token(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn device_token(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let seq = shared.record(&req, serde_json::from_slice(&req.body).ok(), None);
     let result = (|| {
         let obj = json_object(&req)?;

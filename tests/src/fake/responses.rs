@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -20,19 +20,7 @@ use super::{Incoming, MAX_BODY, Rejection, Shared, gate, models};
 
 const LITE_HEADER: &str = "x-openai-internal-codex-responses-lite";
 
-pub async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let decoded = decode_json_body(&req);
     let seq = shared.record(&req, decoded.as_ref().ok().cloned(), None);
     let mut watch = HangupWatch::new(shared.clone(), seq);
@@ -144,6 +132,20 @@ pub async fn handle(
     with_headers(response, &script.headers)
 }
 
+fn caller<'a>(
+    shared: &'a Shared,
+    req: &Incoming,
+    account: &'a Account,
+    client_version: &'a str,
+) -> Caller<'a> {
+    Caller {
+        account_id: &account.account_id,
+        client_version,
+        lite_header: req.header(LITE_HEADER) == Some("true"),
+        secret: &shared.secret,
+    }
+}
+
 struct Plan {
     account: Account,
     checked: Checked,
@@ -161,14 +163,7 @@ fn plan(
     let (account, client_version) = gate::admit(shared, req).map_err(|r| (r, None))?;
     let with_account = |r: Rejection| (r, Some(account.account_id.clone()));
     let body = decoded.map_err(with_account)?;
-    let secret = shared.secret;
-    let verify = |content: &str| validate::decode_encrypted(&secret, content);
-    let caller = Caller {
-        account_id: &account.account_id,
-        client_version: &client_version,
-        lite_header: req.header(LITE_HEADER) == Some("true"),
-        verify_encrypted: &verify,
-    };
+    let caller = caller(shared, req, &account, &client_version);
     let checked =
         validate::check_responses(&body, req.body.len(), &caller).map_err(with_account)?;
     if let Some(until) = account.limits.exhausted_until() {
@@ -427,39 +422,20 @@ pub fn decode_json_body(req: &Incoming) -> Result<Value, Rejection> {
 }
 
 /// `POST /responses/compact`: returns the retained user messages and a compaction item.
-pub async fn compact(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn compact(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let decoded = decode_json_body(&req);
     let seq = shared.record(&req, decoded.as_ref().ok().cloned(), None);
     let result = (|| {
         let (account, client_version) = gate::admit(&shared, &req).map_err(|r| (r, None))?;
         let with_account = |r: Rejection| (r, Some(account.account_id.clone()));
         let body = decoded.map_err(with_account)?;
-        let secret = shared.secret;
-        let verify = |content: &str| validate::decode_encrypted(&secret, content);
-        let caller = Caller {
-            account_id: &account.account_id,
-            client_version: &client_version,
-            lite_header: req.header(LITE_HEADER) == Some("true"),
-            verify_encrypted: &verify,
-        };
+        let caller = caller(&shared, &req, &account, &client_version);
         let mut output = validate::check_compact(&body, &caller).map_err(with_account)?;
         let id = format!("cmp_{}", random_hex(24));
         output.push(json!({
             "type": "compaction",
             "id": id,
-            "encrypted_content": validate::encode_encrypted(&secret, &account.account_id, &id),
+            "encrypted_content": validate::encode_encrypted(&shared.secret, &account.account_id, &id),
         }));
         Ok::<_, PlanError>((account, output))
     })();

@@ -3,28 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::util::now;
 use super::{Incoming, Shared, gate};
 
-pub async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
     let seq = shared.record(&req, None, None);
     // `/wham/usage` carries auth and the Codex User-Agent but no originator: only auth is checked.
     let account = match gate::authenticate(&shared, &req) {

@@ -56,12 +56,27 @@ pub struct Checked {
     pub body_len: usize,
 }
 
-/// Who is asking: used to bind encrypted reasoning to an account.
+/// Who is asking: the version gates models, the account binds encrypted reasoning.
 pub struct Caller<'a> {
     pub account_id: &'a str,
     pub client_version: &'a str,
     pub lite_header: bool,
-    pub verify_encrypted: &'a dyn Fn(&str) -> Option<String>,
+    /// The fake's secret, to open encrypted reasoning blobs.
+    pub secret: &'a [u8],
+}
+
+/// The body must be an object with only `fields` at the top level.
+fn top_level<'a>(body: &'a Value, fields: &[&str]) -> Result<&'a Map<String, Value>, Rejection> {
+    let map = body.as_object().ok_or_else(|| {
+        Rejection::detail(
+            StatusCode::BAD_REQUEST,
+            "Request body must be a JSON object",
+        )
+    })?;
+    match map.keys().find(|k| !fields.contains(&k.as_str())) {
+        Some(unknown) => Err(unsupported(unknown)),
+        None => Ok(map),
+    }
 }
 
 pub fn check_responses(
@@ -69,15 +84,7 @@ pub fn check_responses(
     body_len: usize,
     caller: &Caller<'_>,
 ) -> Result<Checked, Rejection> {
-    let map = body.as_object().ok_or_else(|| {
-        Rejection::detail(
-            StatusCode::BAD_REQUEST,
-            "Request body must be a JSON object",
-        )
-    })?;
-    if let Some(unknown) = map.keys().find(|k| !RESPONSES_FIELDS.contains(&k.as_str())) {
-        return Err(unsupported(unknown));
-    }
+    let map = top_level(body, RESPONSES_FIELDS)?;
     let model = check_model(map, caller.client_version)?;
     if map.get("stream") != Some(&Value::Bool(true)) {
         return Err(Rejection::detail(
@@ -123,15 +130,7 @@ pub fn check_responses(
 
 /// `/responses/compact`: the same item and tool rules, unary and without stream/store.
 pub fn check_compact(body: &Value, caller: &Caller<'_>) -> Result<Vec<Value>, Rejection> {
-    let map = body.as_object().ok_or_else(|| {
-        Rejection::detail(
-            StatusCode::BAD_REQUEST,
-            "Request body must be a JSON object",
-        )
-    })?;
-    if let Some(unknown) = map.keys().find(|k| !COMPACT_FIELDS.contains(&k.as_str())) {
-        return Err(unsupported(unknown));
-    }
+    let map = top_level(body, COMPACT_FIELDS)?;
     let model = check_model(map, caller.client_version)?;
     check_instructions(map, model, caller.lite_header)?;
     let input = check_input(map, caller)?;
@@ -261,21 +260,7 @@ fn check_input(map: &Map<String, Value>, caller: &Caller<'_>) -> Result<InputSum
                 req_str(obj, "arguments", &path)?;
                 calls.insert(call_id.to_owned());
             }
-            "function_call_output" => {
-                only(obj, &["type", "id", "call_id", "output", "status"], &path)?;
-                let call_id = req_str(obj, "call_id", &path)?;
-                check_tool_output(obj, &path)?;
-                if !calls.contains(call_id) {
-                    return Err(Rejection::api(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "No tool call found for function call output with call_id {call_id}."
-                        ),
-                        Some("input"),
-                        None,
-                    ));
-                }
-            }
+            "function_call_output" => check_output_item(obj, &path, &calls, "function call")?,
             "custom_tool_call" => {
                 only(
                     obj,
@@ -296,19 +281,7 @@ fn check_input(map: &Map<String, Value>, caller: &Caller<'_>) -> Result<InputSum
                 custom_calls.insert(call_id.to_owned());
             }
             "custom_tool_call_output" => {
-                only(obj, &["type", "id", "call_id", "output", "name"], &path)?;
-                let call_id = req_str(obj, "call_id", &path)?;
-                check_tool_output(obj, &path)?;
-                if !custom_calls.contains(call_id) {
-                    return Err(Rejection::api(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "No tool call found for custom tool call output with call_id {call_id}."
-                        ),
-                        Some("input"),
-                        None,
-                    ));
-                }
+                check_output_item(obj, &path, &custom_calls, "custom tool call")?
             }
             "compaction" | "compaction_summary" => {
                 let content = req_str(obj, "encrypted_content", &path)?;
@@ -347,6 +320,31 @@ fn check_input(map: &Map<String, Value>, caller: &Caller<'_>) -> Result<InputSum
         }
     }
     Ok(summary)
+}
+
+/// A tool output item must answer a call made earlier in the input.
+fn check_output_item(
+    obj: &Map<String, Value>,
+    path: &str,
+    calls: &HashSet<String>,
+    kind: &str,
+) -> Result<(), Rejection> {
+    only(
+        obj,
+        &["type", "id", "call_id", "output", "status", "name"],
+        path,
+    )?;
+    let call_id = req_str(obj, "call_id", path)?;
+    check_tool_output(obj, path)?;
+    if calls.contains(call_id) {
+        return Ok(());
+    }
+    Err(Rejection::api(
+        StatusCode::BAD_REQUEST,
+        format!("No tool call found for {kind} output with call_id {call_id}."),
+        Some("input"),
+        None,
+    ))
 }
 
 /// Returns the role and the concatenated text of a message.
@@ -559,7 +557,7 @@ fn check_reasoning_item(
 }
 
 fn verify_encrypted(content: &str, path: &str, caller: &Caller<'_>) -> Result<(), Rejection> {
-    match (caller.verify_encrypted)(content) {
+    match decode_encrypted(caller.secret, content) {
         Some(account) if account == caller.account_id => Ok(()),
         _ => Err(Rejection::api(
             StatusCode::BAD_REQUEST,
