@@ -257,3 +257,47 @@ async fn json_logs_on_request() {
     let parsed: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(parsed["level"], "INFO");
 }
+
+#[tokio::test]
+async fn verbosity_comes_from_v_then_rust_log_then_config() {
+    let debug_line = "resolved paths";
+    let quiet = Daemon::builder().start();
+    assert_eq!(
+        reqwest::get(quiet.url("/health")).await.unwrap().status(),
+        200
+    );
+    assert!(!quiet.logs().contains(debug_line), "info by default");
+
+    let verbose = Daemon::builder().arg("-v").start();
+    assert!(verbose.logs().contains(debug_line), "-v enables debug");
+
+    let rust_log = Daemon::builder()
+        .env("RUST_LOG", "info,codex_proxy=debug")
+        .start();
+    assert!(rust_log.logs().contains(debug_line), "RUST_LOG is honoured");
+
+    let env_level = Daemon::builder()
+        .env("CODEX_PROXY_LOG", "info,codex_proxy=debug")
+        .start();
+    assert!(
+        env_level.logs().contains(debug_line),
+        "CODEX_PROXY_LOG is honoured"
+    );
+
+    let file_level = Daemon::builder()
+        .config("[log]\nlevel = \"info,codex_proxy=debug\"\n")
+        .start();
+    assert!(
+        file_level.logs().contains(debug_line),
+        "log.level is honoured"
+    );
+
+    // RUST_LOG replaces the config level, and -v wins over RUST_LOG.
+    let overridden = Daemon::builder()
+        .config("[log]\nlevel = \"info,codex_proxy=debug\"\n")
+        .env("RUST_LOG", "info")
+        .start();
+    assert!(!overridden.logs().contains(debug_line));
+    let flag_wins = Daemon::builder().env("RUST_LOG", "info").arg("-v").start();
+    assert!(flag_wins.logs().contains(debug_line));
+}

@@ -197,13 +197,34 @@ async fn failed_incomplete_and_unterminated_streams() {
         "context_length_exceeded"
     );
 
-    fake.enqueue(Script::incomplete("max_output_tokens"));
-    let incomplete = events(&client, "b").await;
-    assert_eq!(incomplete.last().unwrap().event, "response.incomplete");
-    assert_eq!(
-        incomplete.last().unwrap().data["response"]["incomplete_details"]["reason"],
-        "max_output_tokens"
-    );
+    // Every response.failed code of protocol §4.2.
+    for code in [
+        "insufficient_quota",
+        "usage_not_included",
+        "cyber_policy",
+        "invalid_prompt",
+        "bio_policy",
+        "server_is_overloaded",
+        "slow_down",
+        "rate_limit_exceeded",
+    ] {
+        fake.enqueue(Script::failed(code, "Please try again in 11.054s."));
+        let last = events(&client, code).await.pop().unwrap();
+        assert_eq!(
+            (last.event.as_str(), &last.data["response"]["error"]["code"]),
+            ("response.failed", &json!(code))
+        );
+    }
+
+    for reason in ["max_output_tokens", "content_filter"] {
+        fake.enqueue(Script::incomplete(reason));
+        let incomplete = events(&client, "b").await;
+        assert_eq!(incomplete.last().unwrap().event, "response.incomplete");
+        assert_eq!(
+            incomplete.last().unwrap().data["response"]["incomplete_details"]["reason"],
+            reason
+        );
+    }
 
     fake.enqueue(Script::text("no end").ending(Ending::NoTerminal));
     let open = events(&client, "c").await;

@@ -52,6 +52,8 @@ pub async fn serve(
         .local_addr()
         .context("listener has no local address")?;
     let app = server::router(server::AppState::new(&loaded));
+    // Before the "listening" line, so whoever waits for that line has seen this one too.
+    tracing::debug!(socket = %loaded.paths.socket.display(), "resolved paths");
     tracing::info!(
         mode = %loaded.paths.mode,
         config = %loaded.paths.config_file.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string()),
