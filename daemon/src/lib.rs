@@ -4,8 +4,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod models;
 pub mod server;
 pub mod service;
+pub mod translate;
+pub mod upstream;
 
 pub use service::run::{serve, start};
 

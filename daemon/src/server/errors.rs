@@ -30,6 +30,32 @@ struct Inner<'a> {
 }
 
 impl ApiError {
+    /// 400 `invalid_request_error`, naming the offending parameter.
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: param.map(str::to_owned),
+            code: None,
+        }
+    }
+
+    /// 404 `model_not_found`, listing what the client can use instead.
+    pub fn model_not_found(requested: &str, available: &[&str]) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "The model '{requested}' does not exist or is not available through codex-proxy. \
+                 Available: {}.",
+                available.join(", ")
+            ),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        }
+    }
+
     pub fn new(
         status: StatusCode,
         kind: &'static str,

@@ -1,0 +1,5 @@
+//! Pure translation between the client protocols and the Codex Responses wire.
+
+pub mod chat;
+pub mod request;
+pub mod schema;

@@ -1,0 +1,3 @@
+//! The Codex backend client.
+
+pub mod wire;
