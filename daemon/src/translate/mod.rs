@@ -3,3 +3,4 @@
 pub mod chat;
 pub mod request;
 pub mod schema;
+pub mod stream;

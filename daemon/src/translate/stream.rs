@@ -1,0 +1,595 @@
+//! Responses stream events → Chat Completions deltas, one event at a time, so every upstream
+//! delta reaches the client as soon as it arrives. The non-streamed completion is assembled from
+//! the same output ([`Assembler`]), so both paths agree by construction.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Value, json};
+
+use super::chat::{
+    ChatUsage, CompletionDetails, CustomDelta, Delta, FinishReason, FunctionDelta, PromptDetails,
+    ToolCallDelta,
+};
+use crate::config::ReasoningOutput;
+use crate::upstream::wire::{OutputContent, OutputItem, StreamEvent, Usage};
+
+/// What one upstream event produces for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emit {
+    Delta(Delta),
+    Finish(FinishReason),
+    Usage(ChatUsage),
+    /// `response.failed` (or a stream that ended without a terminal event).
+    Failed(Failure),
+}
+
+/// An upstream failure inside the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ToolKind {
+    Function,
+    Custom,
+}
+
+#[derive(Debug)]
+struct ToolSlot {
+    index: u32,
+    kind: ToolKind,
+    /// Bytes of arguments/input already sent.
+    streamed: usize,
+}
+
+/// Translates one upstream response for one choice.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    reasoning: ReasoningOutput,
+    stop: Option<StopMatcher>,
+    tools: HashMap<String, ToolSlot>,
+    next_tool: u32,
+    /// Message items whose text arrived as deltas (their `done` must not repeat it).
+    streamed_text: HashSet<String>,
+    reasoning_emitted: bool,
+    in_think: bool,
+    terminal: bool,
+    stopped: bool,
+    pub response_id: Option<String>,
+    pub model: Option<String>,
+}
+
+impl StreamTranslator {
+    pub fn new(reasoning: ReasoningOutput, stop: &[String]) -> Self {
+        Self {
+            reasoning,
+            stop: (!stop.is_empty()).then(|| StopMatcher::new(stop)),
+            tools: HashMap::new(),
+            next_tool: 0,
+            streamed_text: HashSet::new(),
+            reasoning_emitted: false,
+            in_think: false,
+            terminal: false,
+            stopped: false,
+            response_id: None,
+            model: None,
+        }
+    }
+
+    /// The response ended (terminal event) or a stop sequence cut it.
+    pub fn is_done(&self) -> bool {
+        self.terminal || self.stopped
+    }
+
+    /// A stop sequence ended the choice; the upstream stream may still run (for usage).
+    pub fn stopped_by_sequence(&self) -> bool {
+        self.stopped
+    }
+
+    pub fn push(&mut self, event: StreamEvent, out: &mut Vec<Emit>) {
+        if self.terminal {
+            return;
+        }
+        // After a stop sequence only the usage of the terminal event still matters.
+        if self.stopped {
+            if let Some(usage) = event.response.as_ref().and_then(|r| r.usage) {
+                out.push(Emit::Usage(chat_usage(usage)));
+            }
+            if is_terminal(&event.kind) {
+                self.terminal = true;
+            }
+            return;
+        }
+        match event.kind.as_str() {
+            "response.created" | "response.in_progress" => {
+                if let Some(response) = event.response {
+                    self.response_id = response.id.or(self.response_id.take());
+                    self.model = response.model.or(self.model.take());
+                }
+            }
+            "response.output_text.delta" => {
+                if let (Some(id), Some(delta)) = (event.item_id, event.delta) {
+                    self.streamed_text.insert(id);
+                    self.content(&delta, out);
+                }
+            }
+            // Parts and items of reasoning are separated like paragraphs.
+            "response.reasoning_summary_part.added" if self.reasoning_emitted => {
+                self.reasoning_text("\n\n", out);
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                if let Some(delta) = event.delta {
+                    self.reasoning_text(&delta, out);
+                    self.reasoning_emitted = true;
+                }
+            }
+            "response.output_item.added" => {
+                if let Some(item) = event.item {
+                    self.item_added(item, event.item_id, out);
+                }
+            }
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                if let (Some(id), Some(delta)) = (event.item_id, event.delta) {
+                    self.tool_delta(&id, &delta, out);
+                }
+            }
+            "response.output_item.done" => {
+                if let Some(item) = event.item {
+                    self.item_done(item, out);
+                }
+            }
+            "response.completed" => {
+                self.end(out);
+                let finish = if self.next_tool > 0 {
+                    FinishReason::ToolCalls
+                } else {
+                    FinishReason::Stop
+                };
+                out.push(Emit::Finish(finish));
+                if let Some(usage) = event.response.and_then(|r| r.usage) {
+                    out.push(Emit::Usage(chat_usage(usage)));
+                }
+                self.terminal = true;
+            }
+            "response.incomplete" => {
+                self.end(out);
+                let response = event.response.unwrap_or_default();
+                let reason = response.incomplete_details.and_then(|d| d.reason);
+                let finish = match reason.as_deref() {
+                    Some("content_filter") => FinishReason::ContentFilter,
+                    _ => FinishReason::Length,
+                };
+                out.push(Emit::Finish(finish));
+                if let Some(usage) = response.usage {
+                    out.push(Emit::Usage(chat_usage(usage)));
+                }
+                self.terminal = true;
+            }
+            "response.failed" => {
+                self.end(out);
+                let error = event.response.and_then(|r| r.error).unwrap_or_default();
+                out.push(Emit::Failed(Failure {
+                    code: error.code,
+                    message: error
+                        .message
+                        .unwrap_or_else(|| "The upstream response failed.".into()),
+                }));
+                self.terminal = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// The upstream body ended. Without a terminal event that is a failure (§3.2).
+    pub fn eof(&mut self, out: &mut Vec<Emit>) {
+        if self.is_done() {
+            return;
+        }
+        self.end(out);
+        out.push(Emit::Failed(Failure {
+            code: None,
+            message: "The upstream stream closed before the response completed.".into(),
+        }));
+        self.terminal = true;
+    }
+
+    fn item_added(&mut self, item: OutputItem, item_id: Option<String>, out: &mut Vec<Emit>) {
+        let (id, call_id, name, kind) = match item {
+            OutputItem::FunctionCall {
+                id, call_id, name, ..
+            } => (id, call_id, name, ToolKind::Function),
+            OutputItem::CustomToolCall {
+                id, call_id, name, ..
+            } => (id, call_id, name, ToolKind::Custom),
+            _ => return,
+        };
+        let Some(key) = id.or(item_id) else { return };
+        self.open_tool(key, call_id, name, kind, out);
+    }
+
+    fn open_tool(
+        &mut self,
+        key: String,
+        call_id: String,
+        name: String,
+        kind: ToolKind,
+        out: &mut Vec<Emit>,
+    ) {
+        self.before_other_output(out);
+        let index = self.next_tool;
+        self.next_tool += 1;
+        self.tools.insert(
+            key,
+            ToolSlot {
+                index,
+                kind,
+                streamed: 0,
+            },
+        );
+        let call = match kind {
+            ToolKind::Function => ToolCallDelta {
+                index,
+                id: Some(call_id),
+                kind: Some("function"),
+                function: Some(FunctionDelta {
+                    name: Some(name),
+                    arguments: String::new(),
+                }),
+                custom: None,
+            },
+            ToolKind::Custom => ToolCallDelta {
+                index,
+                id: Some(call_id),
+                kind: Some("custom"),
+                function: None,
+                custom: Some(CustomDelta {
+                    name: Some(name),
+                    input: String::new(),
+                }),
+            },
+        };
+        out.push(Emit::Delta(Delta {
+            tool_calls: Some(vec![call]),
+            ..Delta::default()
+        }));
+    }
+
+    fn tool_delta(&mut self, key: &str, delta: &str, out: &mut Vec<Emit>) {
+        let Some(slot) = self.tools.get_mut(key) else {
+            return;
+        };
+        slot.streamed += delta.len();
+        let (index, kind) = (slot.index, slot.kind);
+        out.push(Emit::Delta(tool_args(index, kind, delta.to_owned())));
+    }
+
+    fn item_done(&mut self, item: OutputItem, out: &mut Vec<Emit>) {
+        match item {
+            OutputItem::FunctionCall {
+                id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                self.close_tool(id, call_id, name, &arguments, ToolKind::Function, out);
+            }
+            OutputItem::CustomToolCall {
+                id,
+                call_id,
+                name,
+                input,
+            } => {
+                self.close_tool(id, call_id, name, &input, ToolKind::Custom, out);
+            }
+            OutputItem::Message { id, content } => {
+                // A message that never streamed deltas (only its done item) is sent whole.
+                let streamed = id
+                    .as_ref()
+                    .is_some_and(|id| self.streamed_text.contains(id));
+                for part in content {
+                    match part {
+                        OutputContent::OutputText { text } if !streamed => self.content(&text, out),
+                        OutputContent::Refusal { refusal } => {
+                            self.before_other_output(out);
+                            out.push(Emit::Delta(Delta {
+                                refusal: Some(Some(refusal)),
+                                ..Delta::default()
+                            }));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            OutputItem::Reasoning { .. } | OutputItem::Other => {}
+        }
+    }
+
+    /// The done item is authoritative (§3.2): send whatever of it the deltas did not.
+    fn close_tool(
+        &mut self,
+        id: Option<String>,
+        call_id: String,
+        name: String,
+        full: &str,
+        kind: ToolKind,
+        out: &mut Vec<Emit>,
+    ) {
+        let key = id.unwrap_or_else(|| call_id.clone());
+        if !self.tools.contains_key(&key) {
+            self.open_tool(key.clone(), call_id, name, kind, out);
+        }
+        let Some(slot) = self.tools.get_mut(&key) else {
+            return;
+        };
+        let rest = full.get(slot.streamed..).unwrap_or_default();
+        if !rest.is_empty() {
+            slot.streamed = full.len();
+            out.push(Emit::Delta(tool_args(
+                slot.index,
+                slot.kind,
+                rest.to_owned(),
+            )));
+        }
+    }
+
+    fn content(&mut self, text: &str, out: &mut Vec<Emit>) {
+        if self.in_think {
+            self.in_think = false;
+            out.push(content_delta("\n</think>\n\n".into()));
+        }
+        let (text, hit) = match &mut self.stop {
+            Some(matcher) => matcher.push(text),
+            None => (text.to_owned(), false),
+        };
+        if !text.is_empty() {
+            out.push(content_delta(text));
+        }
+        if hit {
+            self.stopped = true;
+            out.push(Emit::Finish(FinishReason::Stop));
+        }
+    }
+
+    fn reasoning_text(&mut self, text: &str, out: &mut Vec<Emit>) {
+        match self.reasoning {
+            ReasoningOutput::None => {}
+            ReasoningOutput::ReasoningContent => {
+                out.push(Emit::Delta(Delta {
+                    reasoning_content: Some(text.to_owned()),
+                    ..Delta::default()
+                }));
+            }
+            ReasoningOutput::ThinkTags => {
+                self.flush_held(out);
+                let opened = if self.in_think {
+                    String::new()
+                } else {
+                    "<think>\n".to_owned()
+                };
+                self.in_think = true;
+                out.push(content_delta(format!("{opened}{text}")));
+            }
+        }
+    }
+
+    /// Before tool calls or refusals: close a think block and release held-back text.
+    fn before_other_output(&mut self, out: &mut Vec<Emit>) {
+        if self.in_think {
+            self.in_think = false;
+            out.push(content_delta("\n</think>\n\n".into()));
+        }
+        self.flush_held(out);
+    }
+
+    fn flush_held(&mut self, out: &mut Vec<Emit>) {
+        if let Some(matcher) = &mut self.stop {
+            let held = matcher.flush();
+            if !held.is_empty() {
+                out.push(content_delta(held));
+            }
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<Emit>) {
+        self.before_other_output(out);
+    }
+}
+
+fn is_terminal(kind: &str) -> bool {
+    matches!(
+        kind,
+        "response.completed" | "response.incomplete" | "response.failed"
+    )
+}
+
+fn content_delta(text: String) -> Emit {
+    Emit::Delta(Delta {
+        content: Some(text),
+        ..Delta::default()
+    })
+}
+
+fn tool_args(index: u32, kind: ToolKind, text: String) -> Delta {
+    let call = match kind {
+        ToolKind::Function => ToolCallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: Some(FunctionDelta {
+                name: None,
+                arguments: text,
+            }),
+            custom: None,
+        },
+        ToolKind::Custom => ToolCallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: None,
+            custom: Some(CustomDelta {
+                name: None,
+                input: text,
+            }),
+        },
+    };
+    Delta {
+        tool_calls: Some(vec![call]),
+        ..Delta::default()
+    }
+}
+
+pub fn chat_usage(usage: Usage) -> ChatUsage {
+    ChatUsage {
+        prompt_tokens: usage.input_tokens,
+        completion_tokens: usage.output_tokens,
+        total_tokens: usage.total_tokens,
+        prompt_tokens_details: PromptDetails {
+            cached_tokens: usage.input_tokens_details.map_or(0, |d| d.cached_tokens),
+            audio_tokens: 0,
+        },
+        completion_tokens_details: CompletionDetails {
+            reasoning_tokens: usage
+                .output_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
+            ..CompletionDetails::default()
+        },
+    }
+}
+
+/// Cuts content at the first stop sequence, holding back a tail that could be the start of one
+/// so a sequence split across deltas is still found.
+#[derive(Debug)]
+pub struct StopMatcher {
+    stops: Vec<String>,
+    held: String,
+}
+
+impl StopMatcher {
+    pub fn new(stops: &[String]) -> Self {
+        Self {
+            stops: stops.to_vec(),
+            held: String::new(),
+        }
+    }
+
+    /// Returns the text that is safe to send and whether a stop sequence was reached.
+    pub fn push(&mut self, text: &str) -> (String, bool) {
+        self.held.push_str(text);
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
+            let out = self.held[..pos].to_owned();
+            self.held.clear();
+            return (out, true);
+        }
+        let keep = self
+            .stops
+            .iter()
+            .flat_map(|stop| stop.char_indices().skip(1).map(|(i, _)| &stop[..i]))
+            .filter(|prefix| self.held.ends_with(prefix))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let cut = self.held.len() - keep;
+        let out = self.held[..cut].to_owned();
+        self.held.drain(..cut);
+        (out, false)
+    }
+
+    pub fn flush(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// Builds the non-streamed completion of one choice from the same emits.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    pub content: String,
+    pub reasoning: String,
+    pub refusal: Option<String>,
+    tool_calls: Vec<Value>,
+    pub finish: Option<FinishReason>,
+    pub usage: Option<ChatUsage>,
+    pub failure: Option<Failure>,
+}
+
+impl Assembler {
+    pub fn apply(&mut self, emit: &Emit) {
+        match emit {
+            Emit::Delta(delta) => {
+                if let Some(text) = &delta.content {
+                    self.content.push_str(text);
+                }
+                if let Some(text) = &delta.reasoning_content {
+                    self.reasoning.push_str(text);
+                }
+                if let Some(Some(refusal)) = &delta.refusal {
+                    self.refusal
+                        .get_or_insert_with(String::new)
+                        .push_str(refusal);
+                }
+                for call in delta.tool_calls.iter().flatten() {
+                    self.tool_call(call);
+                }
+            }
+            // The first finish wins: a stop sequence finishes before the terminal event.
+            Emit::Finish(reason) => {
+                self.finish.get_or_insert(*reason);
+            }
+            Emit::Usage(usage) => self.usage = Some(usage.clone()),
+            Emit::Failed(failure) => self.failure = Some(failure.clone()),
+        }
+    }
+
+    fn tool_call(&mut self, call: &ToolCallDelta) {
+        let index = call.index as usize;
+        while self.tool_calls.len() <= index {
+            self.tool_calls.push(Value::Null);
+        }
+        let slot = &mut self.tool_calls[index];
+        if let Some(id) = &call.id {
+            *slot = match call.kind {
+                Some("custom") => {
+                    json!({"id": id, "type": "custom", "custom": {"name": "", "input": ""}})
+                }
+                _ => {
+                    json!({"id": id, "type": "function", "function": {"name": "", "arguments": ""}})
+                }
+            };
+        }
+        let append = |slot: &mut Value, pointer: &str, text: &str| {
+            if let Some(Value::String(s)) = slot.pointer_mut(pointer) {
+                s.push_str(text);
+            }
+        };
+        if let Some(function) = &call.function {
+            if let Some(name) = &function.name {
+                append(slot, "/function/name", name);
+            }
+            append(slot, "/function/arguments", &function.arguments);
+        }
+        if let Some(custom) = &call.custom {
+            if let Some(name) = &custom.name {
+                append(slot, "/custom/name", name);
+            }
+            append(slot, "/custom/input", &custom.input);
+        }
+    }
+
+    pub fn tool_calls(&self) -> Vec<Value> {
+        self.tool_calls
+            .iter()
+            .filter(|c| !c.is_null())
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
