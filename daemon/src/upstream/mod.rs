@@ -1,3 +1,10 @@
-//! The Codex backend client.
+//! The Codex backend client: HTTP, SSE, identity, error mapping.
 
+pub mod client;
+pub mod errors;
+pub mod identity;
+pub mod sse;
 pub mod wire;
+
+pub use client::{EventStream, Upstream, UpstreamError};
+pub use identity::Identity;

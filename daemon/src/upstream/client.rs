@@ -1,0 +1,277 @@
+//! The shared HTTP client for the Codex backend: one reqwest client (rustls, HTTP/2 where the
+//! server offers it, keep-alive, `TCP_NODELAY`), the identity headers, zstd bodies.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::identity::Identity;
+use super::sse::SseDecoder;
+use super::wire::{ResponsesRequest, StreamEvent};
+use crate::accounts::Account;
+use crate::config::Config;
+
+/// Bodies above this size are compressed off the async threads.
+const COMPRESS_INLINE_MAX: usize = 256 << 10;
+/// Error bodies are read up to this size (enough for any JSON error or Cloudflare page).
+const ERROR_BODY_MAX: usize = 64 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the Codex backend answered {status}")]
+    Status {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: String,
+    },
+    #[error("cannot reach the Codex backend: {0}")]
+    Transport(String),
+    #[error("the Codex backend did not answer in time")]
+    Timeout,
+}
+
+impl UpstreamError {
+    fn from_reqwest(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            Self::Timeout
+        } else {
+            // reqwest's message names the URL, never our headers.
+            Self::Transport(
+                std::error::Error::source(error)
+                    .map_or_else(|| error.to_string(), |s| format!("{error}: {s}")),
+            )
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    http: reqwest::Client,
+    responses_url: String,
+    models_url: String,
+    compress: bool,
+    pub identity: Identity,
+}
+
+impl Upstream {
+    pub fn new(config: &Config, identity: Identity) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider; ring is ours (installing twice is fine).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let upstream = &config.upstream;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(upstream.connect_timeout_seconds))
+            // Per read, so it bounds the silence inside a stream, not the whole response.
+            .read_timeout(Duration::from_secs(upstream.idle_timeout_seconds))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_while_idle(true)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            // Identity headers are set per request; no default User-Agent of reqwest's own.
+            .user_agent(identity.user_agent.clone());
+        if let Some(proxy) = &upstream.proxy {
+            // An explicit proxy replaces HTTPS_PROXY/ALL_PROXY/NO_PROXY, which apply otherwise.
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy.expose())
+                    .map_err(|_| anyhow::anyhow!("upstream.proxy is not usable"))?,
+            );
+        }
+        let http = builder.build()?;
+        let base = upstream.base_url.as_str();
+        Ok(Self {
+            http,
+            responses_url: format!("{base}/codex/responses"),
+            models_url: format!("{base}/codex/models"),
+            compress: upstream.compress_requests,
+            identity,
+        })
+    }
+
+    /// The headers every backend request carries (§2.2). `session` is the conversation's id.
+    pub fn headers(&self, account: &Account, session: &str) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(12);
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        };
+        put(
+            "authorization",
+            &format!("Bearer {}", account.tokens.access_token.expose()),
+        );
+        put("chatgpt-account-id", &account.chatgpt_account_id);
+        if account.fedramp {
+            put("x-openai-fedramp", "true");
+        }
+        put("originator", &self.identity.originator);
+        put("user-agent", &self.identity.user_agent);
+        put("version", &self.identity.version);
+        put("session-id", session);
+        put("thread-id", session);
+        put("x-client-request-id", session);
+        put("x-codex-window-id", &format!("{session}:0"));
+        headers
+    }
+
+    /// Starts `POST /codex/responses`; returns once the backend answered 200 (or an error).
+    pub async fn responses(
+        &self,
+        account: &Account,
+        session: &str,
+        lite: bool,
+        body: &ResponsesRequest,
+    ) -> Result<EventStream, UpstreamError> {
+        let json = serde_json::to_vec(body).map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        let mut request = self
+            .http
+            .post(&self.responses_url)
+            .headers(self.headers(account, session))
+            .header("accept", "text/event-stream")
+            .header("content-type", "application/json");
+        if lite {
+            request = request.header("x-openai-internal-codex-responses-lite", "true");
+        }
+        request = if self.compress {
+            request
+                .header("content-encoding", "zstd")
+                .body(compress(json).await?)
+        } else {
+            request.body(json)
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                status,
+                headers,
+                body: read_limited(response).await,
+            });
+        }
+        Ok(EventStream {
+            headers,
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::default(),
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// `GET /codex/models?client_version=…`; `Ok(None)` when the catalog is unchanged (304).
+    pub async fn models(
+        &self,
+        account: &Account,
+        etag: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, UpstreamError> {
+        let mut request = self
+            .http
+            .get(format!(
+                "{}?client_version={}",
+                self.models_url,
+                url::form_urlencoded::byte_serialize(self.identity.version.as_bytes())
+                    .collect::<String>()
+            ))
+            .headers(self.headers(account, &uuid::Uuid::now_v7().to_string()))
+            .timeout(Duration::from_secs(10));
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let headers = response.headers().clone();
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                status,
+                headers,
+                body: read_limited(response).await,
+            });
+        }
+        let etag = headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        Ok(Some((body.to_vec(), etag)))
+    }
+}
+
+/// zstd level 3, as the official client; large bodies are compressed off the async threads.
+async fn compress(json: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
+    let inline = json.len() <= COMPRESS_INLINE_MAX;
+    let encode = move || {
+        zstd::bulk::compress(&json, 3).map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))
+    };
+    if inline {
+        encode()
+    } else {
+        tokio::task::spawn_blocking(encode)
+            .await
+            .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))?
+    }
+}
+
+async fn read_limited(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= ERROR_BODY_MAX {
+            body.truncate(ERROR_BODY_MAX);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The events of one streamed response. Dropping it closes the upstream request.
+pub struct EventStream {
+    pub headers: HeaderMap,
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: SseDecoder,
+    pending: VecDeque<String>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// The next event; `None` when the body ended. Unparseable events are skipped, as the
+    /// official client skips them.
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
+        loop {
+            while let Some(data) = self.pending.pop_front() {
+                match serde_json::from_str::<StreamEvent>(&data) {
+                    Ok(event) => return Some(Ok(event)),
+                    Err(e) => tracing::debug!("skipping an unparseable upstream event: {e}"),
+                }
+            }
+            match self.body.next().await? {
+                Ok(chunk) => match self.decoder.push(&chunk) {
+                    Ok(events) => self.pending.extend(events),
+                    Err(e) => return Some(Err(UpstreamError::Transport(e.to_string()))),
+                },
+                Err(e) => return Some(Err(UpstreamError::from_reqwest(&e))),
+            }
+        }
+    }
+}
