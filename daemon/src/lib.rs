@@ -6,8 +6,10 @@ pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod models;
+pub mod schedulers;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod translate;
 pub mod upstream;
 

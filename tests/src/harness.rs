@@ -87,6 +87,7 @@ impl DaemonBuilder {
 
     /// Starts the daemon on a free port and waits until it listens.
     pub fn start(self) -> Daemon {
+        crate::init_tls();
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
         let state = dir.path().join("state");

@@ -1,17 +1,34 @@
-//! The HTTP surface. Routes are added here as the gateway grows.
+//! The HTTP surface: routes, shared state, API-key checks.
 
+mod auth;
+mod chat;
+mod conversations;
 mod errors;
+mod fingerprint;
 mod health;
+mod models;
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use anyhow::Context;
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 
+pub use conversations::Conversations;
 pub use errors::ApiError;
 
-use crate::config::Loaded;
+use crate::accounts::{self, Account, AccountState, Secret};
+use crate::config::{Config, Loaded};
+use crate::models::Catalog;
+use crate::state;
+use crate::upstream::{Identity, Upstream};
+
+/// Largest request body accepted (images inline as data URLs make bodies big).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
 
 /// Shared, read-mostly state of the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -22,25 +39,153 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     started: Instant,
+    config: Config,
+    state_dir: PathBuf,
+    api_keys: Vec<Secret>,
+    upstream: Upstream,
+    accounts: Vec<Account>,
+    next_account: AtomicUsize,
+    /// Replaced whole on refresh; readers clone the `Arc` and never hold the lock.
+    catalog: RwLock<Arc<Catalog>>,
+    conversations: Conversations,
+    catalog_stale: tokio::sync::Notify,
 }
 
 impl AppState {
-    pub fn new(_loaded: &Loaded) -> Self {
-        Self {
+    /// Reads keys, accounts and the cached catalog. Blocking file I/O: call before the runtime.
+    pub fn load(loaded: &Loaded) -> anyhow::Result<Self> {
+        let config = loaded.config.clone();
+        let state_dir = loaded.paths.state_dir.clone();
+        let api_keys = if config.server.api_keys.is_empty() {
+            if !config.server.host.is_loopback() {
+                anyhow::bail!(
+                    "server.host is {}, which is reachable from the network, but server.api_keys is empty; \
+                     list the keys clients must send (the generated key is only for loopback use)",
+                    config.server.host
+                );
+            }
+            vec![state::generated_api_key(&state_dir)?]
+        } else {
+            config
+                .server
+                .api_keys
+                .iter()
+                .map(|k| Secret::new(k.expose().to_owned()))
+                .collect()
+        };
+        let accounts = accounts::load(&state_dir)?;
+        if accounts.is_empty() {
+            tracing::warn!(
+                "no ChatGPT account yet: requests will fail until one is added (`codexctl login`)"
+            );
+        }
+        let identity = Identity::new(&config.client_identity);
+        let catalog = crate::schedulers::load_cached_catalog(&state_dir, &identity.version)
+            .unwrap_or_else(Catalog::builtin);
+        let upstream =
+            Upstream::new(&config, identity).context("cannot set up the upstream client")?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
+                config,
+                state_dir,
+                api_keys,
+                upstream,
+                accounts,
+                next_account: AtomicUsize::new(0),
+                catalog: RwLock::new(Arc::new(catalog)),
+                conversations: Conversations::default(),
+                catalog_stale: tokio::sync::Notify::new(),
             }),
-        }
+        })
     }
 
     pub fn uptime(&self) -> std::time::Duration {
         self.inner.started.elapsed()
     }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.inner.state_dir
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
+    }
+
+    pub fn conversations(&self) -> &Conversations {
+        &self.inner.conversations
+    }
+
+    pub fn api_keys(&self) -> &[Secret] {
+        &self.inner.api_keys
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner
+            .catalog
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |c| c.clone())
+    }
+
+    pub fn set_catalog(&self, catalog: Catalog) {
+        let mut slot = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Arc::new(catalog);
+    }
+
+    /// Asks the catalog scheduler to refetch (the backend announced a new ETag).
+    pub fn catalog_is_stale(&self) {
+        self.inner.catalog_stale.notify_one();
+    }
+
+    pub async fn catalog_stale(&self) {
+        self.inner.catalog_stale.notified().await;
+    }
+
+    /// The next usable account, round robin. (Rotation with quota comes with the pool.)
+    pub fn pick_account(&self) -> Option<&Account> {
+        let usable: Vec<&Account> = self
+            .inner
+            .accounts
+            .iter()
+            .filter(|a| a.state == AccountState::Active)
+            .collect();
+        if usable.is_empty() {
+            return None;
+        }
+        let n = self.inner.next_account.fetch_add(1, Ordering::Relaxed);
+        usable.get(n % usable.len()).copied()
+    }
+
+    pub fn first_account(&self) -> Option<&Account> {
+        self.inner
+            .accounts
+            .iter()
+            .find(|a| a.state == AccountState::Active)
+    }
 }
 
 pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::get))
+        .route("/debug/fingerprint", get(fingerprint::fingerprint))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/health", get(health::health))
+        .merge(api)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)

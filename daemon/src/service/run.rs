@@ -18,6 +18,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the daemon until SIGINT/SIGTERM.
 pub fn start(loaded: Loaded) -> anyhow::Result<()> {
     prepare_state_dir(&loaded.paths.state_dir)?;
+    let state = server::AppState::load(&loaded)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("codex-proxy")
@@ -25,7 +26,7 @@ pub fn start(loaded: Loaded) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = bind(&loaded).await?;
-        serve(loaded, listener, super::signals::terminated()).await
+        serve(loaded, state, listener, super::signals::terminated()).await
     })
 }
 
@@ -45,13 +46,15 @@ pub async fn bind(loaded: &Loaded) -> anyhow::Result<TcpListener> {
 /// to [`DRAIN_TIMEOUT`].
 pub async fn serve(
     loaded: Loaded,
+    state: server::AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("listener has no local address")?;
-    let app = server::router(server::AppState::new(&loaded));
+    let app = server::router(state.clone());
+    let refresher = tokio::spawn(crate::schedulers::catalog_refresher(state));
     // Before the "listening" line, so whoever waits for that line has seen this one too.
     tracing::debug!(socket = %loaded.paths.socket.display(), "resolved paths");
     tracing::info!(
@@ -84,6 +87,7 @@ pub async fn serve(
         result = server => result.context("HTTP server failed")?,
         () = drain_deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
+    refresher.abort();
     tracing::info!("stopped");
     Ok(())
 }

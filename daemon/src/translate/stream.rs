@@ -83,6 +83,11 @@ impl StreamTranslator {
         self.terminal || self.stopped
     }
 
+    /// A terminal event (completed, incomplete, failed) or the end of the body was seen.
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
+    }
+
     /// A stop sequence ended the choice; the upstream stream may still run (for usage).
     pub fn stopped_by_sequence(&self) -> bool {
         self.stopped

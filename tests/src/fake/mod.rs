@@ -229,6 +229,7 @@ impl FakeUpstream {
     }
 
     pub async fn start_with(options: Options) -> std::io::Result<Self> {
+        crate::init_tls();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {

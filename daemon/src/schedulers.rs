@@ -1,0 +1,87 @@
+//! Background work: keeping the model catalog current.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::{Catalog, CatalogSource};
+use crate::server::AppState;
+use crate::state::{MODELS_CACHE_FILE, write_private_atomic};
+
+/// How often the catalog is refetched without a hint from the backend.
+const CATALOG_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(Serialize, Deserialize)]
+struct CatalogCache {
+    client_version: String,
+    etag: Option<String>,
+    fetched_at: i64,
+    /// The backend's reply, verbatim.
+    catalog: serde_json::Value,
+}
+
+/// The catalog saved by the last successful fetch, if it is for this client version.
+pub fn load_cached_catalog(state_dir: &Path, client_version: &str) -> Option<Catalog> {
+    let text = std::fs::read_to_string(state_dir.join(MODELS_CACHE_FILE)).ok()?;
+    let cache: CatalogCache = serde_json::from_str(&text).ok()?;
+    if cache.client_version != client_version {
+        return None;
+    }
+    let body = serde_json::to_vec(&cache.catalog).ok()?;
+    Catalog::from_upstream(&body, cache.etag).ok()
+}
+
+/// Fetches the live catalog now, then hourly and whenever a response carries a new ETag.
+pub async fn catalog_refresher(state: AppState) {
+    loop {
+        refresh_catalog(&state).await;
+        tokio::select! {
+            () = tokio::time::sleep(CATALOG_INTERVAL) => {}
+            () = state.catalog_stale() => {}
+        }
+    }
+}
+
+pub async fn refresh_catalog(state: &AppState) {
+    let Some(account) = state.first_account() else {
+        return;
+    };
+    let current = state.catalog();
+    let etag = (current.source == CatalogSource::Live)
+        .then(|| current.etag.clone())
+        .flatten();
+    match state.upstream().models(account, etag.as_deref()).await {
+        Ok(None) => tracing::debug!("model catalog unchanged"),
+        Ok(Some((body, etag))) => match Catalog::from_upstream(&body, etag.clone()) {
+            Ok(catalog) => {
+                tracing::info!("model catalog updated: {} models", catalog.models.len());
+                state.set_catalog(catalog);
+                let cache = CatalogCache {
+                    client_version: state.upstream().identity.version.clone(),
+                    etag,
+                    fetched_at: crate::upstream::errors::unix_now(),
+                    catalog: serde_json::from_slice(&body).unwrap_or_default(),
+                };
+                let path = state.state_dir().join(MODELS_CACHE_FILE);
+                let write = move || {
+                    serde_json::to_vec(&cache)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|b| write_private_atomic(&path, &b))
+                };
+                match tokio::task::spawn_blocking(write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("cannot cache the model catalog: {e:#}"),
+                    Err(e) => tracing::warn!("cannot cache the model catalog: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!(
+                "the backend's model catalog did not parse ({e}); keeping the current one"
+            ),
+        },
+        Err(e) => tracing::warn!(
+            "cannot refresh the model catalog: {e}; keeping the {:?} list",
+            current.source
+        ),
+    }
+}

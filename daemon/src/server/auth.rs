@@ -1,0 +1,81 @@
+//! API keys: `Authorization: Bearer KEY` or `x-api-key: KEY`, compared in constant time.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+/// Which configured key a request used (its index), for per-client conversation keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientKey(pub usize);
+
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim);
+    let Some(given) = given.filter(|g| !g.is_empty()) else {
+        return unauthorized(
+            "Missing API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY` \
+             (`codexctl key show` prints it).",
+        );
+    };
+    // Every key is compared in full, so timing reveals neither which key nor how much matched.
+    let mut matched = None;
+    for (i, key) in state.api_keys().iter().enumerate() {
+        if constant_time_eq(given.as_bytes(), key.expose().as_bytes()) {
+            matched = Some(i);
+        }
+    }
+    match matched {
+        Some(index) => {
+            request.extensions_mut().insert(ClientKey(index));
+            next.run(request).await
+        }
+        None => unauthorized("Incorrect API key provided. `codexctl key show` prints the key."),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        "invalid_api_key",
+        message,
+    )
+    .into_response()
+}
+
+/// Compares without an early exit on the first differing byte.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares_whole_keys() {
+        assert!(constant_time_eq(b"codex-proxy-abc", b"codex-proxy-abc"));
+        assert!(!constant_time_eq(b"codex-proxy-abc", b"codex-proxy-abd"));
+        assert!(!constant_time_eq(b"codex-proxy-ab", b"codex-proxy-abc"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,480 @@
+//! `POST /v1/chat/completions`: translate, send upstream, stream back as OpenAI does.
+//!
+//! Each choice owns its upstream stream; the response body owns the choices. A client that
+//! disconnects drops the body, which drops every upstream request at once.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
+
+use super::auth::ClientKey;
+use super::conversations::fingerprint;
+use super::{ApiError, AppState};
+use crate::models;
+use crate::translate::chat::{
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, ChunkChoice,
+    CompletionChoice, Delta, FinishReason, UsageField,
+};
+use crate::translate::request::{self, Context};
+use crate::translate::stream::{Assembler, Emit, Failure, StreamTranslator};
+use crate::upstream::errors::{self as upstream_errors, unix_now};
+use crate::upstream::{EventStream, UpstreamError};
+
+/// A `: keepalive` comment goes out after this much silence.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// The status line waits this long for the first output (so an early failure can still be a
+/// proper HTTP error); after it the stream starts anyway and keepalives flow.
+const COMMIT_AFTER: Duration = Duration::from_secs(10);
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientKey>,
+    body: Bytes,
+) -> Response {
+    match handle(&state, client, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Response, ApiError> {
+    let chat = parse(body)?;
+    let config = state.config();
+    let catalog = state.catalog();
+    let resolved = models::resolve(
+        chat.model.as_deref(),
+        &catalog,
+        &config.model.aliases,
+        &config.model.default,
+    )?;
+    let (system, first_user) = request::conversation_seed(&chat);
+    let conversation = fingerprint(
+        client.0,
+        &resolved.model.slug,
+        &system,
+        &first_user,
+        chat.prompt_cache_key.as_deref(),
+    );
+    let session = state.conversations().key_for(conversation);
+    let translated = request::translate(
+        chat,
+        &Context {
+            model: &resolved,
+            config: &config.model,
+            prompt_cache_key: session.clone(),
+        },
+    )?;
+    let account = state.pick_account().ok_or_else(no_account)?;
+
+    // n > 1: n upstream requests at once; the first failure cancels the others.
+    let starts = (0..translated.n).map(|_| {
+        state
+            .upstream()
+            .responses(account, &session, translated.lite, &translated.body)
+    });
+    let streams = futures_util::future::try_join_all(starts)
+        .await
+        .map_err(upstream_error)?;
+    if let Some(announced) = streams
+        .first()
+        .and_then(|s| s.headers.get("x-models-etag"))
+        .and_then(|v| v.to_str().ok())
+        && catalog.etag.as_deref() != Some(announced)
+    {
+        state.catalog_is_stale();
+    }
+
+    let want_usage = translated.include_usage || !translated.stream;
+    let choices: Vec<Choice> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(index, events)| {
+            Choice::new(
+                index as u32,
+                events,
+                StreamTranslator::new(config.model.reasoning_output, &translated.stop),
+                want_usage,
+            )
+        })
+        .collect();
+    let ignored = translated.ignored.join(", ");
+    let model = resolved.model.slug.clone();
+    let mut response = if translated.stream {
+        stream_response(choices, model, translated.include_usage).await?
+    } else {
+        complete(choices, model).await?
+    };
+    if !ignored.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&ignored)
+    {
+        response
+            .headers_mut()
+            .insert("x-codex-proxy-ignored-params", value);
+    }
+    Ok(response)
+}
+
+fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(
+                format!("We could not parse the JSON body of your request: {inner}"),
+                None,
+            )
+        } else {
+            ApiError::invalid(format!("Invalid request at '{path}': {inner}"), Some(&path))
+        }
+    })
+}
+
+fn no_account() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "no_account",
+        "No ChatGPT account is signed in to codex-proxy; add one with `codexctl login`.",
+    )
+}
+
+pub fn upstream_error(error: UpstreamError) -> ApiError {
+    match error {
+        UpstreamError::Status {
+            status,
+            headers,
+            body,
+        } => upstream_errors::from_status(status, &headers, &body),
+        UpstreamError::Transport(message) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_unreachable",
+            format!("Cannot reach the Codex backend: {message}"),
+        ),
+        UpstreamError::Timeout => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            "upstream_timeout",
+            "The Codex backend did not answer in time.",
+        ),
+    }
+}
+
+/// One choice: its upstream events through its own translator.
+struct Choice {
+    index: u32,
+    events: EventStream,
+    translator: StreamTranslator,
+    /// Keep reading after a stop sequence to learn the usage.
+    want_usage: bool,
+    finished: bool,
+    pending: VecDeque<Emit>,
+}
+
+impl Choice {
+    fn new(
+        index: u32,
+        events: EventStream,
+        translator: StreamTranslator,
+        want_usage: bool,
+    ) -> Self {
+        Self {
+            index,
+            events,
+            translator,
+            want_usage,
+            finished: false,
+            pending: VecDeque::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Emit> {
+        loop {
+            if let Some(emit) = self.pending.pop_front() {
+                return Some(emit);
+            }
+            if self.finished {
+                return None;
+            }
+            let mut out = Vec::new();
+            match self.events.next().await {
+                Some(Ok(event)) => self.translator.push(event, &mut out),
+                Some(Err(error)) => {
+                    out.push(Emit::Failed(Failure {
+                        code: None,
+                        message: format!("The upstream stream broke: {error}"),
+                    }));
+                    self.finished = true;
+                }
+                None => {
+                    self.translator.eof(&mut out);
+                    self.finished = true;
+                }
+            }
+            if self.translator.is_terminal()
+                || (self.translator.stopped_by_sequence() && !self.want_usage)
+            {
+                self.finished = true;
+            }
+            self.pending.extend(out);
+        }
+    }
+
+    fn into_stream(self) -> BoxStream<'static, (u32, Emit)> {
+        stream::unfold(self, |mut choice| async move {
+            let emit = choice.next().await?;
+            Some(((choice.index, emit), choice))
+        })
+        .boxed()
+    }
+}
+
+fn completion_id(response_id: Option<&str>) -> String {
+    match response_id {
+        Some(id) => format!("chatcmpl-{}", id.strip_prefix("resp_").unwrap_or(id)),
+        None => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// Non-streamed: the same translation, assembled.
+async fn complete(choices: Vec<Choice>, model: String) -> Result<Response, ApiError> {
+    let runs = choices.into_iter().map(|mut choice| async move {
+        let mut assembled = Assembler::default();
+        while let Some(emit) = choice.next().await {
+            assembled.apply(&emit);
+        }
+        (
+            choice.index,
+            assembled,
+            choice.translator.response_id.clone(),
+        )
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let mut usage = ChatUsage::default();
+    let mut out = Vec::with_capacity(results.len());
+    let mut id = None;
+    for (index, assembled, response_id) in results {
+        if let Some(failure) = &assembled.failure {
+            return Err(upstream_errors::from_failure(failure));
+        }
+        id = id.or(response_id);
+        if let Some(u) = &assembled.usage {
+            usage.add(u);
+        }
+        let tool_calls = assembled.tool_calls();
+        let content = (!assembled.content.is_empty() || tool_calls.is_empty())
+            .then(|| assembled.content.clone());
+        out.push(CompletionChoice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+                reasoning_content: (!assembled.reasoning.is_empty())
+                    .then(|| assembled.reasoning.clone()),
+                refusal: assembled.refusal.clone(),
+                tool_calls,
+                annotations: Vec::new(),
+            },
+            logprobs: None,
+            finish_reason: assembled.finish.unwrap_or(FinishReason::Stop),
+        });
+    }
+    let completion = ChatCompletion {
+        id: completion_id(id.as_deref()),
+        object: "chat.completion",
+        created: unix_now(),
+        model,
+        system_fingerprint: None,
+        choices: out,
+        usage,
+    };
+    Ok(axum::Json(completion).into_response())
+}
+
+/// Streamed: chunks exactly as OpenAI sends them.
+async fn stream_response(
+    choices: Vec<Choice>,
+    model: String,
+    include_usage: bool,
+) -> Result<Response, ApiError> {
+    let count = choices.len() as u32;
+    let mut merged: SelectAll<BoxStream<'static, (u32, Emit)>> =
+        stream::select_all(choices.into_iter().map(Choice::into_stream));
+
+    // Until something reaches the client, a failure is still an HTTP error.
+    let first = match tokio::time::timeout(COMMIT_AFTER, merged.next()).await {
+        Ok(Some((_, Emit::Failed(failure)))) => {
+            return Err(upstream_errors::from_failure(&failure));
+        }
+        Ok(first) => first,
+        Err(_elapsed) => None,
+    };
+
+    let writer = ChunkWriter {
+        id: completion_id(None),
+        created: unix_now(),
+        model,
+        include_usage,
+        usage: ChatUsage::default(),
+    };
+    let mut pending = VecDeque::new();
+    for index in 0..count {
+        // The first chunk of every choice carries the role, as OpenAI's does.
+        let delta = Delta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+            refusal: Some(None),
+            ..Delta::default()
+        };
+        writer.chunk(index, delta, None, &mut pending);
+    }
+    let body = SseBody {
+        merged,
+        first,
+        writer,
+        pending,
+        done: false,
+    };
+    let stream = stream::unfold(body, |mut body| async move {
+        let bytes = body.next().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(bytes), body))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(stream))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal",
+                e.to_string(),
+            )
+        })
+}
+
+struct ChunkWriter {
+    id: String,
+    created: i64,
+    model: String,
+    include_usage: bool,
+    usage: ChatUsage,
+}
+
+impl ChunkWriter {
+    fn chunk(
+        &self,
+        index: u32,
+        delta: Delta,
+        finish_reason: Option<FinishReason>,
+        out: &mut VecDeque<Bytes>,
+    ) {
+        let chunk = ChatChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: None,
+            choices: vec![ChunkChoice {
+                index,
+                delta,
+                logprobs: None,
+                finish_reason,
+            }],
+            usage: if self.include_usage {
+                UsageField::Null
+            } else {
+                UsageField::Absent
+            },
+        };
+        out.push_back(sse_data(&chunk));
+    }
+
+    /// Renders one emit; returns true when the stream must end (an error after the first byte).
+    fn render(&mut self, (index, emit): (u32, Emit), out: &mut VecDeque<Bytes>) -> bool {
+        match emit {
+            Emit::Delta(delta) => self.chunk(index, delta, None, out),
+            Emit::Finish(reason) => self.chunk(index, Delta::default(), Some(reason), out),
+            Emit::Usage(usage) => self.usage.add(&usage),
+            Emit::Failed(failure) => {
+                out.push_back(sse_data(
+                    &upstream_errors::from_failure(&failure).body_json(),
+                ));
+                out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                return true;
+            }
+        }
+        false
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) {
+        if self.include_usage {
+            let chunk = ChatChunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                system_fingerprint: None,
+                choices: Vec::new(),
+                usage: UsageField::Present(self.usage.clone()),
+            };
+            out.push_back(sse_data(&chunk));
+        }
+        out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+}
+
+fn sse_data<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(b"data: ");
+    // Serialising our own types cannot fail; an empty object keeps the stream well-formed anyway.
+    if serde_json::to_writer(&mut buf, value).is_err() {
+        buf.extend_from_slice(b"{}");
+    }
+    buf.extend_from_slice(b"\n\n");
+    Bytes::from(buf)
+}
+
+struct SseBody {
+    merged: SelectAll<BoxStream<'static, (u32, Emit)>>,
+    first: Option<(u32, Emit)>,
+    writer: ChunkWriter,
+    pending: VecDeque<Bytes>,
+    done: bool,
+}
+
+impl SseBody {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                return Some(bytes);
+            }
+            if self.done {
+                return None;
+            }
+            let item = match self.first.take() {
+                Some(item) => Some(item),
+                None => match tokio::time::timeout(KEEPALIVE, self.merged.next()).await {
+                    Ok(item) => item,
+                    Err(_silence) => return Some(Bytes::from_static(b": keepalive\n\n")),
+                },
+            };
+            match item {
+                Some(item) => self.done = self.writer.render(item, &mut self.pending),
+                None => {
+                    self.writer.finish(&mut self.pending);
+                    self.done = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `GET /debug/fingerprint`: the identity headers the daemon sends upstream, tokens redacted.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::accounts::{Account, AccountState, Secret, Tokens};
+
+pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
+    let upstream = state.upstream();
+    // The real headers of the first account, or of a placeholder when there is none yet.
+    let placeholder = Account {
+        id: "(none)".into(),
+        chatgpt_account_id: "(no account signed in)".into(),
+        email: None,
+        plan: None,
+        label: None,
+        fedramp: false,
+        state: AccountState::Active,
+        tokens: Tokens {
+            access_token: Secret::new(String::new()),
+            refresh_token: Secret::new(String::new()),
+            id_token: None,
+        },
+    };
+    let account = state.first_account().unwrap_or(&placeholder);
+    let headers: BTreeMap<String, String> = upstream
+        .headers(account, "<conversation id>")
+        .iter()
+        .map(|(name, value)| {
+            let shown = if name == "authorization" {
+                "Bearer <redacted>".to_owned()
+            } else {
+                value.to_str().unwrap_or("<binary>").to_owned()
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect();
+    Json(json!({
+        "originator": upstream.identity.originator,
+        "version": upstream.identity.version,
+        "user_agent": upstream.identity.user_agent,
+        "compress_requests": state.config().upstream.compress_requests,
+        "base_url": state.config().upstream.base_url.as_str(),
+        "headers": headers,
+    }))
+}
