@@ -54,7 +54,13 @@ pub struct DaemonBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
     no_config_file: bool,
+    /// `accounts.json` written into the state directory before start.
+    accounts: Option<Value>,
+    api_key: Option<String>,
 }
+
+/// The API key e2e daemons are configured with.
+pub const TEST_API_KEY: &str = "test-key-0123456789";
 
 impl DaemonBuilder {
     /// TOML appended to the generated config file.
@@ -77,6 +83,30 @@ impl DaemonBuilder {
         self
     }
 
+    /// Points the daemon at a fake upstream with the test API key and these fake accounts
+    /// (fresh tokens each) in its state.
+    #[must_use]
+    pub fn fake(mut self, fake: &FakeUpstream, accounts: &[usize]) -> Self {
+        self.config.push_str(&fake.config_toml());
+        self.api_key = Some(TEST_API_KEY.to_owned());
+        let list: Vec<Value> = accounts
+            .iter()
+            .map(|&i| {
+                let tokens = fake.issue_tokens(i);
+                let account = fake.account(i);
+                json!({
+                    "id": format!("acct_{i}"),
+                    "chatgpt_account_id": tokens.account_id,
+                    "email": account.email,
+                    "plan": account.plan,
+                    "tokens": {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "id_token": tokens.id_token},
+                })
+            })
+            .collect();
+        self.accounts = Some(json!({"schema_version": 1, "accounts": list}));
+        self
+    }
+
     /// Start with no config file at all (built-in defaults); the state dir still comes from
     /// the environment so the test stays in its tempdir.
     #[must_use]
@@ -92,6 +122,11 @@ impl DaemonBuilder {
         let home = dir.path().join("home");
         let state = dir.path().join("state");
         std::fs::create_dir_all(&home).expect("create home");
+        if let Some(accounts) = &self.accounts {
+            std::fs::create_dir_all(&state).expect("create state");
+            std::fs::write(state.join("accounts.json"), accounts.to_string())
+                .expect("write accounts");
+        }
         let mut cmd = Command::new(workspace_binary("codex-proxy"));
         // A clean environment: the developer's RUST_LOG or XDG dirs must not leak in.
         cmd.env_clear()
@@ -104,7 +139,12 @@ impl DaemonBuilder {
             .arg("0");
         if !self.no_config_file {
             let config = dir.path().join("config.toml");
-            std::fs::write(&config, &self.config).expect("write config");
+            let server = self
+                .api_key
+                .as_ref()
+                .map(|k| format!("[server]\napi_keys = [\"{k}\"]\n\n"))
+                .unwrap_or_default();
+            std::fs::write(&config, format!("{server}{}", self.config)).expect("write config");
             cmd.arg("--config").arg(&config);
         }
         for (name, value) in &self.env {
@@ -167,6 +207,7 @@ impl DaemonBuilder {
             addr,
             dir,
             logs,
+            api_key: self.api_key,
         }
     }
 }
@@ -184,9 +225,47 @@ pub struct Daemon {
     /// Holds the config, state dir and home of this daemon.
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    api_key: Option<String>,
 }
 
 impl Daemon {
+    /// The key clients use: the configured test key, or the one the daemon generated.
+    pub fn api_key(&self) -> String {
+        self.api_key.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(self.state_dir().join("api_key"))
+                .expect("generated api_key")
+                .trim()
+                .to_owned()
+        })
+    }
+
+    /// A client that sends the API key.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", self.api_key())).expect("key"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    }
+
+    /// POSTs a chat completion and returns (status, headers, body text).
+    pub async fn chat(&self, body: &Value) -> (u16, HeaderMap, String) {
+        let response = self
+            .client()
+            .post(self.url("/v1/chat/completions"))
+            .json(body)
+            .send()
+            .await
+            .expect("chat request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.expect("chat body"))
+    }
+
     pub fn builder() -> DaemonBuilder {
         DaemonBuilder::default()
     }
@@ -406,4 +485,12 @@ pub fn authorize_url(auth_url: &str, redirect_uri: &str, challenge: &str, state:
         .append_pair("state", state)
         .append_pair("originator", ORIGINATOR);
     url.into()
+}
+
+/// The `data:` payloads of a Chat Completions stream (`[DONE]` included as a string).
+pub fn chat_chunks(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|block| block.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned())))
+        .collect()
 }

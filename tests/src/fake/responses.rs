@@ -165,7 +165,8 @@ fn plan(
     let body = decoded.map_err(with_account)?;
     let caller = caller(shared, req, &account, &client_version);
     let checked =
-        validate::check_responses(&body, req.body.len(), &caller).map_err(with_account)?;
+        // Token estimates come from the decoded body: zstd makes the wire size meaningless.
+        validate::check_responses(&body, body.to_string().len(), &caller).map_err(with_account)?;
     if let Some(until) = account.limits.exhausted_until() {
         return Err(with_account(usage_limit_rejection(&account, until)));
     }

@@ -201,6 +201,14 @@ impl Script {
         })
     }
 
+    /// `response.failed` before any output item.
+    pub fn failed_at_once(code: &str, message: &str) -> Self {
+        Self::stream(Vec::new()).ending(Ending::Failed {
+            code: code.into(),
+            message: message.into(),
+        })
+    }
+
     pub fn incomplete(reason: &str) -> Self {
         Self::text("cut short ").ending(Ending::Incomplete {
             reason: reason.into(),

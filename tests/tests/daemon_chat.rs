@@ -1,0 +1,765 @@
+//! `/v1/chat/completions` end to end: the real daemon against the strict fake. Each test checks
+//! what the client received and what the fake recorded.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use codex_proxy_tests::fake::{
+    FakeUpstream, MODELS_PATH, RESPONSES_PATH, Reply, Script, decode_claims,
+};
+use codex_proxy_tests::harness::{Daemon, TEST_API_KEY, chat_chunks};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+async fn setup() -> (FakeUpstream, Daemon) {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    (fake, daemon)
+}
+
+fn user(text: &str) -> Value {
+    json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": text}]})
+}
+
+async fn last_upstream_body(fake: &FakeUpstream) -> Value {
+    let recorded = fake
+        .wait_for_requests(RESPONSES_PATH, 1, Duration::from_secs(5))
+        .await;
+    recorded.last().unwrap().body.clone().unwrap()
+}
+
+#[tokio::test]
+async fn non_streamed_completion_and_what_went_upstream() {
+    let (fake, daemon) = setup().await;
+    let (status, headers, body) = daemon
+        .chat(&json!({"model": "gpt-5.5", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}],
+            "temperature": 0.3, "max_tokens": 50}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let completion: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(completion["object"], "chat.completion");
+    assert!(completion["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(completion["model"], "gpt-5.5");
+    let choice = &completion["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["message"]["content"], "You said: hello");
+    assert!(
+        choice["message"]["reasoning_content"]
+            .as_str()
+            .unwrap()
+            .contains("Answering")
+    );
+    assert_eq!(choice["finish_reason"], "stop");
+    let usage = &completion["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(usage["prompt_tokens_details"]["cached_tokens"].is_u64());
+    assert!(
+        usage["completion_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        headers["x-codex-proxy-ignored-params"],
+        "max_tokens, temperature"
+    );
+
+    // What the fake received: the official request shape and identity.
+    let rec = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+    assert_eq!(rec.status, 200, "{:?}", rec.rejection);
+    let sent = rec.body.as_ref().unwrap();
+    assert_eq!(sent["store"], false);
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert!(sent.get("temperature").is_none() && sent.get("max_output_tokens").is_none());
+    assert_eq!(sent["include"], json!(["reasoning.encrypted_content"]));
+    assert_eq!(rec.header("content-encoding"), Some("zstd"));
+    assert_eq!(rec.header("originator"), Some("codex_cli_rs"));
+    assert!(
+        rec.header("user-agent")
+            .unwrap()
+            .starts_with("codex_cli_rs/0.146.0 (")
+    );
+    assert_eq!(rec.header("version"), Some("0.146.0"));
+    assert_eq!(
+        rec.header("chatgpt-account-id"),
+        Some(fake.account(0).account_id.as_str())
+    );
+    let key = sent["prompt_cache_key"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(key).unwrap().get_version_num(), 7);
+    assert_eq!(rec.header("session-id"), Some(key));
+    assert_eq!(rec.header("thread-id"), Some(key));
+    assert_eq!(rec.header("x-client-request-id"), Some(key));
+    let token = rec
+        .header("authorization")
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap();
+    assert_eq!(
+        decode_claims(token).unwrap()["https://api.openai.com/auth"]["chatgpt_account_id"],
+        fake.account(0).account_id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn streamed_completion_is_chunked_exactly_like_openai() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::deltas(["Hel", "lo ", "w\u{f6}rld \u{1f30d}"]));
+    let mut body = user("hi");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let (status, headers, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    let chunks = chat_chunks(&text);
+    assert_eq!(chunks.last().unwrap(), "[DONE]");
+    let first = &chunks[0];
+    assert_eq!(first["object"], "chat.completion.chunk");
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(first["choices"][0]["delta"]["content"], "");
+    // One client delta per upstream delta, in order, nothing batched.
+    let contents: Vec<&str> = chunks[1..]
+        .iter()
+        .filter_map(|c| {
+            c.get("choices")?
+                .get(0)?
+                .get("delta")?
+                .get("content")?
+                .as_str()
+        })
+        .collect();
+    assert_eq!(contents, ["Hel", "lo ", "w\u{f6}rld \u{1f30d}"]);
+    let finish = chunks
+        .iter()
+        .find(|c| {
+            !c["choices"][0]["finish_reason"].is_null()
+                && c["choices"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    assert_eq!(finish["choices"][0]["delta"], json!({}));
+    // include_usage: null on every chunk but the last, which has no choices.
+    let usage_chunk = &chunks[chunks.len() - 2];
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert!(usage_chunk["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert!(
+        chunks[..chunks.len() - 2]
+            .iter()
+            .all(|c| c["usage"].is_null() && c.get("usage").is_some())
+    );
+    // All chunks share one id.
+    let ids: std::collections::HashSet<&str> = chunks[..chunks.len() - 1]
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn without_include_usage_there_is_no_usage_field() {
+    let (_fake, daemon) = setup().await;
+    let mut body = user("hi");
+    body["stream"] = json!(true);
+    let (_, _, text) = daemon.chat(&body).await;
+    let chunks = chat_chunks(&text);
+    assert!(
+        chunks[..chunks.len() - 1]
+            .iter()
+            .all(|c| c.get("usage").is_none() && !c["choices"].as_array().unwrap().is_empty())
+    );
+}
+
+#[tokio::test]
+async fn prompt_cache_key_is_stable_across_turns_of_a_conversation() {
+    let (fake, daemon) = setup().await;
+    let turn1 = json!({"model": "gpt-5.5", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "first question"}]});
+    let turn2 = json!({"model": "gpt-5.5", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "answer"}, {"role": "user", "content": "follow-up"}]});
+    let other = json!({"model": "gpt-5.5", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "another chat"}]});
+    for body in [&turn1, &turn2, &other] {
+        assert_eq!(daemon.chat(body).await.0, 200);
+    }
+    let keys: Vec<String> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| {
+            r.body.as_ref().unwrap()["prompt_cache_key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys[0], keys[1], "same conversation, same key");
+    assert_ne!(keys[0], keys[2], "another conversation, another key");
+}
+
+#[tokio::test]
+async fn the_prompt_cache_hits_on_the_second_turn() {
+    let (fake, daemon) = setup().await;
+    fake.set_cache_min_tokens(64);
+    let long = "context ".repeat(400);
+    let turn1 = json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": long}]});
+    let mut turn2 = turn1.clone();
+    turn2["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": "ok"}),
+        json!({"role": "user", "content": "more"}),
+    ]);
+    daemon.chat(&turn1).await;
+    let (_, _, body) = daemon.chat(&turn2).await;
+    let usage: Value = serde_json::from_str::<Value>(&body).unwrap()["usage"].clone();
+    assert!(
+        usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{usage}"
+    );
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_and_the_tool_result_turn() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::function_calls(&[
+        ("weather", r#"{"city":"Paris"}"#),
+        ("weather", r#"{"city":"Rome"}"#),
+    ]));
+    let tools = json!([{"type": "function", "function": {"name": "weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false}, "strict": true}}]);
+    let mut body = json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "weather?"}], "tools": tools, "stream": true});
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200, "{text}");
+    let chunks = chat_chunks(&text);
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for chunk in &chunks {
+        for call in chunk
+            .pointer("/choices/0/delta/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = call["index"].as_u64().unwrap() as usize;
+            if let Some(id) = call["id"].as_str() {
+                assert_eq!(call["type"], "function");
+                calls.push((
+                    id.to_owned(),
+                    call["function"]["name"].as_str().unwrap().to_owned(),
+                    String::new(),
+                ));
+            }
+            calls[index]
+                .2
+                .push_str(call["function"]["arguments"].as_str().unwrap());
+        }
+    }
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        (calls[0].1.as_str(), calls[0].2.as_str()),
+        ("weather", r#"{"city":"Paris"}"#)
+    );
+    assert_eq!(calls[1].2, r#"{"city":"Rome"}"#);
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/finish_reason"))
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("tool_calls")]);
+
+    // The client answers both calls; the fake checks every output answers a call in the input.
+    body["stream"] = json!(false);
+    body["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": calls[0].0, "type": "function", "function": {"name": "weather", "arguments": calls[0].2}},
+            {"id": calls[1].0, "type": "function", "function": {"name": "weather", "arguments": calls[1].2}}]}),
+        json!({"role": "tool", "tool_call_id": calls[0].0, "content": "18C"}),
+        json!({"role": "tool", "tool_call_id": calls[1].0, "content": "21C"}),
+    ]);
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200, "{text}");
+    let sent = last_upstream_body(&fake).await;
+    assert_eq!(sent["tools"][0]["strict"], true);
+    assert_eq!(sent["input"][3]["type"], "function_call_output");
+}
+
+#[tokio::test]
+async fn non_streamed_tool_calls() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::function_call("lookup", r#"{"q":"rust"}"#));
+    let (status, _, text) = daemon
+        .chat(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "find"}],
+            "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]}))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let completion: Value = serde_json::from_str(&text).unwrap();
+    let message = &completion["choices"][0]["message"];
+    assert!(message["content"].is_null());
+    assert_eq!(
+        message["tool_calls"][0]["function"],
+        json!({"name": "lookup", "arguments": "{\"q\":\"rust\"}"})
+    );
+    assert_eq!(completion["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[tokio::test]
+async fn reasoning_output_modes() {
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.set_default(Some(Script::text("answer").with_reasoning("thinking hard")));
+    let think = Daemon::builder()
+        .fake(&fake, &[0])
+        .config("[model]\nreasoning_output = \"think_tags\"\n")
+        .start();
+    let (_, _, body) = think.chat(&user("q")).await;
+    let message = serde_json::from_str::<Value>(&body).unwrap()["choices"][0]["message"].clone();
+    assert_eq!(
+        message["content"],
+        "<think>\nthinking hard\n</think>\n\nanswer"
+    );
+    assert!(message.get("reasoning_content").is_none());
+
+    let none = Daemon::builder()
+        .fake(&fake, &[0])
+        .config("[model]\nreasoning_output = \"none\"\n")
+        .start();
+    let (_, _, body) = none.chat(&user("q")).await;
+    let message = serde_json::from_str::<Value>(&body).unwrap()["choices"][0]["message"].clone();
+    assert_eq!(message["content"], "answer");
+    // Nothing was asked for, so nothing was sent: the request carries no summary.
+    let sent = last_upstream_body(&fake).await;
+    assert!(sent["reasoning"].get("summary").is_none());
+}
+
+#[tokio::test]
+async fn stop_sequences_are_honoured_locally() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::deltas(["alpha be", "ta ST", "OP gamma"]));
+    let mut body = user("go");
+    body["stop"] = json!(["STOP"]);
+    let (_, headers, text) = daemon.chat(&body).await;
+    let completion: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        completion["choices"][0]["message"]["content"],
+        "alpha beta "
+    );
+    assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+    assert!(
+        headers.get("x-codex-proxy-ignored-params").is_none(),
+        "stop is honoured, not ignored"
+    );
+    assert!(last_upstream_body(&fake).await.get("stop").is_none());
+}
+
+#[tokio::test]
+async fn n_runs_parallel_upstream_requests() {
+    let (fake, daemon) = setup().await;
+    let mut body = user("twice");
+    body["n"] = json!(2);
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200, "{text}");
+    let completion: Value = serde_json::from_str(&text).unwrap();
+    let indexes: Vec<u64> = completion["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, [0, 1]);
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+
+    body["stream"] = json!(true);
+    let (_, _, text) = daemon.chat(&body).await;
+    let chunks = chat_chunks(&text);
+    let finishes = chunks
+        .iter()
+        .filter(|c| {
+            c.pointer("/choices/0/finish_reason")
+                .is_some_and(|f| !f.is_null())
+        })
+        .count();
+    assert_eq!(finishes, 2);
+}
+
+#[tokio::test]
+async fn upstream_errors_before_the_first_byte_keep_their_meaning() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::usage_limit(2 * 3600 + 14 * 60));
+    let (status, headers, body) = daemon.chat(&user("hi")).await;
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((8000..=8040).contains(&retry), "{retry}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "usage_limit_reached");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resets at"),
+        "{error}"
+    );
+
+    let cases: Vec<(Script, u16, &str)> = vec![
+        (Script::new(Reply::InternalError), 502, "upstream_error"),
+        (Script::new(Reply::Overloaded), 503, "server_overloaded"),
+        (
+            Script::new(Reply::TokenExpired),
+            502,
+            "upstream_unauthorized",
+        ),
+        (
+            Script::new(Reply::CloudflareBlocked),
+            502,
+            "upstream_blocked",
+        ),
+        (
+            Script::failed_at_once(
+                "context_length_exceeded",
+                "Your input exceeds the context window of this model.",
+            ),
+            400,
+            "context_length_exceeded",
+        ),
+        (
+            Script::failed_at_once("cyber_policy", "flagged"),
+            400,
+            "cyber_policy",
+        ),
+    ];
+    // Another account, since the first one is now limited.
+    let daemon = Daemon::builder().fake(&fake, &[1]).start();
+    for (script, status, code) in cases {
+        // The same error whether the client streams or not: nothing had reached it yet.
+        for stream in [false, true] {
+            fake.enqueue(script.clone());
+            let mut body = user("x");
+            body["stream"] = json!(stream);
+            let (got, _, text) = daemon.chat(&body).await;
+            assert_eq!(got, status, "stream={stream}: {text}");
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).unwrap()["error"]["code"],
+                code,
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_error_before_any_output_is_still_an_http_error() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::failed_at_once(
+        "context_length_exceeded",
+        "too long",
+    ));
+    let mut body = user("x");
+    body["stream"] = json!(true);
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 400, "{text}");
+}
+
+#[tokio::test]
+async fn an_error_after_the_first_byte_is_an_error_chunk_then_done() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::deltas(["partial answer"]).ending(
+        codex_proxy_tests::fake::Ending::Failed {
+            code: "server_is_overloaded".into(),
+            message: "Selected model is at capacity".into(),
+        },
+    ));
+    let mut body = user("x");
+    body["stream"] = json!(true);
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200);
+    let chunks = chat_chunks(&text);
+    assert_eq!(chunks.last().unwrap(), "[DONE]");
+    let error = &chunks[chunks.len() - 2];
+    assert_eq!(error["error"]["code"], "server_overloaded", "{text}");
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.pointer("/choices/0/delta/content") == Some(&json!("partial answer")))
+    );
+}
+
+#[tokio::test]
+async fn incomplete_responses_finish_with_length() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::incomplete("max_output_tokens"));
+    let (_, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+    fake.enqueue(Script::incomplete("content_filter"));
+    let (_, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_upstream_request() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::deltas((0..500).map(|i| format!("w{i} "))).paced(20));
+    let mut body = user("long");
+    body["stream"] = json!(true);
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("w3 ") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(stream);
+    let seq = fake.requests_to(RESPONSES_PATH)[0].seq;
+    assert!(
+        fake.wait_for_hangup(seq, Duration::from_secs(5)).await,
+        "the daemon dropped the upstream request"
+    );
+}
+
+#[tokio::test]
+async fn api_keys_are_required() {
+    let (_fake, daemon) = setup().await;
+    let http = reqwest::Client::new();
+    let url = daemon.url("/v1/chat/completions");
+    let response = http.post(&url).json(&user("x")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_api_key"
+    );
+    let response = http
+        .post(&url)
+        .bearer_auth("wrong-key-123")
+        .json(&user("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = http
+        .post(&url)
+        .header("x-api-key", TEST_API_KEY)
+        .json(&user("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        http.get(daemon.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "health needs no key"
+    );
+    assert_eq!(
+        http.get(daemon.url("/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(daemon.url("/debug/fingerprint"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn models_list_aliases_variants_and_404s() {
+    let (fake, daemon) = setup().await;
+    let list: Value = daemon
+        .client()
+        .get(daemon.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "gpt-5.5",
+        "gpt-5.5-high",
+        "codex",
+        "codex-mini",
+        "gpt-5.6-sol",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    assert!(
+        !ids.contains(&"gpt-5.4-mini"),
+        "hidden models are not listed"
+    );
+    assert_eq!(list["data"][0]["object"], "model");
+
+    let one = daemon
+        .client()
+        .get(daemon.url("/v1/models/codex-low"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    let missing = daemon
+        .client()
+        .get(daemon.url("/v1/models/gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "model_not_found"
+    );
+
+    let (status, _, text) = daemon
+        .chat(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(status, 404);
+    assert!(text.contains("gpt-5.5"), "lists what exists: {text}");
+
+    // The live catalog was fetched with the client version.
+    let fetched = fake
+        .wait_for_requests(MODELS_PATH, 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(fetched[0].query.as_deref(), Some("client_version=0.146.0"));
+    assert_eq!(fetched[0].status, 200);
+
+    // An alias with an effort suffix reaches the backend as model + effort.
+    daemon
+        .chat(&json!({"model": "codex-high", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    let sent = fake
+        .requests_to(RESPONSES_PATH)
+        .pop()
+        .unwrap()
+        .body
+        .unwrap();
+    assert_eq!(
+        (sent["model"].as_str(), sent["reasoning"]["effort"].as_str()),
+        (Some("gpt-5.5"), Some("high"))
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_goes_upstream() {
+    let (fake, daemon) = setup().await;
+    let cases = [
+        (json!({"model": "gpt-5.5", "messages": "hi"}), "messages"),
+        (
+            json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "minimal"}),
+            "reasoning_effort",
+        ),
+        (
+            json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema",
+            "json_schema": {"name": "o", "strict": true, "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}}),
+            "response_format.json_schema.schema",
+        ),
+        (
+            json!({"model": "gpt-5.5", "messages": [{"role": "tool", "tool_call_id": "x", "content": "1"}]}),
+            "messages[0].tool_call_id",
+        ),
+    ];
+    for (body, param) in cases {
+        let (status, _, text) = daemon.chat(&body).await;
+        assert_eq!(status, 400, "{text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["error"]["param"],
+            param,
+            "{text}"
+        );
+    }
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(fake.requests_to(RESPONSES_PATH).is_empty());
+}
+
+#[tokio::test]
+async fn images_and_structured_output_pass_the_strict_backend() {
+    let (fake, daemon) = setup().await;
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let (status, _, text) = daemon
+        .chat(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this? answer in json"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}"), "detail": "low"}}]}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "strict": true,
+                "schema": {"type": "object", "properties": {"what": {"type": "string"}}, "required": ["what"], "additionalProperties": false}}}}))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let sent = last_upstream_body(&fake).await;
+    assert_eq!(sent["text"]["format"]["type"], "json_schema");
+    assert_eq!(sent["input"][0]["content"][1]["detail"], "low");
+}
+
+#[tokio::test]
+async fn fingerprint_shows_identity_without_tokens() {
+    let (fake, daemon) = setup().await;
+    let fingerprint: Value = daemon
+        .client()
+        .get(daemon.url("/debug/fingerprint"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fingerprint["originator"], "codex_cli_rs");
+    assert_eq!(fingerprint["headers"]["authorization"], "Bearer <redacted>");
+    assert_eq!(
+        fingerprint["headers"]["chatgpt-account-id"],
+        fake.account(0).account_id.as_str()
+    );
+    let text = fingerprint.to_string();
+    assert!(!text.contains("eyJ"), "no JWT anywhere: {text}");
+}
+
+#[tokio::test]
+async fn no_account_is_a_clear_503() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[]).start();
+    let (status, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 503);
+    assert!(text.contains("codexctl login"), "{text}");
+}
+
+#[test]
+fn a_network_bind_needs_configured_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        std::process::Command::new(codex_proxy_tests::harness::workspace_binary("codex-proxy"))
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("CODEX_PROXY_STATE_DIR", dir.path().join("state"))
+            .args(["--host", "0.0.0.0", "--port", "0"])
+            .output()
+            .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("api_keys"));
+}
