@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real client SDKs the end-to-end tests drive: the official `openai` Python package
+# (in a venv under target/sdk) and the `openai` Node package (tests/sdk/node/node_modules).
+# Idempotent: a second run with unchanged pins does nothing.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+
+venv="$root/target/sdk/venv"
+requirements="$root/tests/sdk/python/requirements.txt"
+stamp="$venv/.installed-$(sha256sum "$requirements" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "sdk: installing Python packages into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  touch "$stamp"
+fi
+
+cd "$root/tests/sdk/node"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "sdk: installing Node packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,227 @@
+"""The official `openai` Python SDK against a running codex-proxy.
+
+Run by tests/tests/sdk_clients.rs, which starts the fake upstream and the daemon and passes:
+CODEX_PROXY_BASE_URL (…/v1), CODEX_PROXY_API_KEY, FAKE_ADMIN_URL (the fake's /__fake).
+"""
+
+import base64
+import json
+import os
+import urllib.request
+
+import openai
+import pydantic
+import pytest
+from openai import OpenAI
+
+BASE_URL = os.environ["CODEX_PROXY_BASE_URL"]
+API_KEY = os.environ["CODEX_PROXY_API_KEY"]
+FAKE = os.environ["FAKE_ADMIN_URL"]
+
+client = OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0)
+
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def script(reply, **extra):
+    """Tells the fake upstream what its next reply is."""
+    body = json.dumps({"reply": reply, **extra}).encode()
+    request = urllib.request.Request(
+        f"{FAKE}/script", data=body, headers={"content-type": "application/json"}, method="POST"
+    )
+    urllib.request.urlopen(request).read()
+
+
+def stream_of(*items):
+    return {"kind": "stream", "items": list(items)}
+
+
+def message(*deltas):
+    return {"type": "message", "deltas": list(deltas)}
+
+
+def call(name, *argument_deltas):
+    return {"type": "function_call", "name": name, "argument_deltas": list(argument_deltas)}
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}
+
+
+def test_non_streaming_text():
+    response = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "hello sdk"}]
+    )
+    choice = response.choices[0]
+    assert choice.message.content == "You said: hello sdk"
+    assert choice.finish_reason == "stop"
+    assert response.object == "chat.completion"
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    assert response.usage.prompt_tokens_details.cached_tokens >= 0
+    assert response.usage.completion_tokens_details.reasoning_tokens > 0
+    # Reasoning summaries arrive as `reasoning_content`, an extra field the SDK keeps.
+    assert "Answering" in choice.message.model_extra["reasoning_content"]
+
+
+def test_streaming_text_with_usage():
+    script(stream_of(message("Hel", "lo", " there")))
+    stream = client.chat.completions.create(
+        model="gpt-5.5",
+        messages=[{"role": "user", "content": "greet me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    deltas, finish, usage, roles = [], None, None, []
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.role:
+                roles.append(c.delta.role)
+            if c.delta.content:
+                deltas.append(c.delta.content)
+            if c.finish_reason:
+                finish = c.finish_reason
+    assert roles == ["assistant"]
+    assert deltas == ["Hel", "lo", " there"]
+    assert finish == "stop"
+    assert usage is not None and usage.total_tokens > 0
+
+
+def test_stream_helper_assembles_the_final_completion():
+    script(stream_of(message("The answer ", "is 42.")))
+    with client.chat.completions.stream(
+        model="gpt-5.5", messages=[{"role": "user", "content": "answer?"}]
+    ) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_completion()
+    assert "content.delta" in events
+    assert final.choices[0].message.content == "The answer is 42."
+
+
+def test_streaming_tool_calls_then_the_tool_result_turn():
+    script(stream_of(call("get_weather", '{"city":', '"Paris"}'), call("get_weather", '{"city":"Rome"}')))
+    messages = [{"role": "user", "content": "weather in Paris and Rome?"}]
+    stream = client.chat.completions.create(
+        model="gpt-5.5", messages=messages, tools=[WEATHER_TOOL], stream=True
+    )
+    calls, finish = {}, None
+    for chunk in stream:
+        for c in chunk.choices:
+            for tc in c.delta.tool_calls or []:
+                slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                if tc.id:
+                    slot["id"] = tc.id
+                if tc.function and tc.function.name:
+                    slot["name"] += tc.function.name
+                if tc.function and tc.function.arguments:
+                    slot["arguments"] += tc.function.arguments
+            if c.finish_reason:
+                finish = c.finish_reason
+    assert finish == "tool_calls"
+    assert [calls[i]["name"] for i in sorted(calls)] == ["get_weather", "get_weather"]
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    assert json.loads(calls[1]["arguments"]) == {"city": "Rome"}
+
+    messages.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": calls[i]["id"], "type": "function",
+                 "function": {"name": calls[i]["name"], "arguments": calls[i]["arguments"]}}
+                for i in sorted(calls)
+            ],
+        }
+    )
+    messages.append({"role": "tool", "tool_call_id": calls[0]["id"], "content": "18C"})
+    messages.append({"role": "tool", "tool_call_id": calls[1]["id"], "content": [{"type": "text", "text": "21C"}]})
+    script(stream_of(message("Paris 18C, Rome 21C.")))
+    response = client.chat.completions.create(model="gpt-5.5", messages=messages, tools=[WEATHER_TOOL])
+    assert response.choices[0].message.content == "Paris 18C, Rome 21C."
+
+
+def test_image_input():
+    response = client.chat.completions.create(
+        model="gpt-5.5",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "describe"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
+                ],
+            }
+        ],
+    )
+    assert response.choices[0].message.content == "You said: describe"
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temperature_c: int
+
+
+def test_structured_output_with_parse():
+    script(stream_of(message('{"city": "Paris", ', '"temperature_c": 18}')))
+    completion = client.chat.completions.parse(
+        model="gpt-5.5",
+        messages=[{"role": "user", "content": "weather in Paris as JSON"}],
+        response_format=Weather,
+    )
+    assert completion.choices[0].message.parsed == Weather(city="Paris", temperature_c=18)
+
+
+def test_json_mode():
+    script(stream_of(message('{"ok": true}')))
+    response = client.chat.completions.create(
+        model="gpt-5.5",
+        messages=[{"role": "user", "content": "reply with a json object"}],
+        response_format={"type": "json_object"},
+    )
+    assert json.loads(response.choices[0].message.content) == {"ok": True}
+
+
+def test_errors_raise_the_right_exceptions():
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert missing.value.code == "model_not_found"
+
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=BASE_URL, api_key="wrong-key-123", max_retries=0).models.list()
+
+    body = {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                      "plan_type": "plus", "resets_at": 4102444800}}
+    script({"kind": "raw", "status": 429, "content_type": "application/json", "body": json.dumps(body)})
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "x"}])
+    assert "resets at" in limited.value.message
+    assert int(limited.value.response.headers["retry-after"]) > 0
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model="gpt-5.5",
+            messages=[{"role": "user", "content": "x"}],
+            reasoning_effort="minimal",
+        )
+    assert bad.value.param == "reasoning_effort"
+
+
+def test_models_list_and_retrieve():
+    ids = [m.id for m in client.models.list()]
+    assert "gpt-5.5" in ids and "codex" in ids
+    assert client.models.retrieve("codex-mini").id == "codex-mini"
