@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,14 +15,17 @@ use crate::fake::{CLIENT_ID, FakeUpstream, TokenSet};
 
 /// Path of a binary built from this workspace (`codex-proxy`, `codexctl`, `fake-upstream`).
 ///
-/// Test executables live in `target/<profile>/deps/`; the binaries one level up. The README's
+/// Test executables live in `target/<profile>/deps/`, the binaries in `target/<profile>/`. The README's
 /// test command builds them first (`cargo build --workspace --bins`).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory");
+    let exe_dir = exe.parent().expect("executable directory");
+    // Tests run from target/<profile>/deps; tools like chat-latency from target/<profile>.
+    let profile_dir = if exe_dir.ends_with("deps") {
+        exe_dir.parent().expect("target/<profile>")
+    } else {
+        exe_dir
+    };
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),
@@ -57,6 +60,8 @@ pub struct DaemonBuilder {
     /// `accounts.json` written into the state directory before start.
     accounts: Option<Value>,
     api_key: Option<String>,
+    /// Lines for the `[server]`, `[upstream]`, `[appcast]` tables, rendered once each.
+    sections: std::collections::BTreeMap<&'static str, Vec<String>>,
 }
 
 /// The API key e2e daemons are configured with.
@@ -83,11 +88,25 @@ impl DaemonBuilder {
         self
     }
 
+    /// Adds `key = value` to one of the tables the harness writes (`server`, `upstream`,
+    /// `appcast`); other tables go through [`config`](Self::config).
+    #[must_use]
+    pub fn set(mut self, table: &'static str, line: &str) -> Self {
+        self.sections
+            .entry(table)
+            .or_default()
+            .push(line.to_owned());
+        self
+    }
+
     /// Points the daemon at a fake upstream with the test API key and these fake accounts
     /// (fresh tokens each) in its state.
     #[must_use]
     pub fn fake(mut self, fake: &FakeUpstream, accounts: &[usize]) -> Self {
-        self.config.push_str(&fake.config_toml());
+        self = self
+            .set("upstream", &format!("base_url = \"{}\"", fake.base_url()))
+            .set("upstream", &format!("auth_url = \"{}\"", fake.auth_url()))
+            .set("appcast", &format!("url = \"{}\"", fake.appcast_url()));
         self.api_key = Some(TEST_API_KEY.to_owned());
         let list: Vec<Value> = accounts
             .iter()
@@ -123,7 +142,11 @@ impl DaemonBuilder {
         let state = dir.path().join("state");
         std::fs::create_dir_all(&home).expect("create home");
         if let Some(accounts) = &self.accounts {
-            std::fs::create_dir_all(&state).expect("create state");
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&state)
+                .expect("create state");
             std::fs::write(state.join("accounts.json"), accounts.to_string())
                 .expect("write accounts");
         }
@@ -139,12 +162,19 @@ impl DaemonBuilder {
             .arg("0");
         if !self.no_config_file {
             let config = dir.path().join("config.toml");
-            let server = self
-                .api_key
-                .as_ref()
-                .map(|k| format!("[server]\napi_keys = [\"{k}\"]\n\n"))
-                .unwrap_or_default();
-            std::fs::write(&config, format!("{server}{}", self.config)).expect("write config");
+            let mut sections = self.sections.clone();
+            if let Some(key) = &self.api_key {
+                sections
+                    .entry("server")
+                    .or_default()
+                    .push(format!("api_keys = [\"{key}\"]"));
+            }
+            let mut text = String::new();
+            for (table, lines) in &sections {
+                text.push_str(&format!("[{table}]\n{}\n\n", lines.join("\n")));
+            }
+            text.push_str(&self.config);
+            std::fs::write(&config, text).expect("write config");
             cmd.arg("--config").arg(&config);
         }
         for (name, value) in &self.env {

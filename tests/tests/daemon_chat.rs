@@ -763,3 +763,177 @@ fn a_network_bind_needs_configured_keys() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("api_keys"));
 }
+
+#[tokio::test]
+async fn deltas_reach_the_client_while_upstream_is_still_streaming() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::deltas(["first ", "second ", "third ", "fourth"]).paced(300));
+    let mut body = user("x");
+    body["stream"] = json!(true);
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("\"content\":\"first \"") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    // The first delta is here; the upstream stream has not finished: nothing was buffered.
+    let rec = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+    assert!(
+        !rec.completed,
+        "the daemon waited for the whole upstream response"
+    );
+}
+
+#[tokio::test]
+async fn keepalives_flow_while_the_model_is_silent() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("server", "keepalive_seconds = 1")
+        .start();
+    // A long silence before the first delta (a model thinking without summaries).
+    fake.enqueue(Script::deltas(["late answer"]).paced(2_500));
+    let mut body = user("x");
+    body["stream"] = json!(true);
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200);
+    let keepalive = text.find(": keepalive\n\n").expect("a keepalive comment");
+    let content = text.find("late answer").unwrap();
+    assert!(keepalive < content, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn a_new_catalog_etag_triggers_a_refetch() {
+    let (fake, daemon) = setup().await;
+    let first = fake
+        .wait_for_requests(MODELS_PATH, 1, Duration::from_secs(5))
+        .await;
+    let etag = first[0].header("if-none-match").map(str::to_owned);
+    assert_eq!(etag, None, "the first fetch has nothing to revalidate");
+    assert_eq!(daemon.chat(&user("x")).await.0, 200);
+    assert_eq!(
+        fake.requests_to(MODELS_PATH).len(),
+        1,
+        "same ETag announced: no refetch"
+    );
+
+    fake.bump_catalog();
+    assert_eq!(daemon.chat(&user("x")).await.0, 200);
+    let fetched = fake
+        .wait_for_requests(MODELS_PATH, 2, Duration::from_secs(5))
+        .await;
+    assert!(
+        fetched[1].header("if-none-match").is_some(),
+        "revalidates with the ETag it holds"
+    );
+    assert_eq!(fetched[1].status, 200);
+    // The cache in the state dir holds the new catalog.
+    let cache = daemon.state_dir().join("models_cache.json");
+    let updated = codex_proxy_tests::harness::poll_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("catalog revision 1"))
+    })
+    .await;
+    assert!(updated, "the new catalog is cached in the state dir");
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_leaves_the_builtin_catalog_and_a_clear_502() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let builder = Daemon::builder().fake(&fake, &[0]);
+    drop(fake); // Its port now refuses connections.
+    let daemon = builder.start();
+    let list: Value = daemon
+        .client()
+        .get(daemon.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gpt-5.5")
+    );
+    let (status, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]["code"],
+        "upstream_unreachable"
+    );
+}
+
+/// A tiny HTTP proxy that records request lines and answers 502.
+async fn recording_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                record.lock().unwrap().push(head);
+                let _ = socket.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn requests_go_through_the_configured_or_environment_proxy() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let (proxy, seen) = recording_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", &format!("proxy = \"{proxy}\""))
+        .start();
+    let (status, _, _) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 502);
+    let target = format!("POST {}/codex/responses HTTP/1.1", fake.base_url());
+    assert!(
+        seen.lock().unwrap().contains(&target),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert!(
+        fake.requests_to(RESPONSES_PATH).is_empty(),
+        "nothing bypassed the proxy"
+    );
+
+    let (proxy, seen) = recording_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("ALL_PROXY", &proxy)
+        .start();
+    assert_eq!(daemon.chat(&user("x")).await.0, 502);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.ends_with("/codex/responses HTTP/1.1")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// When empty, a key `codex-proxy-<random>` is generated once and kept in the state dir.
     pub api_keys: Vec<ApiKey>,
     pub cors_origins: Vec<CorsOrigin>,
+    /// A stream with nothing to send for this long sends a `: keepalive` comment.
+    pub keepalive_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             port: 8080,
             api_keys: Vec::new(),
             cors_origins: Vec::new(),
+            keepalive_seconds: 15,
         }
     }
 }
@@ -313,6 +316,12 @@ impl Config {
                 ))
             }
         }
+        range(
+            "server.keepalive_seconds",
+            self.server.keepalive_seconds,
+            1,
+            300,
+        )?;
         range(
             "upstream.connect_timeout_seconds",
             self.upstream.connect_timeout_seconds,

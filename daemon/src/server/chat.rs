@@ -26,12 +26,6 @@ use crate::translate::stream::{Assembler, Emit, Failure, StreamTranslator};
 use crate::upstream::errors::{self as upstream_errors, unix_now};
 use crate::upstream::{EventStream, UpstreamError};
 
-/// A `: keepalive` comment goes out after this much silence.
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
-/// The status line waits this long for the first output (so an early failure can still be a
-/// proper HTTP error); after it the stream starts anyway and keepalives flow.
-const COMMIT_AFTER: Duration = Duration::from_secs(10);
-
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
@@ -105,8 +99,9 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         .collect();
     let ignored = translated.ignored.join(", ");
     let model = resolved.model.slug.clone();
+    let keepalive = Duration::from_secs(config.server.keepalive_seconds);
     let mut response = if translated.stream {
-        stream_response(choices, model, translated.include_usage).await?
+        stream_response(choices, model, translated.include_usage, keepalive).await?
     } else {
         complete(choices, model).await?
     };
@@ -298,18 +293,21 @@ async fn complete(choices: Vec<Choice>, model: String) -> Result<Response, ApiEr
     Ok(axum::Json(completion).into_response())
 }
 
-/// Streamed: chunks exactly as OpenAI sends them.
+/// Streamed: chunks exactly as OpenAI sends them. The status line waits up to `keepalive` for
+/// the first output, so an early failure can still be a proper HTTP error; after that the stream
+/// starts anyway, and a `: keepalive` comment goes out after every `keepalive` of silence.
 async fn stream_response(
     choices: Vec<Choice>,
     model: String,
     include_usage: bool,
+    keepalive: Duration,
 ) -> Result<Response, ApiError> {
     let count = choices.len() as u32;
     let mut merged: SelectAll<BoxStream<'static, (u32, Emit)>> =
         stream::select_all(choices.into_iter().map(Choice::into_stream));
 
     // Until something reaches the client, a failure is still an HTTP error.
-    let first = match tokio::time::timeout(COMMIT_AFTER, merged.next()).await {
+    let first = match tokio::time::timeout(keepalive, merged.next()).await {
         Ok(Some((_, Emit::Failed(failure)))) => {
             return Err(upstream_errors::from_failure(&failure));
         }
@@ -325,6 +323,9 @@ async fn stream_response(
         usage: ChatUsage::default(),
     };
     let mut pending = VecDeque::new();
+    if first.is_none() {
+        pending.push_back(Bytes::from_static(KEEPALIVE_COMMENT));
+    }
     for index in 0..count {
         // The first chunk of every choice carries the role, as OpenAI's does.
         let delta = Delta {
@@ -336,6 +337,7 @@ async fn stream_response(
         writer.chunk(index, delta, None, &mut pending);
     }
     let body = SseBody {
+        keepalive,
         merged,
         first,
         writer,
@@ -444,7 +446,10 @@ fn sse_data<T: serde::Serialize>(value: &T) -> Bytes {
     Bytes::from(buf)
 }
 
+const KEEPALIVE_COMMENT: &[u8] = b": keepalive\n\n";
+
 struct SseBody {
+    keepalive: Duration,
     merged: SelectAll<BoxStream<'static, (u32, Emit)>>,
     first: Option<(u32, Emit)>,
     writer: ChunkWriter,
@@ -463,9 +468,9 @@ impl SseBody {
             }
             let item = match self.first.take() {
                 Some(item) => Some(item),
-                None => match tokio::time::timeout(KEEPALIVE, self.merged.next()).await {
+                None => match tokio::time::timeout(self.keepalive, self.merged.next()).await {
                     Ok(item) => item,
-                    Err(_silence) => return Some(Bytes::from_static(b": keepalive\n\n")),
+                    Err(_silence) => return Some(Bytes::from_static(KEEPALIVE_COMMENT)),
                 },
             };
             match item {
