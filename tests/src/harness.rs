@@ -108,21 +108,7 @@ impl DaemonBuilder {
             .set("upstream", &format!("auth_url = \"{}\"", fake.auth_url()))
             .set("appcast", &format!("url = \"{}\"", fake.appcast_url()));
         self.api_key = Some(TEST_API_KEY.to_owned());
-        let list: Vec<Value> = accounts
-            .iter()
-            .map(|&i| {
-                let tokens = fake.issue_tokens(i);
-                let account = fake.account(i);
-                json!({
-                    "id": format!("acct_{i}"),
-                    "chatgpt_account_id": tokens.account_id,
-                    "email": account.email,
-                    "plan": account.plan,
-                    "tokens": {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "id_token": tokens.id_token},
-                })
-            })
-            .collect();
-        self.accounts = Some(json!({"schema_version": 1, "accounts": list}));
+        self.accounts = Some(fake.accounts_json(accounts));
         self
     }
 

@@ -15,6 +15,10 @@ struct Cli {
     /// Skip the identity-header checks the official client always passes.
     #[arg(long)]
     lenient_identity: bool,
+    /// Write a ready daemon setup here: config.toml (pointing at this fake, API key
+    /// `demo-key-123`) and state/accounts.json with all of the fake's accounts.
+    #[arg(long, value_name = "DIR")]
+    demo_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -34,6 +38,31 @@ async fn main() -> anyhow::Result<()> {
     println!();
     print!("{}", fake.config_toml());
     println!();
+    if let Some(dir) = &cli.demo_dir {
+        use std::os::unix::fs::DirBuilderExt;
+        let state = dir.join("state");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state)?;
+        let indices: Vec<usize> = (0..fake.accounts().len()).collect();
+        std::fs::write(
+            state.join("accounts.json"),
+            serde_json::to_vec_pretty(&fake.accounts_json(&indices))?,
+        )?;
+        let config = dir.join("config.toml");
+        let setup = format!(
+            "[server]\napi_keys = [\"demo-key-123\"]\n\n[paths]\nstate_dir = \"{}\"\n\n{}",
+            state.display(),
+            fake.config_toml()
+        );
+        std::fs::write(&config, setup)?;
+        println!(
+            "Daemon setup written: codex-proxy --config {}",
+            config.display()
+        );
+        println!();
+    }
     println!(
         "Accounts and fresh tokens: GET {}/__fake/accounts",
         fake.auth_url()

@@ -325,6 +325,25 @@ impl FakeUpstream {
         oauth::issue_tokens(&self.shared, index).expect("fake account index in range")
     }
 
+    /// A daemon `accounts.json` holding these accounts, each with fresh tokens.
+    pub fn accounts_json(&self, indices: &[usize]) -> Value {
+        let list: Vec<Value> = indices
+            .iter()
+            .map(|&i| {
+                let tokens = self.issue_tokens(i);
+                let account = self.account(i);
+                serde_json::json!({
+                    "id": format!("acct_{i}"),
+                    "chatgpt_account_id": tokens.account_id,
+                    "email": account.email,
+                    "plan": account.plan,
+                    "tokens": {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "id_token": tokens.id_token},
+                })
+            })
+            .collect();
+        serde_json::json!({"schema_version": 1, "accounts": list})
+    }
+
     /// Access tokens minted from now on live this long (default one hour).
     pub fn set_access_token_ttl(&self, ttl: Duration) {
         self.shared
