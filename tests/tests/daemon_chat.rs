@@ -937,3 +937,70 @@ async fn requests_go_through_the_configured_or_environment_proxy() {
         seen.lock().unwrap()
     );
 }
+
+#[tokio::test]
+async fn cors_answers_configured_origins_only() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("server", "cors_origins = [\"http://localhost:3000\"]")
+        .start();
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, daemon.url("/v1/chat/completions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    // No API key on a preflight, as browsers send it.
+    let allowed = preflight("http://localhost:3000").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // The real request still needs the key, and exposes the ignored-params header.
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/chat/completions"))
+        .header("origin", "http://localhost:3000")
+        .json(&user("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-codex-proxy-ignored-params")
+    );
+
+    let plain = Daemon::builder().fake(&fake, &[0]).start();
+    let response = plain
+        .client()
+        .post(plain.url("/v1/chat/completions"))
+        .header("origin", "http://localhost:3000")
+        .json(&user("x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "no CORS unless configured"
+    );
+}

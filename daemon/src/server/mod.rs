@@ -183,10 +183,49 @@ pub fn router(state: AppState) -> Router {
             auth::require_api_key,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    Router::new()
+    let cors = cors_layer(&state.config().server.cors_origins);
+    let app = Router::new()
         .route("/health", get(health::health))
         .merge(api)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so browsers' preflights (which carry no API key) are answered before auth.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for the browser origins in `server.cors_origins`; none configured means no CORS headers.
+fn cors_layer(origins: &[crate::config::CorsOrigin]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o.as_str() == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.as_str()).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-codex-proxy-ignored-params"),
+                header::RETRY_AFTER,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }

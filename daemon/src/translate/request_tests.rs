@@ -550,3 +550,25 @@ fn conversation_seed_is_system_and_first_user_message() {
     assert_eq!(conversation_seed(&first), conversation_seed(&later));
     assert_ne!(conversation_seed(&first), conversation_seed(&other));
 }
+
+#[test]
+fn empty_and_null_contents_are_accepted() {
+    let (_, body) = run(json!({"messages": [
+        {"role": "user", "content": ""},
+        {"role": "assistant", "content": ""},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": null},
+        {"role": "user", "content": []}
+    ]}));
+    let input = body["input"].as_array().unwrap();
+    assert_eq!(
+        input[0]["content"],
+        json!([{"type": "input_text", "text": ""}])
+    );
+    assert_eq!(
+        input[1]["type"], "function_call",
+        "an empty assistant message is dropped"
+    );
+    assert_eq!(input[2]["output"], "");
+    assert_eq!(input[3]["content"], json!([]));
+}

@@ -344,3 +344,37 @@ fn unknown_events_and_items_are_ignored() {
     let (out, _) = run(ReasoningOutput::ReasoningContent, &[], &events);
     assert_eq!(assemble(&out).content, "ok");
 }
+
+#[test]
+fn very_long_arguments_arrive_whole() {
+    let arguments = format!("{{\"blob\":\"{}\"}}", "x\u{e9}".repeat(300_000));
+    let mut events = vec![
+        created(),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "function_call", "id": "fc_1", "call_id": "c", "name": "put", "arguments": ""}}),
+    ];
+    // Deltas split on character boundaries, as the backend sends valid JSON strings.
+    let chars: Vec<char> = arguments.chars().collect();
+    for piece in chars.chunks(4096) {
+        events.push(json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": piece.iter().collect::<String>()}));
+    }
+    events.push(json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_1", "call_id": "c", "name": "put", "arguments": arguments}}));
+    events.push(completed(1, 0, 1, 0));
+    let (out, _) = run(ReasoningOutput::ReasoningContent, &[], &events);
+    let a = assemble(&out);
+    assert_eq!(
+        a.tool_calls()[0]["function"]["arguments"]
+            .as_str()
+            .unwrap()
+            .len(),
+        arguments.len()
+    );
+}
+
+#[test]
+fn empty_deltas_and_an_empty_answer_are_harmless() {
+    let events = vec![created(), text_delta("m", ""), completed(1, 0, 0, 0)];
+    let (out, _) = run(ReasoningOutput::ReasoningContent, &[], &events);
+    let a = assemble(&out);
+    assert_eq!(a.content, "");
+    assert_eq!(a.finish, Some(FinishReason::Stop));
+}
