@@ -171,6 +171,8 @@ struct Choice {
     want_usage: bool,
     finished: bool,
     pending: VecDeque<Emit>,
+    /// Reused for every event, so translating allocates no vector per event.
+    scratch: Vec<Emit>,
 }
 
 impl Choice {
@@ -187,6 +189,7 @@ impl Choice {
             want_usage,
             finished: false,
             pending: VecDeque::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -198,9 +201,9 @@ impl Choice {
             if self.finished {
                 return None;
             }
-            let mut out = Vec::new();
+            let out = &mut self.scratch;
             match self.events.next().await {
-                Some(Ok(event)) => self.translator.push(event, &mut out),
+                Some(Ok(event)) => self.translator.push(event, out),
                 Some(Err(error)) => {
                     out.push(Emit::Failed(Failure {
                         code: None,
@@ -209,7 +212,7 @@ impl Choice {
                     self.finished = true;
                 }
                 None => {
-                    self.translator.eof(&mut out);
+                    self.translator.eof(out);
                     self.finished = true;
                 }
             }
@@ -218,7 +221,7 @@ impl Choice {
             {
                 self.finished = true;
             }
-            self.pending.extend(out);
+            self.pending.extend(self.scratch.drain(..));
         }
     }
 

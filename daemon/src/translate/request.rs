@@ -468,6 +468,27 @@ fn tool_output(content: Option<MessageContent>, path: &str) -> Result<ToolOutput
     }
 }
 
+/// Tool and schema names: 1-64 letters, digits, `_` or `-`.
+fn check_name(name: &str, what: &str, param: &str) -> Result<(), ApiError> {
+    if valid_tool_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        format!("Invalid {what} name '{name}': use 1-64 letters, digits, '_' or '-'."),
+        Some(param),
+    ))
+}
+
+/// A strict schema the backend would reject, as a 400 naming the offending path.
+fn check_strict_schema(schema: &Value, root: &str) -> Result<(), ApiError> {
+    schema::check_strict(schema, root).map_err(|(path, reason)| {
+        ApiError::invalid(
+            format!("Invalid schema at '{path}': {reason}."),
+            Some(&path),
+        )
+    })
+}
+
 fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -490,27 +511,13 @@ fn tools(
         let path = format!("tools[{i}]");
         match tool {
             ChatTool::Function { function } => {
-                if !valid_tool_name(&function.name) {
-                    return Err(ApiError::invalid(
-                        format!(
-                            "Invalid function name '{}': use 1-64 letters, digits, '_' or '-'.",
-                            function.name
-                        ),
-                        Some(&format!("{path}.function.name")),
-                    ));
-                }
+                check_name(&function.name, "function", &format!("{path}.function.name"))?;
                 let strict = function.strict.unwrap_or(false);
                 let parameters = function.parameters.unwrap_or_else(|| {
                     json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false})
                 });
                 if strict {
-                    schema::check_strict(&parameters, &format!("{path}.function.parameters"))
-                        .map_err(|(p, reason)| {
-                            ApiError::invalid(
-                                format!("Invalid schema at '{p}': {reason}."),
-                                Some(&p),
-                            )
-                        })?;
+                    check_strict_schema(&parameters, &format!("{path}.function.parameters"))?;
                 }
                 out.push(Tool::Function {
                     name: function.name,
@@ -520,15 +527,7 @@ fn tools(
                 });
             }
             ChatTool::Custom { custom } => {
-                if !valid_tool_name(&custom.name) {
-                    return Err(ApiError::invalid(
-                        format!(
-                            "Invalid tool name '{}': use 1-64 letters, digits, '_' or '-'.",
-                            custom.name
-                        ),
-                        Some(&format!("{path}.custom.name")),
-                    ));
-                }
+                check_name(&custom.name, "tool", &format!("{path}.custom.name"))?;
                 out.push(Tool::Custom {
                     name: custom.name,
                     description: custom.description,
@@ -638,15 +637,11 @@ fn text_controls(
         None | Some(ResponseFormat::Text) => None,
         Some(ResponseFormat::JsonObject) => Some(TextFormat::JsonObject),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
-            if !valid_tool_name(&json_schema.name) {
-                return Err(ApiError::invalid(
-                    format!(
-                        "Invalid schema name '{}': use 1-64 letters, digits, '_' or '-'.",
-                        json_schema.name
-                    ),
-                    Some("response_format.json_schema.name"),
-                ));
-            }
+            check_name(
+                &json_schema.name,
+                "schema",
+                "response_format.json_schema.name",
+            )?;
             let Some(schema) = json_schema.schema else {
                 return Err(ApiError::invalid(
                     "response_format.json_schema needs a 'schema'.",
@@ -654,11 +649,7 @@ fn text_controls(
                 ));
             };
             if json_schema.strict == Some(true) {
-                schema::check_strict(&schema, "response_format.json_schema.schema").map_err(
-                    |(p, reason)| {
-                        ApiError::invalid(format!("Invalid schema at '{p}': {reason}."), Some(&p))
-                    },
-                )?;
+                check_strict_schema(&schema, "response_format.json_schema.schema")?;
             }
             Some(TextFormat::JsonSchema {
                 name: json_schema.name,
