@@ -3,6 +3,7 @@
 //! The binary is a thin wrapper around [`cli::main`]; tests can also drive [`serve`] in-process.
 
 pub mod accounts;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod models;

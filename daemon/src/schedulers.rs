@@ -1,5 +1,6 @@
-//! Background work: keeping the model catalog current.
+//! Background work: keeping tokens fresh and the model catalog current.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub async fn refresh_catalog(state: &AppState) {
     let etag = (current.source == CatalogSource::Live)
         .then(|| current.etag.clone())
         .flatten();
-    match state.upstream().models(account, etag.as_deref()).await {
+    match state.upstream().models(&account, etag.as_deref()).await {
         Ok(None) => tracing::debug!("model catalog unchanged"),
         Ok(Some((body, etag))) => match Catalog::from_upstream(&body, etag.clone()) {
             Ok(catalog) => {
@@ -83,5 +84,69 @@ pub async fn refresh_catalog(state: &AppState) {
             "cannot refresh the model catalog: {e}; keeping the {:?} list",
             current.source
         ),
+    }
+}
+
+/// How often the token scheduler looks at the accounts (and saves usage counters).
+const TOKEN_TICK: Duration = Duration::from_secs(30);
+/// Refreshes are spread over up to this many seconds before they are due.
+const REFRESH_JITTER: i64 = 60;
+
+/// Refreshes each account's token `refresh_margin_seconds` (plus a little jitter) before it
+/// expires. Transient failures back off (30 s doubling to 15 min); permanent ones leave the
+/// account in `needs_login` and are not retried.
+pub async fn token_refresher(state: AppState) {
+    let mut backoff: HashMap<String, (i64, i64)> = HashMap::new();
+    loop {
+        let now = crate::upstream::errors::unix_now();
+        let margin = state.config().auth.refresh_margin_seconds as i64;
+        for account in state.accounts().all() {
+            if account.state != crate::accounts::AccountState::Active {
+                continue;
+            }
+            if backoff
+                .get(&account.id)
+                .is_some_and(|(next, _)| *next > now)
+            {
+                continue;
+            }
+            // Ordinary jitter, stable per account, so refreshes do not all fire at once.
+            let jitter = account
+                .id
+                .bytes()
+                .fold(0i64, |h, b| (h * 31 + i64::from(b)) % REFRESH_JITTER);
+            let Some(expires) = account.access_expires_at() else {
+                continue;
+            };
+            if expires - margin - jitter > now {
+                continue;
+            }
+            match crate::auth::fresh_account(
+                state.accounts(),
+                state.upstream(),
+                &account.id,
+                margin + jitter,
+                None,
+            )
+            .await
+            {
+                Ok(_) => {
+                    backoff.remove(&account.id);
+                }
+                Err(error @ crate::auth::AuthError::Transient { .. }) => {
+                    let delay = backoff
+                        .get(&account.id)
+                        .map_or(30, |(_, d)| (d * 2).min(900));
+                    backoff.insert(account.id.clone(), (now + delay, delay));
+                    tracing::warn!("{error}; retrying in {delay} s");
+                }
+                Err(error) => tracing::warn!("{error}"),
+            }
+        }
+        // Request counters and quota change on every request; they are saved here, not per request.
+        if let Err(e) = state.accounts().persist_if_changed().await {
+            tracing::error!("cannot save accounts: {e:#}");
+        }
+        tokio::time::sleep(TOKEN_TICK).await;
     }
 }

@@ -398,16 +398,20 @@ async fn upstream_errors_before_the_first_byte_keep_their_meaning() {
         "{error}"
     );
 
-    let cases: Vec<(Script, u16, &str)> = vec![
-        (Script::new(Reply::InternalError), 502, "upstream_error"),
-        (Script::new(Reply::Overloaded), 503, "server_overloaded"),
+    // (script, how many times the daemon will try it, status, code): a 500 is retried twice,
+    // a 401 gets one refresh and one retry, the rest are final.
+    let cases: Vec<(Script, usize, u16, &str)> = vec![
+        (Script::new(Reply::InternalError), 3, 502, "upstream_error"),
+        (Script::new(Reply::Overloaded), 1, 503, "server_overloaded"),
         (
             Script::new(Reply::TokenExpired),
+            2,
             502,
             "upstream_unauthorized",
         ),
         (
             Script::new(Reply::CloudflareBlocked),
+            1,
             502,
             "upstream_blocked",
         ),
@@ -416,21 +420,25 @@ async fn upstream_errors_before_the_first_byte_keep_their_meaning() {
                 "context_length_exceeded",
                 "Your input exceeds the context window of this model.",
             ),
+            1,
             400,
             "context_length_exceeded",
         ),
         (
             Script::failed_at_once("cyber_policy", "flagged"),
+            1,
             400,
             "cyber_policy",
         ),
     ];
     // Another account, since the first one is now limited.
     let daemon = Daemon::builder().fake(&fake, &[1]).start();
-    for (script, status, code) in cases {
+    for (script, attempts, status, code) in cases {
         // The same error whether the client streams or not: nothing had reached it yet.
         for stream in [false, true] {
-            fake.enqueue(script.clone());
+            for _ in 0..attempts {
+                fake.enqueue(script.clone());
+            }
             let mut body = user("x");
             body["stream"] = json!(stream);
             let (got, _, text) = daemon.chat(&body).await;
@@ -442,6 +450,19 @@ async fn upstream_errors_before_the_first_byte_keep_their_meaning() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_passing_5xx_is_retried_before_the_first_byte() {
+    let (fake, daemon) = setup().await;
+    fake.enqueue(Script::new(Reply::InternalError));
+    let (status, _, text) = daemon.chat(&user("again")).await;
+    assert_eq!(status, 200, "{text}");
+    let recorded = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(
+        recorded.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 200]
+    );
 }
 
 #[tokio::test]

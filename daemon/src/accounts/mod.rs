@@ -1,15 +1,20 @@
-//! Accounts and their tokens, as kept in the state directory (`accounts.json`).
-//!
-//! This is the read side the gateway needs; logins, refresh and rotation write it (a later
-//! milestone). Tokens only ever live in [`Secret`], whose `Debug` hides them.
+//! Accounts and their tokens, owned by the daemon and kept in `accounts.json` in the state
+//! directory (0600, replaced atomically). Tokens only ever live in [`Secret`], whose `Debug`
+//! hides them.
+
+mod quota;
+mod store;
 
 use std::fmt;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use quota::{Quota, Window};
+pub use store::{Accounts, PickError, StoreError};
+
 pub const ACCOUNTS_FILE: &str = "accounts.json";
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: quota, cool-down, request counts, last refresh. Version 1 files load unchanged.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A token or key. Never printed: `Debug` shows only that it exists.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +45,7 @@ pub struct Tokens {
     pub id_token: Option<Secret>,
 }
 
+/// The stored state; "cooling down" is derived from [`Account::cooldown_until`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountState {
@@ -49,7 +55,17 @@ pub enum AccountState {
     Disabled,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The state a person sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Status {
+    Active,
+    CoolingDown { until: i64 },
+    NeedsLogin,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     /// Our id (`codexctl accounts list`).
     pub id: String,
@@ -62,10 +78,49 @@ pub struct Account {
     #[serde(default)]
     pub label: Option<String>,
     #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
     pub fedramp: bool,
     #[serde(default)]
     pub state: AccountState,
     pub tokens: Tokens,
+    /// Unix seconds of the last successful refresh.
+    #[serde(default)]
+    pub last_refresh: Option<i64>,
+    /// A usage limit was hit; not used for new requests before this time.
+    #[serde(default)]
+    pub cooldown_until: Option<i64>,
+    #[serde(default)]
+    pub quota: Quota,
+    /// Requests served since the account was added.
+    #[serde(default)]
+    pub requests: u64,
+}
+
+impl Account {
+    pub fn status(&self, now: i64) -> Status {
+        match self.state {
+            AccountState::NeedsLogin => Status::NeedsLogin,
+            AccountState::Disabled => Status::Disabled,
+            AccountState::Active => match self.cooldown_until {
+                Some(until) if until > now => Status::CoolingDown { until },
+                _ => Status::Active,
+            },
+        }
+    }
+
+    /// Expiry of the access token (from its `exp` claim).
+    pub fn access_expires_at(&self) -> Option<i64> {
+        crate::auth::jwt::claims(None, self.tokens.access_token.expose()).expires_at
+    }
+
+    /// A name for logs and messages: label, else email, else id. Never a token.
+    pub fn display_name(&self) -> &str {
+        self.label
+            .as_deref()
+            .or(self.email.as_deref())
+            .unwrap_or(&self.id)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,106 +128,4 @@ pub struct AccountsFile {
     pub schema_version: u32,
     #[serde(default)]
     pub accounts: Vec<Account>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a valid accounts file: {reason}")]
-    Invalid { path: String, reason: String },
-    #[error(
-        "{path} has schema version {found}, newer than this codex-proxy understands ({SCHEMA_VERSION}); upgrade codex-proxy"
-    )]
-    TooNew { path: String, found: u32 },
-}
-
-/// Reads the accounts from the state directory; no file means no accounts yet.
-pub fn load(state_dir: &Path) -> Result<Vec<Account>, StoreError> {
-    let path = state_dir.join(ACCOUNTS_FILE);
-    let shown = path.display().to_string();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(StoreError::Read {
-                path: shown,
-                source,
-            });
-        }
-    };
-    // The reason names the JSON path, never a value: the file holds tokens.
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    let file: AccountsFile = serde_path_to_error::deserialize(de).map_err(|e| {
-        // serde's messages may quote the offending value; only "missing field" is safe to show.
-        let what = e.inner().to_string();
-        let what = what
-            .split(" at line")
-            .next()
-            .filter(|m| m.starts_with("missing field"))
-            .unwrap_or("invalid value");
-        StoreError::Invalid {
-            path: shown.clone(),
-            reason: format!(
-                "{what} at `{}` (line {}, column {})",
-                e.path(),
-                e.inner().line(),
-                e.inner().column()
-            ),
-        }
-    })?;
-    if file.schema_version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: shown,
-            found: file.schema_version,
-        });
-    }
-    Ok(file.accounts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loads_and_redacts() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(ACCOUNTS_FILE),
-            r#"{"schema_version":1,"accounts":[{"id":"a1","chatgpt_account_id":"acc","email":"u@example.com",
-               "tokens":{"access_token":"eyJ.secret.x","refresh_token":"rt_secret"}}]}"#,
-        )
-        .unwrap();
-        let accounts = load(dir.path()).unwrap();
-        assert_eq!(accounts[0].state, AccountState::Active);
-        let debug = format!("{accounts:?}");
-        assert!(!debug.contains("secret"), "{debug}");
-        assert_eq!(accounts[0].tokens.access_token.expose(), "eyJ.secret.x");
-    }
-
-    #[test]
-    fn missing_file_is_no_accounts_and_errors_never_show_values() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path()).unwrap().is_empty());
-        std::fs::write(
-            dir.path().join(ACCOUNTS_FILE),
-            r#"{"schema_version":1,"accounts":[{"id":"a","tokens":{"access_token":"tok_abc"}}]}"#,
-        )
-        .unwrap();
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("accounts[0]") && !err.contains("tok_abc"),
-            "{err}"
-        );
-        std::fs::write(dir.path().join(ACCOUNTS_FILE), r#"{"schema_version":9}"#).unwrap();
-        assert!(
-            load(dir.path())
-                .unwrap_err()
-                .to_string()
-                .contains("upgrade")
-        );
-    }
 }

@@ -16,12 +16,14 @@ use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 use super::auth::ClientKey;
 use super::conversations::fingerprint;
 use super::{ApiError, AppState};
+use crate::accounts::{Account, PickError, Quota};
+use crate::auth::{self, AuthError};
 use crate::models;
 use crate::translate::chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, ChunkChoice,
     CompletionChoice, Delta, FinishReason, UsageField,
 };
-use crate::translate::request::{self, Context};
+use crate::translate::request::{self, Context, Translated};
 use crate::translate::stream::{Assembler, Emit, Failure, StreamTranslator};
 use crate::upstream::errors::{self as upstream_errors, unix_now};
 use crate::upstream::{EventStream, UpstreamError};
@@ -64,17 +66,17 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
             prompt_cache_key: session.clone(),
         },
     )?;
-    let account = state.pick_account().ok_or_else(no_account)?;
-
-    // n > 1: n upstream requests at once; the first failure cancels the others.
-    let starts = (0..translated.n).map(|_| {
-        state
-            .upstream()
-            .responses(account, &session, translated.lite, &translated.body)
+    let (account, streams) = start_on_an_account(state, &session, &translated).await?;
+    let quota = streams
+        .first()
+        .and_then(|s| Quota::from_headers(&s.headers, unix_now()));
+    state.accounts().update(&account.id, |a| {
+        a.requests += 1;
+        if let Some(quota) = quota {
+            a.quota = quota;
+        }
     });
-    let streams = futures_util::future::try_join_all(starts)
-        .await
-        .map_err(upstream_error)?;
+    state.accounts().bind(&session, &account.id);
     if let Some(announced) = streams
         .first()
         .and_then(|s| s.headers.get("x-models-etag"))
@@ -158,6 +160,163 @@ pub fn upstream_error(error: UpstreamError) -> ApiError {
             "upstream_error",
             "upstream_timeout",
             "The Codex backend did not answer in time.",
+        ),
+    }
+}
+
+/// Retries of a 5xx or network failure before anything reached the client.
+const TRANSIENT_RETRIES: u32 = 2;
+
+/// Starts the request's upstream streams on one account, moving to another while nothing has
+/// reached the client: a usage limit cools the account down, a 401 gets one forced refresh and
+/// one retry, a 5xx or network failure a bounded retry with backoff.
+async fn start_on_an_account(
+    state: &AppState,
+    session: &str,
+    translated: &Translated,
+) -> Result<(Account, Vec<EventStream>), ApiError> {
+    let accounts = state.accounts();
+    let config = state.config();
+    let margin = config.auth.refresh_margin_seconds as i64;
+    let mut tried: Vec<String> = Vec::new();
+    let mut last_error: Option<ApiError> = None;
+    let mut transient_retries = 0;
+    loop {
+        let candidate = match accounts.pick(Some(session), &tried, unix_now()) {
+            Ok(account) => account,
+            Err(PickError::AllLimited { earliest }) => {
+                return Err(upstream_errors::usage_limit(earliest, None));
+            }
+            Err(PickError::NoneUsable) => return Err(last_error.unwrap_or_else(no_account)),
+        };
+        let account = match auth::fresh_account(
+            accounts,
+            state.upstream(),
+            &candidate.id,
+            margin,
+            None,
+        )
+        .await
+        {
+            Ok(account) => account,
+            Err(error) => {
+                last_error = Some(auth_error(&error));
+                tried.push(candidate.id);
+                continue;
+            }
+        };
+        let error = match start_streams(state, &account, session, translated).await {
+            Ok(streams) => return Ok((account, streams)),
+            Err(error) => error,
+        };
+        match error {
+            UpstreamError::Status { status, .. } if status == StatusCode::UNAUTHORIZED => {
+                // The backend rejected a token we thought valid: refresh once, retry once.
+                let stale = account.tokens.access_token.expose().to_owned();
+                match auth::fresh_account(
+                    accounts,
+                    state.upstream(),
+                    &account.id,
+                    margin,
+                    Some(&stale),
+                )
+                .await
+                {
+                    Ok(refreshed) => {
+                        match start_streams(state, &refreshed, session, translated).await {
+                            Ok(streams) => return Ok((refreshed, streams)),
+                            Err(error) => last_error = Some(upstream_error(error)),
+                        }
+                    }
+                    Err(error) => last_error = Some(auth_error(&error)),
+                }
+                tried.push(account.id);
+            }
+            UpstreamError::Status {
+                status,
+                ref headers,
+                ref body,
+            } if status == StatusCode::TOO_MANY_REQUESTS
+                && upstream_errors::is_usage_limit(body) =>
+            {
+                let now = unix_now();
+                let until = upstream_errors::usage_limit_resets_at(body)
+                    .filter(|t| *t > now)
+                    .unwrap_or(now + config.auth.rate_limit_backoff_seconds as i64);
+                let quota = Quota::from_headers(headers, now);
+                accounts.update(&account.id, |a| {
+                    a.cooldown_until = Some(until);
+                    if let Some(quota) = quota {
+                        a.quota = quota;
+                    }
+                });
+                tracing::warn!(
+                    account = %account.display_name(),
+                    "usage limit reached; cooling down until {}",
+                    upstream_errors::utc_clock(until, now)
+                );
+                if let Err(e) = accounts.persist().await {
+                    tracing::error!("cannot save accounts: {e:#}");
+                }
+                last_error = Some(upstream_error(error));
+                tried.push(account.id);
+            }
+            UpstreamError::Transport(_) | UpstreamError::Timeout
+                if transient_retries < TRANSIENT_RETRIES =>
+            {
+                transient_retries += 1;
+                backoff(transient_retries).await;
+            }
+            // An overloaded model is not retried: the official client does not either.
+            UpstreamError::Status {
+                status, ref body, ..
+            } if status.is_server_error()
+                && !upstream_errors::is_overloaded(body)
+                && transient_retries < TRANSIENT_RETRIES =>
+            {
+                transient_retries += 1;
+                backoff(transient_retries).await;
+            }
+            other => return Err(upstream_error(other)),
+        }
+    }
+}
+
+/// 200 ms, 400 ms, … with ordinary jitter.
+async fn backoff(attempt: u32) {
+    let base = 200u64 << attempt.saturating_sub(1).min(6);
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % (base / 5 + 1);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+/// n upstream requests at once on one account; the first failure cancels the others.
+async fn start_streams(
+    state: &AppState,
+    account: &Account,
+    session: &str,
+    translated: &Translated,
+) -> Result<Vec<EventStream>, UpstreamError> {
+    let starts = (0..translated.n).map(|_| {
+        state
+            .upstream()
+            .responses(account, session, translated.lite, &translated.body)
+    });
+    futures_util::future::try_join_all(starts).await
+}
+
+fn auth_error(error: &AuthError) -> ApiError {
+    match error {
+        AuthError::NeedsLogin { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "account_needs_login",
+            error.to_string(),
+        ),
+        AuthError::Transient { .. } | AuthError::Gone(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "token_refresh_failed",
+            error.to_string(),
         ),
     }
 }

@@ -7,17 +7,18 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::accounts::{Account, AccountState, Secret, Tokens};
+use crate::accounts::{Account, AccountState, Quota, Secret, Tokens};
 
 pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
     let upstream = state.upstream();
     // The real headers of the first account, or of a placeholder when there is none yet.
-    let placeholder = Account {
+    let account = state.first_account().unwrap_or_else(|| Account {
         id: "(none)".into(),
         chatgpt_account_id: "(no account signed in)".into(),
         email: None,
         plan: None,
         label: None,
+        user_id: None,
         fedramp: false,
         state: AccountState::Active,
         tokens: Tokens {
@@ -25,10 +26,13 @@ pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
             refresh_token: Secret::new(String::new()),
             id_token: None,
         },
-    };
-    let account = state.first_account().unwrap_or(&placeholder);
+        last_refresh: None,
+        cooldown_until: None,
+        quota: Quota::default(),
+        requests: 0,
+    });
     let headers: BTreeMap<String, String> = upstream
-        .headers(account, "<conversation id>")
+        .headers(&account, "<conversation id>")
         .iter()
         .map(|(name, value)| {
             let shown = if name == "authorization" {

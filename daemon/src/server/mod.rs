@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, shared state, API-key checks.
 
+mod accounts_route;
 mod auth;
 mod chat;
 mod conversations;
@@ -9,7 +10,6 @@ mod health;
 mod models;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 pub use conversations::Conversations;
 pub use errors::ApiError;
 
-use crate::accounts::{self, Account, AccountState, Secret};
+use crate::accounts::{Account, AccountState, Accounts, Secret};
 use crate::config::{Config, Loaded};
 use crate::models::Catalog;
 use crate::state;
@@ -43,8 +43,7 @@ struct Inner {
     state_dir: PathBuf,
     api_keys: Vec<Secret>,
     upstream: Upstream,
-    accounts: Vec<Account>,
-    next_account: AtomicUsize,
+    accounts: Accounts,
     /// Replaced whole on refresh; readers clone the `Arc` and never hold the lock.
     catalog: RwLock<Arc<Catalog>>,
     conversations: Conversations,
@@ -73,8 +72,8 @@ impl AppState {
                 .map(|k| Secret::new(k.expose().to_owned()))
                 .collect()
         };
-        let accounts = accounts::load(&state_dir)?;
-        if accounts.is_empty() {
+        let accounts = Accounts::load(&state_dir, config.auth.rotation_strategy)?;
+        if accounts.all().is_empty() {
             tracing::warn!(
                 "no ChatGPT account yet: requests will fail until one is added (`codexctl login`)"
             );
@@ -92,7 +91,6 @@ impl AppState {
                 api_keys,
                 upstream,
                 accounts,
-                next_account: AtomicUsize::new(0),
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
                 catalog_stale: tokio::sync::Notify::new(),
@@ -149,25 +147,16 @@ impl AppState {
         self.inner.catalog_stale.notified().await;
     }
 
-    /// The next usable account, round robin. (Rotation with quota comes with the pool.)
-    pub fn pick_account(&self) -> Option<&Account> {
-        let usable: Vec<&Account> = self
-            .inner
-            .accounts
-            .iter()
-            .filter(|a| a.state == AccountState::Active)
-            .collect();
-        if usable.is_empty() {
-            return None;
-        }
-        let n = self.inner.next_account.fetch_add(1, Ordering::Relaxed);
-        usable.get(n % usable.len()).copied()
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
     }
 
-    pub fn first_account(&self) -> Option<&Account> {
+    /// An active account for background calls (catalog), if there is one.
+    pub fn first_account(&self) -> Option<Account> {
         self.inner
             .accounts
-            .iter()
+            .all()
+            .into_iter()
             .find(|a| a.state == AccountState::Active)
     }
 }
@@ -178,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .route("/debug/fingerprint", get(fingerprint::fingerprint))
+        .route("/auth/accounts", get(accounts_route::list))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

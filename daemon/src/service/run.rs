@@ -54,7 +54,8 @@ pub async fn serve(
         .local_addr()
         .context("listener has no local address")?;
     let app = server::router(state.clone());
-    let refresher = tokio::spawn(crate::schedulers::catalog_refresher(state));
+    let refresher = tokio::spawn(crate::schedulers::catalog_refresher(state.clone()));
+    let tokens = tokio::spawn(crate::schedulers::token_refresher(state.clone()));
     // Before the "listening" line, so whoever waits for that line has seen this one too.
     tracing::debug!(socket = %loaded.paths.socket.display(), "resolved paths");
     tracing::info!(
@@ -88,6 +89,11 @@ pub async fn serve(
         () = drain_deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
     refresher.abort();
+    tokens.abort();
+    // Counters and quota since the last save.
+    if let Err(e) = state.accounts().persist_if_changed().await {
+        tracing::error!("cannot save accounts: {e:#}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

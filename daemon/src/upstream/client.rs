@@ -53,6 +53,7 @@ pub struct Upstream {
     http: reqwest::Client,
     responses_url: String,
     models_url: String,
+    auth_url: String,
     compress: bool,
     pub identity: Identity,
 }
@@ -86,6 +87,7 @@ impl Upstream {
             http,
             responses_url: format!("{base}/codex/responses"),
             models_url: format!("{base}/codex/models"),
+            auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
             identity,
         })
@@ -161,6 +163,29 @@ impl Upstream {
             decoder: SseDecoder::default(),
             pending: VecDeque::new(),
         })
+    }
+
+    /// POSTs JSON to the auth server (refresh, revoke), with the originator and User-Agent the
+    /// official client sends there. Returns the status and (bounded) body.
+    pub async fn auth_post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<(StatusCode, String), UpstreamError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.auth_url))
+            .header("originator", &self.identity.originator)
+            .header("user-agent", &self.identity.user_agent)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let status = response.status();
+        Ok((status, read_limited(response).await))
     }
 
     /// `GET /codex/models?client_version=…`; `Ok(None)` when the catalog is unchanged (304).

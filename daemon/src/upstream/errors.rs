@@ -75,6 +75,28 @@ pub fn usage_limit(resets_at: Option<i64>, plan: Option<&str>) -> ApiError {
     }
 }
 
+/// A 429 body of type `usage_limit_reached` (the account is out of quota, not just busy).
+pub fn is_usage_limit(body: &str) -> bool {
+    fields(body).1.as_deref() == Some("usage_limit_reached")
+}
+
+/// A 503 saying the model is at capacity (`server_is_overloaded` / `slow_down`).
+pub fn is_overloaded(body: &str) -> bool {
+    matches!(
+        fields(body).2.as_deref(),
+        Some("server_is_overloaded" | "slow_down")
+    )
+}
+
+/// The `resets_at` of a usage-limit body.
+pub fn usage_limit_resets_at(body: &str) -> Option<i64> {
+    fields(body)
+        .3
+        .as_ref()
+        .and_then(|e| e.get("resets_at"))
+        .and_then(Value::as_i64)
+}
+
 /// Reads `detail`, `error.message`, `error.type`, `error.code` from an upstream error body.
 fn fields(
     body: &str,

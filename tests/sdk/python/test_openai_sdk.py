@@ -204,13 +204,14 @@ def test_errors_raise_the_right_exceptions():
     with pytest.raises(openai.AuthenticationError):
         OpenAI(base_url=BASE_URL, api_key="wrong-key-123", max_retries=0).models.list()
 
-    body = {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
-                      "plan_type": "plus", "resets_at": 4102444800}}
-    script({"kind": "raw", "status": 429, "content_type": "application/json", "body": json.dumps(body)})
+    # A usage limit moves the request to another account; a plain rate limit reaches the client.
+    body = {"error": {"type": "rate_limit_exceeded", "message": "Slow down: too many requests"}}
+    script({"kind": "raw", "status": 429, "content_type": "application/json", "body": json.dumps(body)},
+           headers=[["retry-after", "7"]])
     with pytest.raises(openai.RateLimitError) as limited:
         client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "x"}])
-    assert "resets at" in limited.value.message
-    assert int(limited.value.response.headers["retry-after"]) > 0
+    assert "Slow down" in limited.value.message
+    assert limited.value.response.headers["retry-after"] == "7"
 
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(

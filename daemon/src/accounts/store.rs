@@ -1,0 +1,473 @@
+//! The live account store: in memory behind a short lock, persisted atomically.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{ACCOUNTS_FILE, Account, AccountState, AccountsFile, SCHEMA_VERSION, Status};
+use crate::config::RotationStrategy;
+use crate::state::write_private_atomic;
+
+/// How many conversations remember their account.
+const AFFINITY_CAPACITY: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid accounts file: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error(
+        "{path} has schema version {found}, newer than this codex-proxy understands ({SCHEMA_VERSION}); upgrade codex-proxy"
+    )]
+    TooNew { path: String, found: u32 },
+}
+
+/// Why no account could be picked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickError {
+    /// No account at all, or none usable (all need a login or are disabled).
+    NoneUsable,
+    /// Every usable account is cooling down; the earliest comes back then.
+    AllLimited { earliest: Option<i64> },
+}
+
+#[derive(Debug)]
+pub struct Accounts {
+    path: PathBuf,
+    list: Mutex<Vec<Account>>,
+    /// Serialises file writes so they land in order; held across the blocking write on purpose.
+    write: tokio::sync::Mutex<()>,
+    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    affinity: Mutex<HashMap<String, (String, u64)>>,
+    clock: AtomicUsize,
+    strategy: AtomicU8,
+    next: AtomicUsize,
+    /// Changed in memory since the last write.
+    dirty: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Accounts {
+    /// Reads `accounts.json` from the state directory; no file means no accounts yet.
+    pub fn load(state_dir: &Path, strategy: RotationStrategy) -> Result<Self, StoreError> {
+        let path = state_dir.join(ACCOUNTS_FILE);
+        let list = read(&path)?;
+        Ok(Self {
+            path,
+            list: Mutex::new(list),
+            write: tokio::sync::Mutex::new(()),
+            refresh_locks: Mutex::new(HashMap::new()),
+            affinity: Mutex::new(HashMap::new()),
+            clock: AtomicUsize::new(0),
+            strategy: AtomicU8::new(strategy as u8),
+            next: AtomicUsize::new(0),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    pub fn strategy(&self) -> RotationStrategy {
+        match self.strategy.load(Ordering::Relaxed) {
+            1 => RotationStrategy::RoundRobin,
+            2 => RotationStrategy::Sticky,
+            _ => RotationStrategy::LeastUsed,
+        }
+    }
+
+    pub fn set_strategy(&self, strategy: RotationStrategy) {
+        self.strategy.store(strategy as u8, Ordering::Relaxed);
+    }
+
+    pub fn all(&self) -> Vec<Account> {
+        lock(&self.list).clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Account> {
+        lock(&self.list).iter().find(|a| a.id == id).cloned()
+    }
+
+    /// Changes one account in memory; call [`persist`](Self::persist) to keep it.
+    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Account) -> R) -> Option<R> {
+        let result = lock(&self.list).iter_mut().find(|a| a.id == id).map(f);
+        self.dirty.store(true, Ordering::Release);
+        result
+    }
+
+    /// Adds an account, or replaces the tokens and identity of the one with the same ChatGPT
+    /// account id (logging in again never duplicates). Returns its id and whether it existed.
+    pub fn upsert(&self, mut account: Account) -> (String, bool) {
+        self.dirty.store(true, Ordering::Release);
+        let mut list = lock(&self.list);
+        if let Some(existing) = list
+            .iter_mut()
+            .find(|a| a.chatgpt_account_id == account.chatgpt_account_id)
+        {
+            existing.tokens = account.tokens;
+            existing.email = account.email.or(existing.email.take());
+            existing.plan = account.plan.or(existing.plan.take());
+            existing.user_id = account.user_id.or(existing.user_id.take());
+            existing.fedramp = account.fedramp;
+            existing.last_refresh = account.last_refresh;
+            // A fresh login clears "needs login"; a disabled account stays disabled.
+            if existing.state == AccountState::NeedsLogin {
+                existing.state = AccountState::Active;
+            }
+            return (existing.id.clone(), true);
+        }
+        if account.id.is_empty() || list.iter().any(|a| a.id == account.id) {
+            let n = (1..)
+                .find(|n| !list.iter().any(|a| a.id == format!("acct_{n}")))
+                .unwrap_or(0);
+            account.id = format!("acct_{n}");
+        }
+        let id = account.id.clone();
+        list.push(account);
+        (id, false)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Account> {
+        self.dirty.store(true, Ordering::Release);
+        let mut list = lock(&self.list);
+        let index = list.iter().position(|a| a.id == id)?;
+        Some(list.remove(index))
+    }
+
+    /// Writes the current accounts to disk: temp file, fsync, rename, fsync directory.
+    pub async fn persist(&self) -> anyhow::Result<()> {
+        let _ordered = self.write.lock().await;
+        // Cleared before the snapshot: a change racing with this write marks it dirty again.
+        self.dirty.store(false, Ordering::Release);
+        let file = AccountsFile {
+            schema_version: SCHEMA_VERSION,
+            accounts: self.all(),
+        };
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let bytes = serde_json::to_vec_pretty(&file)?;
+            write_private_atomic(&path, &bytes)
+        })
+        .await?
+    }
+
+    /// Writes only when something changed since the last write.
+    pub async fn persist_if_changed(&self) -> anyhow::Result<()> {
+        if self.dirty.load(Ordering::Acquire) {
+            self.persist().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The lock that makes refreshes of one account single-flight.
+    pub fn refresh_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.refresh_locks)
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Picks an account for a request. A conversation stays on its account while that account
+    /// is usable (prompt cache and encrypted reasoning are account-bound); `exclude` lists
+    /// accounts that already failed this request.
+    pub fn pick(
+        &self,
+        conversation: Option<&str>,
+        exclude: &[String],
+        now: i64,
+    ) -> Result<Account, PickError> {
+        let list = lock(&self.list);
+        let usable: Vec<&Account> = list
+            .iter()
+            .filter(|a| a.status(now) == Status::Active && !exclude.contains(&a.id))
+            .collect();
+        if usable.is_empty() {
+            // Limited accounts (excluded ones too: a 429 just cooled them) come back first.
+            let earliest = list
+                .iter()
+                .filter(|a| a.state == AccountState::Active)
+                .filter_map(|a| a.cooldown_until.filter(|u| *u > now))
+                .min();
+            return Err(match earliest {
+                Some(until) => PickError::AllLimited {
+                    earliest: Some(until),
+                },
+                None => PickError::NoneUsable,
+            });
+        }
+        if let Some(key) = conversation
+            && let Some(bound) = self.bound_account(key)
+            && let Some(account) = usable.iter().find(|a| a.id == bound)
+        {
+            return Ok((*account).clone());
+        }
+        let chosen = match self.strategy() {
+            RotationStrategy::Sticky => usable[0],
+            RotationStrategy::RoundRobin => {
+                usable[self.next.fetch_add(1, Ordering::Relaxed) % usable.len()]
+            }
+            // Most headroom first (so limits are reached late and evenly), then fewest requests.
+            RotationStrategy::LeastUsed => usable
+                .iter()
+                .copied()
+                .min_by(|a, b| {
+                    a.quota
+                        .max_used()
+                        .total_cmp(&b.quota.max_used())
+                        .then(a.requests.cmp(&b.requests))
+                })
+                .unwrap_or(usable[0]),
+        };
+        Ok(chosen.clone())
+    }
+
+    /// Remembers which account a conversation uses.
+    pub fn bind(&self, conversation: &str, account_id: &str) {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed) as u64;
+        let mut map = lock(&self.affinity);
+        if map.len() >= AFFINITY_CAPACITY
+            && !map.contains_key(conversation)
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(conversation.to_owned(), (account_id.to_owned(), tick));
+    }
+
+    fn bound_account(&self, conversation: &str) -> Option<String> {
+        lock(&self.affinity)
+            .get(conversation)
+            .map(|(id, _)| id.clone())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<Account>, StoreError> {
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: shown,
+                source,
+            });
+        }
+    };
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let file: AccountsFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        // serde's messages may quote the offending value (a token); only "missing field" is safe.
+        let what = e.inner().to_string();
+        let what = what
+            .split(" at line")
+            .next()
+            .filter(|m| m.starts_with("missing field"))
+            .unwrap_or("invalid value");
+        StoreError::Invalid {
+            path: shown.clone(),
+            reason: format!(
+                "{what} at `{}` (line {}, column {})",
+                e.path(),
+                e.inner().line(),
+                e.inner().column()
+            ),
+        }
+    })?;
+    if file.schema_version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: shown,
+            found: file.schema_version,
+        });
+    }
+    Ok(file.accounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{Quota, Secret, Tokens, Window};
+
+    fn account(id: &str, acct: &str) -> Account {
+        Account {
+            id: id.into(),
+            chatgpt_account_id: acct.into(),
+            email: Some(format!("{id}@example.com")),
+            plan: Some("plus".into()),
+            label: None,
+            user_id: None,
+            fedramp: false,
+            state: AccountState::Active,
+            tokens: Tokens {
+                access_token: Secret::new(format!("at-{id}")),
+                refresh_token: Secret::new(format!("rt-{id}")),
+                id_token: None,
+            },
+            last_refresh: None,
+            cooldown_until: None,
+            quota: Quota::default(),
+            requests: 0,
+        }
+    }
+
+    fn new_store(accounts: Vec<Account>) -> (tempfile::TempDir, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap();
+        for a in accounts {
+            store.upsert(a);
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn a_version_1_file_still_loads_and_tokens_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        // Exactly what version 1 wrote.
+        std::fs::write(
+            dir.path().join(ACCOUNTS_FILE),
+            r#"{"schema_version":1,"accounts":[{"id":"a1","chatgpt_account_id":"acc","email":"u@example.com",
+               "tokens":{"access_token":"eyJ.secret.x","refresh_token":"rt_secret"}}]}"#,
+        )
+        .unwrap();
+        let store = Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap();
+        let all = store.all();
+        assert_eq!(all[0].state, AccountState::Active);
+        assert_eq!(all[0].quota, Quota::default());
+        assert!(!format!("{all:?}").contains("secret"));
+    }
+
+    #[test]
+    fn invalid_and_newer_files_are_refused_without_showing_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(ACCOUNTS_FILE),
+            r#"{"schema_version":2,"accounts":[{"id":"a","tokens":{"access_token":"tok_abc"}}]}"#,
+        )
+        .unwrap();
+        let err = Accounts::load(dir.path(), RotationStrategy::LeastUsed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("accounts[0]") && !err.contains("tok_abc"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join(ACCOUNTS_FILE), r#"{"schema_version":9}"#).unwrap();
+        assert!(
+            Accounts::load(dir.path(), RotationStrategy::LeastUsed)
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade")
+        );
+    }
+
+    #[tokio::test]
+    async fn persists_atomically_and_reloads() {
+        let (dir, store) = new_store(vec![account("a", "acc-a")]);
+        store.update("a", |a| a.requests = 7);
+        store.persist().await.unwrap();
+        let again = Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap();
+        assert_eq!(again.get("a").unwrap().requests, 7);
+        let text = std::fs::read_to_string(dir.path().join(ACCOUNTS_FILE)).unwrap();
+        assert!(text.contains("\"schema_version\": 2"));
+    }
+
+    #[test]
+    fn logging_in_again_replaces_tokens_in_place() {
+        let (_dir, store) = new_store(vec![account("a", "acc-a")]);
+        store.update("a", |a| a.state = AccountState::NeedsLogin);
+        let mut again = account("", "acc-a");
+        again.tokens.refresh_token = Secret::new("rt-new".into());
+        let (id, existed) = store.upsert(again);
+        assert_eq!((id.as_str(), existed), ("a", true));
+        assert_eq!(store.all().len(), 1);
+        let a = store.get("a").unwrap();
+        assert_eq!(a.tokens.refresh_token.expose(), "rt-new");
+        assert_eq!(a.state, AccountState::Active);
+        let (id, existed) = store.upsert(account("", "acc-b"));
+        assert_eq!((id.as_str(), existed), ("acct_1", false));
+    }
+
+    #[test]
+    fn least_used_prefers_headroom_then_fewer_requests() {
+        let mut a = account("a", "1");
+        a.quota.primary = Some(Window {
+            used_percent: 80.0,
+            window_minutes: 300,
+            resets_at: None,
+        });
+        let mut b = account("b", "2");
+        b.quota.primary = Some(Window {
+            used_percent: 10.0,
+            window_minutes: 300,
+            resets_at: None,
+        });
+        b.requests = 50;
+        let c = {
+            let mut c = account("c", "3");
+            c.quota.primary = Some(Window {
+                used_percent: 10.0,
+                window_minutes: 300,
+                resets_at: None,
+            });
+            c.requests = 3;
+            c
+        };
+        let (_dir, store) = new_store(vec![a, b, c]);
+        assert_eq!(store.pick(None, &[], 0).unwrap().id, "c");
+        store.set_strategy(RotationStrategy::Sticky);
+        assert_eq!(store.pick(None, &[], 0).unwrap().id, "a");
+        store.set_strategy(RotationStrategy::RoundRobin);
+        let picks: Vec<String> = (0..3)
+            .map(|_| store.pick(None, &[], 0).unwrap().id)
+            .collect();
+        assert_eq!(picks, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn conversations_keep_their_account_while_it_is_usable() {
+        let (_dir, store) = new_store(vec![account("a", "1"), account("b", "2")]);
+        store.bind("conv", "b");
+        assert_eq!(store.pick(Some("conv"), &[], 0).unwrap().id, "b");
+        store.update("b", |b| b.cooldown_until = Some(100));
+        assert_eq!(
+            store.pick(Some("conv"), &[], 50).unwrap().id,
+            "a",
+            "fails over while b cools down"
+        );
+        assert_eq!(
+            store.pick(Some("conv"), &[], 150).unwrap().id,
+            "b",
+            "and returns after"
+        );
+    }
+
+    #[test]
+    fn all_limited_reports_the_earliest_reset() {
+        let (_dir, store) = new_store(vec![
+            account("a", "1"),
+            account("b", "2"),
+            account("c", "3"),
+        ]);
+        store.update("a", |a| a.cooldown_until = Some(500));
+        store.update("b", |b| b.cooldown_until = Some(300));
+        store.update("c", |c| c.state = AccountState::NeedsLogin);
+        assert_eq!(
+            store.pick(None, &[], 100),
+            Err(PickError::AllLimited {
+                earliest: Some(300)
+            })
+        );
+        store.update("a", |a| a.state = AccountState::Disabled);
+        store.update("b", |b| b.state = AccountState::Disabled);
+        assert_eq!(store.pick(None, &[], 100), Err(PickError::NoneUsable));
+        let (_dir2, empty) = new_store(vec![]);
+        assert_eq!(empty.pick(None, &[], 0), Err(PickError::NoneUsable));
+    }
+}

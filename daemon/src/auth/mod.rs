@@ -1,0 +1,7 @@
+//! Tokens: claims, refresh (single-flight, persisted before use), import of Codex `auth.json`.
+
+pub mod import;
+pub mod jwt;
+pub mod refresh;
+
+pub use refresh::{AuthError, fresh_account};

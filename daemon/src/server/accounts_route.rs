@@ -1,0 +1,48 @@
+//! `GET /auth/accounts`: every account with its plan, state and quota — never a token.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::accounts::Window;
+use crate::upstream::errors::unix_now;
+
+fn window(w: Option<Window>, now: i64) -> Value {
+    match w {
+        None => Value::Null,
+        Some(w) => json!({
+            "used_percent": w.used_percent,
+            "window_minutes": w.window_minutes,
+            "resets_at": w.resets_at,
+            "resets_in_seconds": w.resets_at.map(|t| (t - now).max(0)),
+        }),
+    }
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    let now = unix_now();
+    let accounts: Vec<Value> = state
+        .accounts()
+        .all()
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "email": a.email,
+                "label": a.label,
+                "plan": a.plan,
+                "status": a.status(now),
+                "quota": {
+                    "primary": window(a.quota.primary, now),
+                    "secondary": window(a.quota.secondary, now),
+                    "updated_at": a.quota.updated_at,
+                },
+                "requests": a.requests,
+                "last_refresh": a.last_refresh,
+                "token_expires_at": a.access_expires_at(),
+            })
+        })
+        .collect();
+    Json(json!({"strategy": state.accounts().strategy(), "accounts": accounts}))
+}
