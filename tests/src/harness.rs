@@ -62,6 +62,8 @@ pub struct DaemonBuilder {
     api_key: Option<String>,
     /// Lines for the `[server]`, `[upstream]`, `[appcast]` tables, rendered once each.
     sections: std::collections::BTreeMap<&'static str, Vec<String>>,
+    /// A state directory the test owns (to restart a daemon on the same state).
+    state_dir: Option<PathBuf>,
 }
 
 /// The API key e2e daemons are configured with.
@@ -99,8 +101,15 @@ impl DaemonBuilder {
         self
     }
 
+    /// Uses this state directory instead of a fresh one (it outlives the daemon).
+    #[must_use]
+    pub fn state_dir(mut self, dir: &std::path::Path) -> Self {
+        self.state_dir = Some(dir.to_owned());
+        self
+    }
+
     /// Points the daemon at a fake upstream with the test API key and these fake accounts
-    /// (fresh tokens each) in its state.
+    /// (fresh tokens each) in its state; with no accounts, the state is left as it is.
     #[must_use]
     pub fn fake(mut self, fake: &FakeUpstream, accounts: &[usize]) -> Self {
         self = self
@@ -108,7 +117,9 @@ impl DaemonBuilder {
             .set("upstream", &format!("auth_url = \"{}\"", fake.auth_url()))
             .set("appcast", &format!("url = \"{}\"", fake.appcast_url()));
         self.api_key = Some(TEST_API_KEY.to_owned());
-        self.accounts = Some(fake.accounts_json(accounts));
+        if !accounts.is_empty() {
+            self.accounts = Some(fake.accounts_json(accounts));
+        }
         self
     }
 
@@ -125,11 +136,15 @@ impl DaemonBuilder {
         crate::init_tls();
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
-        let state = dir.path().join("state");
+        let state = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state"));
         std::fs::create_dir_all(&home).expect("create home");
         if let Some(accounts) = &self.accounts {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
+                .recursive(true)
                 .mode(0o700)
                 .create(&state)
                 .expect("create state");
@@ -222,6 +237,7 @@ impl DaemonBuilder {
             child: Some(child),
             addr,
             dir,
+            state,
             logs,
             api_key: self.api_key,
         }
@@ -240,6 +256,7 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// Holds the config, state dir and home of this daemon.
     pub dir: tempfile::TempDir,
+    state: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     api_key: Option<String>,
 }
@@ -291,7 +308,7 @@ impl Daemon {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.state.clone()
     }
 
     pub fn pid(&self) -> u32 {

@@ -16,7 +16,7 @@ use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 use super::auth::ClientKey;
 use super::conversations::fingerprint;
 use super::{ApiError, AppState};
-use crate::accounts::{Account, PickError, Quota};
+use crate::accounts::{Account, AccountState, PickError, Quota};
 use crate::auth::{self, AuthError};
 use crate::models;
 use crate::translate::chat::{
@@ -133,6 +133,36 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
     })
 }
 
+/// Why no account can serve: none signed in, signed out ones, or disabled ones.
+fn none_usable(state: &AppState) -> ApiError {
+    let accounts = state.accounts().all();
+    let needs_login: Vec<&str> = accounts
+        .iter()
+        .filter(|a| a.state == AccountState::NeedsLogin)
+        .map(Account::display_name)
+        .collect();
+    if !needs_login.is_empty() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "account_needs_login",
+            format!(
+                "The sign-in of {} has ended and no other account can serve; sign in again with `codexctl login`.",
+                needs_login.join(", ")
+            ),
+        );
+    }
+    if !accounts.is_empty() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "accounts_disabled",
+            "Every account is disabled; enable one with `codexctl accounts enable ID`.",
+        );
+    }
+    no_account()
+}
+
 fn no_account() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -187,7 +217,9 @@ async fn start_on_an_account(
             Err(PickError::AllLimited { earliest }) => {
                 return Err(upstream_errors::usage_limit(earliest, None));
             }
-            Err(PickError::NoneUsable) => return Err(last_error.unwrap_or_else(no_account)),
+            Err(PickError::NoneUsable) => {
+                return Err(last_error.unwrap_or_else(|| none_usable(state)));
+            }
         };
         let account = match auth::fresh_account(
             accounts,

@@ -443,6 +443,12 @@ impl FakeUpstream {
         oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Expired);
     }
 
+    /// As if another client had refreshed: the account's current refresh tokens become "used",
+    /// and presenting one is reuse (`refresh_token_reused`).
+    pub fn rotate_refresh_tokens(&self, index: usize) {
+        oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Rotated);
+    }
+
     pub fn invalidate_refresh_tokens(&self, index: usize) {
         oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Revoked);
     }

@@ -1,0 +1,335 @@
+//! Accounts end to end: refresh (single-flight, persisted, classified), failover on usage
+//! limits only before the first byte, quota, affinity, restarts, and no tokens in logs.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use codex_proxy_tests::fake::{Ending, FakeUpstream, RESPONSES_PATH, Reply, Script, TOKEN_PATH};
+use codex_proxy_tests::harness::{Daemon, DaemonBuilder, chat_chunks};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+fn user(text: &str) -> Value {
+    json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": text}]})
+}
+
+fn refreshes(fake: &FakeUpstream) -> usize {
+    fake.requests_to(TOKEN_PATH)
+        .iter()
+        .filter(|r| {
+            r.body
+                .as_ref()
+                .is_some_and(|b| b["grant_type"] == "refresh_token")
+        })
+        .count()
+}
+
+async fn accounts_view(daemon: &Daemon) -> Value {
+    daemon
+        .client()
+        .get(daemon.url("/auth/accounts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A daemon whose accounts hold access tokens that expire within the refresh margin.
+fn with_expiring_tokens(
+    fake: &FakeUpstream,
+    accounts: &[usize],
+    builder: DaemonBuilder,
+) -> DaemonBuilder {
+    fake.set_access_token_ttl(Duration::from_secs(60));
+    let builder = builder.fake(fake, accounts);
+    // Tokens minted from now on (by refreshes) are good for an hour.
+    fake.set_access_token_ttl(Duration::from_secs(3600));
+    builder
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = with_expiring_tokens(&fake, &[0], Daemon::builder()).start();
+    let bodies: Vec<Value> = (0..50).map(|i| user(&format!("q{i}"))).collect();
+    let results = futures_util::future::join_all(bodies.iter().map(|body| daemon.chat(body))).await;
+    assert!(
+        results.iter().all(|(status, _, _)| *status == 200),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(refreshes(&fake), 1, "single-flight");
+
+    // The refreshed token is used upstream and kept on disk (the old refresh token is spent).
+    let stored: Value = serde_json::from_str(
+        &std::fs::read_to_string(daemon.state_dir().join("accounts.json")).unwrap(),
+    )
+    .unwrap();
+    let access = stored["accounts"][0]["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let last = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {access}").as_str())
+    );
+    assert!(stored["accounts"][0]["last_refresh"].is_i64());
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_means_a_new_login_and_no_retry_loop() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let builder = with_expiring_tokens(&fake, &[0], Daemon::builder());
+    fake.rotate_refresh_tokens(0); // another client refreshed first
+    let daemon = builder.start();
+    let (status, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 503, "{text}");
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(error["error"]["code"], "account_needs_login");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("codexctl login")
+    );
+    for _ in 0..3 {
+        assert_eq!(daemon.chat(&user("x")).await.0, 503);
+    }
+    assert_eq!(refreshes(&fake), 1, "a permanent failure is not retried");
+    let view = accounts_view(&daemon).await;
+    assert_eq!(view["accounts"][0]["status"]["state"], "needs_login");
+    assert!(fake.requests_to(RESPONSES_PATH).is_empty());
+}
+
+#[tokio::test]
+async fn a_401_gets_one_refresh_and_the_retry_succeeds() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    fake.enqueue(Script::new(Reply::TokenExpired));
+    let (status, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(refreshes(&fake), 1);
+    let responses = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(
+        responses.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [401, 200]
+    );
+    assert_ne!(
+        responses[0].header("authorization"),
+        responses[1].header("authorization"),
+        "retried with the new token"
+    );
+}
+
+#[tokio::test]
+async fn a_usage_limit_moves_the_request_to_the_next_account() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    fake.enqueue(Script::usage_limit(3600));
+    let (status, _, text) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 200, "{text}");
+    let responses = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(
+        responses.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let limited = responses[0].account_id.clone().unwrap();
+    assert_ne!(responses[1].account_id.as_deref(), Some(limited.as_str()));
+
+    // The limited account cools down until the reset, and new requests avoid it.
+    let view = accounts_view(&daemon).await;
+    let cooling: Vec<&Value> = view["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"]["state"] == "cooling_down")
+        .collect();
+    assert_eq!(cooling.len(), 1, "{view}");
+    let until = cooling[0]["status"]["until"].as_i64().unwrap();
+    assert!((until - now() - 3600).abs() <= 5);
+    for i in 0..3 {
+        assert_eq!(daemon.chat(&user(&format!("more {i}"))).await.0, 200);
+    }
+    assert!(
+        fake.requests_to(RESPONSES_PATH)[2..]
+            .iter()
+            .all(|r| r.account_id.as_deref() != Some(limited.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn when_every_account_is_limited_the_client_gets_the_earliest_reset() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    fake.enqueue(Script::usage_limit(7200));
+    fake.enqueue(Script::usage_limit(3600));
+    let (status, headers, text) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 429, "{text}");
+    let retry: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((retry - 3600).abs() <= 5, "{retry}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]["code"],
+        "usage_limit_reached"
+    );
+    // And without asking upstream again while both cool down.
+    let before = fake.requests_to(RESPONSES_PATH).len();
+    assert_eq!(daemon.chat(&user("y")).await.0, 429);
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), before);
+}
+
+#[tokio::test]
+async fn there_is_no_failover_once_the_client_has_bytes() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    fake.enqueue(Script::deltas(["partial "]).ending(Ending::Failed {
+        code: "rate_limit_exceeded".into(),
+        message: "Rate limit reached. Please try again in 11.054s.".into(),
+    }));
+    let mut body = user("x");
+    body["stream"] = json!(true);
+    let (status, _, text) = daemon.chat(&body).await;
+    assert_eq!(status, 200);
+    let chunks = chat_chunks(&text);
+    assert_eq!(
+        chunks[chunks.len() - 2]["error"]["code"],
+        "rate_limit_exceeded",
+        "{text}"
+    );
+    assert_eq!(
+        fake.requests_to(RESPONSES_PATH).len(),
+        1,
+        "the request was not replayed elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn quota_headers_reach_the_accounts_view() {
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.set_usage(0, 42.0, 7.5);
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    assert_eq!(daemon.chat(&user("x")).await.0, 200);
+    let view = accounts_view(&daemon).await;
+    let account = &view["accounts"][0];
+    assert_eq!(account["quota"]["primary"]["used_percent"], 42.0);
+    assert_eq!(account["quota"]["primary"]["window_minutes"], 300);
+    assert!(
+        account["quota"]["primary"]["resets_in_seconds"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(account["quota"]["secondary"]["window_minutes"], 10080);
+    assert_eq!(account["requests"], 1);
+    assert_eq!(account["email"], "alice@example.com");
+    assert_eq!(view["strategy"], "least_used");
+    assert!(!view.to_string().contains("eyJ"), "no token in the view");
+}
+
+#[tokio::test]
+async fn a_conversation_stays_on_its_account() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0, 1])
+        .set("server", "keepalive_seconds = 15")
+        .config("[auth]\nrotation_strategy = \"round_robin\"\n")
+        .start();
+    let turn1 = json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "start"}]});
+    let turn2 = json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "start"}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "next"}]});
+    for body in [&turn1, &turn2, &turn1] {
+        assert_eq!(daemon.chat(body).await.0, 200);
+    }
+    let accounts: Vec<String> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| r.account_id.clone().unwrap())
+        .collect();
+    assert!(accounts.iter().all(|a| *a == accounts[0]), "{accounts:?}");
+    // Another conversation goes round robin to the other account.
+    daemon.chat(&user("another conversation")).await;
+    assert_ne!(
+        fake.requests_to(RESPONSES_PATH)
+            .pop()
+            .unwrap()
+            .account_id
+            .unwrap(),
+        accounts[0]
+    );
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut first =
+        with_expiring_tokens(&fake, &[0], Daemon::builder().state_dir(state.path())).start();
+    assert_eq!(first.chat(&user("x")).await.0, 200);
+    assert_eq!(refreshes(&fake), 1);
+    assert!(
+        first
+            .stop_with(Signal::SIGTERM, Duration::from_secs(10))
+            .success()
+    );
+
+    // The rotated refresh token was kept: the old one would now be "reused".
+    let second = Daemon::builder()
+        .state_dir(state.path())
+        .fake(&fake, &[])
+        .start();
+    assert_eq!(second.chat(&user("y")).await.0, 200);
+    assert_eq!(refreshes(&fake), 1, "the saved token is still fresh");
+    let view = accounts_view(&second).await;
+    assert_eq!(view["accounts"][0]["requests"], 2, "counters survive too");
+}
+
+#[tokio::test]
+async fn no_token_appears_in_the_logs_of_a_full_run() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = with_expiring_tokens(&fake, &[0, 1], Daemon::builder().arg("-vvv")).start();
+    fake.enqueue(Script::new(Reply::TokenExpired));
+    assert_eq!(daemon.chat(&user("x")).await.0, 200);
+    fake.enqueue(Script::usage_limit(60));
+    assert_eq!(daemon.chat(&user("y")).await.0, 200);
+    daemon
+        .client()
+        .get(daemon.url("/auth/accounts"))
+        .send()
+        .await
+        .unwrap();
+    daemon
+        .client()
+        .get(daemon.url("/debug/fingerprint"))
+        .send()
+        .await
+        .unwrap();
+    let stored = std::fs::read_to_string(daemon.state_dir().join("accounts.json")).unwrap();
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("token refreshed"),
+        "the run did refresh: {logs}"
+    );
+    assert!(!logs.contains("eyJ"), "a JWT in the logs");
+    for account in stored["accounts"].as_array().unwrap() {
+        for token in ["access_token", "refresh_token", "id_token"] {
+            if let Some(value) = account["tokens"][token].as_str() {
+                assert!(!logs.contains(value), "{token} in the logs");
+            }
+        }
+    }
+    assert!(
+        !logs.contains(codex_proxy_tests::harness::TEST_API_KEY),
+        "the API key in the logs"
+    );
+}
