@@ -22,7 +22,7 @@ struct AuthTokens {
     account_id: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ImportError {
     #[error("not a Codex auth.json: {0}")]
     Invalid(String),

@@ -2,6 +2,7 @@
 
 pub mod import;
 pub mod jwt;
+pub mod login;
 pub mod refresh;
 
 pub use refresh::{AuthError, fresh_account};

@@ -48,6 +48,7 @@ struct Inner {
     catalog: RwLock<Arc<Catalog>>,
     conversations: Conversations,
     catalog_stale: tokio::sync::Notify,
+    logins: crate::auth::login::Logins,
 }
 
 impl AppState {
@@ -94,6 +95,7 @@ impl AppState {
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
                 catalog_stale: tokio::sync::Notify::new(),
+                logins: crate::auth::login::Logins::default(),
             }),
         })
     }
@@ -145,6 +147,11 @@ impl AppState {
 
     pub async fn catalog_stale(&self) {
         self.inner.catalog_stale.notified().await;
+    }
+
+    /// Login flows in progress (driven by the control socket).
+    pub fn logins(&self) -> &crate::auth::login::Logins {
+        &self.inner.logins
     }
 
     pub fn accounts(&self) -> &Accounts {

@@ -188,6 +188,36 @@ impl Upstream {
         Ok((status, read_limited(response).await))
     }
 
+    /// POSTs a form to the auth server (the authorization-code exchange is a form post, §1.2).
+    pub async fn auth_form_post(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(StatusCode, String), UpstreamError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.auth_url))
+            .header("originator", &self.identity.originator)
+            .header("user-agent", &self.identity.user_agent)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let status = response.status();
+        Ok((status, read_limited(response).await))
+    }
+
+    /// The auth server's base URL (the issuer).
+    pub fn auth_url(&self) -> &str {
+        &self.auth_url
+    }
+
     /// `GET /codex/models?client_version=…`; `Ok(None)` when the catalog is unchanged (304).
     pub async fn models(
         &self,
