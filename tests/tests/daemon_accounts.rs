@@ -333,3 +333,83 @@ async fn no_token_appears_in_the_logs_of_a_full_run() {
         "the API key in the logs"
     );
 }
+
+/// Starts a slow stream and returns once the fake has seen its request.
+async fn slow_stream(daemon: &Daemon, fake: &FakeUpstream, seen: usize) -> reqwest::Response {
+    fake.enqueue(Script::deltas((0..10).map(|i| format!("s{i} "))).paced(150));
+    let mut body = user("slow");
+    body["stream"] = json!(true);
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    fake.wait_for_requests(RESPONSES_PATH, seen, Duration::from_secs(5))
+        .await;
+    response
+}
+
+#[tokio::test]
+async fn a_full_account_queues_requests_fairly_then_serves_them() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .config("[auth]\nmax_concurrent_per_account = 1\nqueue_timeout_seconds = 30\n")
+        .start();
+    let first = slow_stream(&daemon, &fake, 1).await;
+    let waiting = user("waiting");
+    let second = daemon.chat(&waiting);
+    tokio::pin!(second);
+    // While the first stream runs, the second waits in line: nothing new reaches upstream.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), &mut second)
+            .await
+            .is_err()
+    );
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 1);
+    let text = first.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let (status, _, body) = second.await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+}
+
+#[tokio::test]
+async fn a_queue_that_does_not_move_ends_in_a_clear_503() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .config("[auth]\nmax_concurrent_per_account = 1\nqueue_timeout_seconds = 1\n")
+        .start();
+    let _first = slow_stream(&daemon, &fake, 1).await;
+    let (status, headers, text) = daemon.chat(&user("impatient")).await;
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]["code"],
+        "queue_timeout"
+    );
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_busy_account_hands_the_request_to_one_with_a_free_slot() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0, 1])
+        .config("[auth]\nmax_concurrent_per_account = 1\nrotation_strategy = \"sticky\"\n")
+        .start();
+    let _first = slow_stream(&daemon, &fake, 1).await;
+    let (status, _, _) = daemon.chat(&user("other")).await;
+    assert_eq!(status, 200);
+    let accounts: Vec<String> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| r.account_id.clone().unwrap())
+        .collect();
+    assert_ne!(
+        accounts[0], accounts[1],
+        "served at once by the second account"
+    );
+}

@@ -49,6 +49,9 @@ pub struct Accounts {
     next: AtomicUsize,
     /// Changed in memory since the last write.
     dirty: AtomicBool,
+    /// Per-account request slots (`max_concurrent_per_account`); FIFO-fair waiting.
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    slots_per_account: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,6 +61,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Accounts {
     /// Reads `accounts.json` from the state directory; no file means no accounts yet.
     pub fn load(state_dir: &Path, strategy: RotationStrategy) -> Result<Self, StoreError> {
+        Self::load_with_slots(state_dir, strategy, 8)
+    }
+
+    /// As [`load`](Self::load), with at most `slots_per_account` requests per account at once.
+    pub fn load_with_slots(
+        state_dir: &Path,
+        strategy: RotationStrategy,
+        slots_per_account: usize,
+    ) -> Result<Self, StoreError> {
         let path = state_dir.join(ACCOUNTS_FILE);
         let list = read(&path)?;
         Ok(Self {
@@ -70,6 +82,8 @@ impl Accounts {
             strategy: AtomicU8::new(strategy as u8),
             next: AtomicUsize::new(0),
             dirty: AtomicBool::new(false),
+            slots: Mutex::new(HashMap::new()),
+            slots_per_account: slots_per_account.max(1),
         })
     }
 
@@ -163,6 +177,18 @@ impl Accounts {
         } else {
             Ok(())
         }
+    }
+
+    /// The request slots of one account.
+    pub fn slots(&self, id: &str) -> Arc<tokio::sync::Semaphore> {
+        lock(&self.slots)
+            .entry(id.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.slots_per_account)))
+            .clone()
+    }
+
+    pub fn slots_per_account(&self) -> usize {
+        self.slots_per_account
     }
 
     /// The lock that makes refreshes of one account single-flight.

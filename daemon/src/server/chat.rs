@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::ClientKey;
 use super::conversations::fingerprint;
@@ -66,7 +67,7 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
             prompt_cache_key: session.clone(),
         },
     )?;
-    let (account, streams) = start_on_an_account(state, &session, &translated).await?;
+    let (account, streams, slot) = start_on_an_account(state, &session, &translated).await?;
     let quota = streams
         .first()
         .and_then(|s| Quota::from_headers(&s.headers, unix_now()));
@@ -103,9 +104,12 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
     let model = resolved.model.slug.clone();
     let keepalive = Duration::from_secs(config.server.keepalive_seconds);
     let mut response = if translated.stream {
-        stream_response(choices, model, translated.include_usage, keepalive).await?
+        stream_response(choices, model, translated.include_usage, keepalive, slot).await?
     } else {
-        complete(choices, model).await?
+        // The slot is released when the assembled response is ready.
+        let response = complete(choices, model).await?;
+        drop(slot);
+        response
     };
     if !ignored.is_empty()
         && let Ok(value) = HeaderValue::from_str(&ignored)
@@ -204,7 +208,7 @@ async fn start_on_an_account(
     state: &AppState,
     session: &str,
     translated: &Translated,
-) -> Result<(Account, Vec<EventStream>), ApiError> {
+) -> Result<(Account, Vec<EventStream>, OwnedSemaphorePermit), ApiError> {
     let accounts = state.accounts();
     let config = state.config();
     let margin = config.auth.refresh_margin_seconds as i64;
@@ -221,6 +225,8 @@ async fn start_on_an_account(
                 return Err(last_error.unwrap_or_else(|| none_usable(state)));
             }
         };
+        // A slot on the account for as long as the response runs.
+        let (candidate, slot) = take_slot(state, candidate, session, &tried).await?;
         let account = match auth::fresh_account(
             accounts,
             state.upstream(),
@@ -238,7 +244,7 @@ async fn start_on_an_account(
             }
         };
         let error = match start_streams(state, &account, session, translated).await {
-            Ok(streams) => return Ok((account, streams)),
+            Ok(streams) => return Ok((account, streams, slot)),
             Err(error) => error,
         };
         match error {
@@ -256,7 +262,7 @@ async fn start_on_an_account(
                 {
                     Ok(refreshed) => {
                         match start_streams(state, &refreshed, session, translated).await {
-                            Ok(streams) => return Ok((refreshed, streams)),
+                            Ok(streams) => return Ok((refreshed, streams, slot)),
                             Err(error) => last_error = Some(upstream_error(error)),
                         }
                     }
@@ -311,6 +317,44 @@ async fn start_on_an_account(
             }
             other => return Err(upstream_error(other)),
         }
+    }
+}
+
+/// A request slot on `candidate`, or — when it is full — on another usable account with one
+/// free; otherwise waits in line on `candidate` for up to `queue_timeout_seconds`.
+async fn take_slot(
+    state: &AppState,
+    candidate: Account,
+    session: &str,
+    tried: &[String],
+) -> Result<(Account, OwnedSemaphorePermit), ApiError> {
+    let accounts = state.accounts();
+    if let Ok(slot) = accounts.slots(&candidate.id).try_acquire_owned() {
+        return Ok((candidate, slot));
+    }
+    let mut others: Vec<String> = tried.to_vec();
+    others.push(candidate.id.clone());
+    while let Ok(other) = accounts.pick(Some(session), &others, unix_now()) {
+        if let Ok(slot) = accounts.slots(&other.id).try_acquire_owned() {
+            return Ok((other, slot));
+        }
+        others.push(other.id);
+    }
+    let wait = Duration::from_secs(state.config().auth.queue_timeout_seconds);
+    match tokio::time::timeout(wait, accounts.slots(&candidate.id).acquire_owned()).await {
+        Ok(Ok(slot)) => Ok((candidate, slot)),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "queue_timeout",
+            format!(
+                "Every account is busy ({} requests each at most); waited {} s for a free slot. \
+                 Try again, or raise [auth] max_concurrent_per_account.",
+                accounts.slots_per_account(),
+                wait.as_secs()
+            ),
+        )
+        .retry_after(1)),
     }
 }
 
@@ -495,6 +539,7 @@ async fn stream_response(
     model: String,
     include_usage: bool,
     keepalive: Duration,
+    slot: OwnedSemaphorePermit,
 ) -> Result<Response, ApiError> {
     let count = choices.len() as u32;
     let mut merged: SelectAll<BoxStream<'static, (u32, Emit)>> =
@@ -537,6 +582,7 @@ async fn stream_response(
         writer,
         pending,
         done: false,
+        _slot: slot,
     };
     let stream = stream::unfold(body, |mut body| async move {
         let bytes = body.next().await?;
@@ -649,6 +695,8 @@ struct SseBody {
     writer: ChunkWriter,
     pending: VecDeque<Bytes>,
     done: bool,
+    /// The account's request slot, held until the client has the whole stream (or left).
+    _slot: OwnedSemaphorePermit,
 }
 
 impl SseBody {

@@ -73,7 +73,11 @@ impl AppState {
                 .map(|k| Secret::new(k.expose().to_owned()))
                 .collect()
         };
-        let accounts = Accounts::load(&state_dir, config.auth.rotation_strategy)?;
+        let accounts = Accounts::load_with_slots(
+            &state_dir,
+            config.auth.rotation_strategy,
+            config.auth.max_concurrent_per_account as usize,
+        )?;
         if accounts.all().is_empty() {
             tracing::warn!(
                 "no ChatGPT account yet: requests will fail until one is added (`codexctl login`)"
