@@ -62,10 +62,17 @@ pub async fn fresh_account(
     }
     let lock = accounts.refresh_lock(id);
     let _single_flight = lock.lock().await;
-    // Whoever held the lock before us may have refreshed already.
+    // Whoever held the lock before us may have refreshed already — or found the refresh token
+    // dead, in which case asking again would only repeat the refusal.
     let account = accounts
         .get(id)
         .ok_or_else(|| AuthError::Gone(id.to_owned()))?;
+    if account.state == AccountState::NeedsLogin {
+        return Err(AuthError::NeedsLogin {
+            account: account.display_name().to_owned(),
+            reason: "an earlier refresh was refused".into(),
+        });
+    }
     if !needs(&account) {
         return Ok(account);
     }
