@@ -87,6 +87,35 @@ pub async fn refresh_catalog(state: &AppState) {
     }
 }
 
+/// Quota older than this is fetched from `/wham/usage` (an idle account hears nothing else).
+const QUOTA_MAX_AGE: i64 = 15 * 60;
+
+/// Fetches an account's plan and quota from `/wham/usage` into the store.
+pub async fn refresh_quota(state: &AppState, id: &str) -> Result<(), String> {
+    let margin = state.config().auth.refresh_margin_seconds as i64;
+    let account = crate::auth::fresh_account(state.accounts(), state.upstream(), id, margin, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let usage = state
+        .upstream()
+        .usage(&account)
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = crate::upstream::errors::unix_now();
+    let quota = crate::accounts::Quota::from_usage(&usage, now);
+    let plan = usage
+        .get("plan_type")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    state.accounts().update(id, |a| {
+        if let Some(quota) = quota {
+            a.quota = quota;
+        }
+        a.plan = plan.or(a.plan.take());
+    });
+    Ok(())
+}
+
 /// How often the token scheduler looks at the accounts (and saves usage counters).
 const TOKEN_TICK: Duration = Duration::from_secs(30);
 /// Refreshes are spread over up to this many seconds before they are due.
@@ -141,6 +170,19 @@ pub async fn token_refresher(state: AppState) {
                     tracing::warn!("{error}; retrying in {delay} s");
                 }
                 Err(error) => tracing::warn!("{error}"),
+            }
+        }
+        // Idle accounts learn their quota from /wham/usage; busy ones from response headers.
+        for account in state.accounts().all() {
+            let stale = account
+                .quota
+                .updated_at
+                .is_none_or(|t| now - t > QUOTA_MAX_AGE);
+            if account.state == crate::accounts::AccountState::Active
+                && stale
+                && let Err(e) = refresh_quota(&state, &account.id).await
+            {
+                tracing::debug!(account = %account.display_name(), "cannot fetch quota: {e}");
             }
         }
         // Request counters and quota change on every request; they are saved here, not per request.

@@ -413,3 +413,37 @@ async fn a_busy_account_hands_the_request_to_one_with_a_free_slot() {
         "served at once by the second account"
     );
 }
+
+#[tokio::test]
+async fn idle_accounts_learn_their_quota_from_the_usage_endpoint() {
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.set_usage(1, 30.0, 12.0);
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    // No request has gone through account 1; the view asks the backend.
+    let view: Value = daemon
+        .client()
+        .get(daemon.url("/auth/accounts?refresh=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = view["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["email"] == "bob@example.com")
+        .unwrap();
+    assert_eq!(bob["quota"]["primary"]["used_percent"], 30.0);
+    assert_eq!(bob["quota"]["primary"]["window_minutes"], 300);
+    assert_eq!(bob["quota"]["secondary"]["window_minutes"], 10080);
+    assert_eq!(bob["plan"], "pro");
+    assert_eq!(bob["requests"], 0);
+    let usage = fake.requests_to(codex_proxy_tests::fake::USAGE_PATH);
+    assert!(
+        usage.iter().all(|r| r.status == 200),
+        "{:?}",
+        usage.iter().map(|r| &r.rejection).collect::<Vec<_>>()
+    );
+}

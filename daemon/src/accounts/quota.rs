@@ -35,6 +35,31 @@ impl Quota {
         })
     }
 
+    /// Reads `/wham/usage` (§5.2): `rate_limit.primary_window` / `secondary_window`, with
+    /// window lengths in seconds (minutes = ceil(seconds / 60)).
+    pub fn from_usage(usage: &serde_json::Value, now: i64) -> Option<Self> {
+        let window = |name: &str| {
+            let w = usage.get("rate_limit")?.get(name)?;
+            let used_percent = w.get("used_percent")?.as_f64()?;
+            let seconds = w
+                .get("limit_window_seconds")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let resets_at = w.get("reset_at").and_then(serde_json::Value::as_i64);
+            Some(Window {
+                used_percent,
+                window_minutes: seconds.div_ceil(60),
+                resets_at,
+            })
+        };
+        let (primary, secondary) = (window("primary_window"), window("secondary_window"));
+        (primary.is_some() || secondary.is_some()).then_some(Self {
+            primary,
+            secondary,
+            updated_at: Some(now),
+        })
+    }
+
     /// The larger share used of the two windows (0–100).
     pub fn max_used(&self) -> f64 {
         [self.primary, self.secondary]

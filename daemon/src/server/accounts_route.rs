@@ -1,11 +1,11 @@
 //! `GET /auth/accounts`: every account with its plan, state and quota — never a token.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::accounts::Window;
+use crate::accounts::{AccountState, Window};
 use crate::upstream::errors::unix_now;
 
 fn window(w: Option<Window>, now: i64) -> Value {
@@ -20,7 +20,34 @@ fn window(w: Option<Window>, now: i64) -> Value {
     }
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    /// Fetch every active account's quota from the backend first.
+    #[serde(default)]
+    refresh: bool,
+}
+
+pub async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Json<Value> {
+    if query.refresh {
+        let ids: Vec<String> = state
+            .accounts()
+            .all()
+            .into_iter()
+            .filter(|a| a.state == AccountState::Active)
+            .map(|a| a.id)
+            .collect();
+        let fetches = ids
+            .iter()
+            .map(|id| crate::schedulers::refresh_quota(&state, id));
+        for (id, result) in ids
+            .iter()
+            .zip(futures_util::future::join_all(fetches).await)
+        {
+            if let Err(e) = result {
+                tracing::warn!(account = %id, "cannot fetch quota: {e}");
+            }
+        }
+    }
     let now = unix_now();
     let accounts: Vec<Value> = state
         .accounts()

@@ -53,6 +53,7 @@ pub struct Upstream {
     http: reqwest::Client,
     responses_url: String,
     models_url: String,
+    usage_url: String,
     auth_url: String,
     compress: bool,
     pub identity: Identity,
@@ -87,6 +88,12 @@ impl Upstream {
             http,
             responses_url: format!("{base}/codex/responses"),
             models_url: format!("{base}/codex/models"),
+            // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
+            usage_url: if base.contains("/backend-api") {
+                format!("{base}/wham/usage")
+            } else {
+                format!("{base}/api/codex/usage")
+            },
             auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
             identity,
@@ -211,6 +218,41 @@ impl Upstream {
             .map_err(|e| UpstreamError::from_reqwest(&e))?;
         let status = response.status();
         Ok((status, read_limited(response).await))
+    }
+
+    /// `GET /wham/usage` (§5.2): the account's plan and quota windows.
+    pub async fn usage(&self, account: &Account) -> Result<serde_json::Value, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "authorization",
+            "chatgpt-account-id",
+            "x-openai-fedramp",
+            "user-agent",
+        ] {
+            if let Some(value) = self.headers(account, "").get(name) {
+                headers.insert(HeaderName::from_static(name), value.clone());
+            }
+        }
+        let response = self
+            .http
+            .get(&self.usage_url)
+            .headers(headers)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_limited(response).await;
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                status,
+                headers,
+                body,
+            });
+        }
+        serde_json::from_str(&body)
+            .map_err(|_| UpstreamError::Transport("the usage answer did not parse".into()))
     }
 
     /// The auth server's base URL (the issuer).
