@@ -447,3 +447,60 @@ async fn idle_accounts_learn_their_quota_from_the_usage_endpoint() {
         usage.iter().map(|r| &r.rejection).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn kill_9_during_refresh_never_loses_an_account() {
+    let fake = FakeUpstream::start().await.unwrap();
+    // A slow token endpoint, so kills land before, during and after the refresh.
+    fake.set_token_delay(Duration::from_millis(30));
+    let rounds = 20;
+    let mut spent_tokens = 0;
+    for round in 0..rounds {
+        let state = tempfile::tempdir().unwrap();
+        // The token expires within the margin, so the scheduler refreshes right after start.
+        let mut daemon =
+            with_expiring_tokens(&fake, &[0], Daemon::builder().state_dir(state.path())).start();
+        tokio::time::sleep(Duration::from_millis((round * 7 % 70) as u64)).await;
+        let killed = daemon.pid();
+        daemon.stop_with(Signal::SIGKILL, Duration::from_secs(5));
+
+        // Whatever the moment, the file is whole and the account is in it.
+        let text = std::fs::read_to_string(state.path().join("accounts.json")).unwrap();
+        let stored: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("round {round}: torn file: {e}"));
+        assert_eq!(
+            stored["accounts"].as_array().unwrap().len(),
+            1,
+            "round {round}"
+        );
+        assert!(stored["accounts"][0]["tokens"]["refresh_token"].is_string());
+
+        // A restarted daemon serves with it — unless the kill fell after the server rotated the
+        // refresh token and before the save, which no client can close; it then says so.
+        let again = Daemon::builder()
+            .state_dir(state.path())
+            .fake(&fake, &[])
+            .start();
+        let (status, _, text) = again.chat(&user("after the crash")).await;
+        if status != 200 {
+            assert_eq!(status, 503, "round {round}: {text}");
+            assert!(
+                text.contains("account_needs_login"),
+                "round {round}: {text}"
+            );
+            spent_tokens += 1;
+        }
+        let leftovers: Vec<String> = std::fs::read_dir(state.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.ends_with(&format!(".tmp-{killed}")))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "round {round}: the killed daemon's temp file was not cleaned: {leftovers:?}"
+        );
+    }
+    println!(
+        "kill -9 rounds whose saved refresh token had already been rotated: {spent_tokens}/{rounds}"
+    );
+}

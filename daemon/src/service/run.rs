@@ -121,5 +121,24 @@ pub fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    remove_stale_temp_files(dir);
     Ok(())
+}
+
+/// A crash in the middle of an atomic write leaves its temp file (`.NAME.tmp-PID`) behind;
+/// the real file is intact, so the leftovers go.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::debug!("removed a leftover temp file {name}"),
+                Err(e) => tracing::warn!("cannot remove the leftover temp file {name}: {e}"),
+            }
+        }
+    }
 }

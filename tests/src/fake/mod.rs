@@ -438,6 +438,12 @@ impl FakeUpstream {
             .with(|inner| inner.auth.failures.extend(std::iter::repeat_n(status, n)));
     }
 
+    /// `/oauth/token` waits this long before it answers.
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.shared
+            .with(|inner| inner.auth.token_delay_ms = delay.as_millis() as u64);
+    }
+
     /// Marks every live refresh token of the account as expired / invalidated.
     pub fn expire_refresh_tokens(&self, index: usize) {
         oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Expired);

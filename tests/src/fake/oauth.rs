@@ -70,6 +70,8 @@ pub struct AuthState {
     pub deny_next: Option<(String, String)>,
     pub extra_ports: BTreeSet<u16>,
     pub failures: VecDeque<u16>,
+    /// Delay before `/oauth/token` answers (crash-during-refresh tests).
+    pub token_delay_ms: u64,
     pub device_interval: u64,
     pub device_enabled: bool,
     pub device: BTreeMap<usize, Device>,
@@ -85,6 +87,7 @@ impl AuthState {
             deny_next: None,
             extra_ports: BTreeSet::new(),
             failures: VecDeque::new(),
+            token_delay_ms: 0,
             device_interval: 5,
             device_enabled: true,
             device: BTreeMap::new(),
@@ -365,6 +368,10 @@ pub async fn token(State(shared): State<Arc<Shared>>, req: Incoming) -> Response
             .collect()
     });
     let seq = shared.record(&req, json_body.clone(), form.clone());
+    let delay = shared.with(|inner| inner.auth.token_delay_ms);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
 
     if let Some(status) = shared.with(|inner| inner.auth.failures.pop_front()) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
