@@ -2,8 +2,7 @@
 
 use serde::Deserialize;
 
-use super::jwt;
-use crate::accounts::{Account, AccountState, Quota, Secret, Tokens};
+use crate::accounts::Account;
 
 #[derive(Deserialize)]
 struct AuthJson {
@@ -47,30 +46,14 @@ pub fn from_auth_json(text: &str) -> Result<Account, ImportError> {
     let tokens = parsed
         .tokens
         .ok_or_else(|| ImportError::NotChatGpt("apikey".into()))?;
-    let claims = jwt::claims(Some(&tokens.id_token), &tokens.access_token);
-    let chatgpt_account_id = tokens
-        .account_id
-        .or(claims.chatgpt_account_id)
-        .ok_or(ImportError::NoAccount)?;
-    Ok(Account {
-        id: String::new(),
-        chatgpt_account_id,
-        email: claims.email,
-        plan: claims.plan,
-        label: None,
-        user_id: claims.user_id,
-        fedramp: claims.fedramp,
-        state: AccountState::Active,
-        tokens: Tokens {
-            access_token: Secret::new(tokens.access_token),
-            refresh_token: Secret::new(tokens.refresh_token),
-            id_token: Some(Secret::new(tokens.id_token)),
-        },
-        last_refresh: None,
-        cooldown_until: None,
-        quota: Quota::default(),
-        requests: 0,
-    })
+    super::account_from_tokens(
+        tokens.id_token,
+        tokens.access_token,
+        tokens.refresh_token,
+        tokens.account_id,
+        None,
+    )
+    .ok_or(ImportError::NoAccount)
 }
 
 #[cfg(test)]

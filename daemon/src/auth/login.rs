@@ -14,9 +14,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use super::import::{self, ImportError};
-use super::jwt;
 use super::refresh::CLIENT_ID;
-use crate::accounts::{Account, AccountState, Accounts, Quota, Secret, Tokens};
+use crate::accounts::{Account, Accounts};
 use crate::upstream::Upstream;
 
 /// The scopes the official client asks for (§1.2).
@@ -401,26 +400,15 @@ async fn exchange_code(
 
 /// Builds the account from fresh tokens and saves it (replacing an existing one in place).
 async fn store(accounts: &Accounts, tokens: CodeTokens) -> Result<LoginOutcome, LoginError> {
-    let claims = jwt::claims(Some(&tokens.id_token), &tokens.access_token);
-    let account = Account {
-        id: String::new(),
-        chatgpt_account_id: claims.chatgpt_account_id.ok_or(LoginError::NoAccount)?,
-        email: claims.email,
-        plan: claims.plan,
-        label: None,
-        user_id: claims.user_id,
-        fedramp: claims.fedramp,
-        state: AccountState::Active,
-        tokens: Tokens {
-            access_token: Secret::new(tokens.access_token),
-            refresh_token: Secret::new(tokens.refresh_token),
-            id_token: Some(Secret::new(tokens.id_token)),
-        },
-        last_refresh: Some(crate::upstream::errors::unix_now()),
-        cooldown_until: None,
-        quota: Quota::default(),
-        requests: 0,
-    };
+    let now = crate::upstream::errors::unix_now();
+    let account = super::account_from_tokens(
+        tokens.id_token,
+        tokens.access_token,
+        tokens.refresh_token,
+        None,
+        Some(now),
+    )
+    .ok_or(LoginError::NoAccount)?;
     save(accounts, account).await
 }
 

@@ -180,13 +180,24 @@ impl Upstream {
         body: &serde_json::Value,
         timeout: Duration,
     ) -> Result<(StatusCode, String), UpstreamError> {
+        self.auth_request(path, "application/json", body.to_string(), timeout)
+            .await
+    }
+
+    async fn auth_request(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<(StatusCode, String), UpstreamError> {
         let response = self
             .http
             .post(format!("{}{path}", self.auth_url))
             .header("originator", &self.identity.originator)
             .header("user-agent", &self.identity.user_agent)
-            .header("content-type", "application/json")
-            .body(body.to_string())
+            .header("content-type", content_type)
+            .body(body)
             .timeout(timeout)
             .send()
             .await
@@ -205,19 +216,8 @@ impl Upstream {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
             .finish();
-        let response = self
-            .http
-            .post(format!("{}{path}", self.auth_url))
-            .header("originator", &self.identity.originator)
-            .header("user-agent", &self.identity.user_agent)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .timeout(timeout)
-            .send()
+        self.auth_request(path, "application/x-www-form-urlencoded", body, timeout)
             .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        let status = response.status();
-        Ok((status, read_limited(response).await))
     }
 
     /// `GET /wham/usage` (§5.2): the account's plan and quota windows.
