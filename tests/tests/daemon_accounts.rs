@@ -504,3 +504,33 @@ async fn kill_9_during_refresh_never_loses_an_account() {
         "kill -9 rounds whose saved refresh token had already been rotated: {spent_tokens}/{rounds}"
     );
 }
+
+#[tokio::test]
+async fn usage_is_counted_per_account_and_model() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    fake.enqueue(
+        Script::text("one").with_usage(codex_proxy_tests::fake::Usage {
+            input_tokens: 1000,
+            cached_tokens: 768,
+            output_tokens: 40,
+            reasoning_tokens: 16,
+        }),
+    );
+    assert_eq!(daemon.chat(&user("a")).await.0, 200);
+    let mut streamed = json!({"model": "codex-mini", "stream": true, "messages": [{"role": "user", "content": "b"}]});
+    assert_eq!(daemon.chat(&streamed).await.0, 200);
+    streamed["model"] = json!("gpt-5.5");
+    assert_eq!(daemon.chat(&streamed).await.0, 200);
+
+    let view = accounts_view(&daemon).await;
+    let usage = &view["accounts"][0]["usage"];
+    assert_eq!(usage["gpt-5.5"]["responses"], 2, "{usage}");
+    assert!(usage["gpt-5.5"]["input_tokens"].as_u64().unwrap() > 1000);
+    assert_eq!(usage["gpt-5.5"]["cached_tokens"], 768);
+    assert_eq!(
+        usage["gpt-5.4-mini"]["responses"], 1,
+        "aliases count under the real model"
+    );
+    assert_eq!(view["accounts"][0]["requests"], 3);
+}

@@ -95,6 +95,19 @@ pub struct Account {
     /// Requests served since the account was added.
     #[serde(default)]
     pub requests: u64,
+    /// Token counts per model, from the usage of completed responses.
+    #[serde(default)]
+    pub usage: std::collections::BTreeMap<String, ModelUsage>,
+}
+
+/// What one model consumed on one account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    pub responses: u64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
 }
 
 impl Account {

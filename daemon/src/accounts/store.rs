@@ -253,6 +253,18 @@ impl Accounts {
         Ok(chosen.clone())
     }
 
+    /// Adds a completed response's usage to the account's counters for `model`.
+    pub fn record_usage(&self, id: &str, model: &str, usage: &crate::translate::chat::ChatUsage) {
+        self.update(id, |a| {
+            let counters = a.usage.entry(model.to_owned()).or_default();
+            counters.responses += 1;
+            counters.input_tokens += usage.prompt_tokens;
+            counters.cached_tokens += usage.prompt_tokens_details.cached_tokens;
+            counters.output_tokens += usage.completion_tokens;
+            counters.reasoning_tokens += usage.completion_tokens_details.reasoning_tokens;
+        });
+    }
+
     /// Remembers which account a conversation uses.
     pub fn bind(&self, conversation: &str, account_id: &str) {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed) as u64;
@@ -340,6 +352,7 @@ mod tests {
             cooldown_until: None,
             quota: Quota::default(),
             requests: 0,
+            usage: Default::default(),
         }
     }
 

@@ -37,5 +37,6 @@ pub fn account_from_tokens(
         cooldown_until: None,
         quota: Quota::default(),
         requests: 0,
+        usage: Default::default(),
     })
 }

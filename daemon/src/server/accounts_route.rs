@@ -65,7 +65,8 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>)
                     "secondary": window(a.quota.secondary, now),
                     "updated_at": a.quota.updated_at,
                 },
-                "requests": a.requests,
+                                "requests": a.requests,
+                "usage": a.usage,
                 "last_refresh": a.last_refresh,
                 "token_expires_at": a.access_expires_at(),
             })

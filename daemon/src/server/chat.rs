@@ -103,11 +103,24 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
     let ignored = translated.ignored.join(", ");
     let model = resolved.model.slug.clone();
     let keepalive = Duration::from_secs(config.server.keepalive_seconds);
+    let recorder = UsageRecorder {
+        state: state.clone(),
+        account_id: account.id.clone(),
+        model: model.clone(),
+    };
     let mut response = if translated.stream {
-        stream_response(choices, model, translated.include_usage, keepalive, slot).await?
+        stream_response(
+            choices,
+            model,
+            translated.include_usage,
+            keepalive,
+            slot,
+            recorder,
+        )
+        .await?
     } else {
         // The slot is released when the assembled response is ready.
-        let response = complete(choices, model).await?;
+        let response = complete(choices, model, recorder).await?;
         drop(slot);
         response
     };
@@ -195,6 +208,24 @@ pub fn upstream_error(error: UpstreamError) -> ApiError {
             "upstream_timeout",
             "The Codex backend did not answer in time.",
         ),
+    }
+}
+
+/// Adds a finished response's usage to its account's per-model counters.
+struct UsageRecorder {
+    state: AppState,
+    account_id: String,
+    model: String,
+}
+
+impl UsageRecorder {
+    fn record(self, usage: &ChatUsage) {
+        // A response without usage (the backend may omit it) counts as a request only.
+        if usage.total_tokens > 0 {
+            self.state
+                .accounts()
+                .record_usage(&self.account_id, &self.model, usage);
+        }
     }
 }
 
@@ -477,7 +508,11 @@ fn completion_id(response_id: Option<&str>) -> String {
 }
 
 /// Non-streamed: the same translation, assembled.
-async fn complete(choices: Vec<Choice>, model: String) -> Result<Response, ApiError> {
+async fn complete(
+    choices: Vec<Choice>,
+    model: String,
+    recorder: UsageRecorder,
+) -> Result<Response, ApiError> {
     let runs = choices.into_iter().map(|mut choice| async move {
         let mut assembled = Assembler::default();
         while let Some(emit) = choice.next().await {
@@ -519,6 +554,7 @@ async fn complete(choices: Vec<Choice>, model: String) -> Result<Response, ApiEr
             finish_reason: assembled.finish.unwrap_or(FinishReason::Stop),
         });
     }
+    recorder.record(&usage);
     let completion = ChatCompletion {
         id: completion_id(id.as_deref()),
         object: "chat.completion",
@@ -540,6 +576,7 @@ async fn stream_response(
     include_usage: bool,
     keepalive: Duration,
     slot: OwnedSemaphorePermit,
+    recorder: UsageRecorder,
 ) -> Result<Response, ApiError> {
     let count = choices.len() as u32;
     let mut merged: SelectAll<BoxStream<'static, (u32, Emit)>> =
@@ -583,6 +620,7 @@ async fn stream_response(
         pending,
         done: false,
         _slot: slot,
+        recorder: Some(recorder),
     };
     let stream = stream::unfold(body, |mut body| async move {
         let bytes = body.next().await?;
@@ -697,6 +735,8 @@ struct SseBody {
     done: bool,
     /// The account's request slot, held until the client has the whole stream (or left).
     _slot: OwnedSemaphorePermit,
+    /// Counts the usage once the stream is complete.
+    recorder: Option<UsageRecorder>,
 }
 
 impl SseBody {
@@ -719,6 +759,9 @@ impl SseBody {
                 Some(item) => self.done = self.writer.render(item, &mut self.pending),
                 None => {
                     self.writer.finish(&mut self.pending);
+                    if let Some(recorder) = self.recorder.take() {
+                        recorder.record(&self.writer.usage);
+                    }
                     self.done = true;
                 }
             }

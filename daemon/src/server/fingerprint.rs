@@ -30,6 +30,7 @@ pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
         cooldown_until: None,
         quota: Quota::default(),
         requests: 0,
+        usage: Default::default(),
     });
     let headers: BTreeMap<String, String> = upstream
         .headers(&account, "<conversation id>")
