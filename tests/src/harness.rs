@@ -527,3 +527,34 @@ pub fn chat_chunks(body: &str) -> Vec<Value> {
         .map(|data| serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned())))
         .collect()
 }
+
+impl Daemon {
+    /// Opens a streamed chat completion and reads until `marker` has arrived; returns the rest
+    /// of the body (drop it to hang up).
+    pub async fn stream_until(
+        &self,
+        body: &Value,
+        marker: &str,
+    ) -> futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>> {
+        use futures_util::StreamExt;
+        let response = self
+            .client()
+            .post(self.url("/v1/chat/completions"))
+            .json(body)
+            .send()
+            .await
+            .expect("stream request");
+        assert_eq!(response.status(), 200, "streamed chat failed");
+        let mut stream = response.bytes_stream().boxed();
+        let mut seen = String::new();
+        while !seen.contains(marker) {
+            let chunk = stream
+                .next()
+                .await
+                .expect("stream ended before the marker")
+                .expect("stream broke");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        stream
+    }
+}

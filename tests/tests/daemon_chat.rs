@@ -10,7 +10,6 @@ use codex_proxy_tests::fake::{
     FakeUpstream, MODELS_PATH, RESPONSES_PATH, Reply, Script, decode_claims,
 };
 use codex_proxy_tests::harness::{Daemon, TEST_API_KEY, chat_chunks};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 async fn setup() -> (FakeUpstream, Daemon) {
@@ -525,20 +524,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
     fake.enqueue(Script::deltas((0..500).map(|i| format!("w{i} "))).paced(20));
     let mut body = user("long");
     body["stream"] = json!(true);
-    let response = daemon
-        .client()
-        .post(daemon.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let mut stream = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("w3 ") {
-        seen.push_str(&String::from_utf8_lossy(
-            &stream.next().await.unwrap().unwrap(),
-        ));
-    }
+    let stream = daemon.stream_until(&body, "w3 ").await;
     drop(stream);
     let seq = fake.requests_to(RESPONSES_PATH)[0].seq;
     assert!(
@@ -791,20 +777,7 @@ async fn deltas_reach_the_client_while_upstream_is_still_streaming() {
     fake.enqueue(Script::deltas(["first ", "second ", "third ", "fourth"]).paced(300));
     let mut body = user("x");
     body["stream"] = json!(true);
-    let response = daemon
-        .client()
-        .post(daemon.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let mut stream = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("\"content\":\"first \"") {
-        seen.push_str(&String::from_utf8_lossy(
-            &stream.next().await.unwrap().unwrap(),
-        ));
-    }
+    let _stream = daemon.stream_until(&body, "\"content\":\"first \"").await;
     // The first delta is here; the upstream stream has not finished: nothing was buffered.
     let rec = fake.requests_to(RESPONSES_PATH).pop().unwrap();
     assert!(
