@@ -11,6 +11,7 @@ use crate::accounts::Secret;
 
 pub const API_KEY_FILE: &str = "api_key";
 pub const MODELS_CACHE_FILE: &str = "models_cache.json";
+pub const INSTALLATION_ID_FILE: &str = "installation_id";
 
 /// Writes `bytes` to `path` through a temp file: 0600, fsync, rename, fsync of the directory.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -61,6 +62,42 @@ pub fn generated_api_key(state_dir: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(key))
 }
 
+/// This installation's id (a UUID), kept in the state directory. On first start it is taken
+/// from the official client's `installation_id` in `codex_home` when there is a valid one, so
+/// both present as the same installation; otherwise a new one is made.
+pub fn installation_id(state_dir: &Path, codex_home: Option<&Path>) -> anyhow::Result<String> {
+    let path = state_dir.join(INSTALLATION_ID_FILE);
+    let valid = |text: &str| {
+        uuid::Uuid::parse_str(text.trim())
+            .ok()
+            .map(|u| u.hyphenated().to_string())
+    };
+    if let Some(id) = std::fs::read_to_string(&path)
+        .ok()
+        .as_deref()
+        .and_then(valid)
+    {
+        return Ok(id);
+    }
+    let imported = codex_home
+        .and_then(|dir| std::fs::read_to_string(dir.join(INSTALLATION_ID_FILE)).ok())
+        .as_deref()
+        .and_then(valid);
+    let id = imported
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    write_private_atomic(&path, format!("{id}\n").as_bytes())?;
+    if imported.is_some() {
+        tracing::info!(
+            "using the Codex installation id from {}",
+            codex_home
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -83,6 +120,26 @@ mod tests {
             1,
             "no temp files left"
         );
+
+        let codex = tempfile::tempdir().unwrap();
+        std::fs::write(
+            codex.path().join(INSTALLATION_ID_FILE),
+            "11111111-2222-4333-8444-555555555555\n",
+        )
+        .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        assert_eq!(
+            installation_id(state.path(), Some(codex.path())).unwrap(),
+            "11111111-2222-4333-8444-555555555555"
+        );
+        std::fs::write(codex.path().join(INSTALLATION_ID_FILE), "changed").unwrap();
+        assert_eq!(
+            installation_id(state.path(), Some(codex.path())).unwrap(),
+            "11111111-2222-4333-8444-555555555555",
+            "kept once made"
+        );
+        let fresh = tempfile::tempdir().unwrap();
+        assert!(uuid::Uuid::parse_str(&installation_id(fresh.path(), None).unwrap()).is_ok());
 
         let key = generated_api_key(dir.path()).unwrap();
         assert!(key.expose().starts_with("codex-proxy-") && key.expose().len() == 52);

@@ -998,3 +998,21 @@ async fn cors_answers_configured_origins_only() {
         "no CORS unless configured"
     );
 }
+
+#[tokio::test]
+async fn client_metadata_carries_the_installation_id_imported_from_codex() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let codex_home = tempfile::tempdir().unwrap();
+    std::fs::write(codex_home.path().join("installation_id"), "0b1c2d3e-4f50-4617-8899-aabbccddeeff\n").unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).env("CODEX_HOME", codex_home.path().to_str().unwrap()).start();
+    assert_eq!(daemon.chat(&user("hi")).await.0, 200);
+    let sent = last_upstream_body(&fake).await;
+    let metadata = &sent["client_metadata"];
+    assert_eq!(metadata["x-codex-installation-id"], "0b1c2d3e-4f50-4617-8899-aabbccddeeff");
+    let session = sent["prompt_cache_key"].as_str().unwrap();
+    assert_eq!(metadata["session_id"], session);
+    assert_eq!(metadata["thread_id"], session);
+    assert_eq!(metadata["x-codex-window-id"], format!("{session}:0"));
+    let kept = std::fs::read_to_string(daemon.state_dir().join("installation_id")).unwrap();
+    assert_eq!(kept.trim(), "0b1c2d3e-4f50-4617-8899-aabbccddeeff");
+}

@@ -78,6 +78,8 @@ pub struct Loaded {
     pub paths: ResolvedPaths,
     /// Whether `RUST_LOG` was set; it then replaces `log.level` (unless `-v` was given).
     pub rust_log: Option<String>,
+    /// The official client's home, for importing its installation id.
+    pub codex_home: Option<PathBuf>,
 }
 
 /// Loads the configuration in layers and validates it.
@@ -117,6 +119,7 @@ pub fn load(overrides: &Overrides, env: &Environment) -> Result<Loaded, ConfigEr
         config,
         paths,
         rust_log,
+        codex_home: env.codex_home(),
     })
 }
 

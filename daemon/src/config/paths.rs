@@ -29,8 +29,10 @@ pub mod vars {
     pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
     pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
     pub const HOME: &str = "HOME";
+    /// The official client's home (default `~/.codex`).
+    pub const CODEX_HOME: &str = "CODEX_HOME";
 
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         CONFIG,
         STATE_DIR,
         SOCKET,
@@ -48,6 +50,7 @@ pub mod vars {
         XDG_CONFIG_HOME,
         XDG_RUNTIME_DIR,
         HOME,
+        CODEX_HOME,
     ];
 }
 
@@ -120,6 +123,12 @@ impl Environment {
 
     pub fn home(&self) -> Option<PathBuf> {
         self.abs_path(vars::HOME)
+    }
+
+    /// The official client's home: `$CODEX_HOME`, else `~/.codex`.
+    pub fn codex_home(&self) -> Option<PathBuf> {
+        self.abs_path(vars::CODEX_HOME)
+            .or_else(|| self.home().map(|h| h.join(".codex")))
     }
 
     pub fn mode(&self) -> Mode {

@@ -59,7 +59,7 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         chat.prompt_cache_key.as_deref(),
     );
     let session = state.conversations().key_for(conversation);
-    let translated = request::translate(
+    let mut translated = request::translate(
         chat,
         &Context {
             model: &resolved,
@@ -67,6 +67,15 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
             prompt_cache_key: session.clone(),
         },
     )?;
+    translated.body.client_metadata = std::collections::BTreeMap::from([
+        (
+            "x-codex-installation-id",
+            state.installation_id().to_owned(),
+        ),
+        ("session_id", session.clone()),
+        ("thread_id", session.clone()),
+        ("x-codex-window-id", format!("{session}:0")),
+    ]);
     let (account, streams, slot) = start_on_an_account(state, &session, &translated).await?;
     let quota = streams
         .first()

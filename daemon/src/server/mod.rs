@@ -49,6 +49,7 @@ struct Inner {
     conversations: Conversations,
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
+    installation_id: String,
 }
 
 impl AppState {
@@ -83,6 +84,7 @@ impl AppState {
                 "no ChatGPT account yet: requests will fail until one is added (`codexctl login`)"
             );
         }
+        let installation_id = state::installation_id(&state_dir, loaded.codex_home.as_deref())?;
         let identity = Identity::new(&config.client_identity);
         let catalog = crate::schedulers::load_cached_catalog(&state_dir, &identity.version)
             .unwrap_or_else(Catalog::builtin);
@@ -100,6 +102,7 @@ impl AppState {
                 conversations: Conversations::default(),
                 catalog_stale: tokio::sync::Notify::new(),
                 logins: crate::auth::login::Logins::default(),
+                installation_id,
             }),
         })
     }
@@ -151,6 +154,10 @@ impl AppState {
 
     pub async fn catalog_stale(&self) {
         self.inner.catalog_stale.notified().await;
+    }
+
+    pub fn installation_id(&self) -> &str {
+        &self.inner.installation_id
     }
 
     /// Login flows in progress (driven by the control socket).

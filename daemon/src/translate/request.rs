@@ -147,6 +147,7 @@ pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiE
         service_tier,
         prompt_cache_key: ctx.prompt_cache_key.clone(),
         text,
+        client_metadata: std::collections::BTreeMap::new(),
     };
     Ok(Translated {
         body,

@@ -24,6 +24,9 @@ pub struct ResponsesRequest {
     pub prompt_cache_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<TextControls>,
+    /// Installation and session ids, as the official client sends them (§2.3).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub client_metadata: std::collections::BTreeMap<&'static str, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
