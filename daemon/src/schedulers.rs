@@ -189,6 +189,7 @@ pub async fn token_refresher(state: AppState) {
         if let Err(e) = state.accounts().persist_if_changed().await {
             tracing::error!("cannot save accounts: {e:#}");
         }
+        state.upstream().save_cookies().await;
         tokio::time::sleep(TOKEN_TICK).await;
     }
 }

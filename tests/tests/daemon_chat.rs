@@ -1003,16 +1003,62 @@ async fn cors_answers_configured_origins_only() {
 async fn client_metadata_carries_the_installation_id_imported_from_codex() {
     let fake = FakeUpstream::start().await.unwrap();
     let codex_home = tempfile::tempdir().unwrap();
-    std::fs::write(codex_home.path().join("installation_id"), "0b1c2d3e-4f50-4617-8899-aabbccddeeff\n").unwrap();
-    let daemon = Daemon::builder().fake(&fake, &[0]).env("CODEX_HOME", codex_home.path().to_str().unwrap()).start();
+    std::fs::write(
+        codex_home.path().join("installation_id"),
+        "0b1c2d3e-4f50-4617-8899-aabbccddeeff\n",
+    )
+    .unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("CODEX_HOME", codex_home.path().to_str().unwrap())
+        .start();
     assert_eq!(daemon.chat(&user("hi")).await.0, 200);
     let sent = last_upstream_body(&fake).await;
     let metadata = &sent["client_metadata"];
-    assert_eq!(metadata["x-codex-installation-id"], "0b1c2d3e-4f50-4617-8899-aabbccddeeff");
+    assert_eq!(
+        metadata["x-codex-installation-id"],
+        "0b1c2d3e-4f50-4617-8899-aabbccddeeff"
+    );
     let session = sent["prompt_cache_key"].as_str().unwrap();
     assert_eq!(metadata["session_id"], session);
     assert_eq!(metadata["thread_id"], session);
     assert_eq!(metadata["x-codex-window-id"], format!("{session}:0"));
     let kept = std::fs::read_to_string(daemon.state_dir().join("installation_id")).unwrap();
     assert_eq!(kept.trim(), "0b1c2d3e-4f50-4617-8899-aabbccddeeff");
+}
+
+#[tokio::test]
+async fn only_cloudflare_cookies_are_kept_and_sent_back() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .state_dir(state.path())
+        .start();
+    assert_eq!(daemon.chat(&user("one")).await.0, 200);
+    assert_eq!(daemon.chat(&user("two")).await.0, 200);
+    let requests = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(requests[0].header("cookie"), None, "nothing to send yet");
+    let cookie = requests[1].header("cookie").unwrap().to_owned();
+    assert!(
+        cookie.starts_with("__cf_bm=") && !cookie.contains("_puid"),
+        "{cookie}"
+    );
+
+    // Kept across a restart.
+    assert!(
+        daemon
+            .stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10))
+            .success()
+    );
+    let again = Daemon::builder()
+        .fake(&fake, &[])
+        .state_dir(state.path())
+        .start();
+    assert_eq!(again.chat(&user("three")).await.0, 200);
+    let sent = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+    assert!(
+        sent.header("cookie")
+            .is_some_and(|c| c.starts_with("__cf_bm="))
+    );
 }

@@ -88,8 +88,12 @@ impl AppState {
         let identity = Identity::new(&config.client_identity);
         let catalog = crate::schedulers::load_cached_catalog(&state_dir, &identity.version)
             .unwrap_or_else(Catalog::builtin);
-        let upstream =
-            Upstream::new(&config, identity).context("cannot set up the upstream client")?;
+        let cookies = Arc::new(crate::upstream::cookies::CloudflareCookies::load(
+            &state_dir,
+            config.upstream.base_url.as_str(),
+        ));
+        let upstream = Upstream::with_cookies(&config, identity, Some(cookies))
+            .context("cannot set up the upstream client")?;
         Ok(Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),

@@ -94,6 +94,7 @@ pub async fn serve(
     if let Err(e) = state.accounts().persist_if_changed().await {
         tracing::error!("cannot save accounts: {e:#}");
     }
+    state.upstream().save_cookies().await;
     tracing::info!("stopped");
     Ok(())
 }

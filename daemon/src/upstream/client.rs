@@ -57,10 +57,20 @@ pub struct Upstream {
     auth_url: String,
     compress: bool,
     pub identity: Identity,
+    cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
 }
 
 impl Upstream {
     pub fn new(config: &Config, identity: Identity) -> anyhow::Result<Self> {
+        Self::with_cookies(config, identity, None)
+    }
+
+    /// As [`new`](Self::new), keeping the backend's Cloudflare cookies in `cookies`.
+    pub fn with_cookies(
+        config: &Config,
+        identity: Identity,
+        cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
+    ) -> anyhow::Result<Self> {
         // reqwest is built without a default TLS provider; ring is ours (installing twice is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let upstream = &config.upstream;
@@ -82,6 +92,9 @@ impl Upstream {
                     .map_err(|_| anyhow::anyhow!("upstream.proxy is not usable"))?,
             );
         }
+        if let Some(jar) = &cookies {
+            builder = builder.cookie_provider(jar.clone());
+        }
         let http = builder.build()?;
         let base = upstream.base_url.as_str();
         Ok(Self {
@@ -97,6 +110,7 @@ impl Upstream {
             auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
             identity,
+            cookies,
         })
     }
 
@@ -253,6 +267,18 @@ impl Upstream {
         }
         serde_json::from_str(&body)
             .map_err(|_| UpstreamError::Transport("the usage answer did not parse".into()))
+    }
+
+    /// Saves the Cloudflare cookies if they changed (off the async threads).
+    pub async fn save_cookies(&self) {
+        let Some(jar) = self.cookies.clone() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || jar.save_if_changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot save cookies: {e:#}"),
+            Err(e) => tracing::warn!("cannot save cookies: {e}"),
+        }
     }
 
     /// The auth server's base URL (the issuer).

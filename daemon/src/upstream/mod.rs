@@ -1,6 +1,7 @@
 //! The Codex backend client: HTTP, SSE, identity, error mapping.
 
 pub mod client;
+pub mod cookies;
 pub mod errors;
 pub mod identity;
 pub mod sse;

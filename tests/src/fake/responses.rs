@@ -121,7 +121,16 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
         .header("openai-model", checked.model.slug)
         .header("x-models-etag", models::etag(&shared, &client_version))
         .header("x-reasoning-included", "true")
-        .header("x-codex-turn-state", format!("ts_{}", random_hex(16)));
+        .header("x-codex-turn-state", format!("ts_{}", random_hex(16)))
+        // Like chatgpt.com behind Cloudflare: a bot-management cookie, and one a client should not keep.
+        .header(
+            header::SET_COOKIE,
+            format!(
+                "__cf_bm={}; path=/; HttpOnly; Secure; SameSite=None",
+                random_hex(12)
+            ),
+        )
+        .header(header::SET_COOKIE, "_puid=user-tracking; path=/; Secure");
     for (name, value) in limits.map(|l| l.headers()).unwrap_or_default() {
         builder = builder.header(name, value);
     }
