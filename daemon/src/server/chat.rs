@@ -91,8 +91,13 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         .first()
         .and_then(|s| s.headers.get("x-models-etag"))
         .and_then(|v| v.to_str().ok())
-        && catalog.etag.as_deref() != Some(announced)
+        && catalog
+            .etag
+            .as_deref()
+            .is_some_and(|held| held != announced)
     {
+        // Only a live catalog is revalidated on a new ETag; a built-in one (the fetch failed)
+        // waits for the hourly retry instead of refetching on every response.
         state.catalog_is_stale();
     }
 
