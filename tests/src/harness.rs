@@ -558,3 +558,16 @@ impl Daemon {
         stream
     }
 }
+
+impl Daemon {
+    /// GETs a path with the API key and parses the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET daemon");
+        response.json().await.expect("JSON answer")
+    }
+}

@@ -27,15 +27,7 @@ fn refreshes(fake: &FakeUpstream) -> usize {
 }
 
 async fn accounts_view(daemon: &Daemon) -> Value {
-    daemon
-        .client()
-        .get(daemon.url("/auth/accounts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    daemon.get_json("/auth/accounts").await
 }
 
 /// A daemon whose accounts hold access tokens that expire within the refresh margin.
@@ -420,15 +412,7 @@ async fn idle_accounts_learn_their_quota_from_the_usage_endpoint() {
     fake.set_usage(1, 30.0, 12.0);
     let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
     // No request has gone through account 1; the view asks the backend.
-    let view: Value = daemon
-        .client()
-        .get(daemon.url("/auth/accounts?refresh=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = daemon.get_json("/auth/accounts?refresh=true").await;
     let bob = view["accounts"]
         .as_array()
         .unwrap()

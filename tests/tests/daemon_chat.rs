@@ -590,15 +590,7 @@ async fn api_keys_are_required() {
 #[tokio::test]
 async fn models_list_aliases_variants_and_404s() {
     let (fake, daemon) = setup().await;
-    let list: Value = daemon
-        .client()
-        .get(daemon.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = daemon.get_json("/v1/models").await;
     let ids: Vec<&str> = list["data"]
         .as_array()
         .unwrap()
@@ -728,15 +720,7 @@ async fn images_and_structured_output_pass_the_strict_backend() {
 #[tokio::test]
 async fn fingerprint_shows_identity_without_tokens() {
     let (fake, daemon) = setup().await;
-    let fingerprint: Value = daemon
-        .client()
-        .get(daemon.url("/debug/fingerprint"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fingerprint: Value = daemon.get_json("/debug/fingerprint").await;
     assert_eq!(fingerprint["originator"], "codex_cli_rs");
     assert_eq!(fingerprint["headers"]["authorization"], "Bearer <redacted>");
     assert_eq!(
@@ -845,15 +829,7 @@ async fn an_unreachable_backend_leaves_the_builtin_catalog_and_a_clear_502() {
     let builder = Daemon::builder().fake(&fake, &[0]);
     drop(fake); // Its port now refuses connections.
     let daemon = builder.start();
-    let list: Value = daemon
-        .client()
-        .get(daemon.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = daemon.get_json("/v1/models").await;
     assert!(
         list["data"]
             .as_array()
