@@ -1,4 +1,4 @@
-//! Background work: keeping tokens fresh and the model catalog current.
+//! Background work: keeping tokens fresh, the model catalog and the client identity current.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -59,7 +59,7 @@ pub async fn refresh_catalog(state: &AppState) {
                 tracing::info!("model catalog updated: {} models", catalog.models.len());
                 state.set_catalog(catalog);
                 let cache = CatalogCache {
-                    client_version: state.upstream().identity.version.clone(),
+                    client_version: state.upstream().identity().version.clone(),
                     etag,
                     fetched_at: crate::upstream::errors::unix_now(),
                     catalog: serde_json::from_slice(&body).unwrap_or_default(),
@@ -191,5 +191,94 @@ pub async fn token_refresher(state: AppState) {
         }
         state.upstream().save_cookies().await;
         tokio::time::sleep(TOKEN_TICK).await;
+    }
+}
+
+/// After a failed poll, the next try comes this soon (doubling up to the configured interval).
+const APPCAST_RETRY: Duration = Duration::from_secs(300);
+
+/// Polls the Desktop appcast every `interval_hours` when its values are used: the identity is
+/// `Codex Desktop` and leaves the version or build unpinned. Failures are logged and retried.
+pub async fn appcast_refresher(state: AppState) {
+    use crate::upstream::appcast::{self, DESKTOP_ORIGINATOR};
+    let config = state.config();
+    let identity = &config.client_identity;
+    if !config.appcast.enabled {
+        return;
+    }
+    if identity.originator.as_str() != DESKTOP_ORIGINATOR
+        || (identity.app_version.is_some() && identity.build_number.is_some())
+    {
+        tracing::debug!(
+            "appcast not polled: it describes {DESKTOP_ORIGINATOR}, and the identity is {} with {}",
+            identity.originator.as_str(),
+            if identity.app_version.is_some() {
+                "a pinned version"
+            } else {
+                "its own version"
+            }
+        );
+        return;
+    }
+    let interval = Duration::from_secs(config.appcast.interval_hours.max(1) * 3600);
+    let mut retry = APPCAST_RETRY;
+    loop {
+        let url = config.appcast.url.as_str();
+        let polled = match state
+            .upstream()
+            .fetch_feed(url, appcast::MAX_FEED_BYTES)
+            .await
+        {
+            Ok(xml) => appcast::parse(&xml),
+            Err(e) => Err(e),
+        };
+        let wait = match polled {
+            Ok(release) => {
+                apply_appcast(&state, release).await;
+                retry = APPCAST_RETRY;
+                interval
+            }
+            Err(e) => {
+                let wait = retry.min(interval);
+                tracing::warn!(
+                    "cannot read the appcast at {url}: {e}; keeping the current identity, retrying in {} min",
+                    wait.as_secs() / 60
+                );
+                retry = (retry * 2).min(interval);
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Uses `release` in the identity, saves it, and refetches the catalog if the version changed.
+async fn apply_appcast(state: &AppState, release: crate::upstream::appcast::Release) {
+    let identity = crate::upstream::Identity::new(&state.config().client_identity, Some(&release));
+    let before = state.upstream().identity();
+    if !state.upstream().set_identity(identity.clone()) {
+        tracing::debug!(
+            "appcast unchanged: {} ({})",
+            release.app_version,
+            release.build_number
+        );
+        return;
+    }
+    tracing::info!(
+        "client identity now {} {} (build {}) from the appcast",
+        identity.originator,
+        identity.version,
+        release.build_number
+    );
+    if before.version != identity.version {
+        state.catalog_is_stale();
+    }
+    let dir = state.state_dir().to_owned();
+    let now = crate::upstream::errors::unix_now();
+    let save = move || crate::upstream::appcast::save(&dir, &release, now);
+    match tokio::task::spawn_blocking(save).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("cannot save the appcast release: {e:#}"),
+        Err(e) => tracing::warn!("cannot save the appcast release: {e}"),
     }
 }

@@ -12,6 +12,7 @@ use crate::accounts::Secret;
 pub const API_KEY_FILE: &str = "api_key";
 pub const MODELS_CACHE_FILE: &str = "models_cache.json";
 pub const INSTALLATION_ID_FILE: &str = "installation_id";
+pub const APPCAST_FILE: &str = "appcast.json";
 
 /// Writes `bytes` to `path` through a temp file: 0600, fsync, rename, fsync of the directory.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -518,3 +518,108 @@ async fn usage_is_counted_per_account_and_model() {
     );
     assert_eq!(view["accounts"][0]["requests"], 3);
 }
+
+const DESKTOP_IDENTITY: &str = "[client_identity]\noriginator = \"Codex Desktop\"\nplatform = \"Mac OS 26.1.0\"\narch = \"arm64\"";
+
+async fn fingerprint_version(daemon: &Daemon) -> String {
+    let fingerprint: Value = daemon.get_json("/debug/fingerprint").await;
+    fingerprint["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_appcast_keeps_a_desktop_identity_current_and_survives_an_outage() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .config(DESKTOP_IDENTITY)
+        .state_dir(state.path())
+        .start();
+    let mut version = String::new();
+    for _ in 0..100 {
+        version = fingerprint_version(&daemon).await;
+        if version == "26.318.11754" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        version, "26.318.11754",
+        "the newest item's shortVersionString"
+    );
+    let fingerprint: Value = daemon.get_json("/debug/fingerprint").await;
+    assert_eq!(
+        fingerprint["user_agent"],
+        "Codex Desktop/26.318.11754 (Mac OS 26.1.0; arm64) unknown (Codex Desktop; 2026.1118)"
+    );
+    // The backend hears it, and the catalog is asked for with the new client version.
+    assert_eq!(daemon.chat(&user("hi")).await.0, 200);
+    let sent = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+    assert_eq!(sent.headers["version"], "26.318.11754");
+    assert!(sent.headers["user-agent"].ends_with("(Codex Desktop; 2026.1118)"));
+    assert!(
+        codex_proxy_tests::harness::poll_until(Duration::from_secs(5), || {
+            fake.requests_to("/backend-api/codex/models")
+                .iter()
+                .any(|r| r.query.as_deref() == Some("client_version=26.318.11754"))
+        })
+        .await,
+        "catalog refetched for the new version"
+    );
+    let feed_requests = fake.requests_to("/appcast.xml");
+    assert!(!feed_requests[0].headers.contains_key("authorization"));
+    let saved = state.path().join("appcast.json");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&saved).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        daemon
+            .stop_with(Signal::SIGTERM, Duration::from_secs(10))
+            .code(),
+        Some(0)
+    );
+
+    // The feed is down at the next start: the saved release is used at once, the failure logged.
+    fake.set_appcast_down(true);
+    fake.set_appcast("26.400.1", "2026.1201");
+    let daemon = Daemon::builder()
+        .fake(&fake, &[])
+        .config(DESKTOP_IDENTITY)
+        .state_dir(state.path())
+        .start();
+    assert_eq!(fingerprint_version(&daemon).await, "26.318.11754");
+    assert!(
+        codex_proxy_tests::harness::poll_until(Duration::from_secs(10), || daemon
+            .logs()
+            .contains("cannot read the appcast"))
+        .await,
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(fingerprint_version(&daemon).await, "26.318.11754");
+}
+
+#[tokio::test]
+async fn the_appcast_never_touches_a_cli_or_pinned_identity() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let cli = Daemon::builder().fake(&fake, &[0]).start();
+    let pinned = Daemon::builder()
+        .fake(&fake, &[0])
+        .config(&format!(
+            "{DESKTOP_IDENTITY}\napp_version = \"26.1.0\"\nbuild_number = \"2026.0101\""
+        ))
+        .start();
+    assert_eq!(cli.chat(&user("hi")).await.0, 200);
+    assert_eq!(pinned.chat(&user("hi")).await.0, 200);
+    assert_eq!(fingerprint_version(&cli).await, "0.146.0");
+    assert_eq!(fingerprint_version(&pinned).await, "26.1.0");
+    assert!(
+        fake.requests_to("/appcast.xml").is_empty(),
+        "the feed is not polled when its values would not be used"
+    );
+}

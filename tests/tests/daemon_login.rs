@@ -25,7 +25,7 @@ async fn setup() -> Setup {
     config.upstream.auth_url = fake.auth_url().try_into().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let accounts = Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap();
-    let upstream = Upstream::new(&config, Identity::new(&config.client_identity)).unwrap();
+    let upstream = Upstream::new(&config, Identity::new(&config.client_identity, None)).unwrap();
     Setup {
         fake,
         _dir: dir,

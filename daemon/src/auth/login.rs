@@ -128,7 +128,7 @@ impl Logins {
             .append_pair("id_token_add_organizations", "true")
             .append_pair("codex_cli_simplified_flow", "true")
             .append_pair("state", &state)
-            .append_pair("originator", &upstream.identity.originator);
+            .append_pair("originator", &upstream.identity().originator);
         let authorize_url = format!("{}/oauth/authorize?{}", upstream.auth_url(), url.finish());
         let mut pending = self
             .pending

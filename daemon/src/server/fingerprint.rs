@@ -44,10 +44,11 @@ pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
             (name.as_str().to_owned(), shown)
         })
         .collect();
+    let identity = upstream.identity();
     Json(json!({
-        "originator": upstream.identity.originator,
-        "version": upstream.identity.version,
-        "user_agent": upstream.identity.user_agent,
+        "originator": identity.originator,
+        "version": identity.version,
+        "user_agent": identity.user_agent,
         "compress_requests": state.config().upstream.compress_requests,
         "base_url": state.config().upstream.base_url.as_str(),
         "headers": headers,

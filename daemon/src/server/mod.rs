@@ -85,7 +85,8 @@ impl AppState {
             );
         }
         let installation_id = state::installation_id(&state_dir, loaded.codex_home.as_deref())?;
-        let identity = Identity::new(&config.client_identity);
+        let appcast = crate::upstream::appcast::load(&state_dir);
+        let identity = Identity::new(&config.client_identity, appcast.as_ref());
         let catalog = crate::schedulers::load_cached_catalog(&state_dir, &identity.version)
             .unwrap_or_else(Catalog::builtin);
         let cookies = Arc::new(crate::upstream::cookies::CloudflareCookies::load(

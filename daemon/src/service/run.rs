@@ -56,6 +56,7 @@ pub async fn serve(
     let app = server::router(state.clone());
     let refresher = tokio::spawn(crate::schedulers::catalog_refresher(state.clone()));
     let tokens = tokio::spawn(crate::schedulers::token_refresher(state.clone()));
+    let appcast = tokio::spawn(crate::schedulers::appcast_refresher(state.clone()));
     // Before the "listening" line, so whoever waits for that line has seen this one too.
     tracing::debug!(socket = %loaded.paths.socket.display(), "resolved paths");
     tracing::info!(
@@ -90,6 +91,7 @@ pub async fn serve(
     }
     refresher.abort();
     tokens.abort();
+    appcast.abort();
     // Counters and quota since the last save.
     if let Err(e) = state.accounts().persist_if_changed().await {
         tracing::error!("cannot save accounts: {e:#}");

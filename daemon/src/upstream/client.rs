@@ -56,7 +56,8 @@ pub struct Upstream {
     usage_url: String,
     auth_url: String,
     compress: bool,
-    pub identity: Identity,
+    /// Replaced whole when the appcast or a reload changes it; readers clone the `Arc`.
+    identity: std::sync::RwLock<std::sync::Arc<Identity>>,
     cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
 }
 
@@ -82,9 +83,8 @@ impl Upstream {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true)
             .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            // Identity headers are set per request; no default User-Agent of reqwest's own.
-            .user_agent(identity.user_agent.clone());
+            // Identity headers are set per request (reqwest sends no User-Agent of its own).
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(proxy) = &upstream.proxy {
             // An explicit proxy replaces HTTPS_PROXY/ALL_PROXY/NO_PROXY, which apply otherwise.
             builder = builder.proxy(
@@ -109,9 +109,27 @@ impl Upstream {
             },
             auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
-            identity,
+            identity: std::sync::RwLock::new(std::sync::Arc::new(identity)),
             cookies,
         })
+    }
+
+    /// The identity headers' values now.
+    pub fn identity(&self) -> std::sync::Arc<Identity> {
+        self.identity
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |i| i.clone())
+    }
+
+    /// Replaces the identity; returns whether it changed.
+    pub fn set_identity(&self, identity: Identity) -> bool {
+        let mut slot = self
+            .identity
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = **slot != identity;
+        *slot = std::sync::Arc::new(identity);
+        changed
     }
 
     /// The headers every backend request carries (§2.2). `session` is the conversation's id.
@@ -130,9 +148,10 @@ impl Upstream {
         if account.fedramp {
             put("x-openai-fedramp", "true");
         }
-        put("originator", &self.identity.originator);
-        put("user-agent", &self.identity.user_agent);
-        put("version", &self.identity.version);
+        let identity = self.identity();
+        put("originator", &identity.originator);
+        put("user-agent", &identity.user_agent);
+        put("version", &identity.version);
         put("session-id", session);
         put("thread-id", session);
         put("x-client-request-id", session);
@@ -205,11 +224,12 @@ impl Upstream {
         body: String,
         timeout: Duration,
     ) -> Result<(StatusCode, String), UpstreamError> {
+        let identity = self.identity();
         let response = self
             .http
             .post(format!("{}{path}", self.auth_url))
-            .header("originator", &self.identity.originator)
-            .header("user-agent", &self.identity.user_agent)
+            .header("originator", &identity.originator)
+            .header("user-agent", &identity.user_agent)
             .header("content-type", content_type)
             .body(body)
             .timeout(timeout)
@@ -297,7 +317,7 @@ impl Upstream {
             .get(format!(
                 "{}?client_version={}",
                 self.models_url,
-                url::form_urlencoded::byte_serialize(self.identity.version.as_bytes())
+                url::form_urlencoded::byte_serialize(self.identity().version.as_bytes())
                     .collect::<String>()
             ))
             .headers(self.headers(account, &uuid::Uuid::now_v7().to_string()))
@@ -345,6 +365,36 @@ async fn compress(json: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
         tokio::task::spawn_blocking(encode)
             .await
             .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))?
+    }
+}
+
+impl Upstream {
+    /// `GET` a public feed (the appcast): no account, no identity headers, at most `max` bytes.
+    pub async fn fetch_feed(&self, url: &str, max: usize) -> Result<String, String> {
+        let response = self
+            .http
+            .get(url)
+            .header(
+                "user-agent",
+                concat!("codex-proxy/", env!("CARGO_PKG_VERSION")),
+            )
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e).to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.map_err(|e| format!("read failed: {e}"))?);
+            if body.len() > max {
+                return Err(format!("larger than {max} bytes"));
+            }
+        }
+        String::from_utf8(body).map_err(|_| "not UTF-8".to_owned())
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the daemon tells the backend it is (protocol §2.2), from `[client_identity]` and this
 //! machine: the `originator`, `version` and `User-Agent` of the official client's format.
 
+use super::appcast::{DESKTOP_ORIGINATOR, Release};
 use crate::config::ClientIdentityConfig;
 
 /// The official client version this daemon speaks for when the config pins none.
@@ -15,13 +16,23 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(config: &ClientIdentityConfig) -> Self {
+    /// `appcast` (the Desktop feed's newest release) fills in the version and build of a
+    /// `Codex Desktop` identity where the config pins none; other identities ignore it.
+    pub fn new(config: &ClientIdentityConfig, appcast: Option<&Release>) -> Self {
         let originator = config.originator.as_str().to_owned();
+        let appcast = appcast.filter(|_| originator == DESKTOP_ORIGINATOR);
         let version = config
             .app_version
             .as_ref()
-            .map_or(DEFAULT_CLIENT_VERSION, |v| v.as_str())
+            .map(|v| v.as_str())
+            .or(appcast.map(|r| r.app_version.as_str()))
+            .unwrap_or(DEFAULT_CLIENT_VERSION)
             .to_owned();
+        let build = config
+            .build_number
+            .as_ref()
+            .map(|b| b.as_str())
+            .or(appcast.map(|r| r.build_number.as_str()));
         let platform = config
             .platform
             .as_ref()
@@ -33,8 +44,8 @@ impl Identity {
         // `{originator}/{version} ({os} {os_version}; {arch}) {terminal}`; a service has no
         // terminal, which the official client reports as `unknown`.
         let mut user_agent = format!("{originator}/{version} ({platform}; {arch}) unknown");
-        if let Some(build) = &config.build_number {
-            user_agent.push_str(&format!(" ({originator}; {})", build.as_str()));
+        if let Some(build) = build {
+            user_agent.push_str(&format!(" ({originator}; {build})"));
         }
         Self {
             originator,
@@ -117,7 +128,7 @@ mod tests {
             arch: Some("x86_64".to_owned().try_into().unwrap()),
             ..ClientIdentityConfig::default()
         };
-        let id = Identity::new(&config);
+        let id = Identity::new(&config, None);
         assert_eq!(
             id.user_agent,
             "codex_cli_rs/0.146.0 (Debian 12.0.0; x86_64) unknown"
@@ -127,11 +138,40 @@ mod tests {
         config.originator = "Codex Desktop".to_owned().try_into().unwrap();
         config.app_version = Some("0.153.3".to_owned().try_into().unwrap());
         config.build_number = Some("26.901.41123".to_owned().try_into().unwrap());
-        let id = Identity::new(&config);
+        let id = Identity::new(&config, None);
         assert_eq!(
             id.user_agent,
             "Codex Desktop/0.153.3 (Debian 12.0.0; x86_64) unknown (Codex Desktop; 26.901.41123)"
         );
+    }
+
+    #[test]
+    fn the_appcast_fills_only_an_unpinned_desktop_identity() {
+        let release = Release {
+            app_version: "26.318.11754".into(),
+            build_number: "2026.1118".into(),
+        };
+        let mut config = ClientIdentityConfig {
+            platform: Some("Debian 12.0.0".to_owned().try_into().unwrap()),
+            arch: Some("x86_64".to_owned().try_into().unwrap()),
+            ..ClientIdentityConfig::default()
+        };
+        // The CLI's identity is not described by the Desktop feed.
+        assert_eq!(
+            Identity::new(&config, Some(&release)),
+            Identity::new(&config, None)
+        );
+        config.originator = "Codex Desktop".to_owned().try_into().unwrap();
+        let id = Identity::new(&config, Some(&release));
+        assert_eq!(id.version, "26.318.11754");
+        assert_eq!(
+            id.user_agent,
+            "Codex Desktop/26.318.11754 (Debian 12.0.0; x86_64) unknown (Codex Desktop; 2026.1118)"
+        );
+        config.app_version = Some("1.2.3".to_owned().try_into().unwrap());
+        let id = Identity::new(&config, Some(&release));
+        assert_eq!(id.version, "1.2.3");
+        assert!(id.user_agent.ends_with("(Codex Desktop; 2026.1118)"));
     }
 
     #[test]
@@ -152,7 +192,7 @@ mod tests {
 
     #[test]
     fn detected_identity_is_well_formed() {
-        let id = Identity::new(&ClientIdentityConfig::default());
+        let id = Identity::new(&ClientIdentityConfig::default(), None);
         let (head, rest) = id.user_agent.split_once(" (").unwrap();
         assert_eq!(head, "codex_cli_rs/0.146.0");
         assert!(

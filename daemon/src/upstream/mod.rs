@@ -1,5 +1,6 @@
 //! The Codex backend client: HTTP, SSE, identity, error mapping.
 
+pub mod appcast;
 pub mod client;
 pub mod cookies;
 pub mod errors;

@@ -6,10 +6,22 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::Shared;
+use super::{Incoming, Shared};
 
-pub async fn handle(State(shared): State<Arc<Shared>>) -> Response {
-    let (version, build) = shared.with(|inner| inner.appcast.clone());
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Response {
+    let seq = shared.record(&req, None, None);
+    let (version, build, down) = shared.with(|inner| {
+        (
+            inner.appcast.0.clone(),
+            inner.appcast.1.clone(),
+            inner.appcast_down,
+        )
+    });
+    if down {
+        shared.set_outcome(seq, 503, Some("the feed is down".into()), None);
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    shared.set_outcome(seq, 200, None, None);
     let xml = format!(
         r#"<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0" xmlns:sparkle="http://www.andymatuschak.org/xml-namespaces/sparkle" xmlns:dc="http://purl.org/dc/elements/1.1/">

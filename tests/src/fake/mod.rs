@@ -107,6 +107,7 @@ struct Inner {
     prompt_cache: HashMap<(String, String), u64>,
     catalog_revision: u64,
     appcast: (String, String),
+    appcast_down: bool,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -247,6 +248,7 @@ impl FakeUpstream {
                 prompt_cache: HashMap::new(),
                 catalog_revision: 0,
                 appcast: ("26.318.11754".into(), "2026.1118".into()),
+                appcast_down: false,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -411,6 +413,11 @@ impl FakeUpstream {
     pub fn set_appcast(&self, short_version: &str, build: &str) {
         self.shared
             .with(|inner| inner.appcast = (short_version.to_owned(), build.to_owned()));
+    }
+
+    /// The feed answers 503 while `down`, as a CDN outage would.
+    pub fn set_appcast_down(&self, down: bool) {
+        self.shared.with(|inner| inner.appcast_down = down);
     }
 
     // ---- auth server knobs ----
