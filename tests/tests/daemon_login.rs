@@ -125,6 +125,50 @@ async fn browser_login_with_pkce_stores_the_account() {
 }
 
 #[tokio::test]
+async fn a_browser_login_never_completed_expires() {
+    let s = setup().await;
+    let logins = Logins::with_ttl(std::time::Duration::from_millis(200));
+    let login = logins.begin_browser(&s.upstream, 1455);
+    let callback = approve_in_browser(&login.authorize_url).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let late = logins
+        .complete_paste(&s.accounts, &s.upstream, &callback)
+        .await
+        .unwrap_err();
+    assert_eq!(late, LoginError::UnknownState);
+    assert!(late.to_string().contains("start again"));
+    assert!(
+        s.fake.requests_to(TOKEN_PATH).is_empty(),
+        "an expired login never reaches the code exchange"
+    );
+    assert!(s.accounts.all().is_empty());
+}
+
+#[tokio::test]
+async fn pending_browser_logins_are_bounded() {
+    let s = setup().await;
+    let first = s.logins.begin_browser(&s.upstream, 1455);
+    for _ in 0..40 {
+        s.logins.begin_browser(&s.upstream, 1455);
+    }
+    let last = s.logins.begin_browser(&s.upstream, 1455);
+    let callback = approve_in_browser(&first.authorize_url).await;
+    assert_eq!(
+        s.logins
+            .complete_paste(&s.accounts, &s.upstream, &callback)
+            .await
+            .unwrap_err(),
+        LoginError::UnknownState,
+        "the oldest login made room"
+    );
+    let callback = approve_in_browser(&last.authorize_url).await;
+    s.logins
+        .complete_paste(&s.accounts, &s.upstream, &callback)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn logging_in_again_replaces_the_tokens_in_place() {
     let s = setup().await;
     for round in 0..2 {

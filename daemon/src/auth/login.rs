@@ -92,9 +92,19 @@ pub struct LoginOutcome {
     pub replaced: bool,
 }
 
-#[derive(Debug, Default)]
+/// At most this many browser logins wait at once; a new one evicts the oldest.
+const MAX_PENDING: usize = 32;
+
+#[derive(Debug)]
 pub struct Logins {
     pending: Mutex<HashMap<String, Pending>>,
+    ttl: Duration,
+}
+
+impl Default for Logins {
+    fn default() -> Self {
+        Self::with_ttl(LOGIN_TTL)
+    }
 }
 
 fn random_b64<const N: usize>() -> String {
@@ -112,6 +122,14 @@ pub fn pkce() -> (String, String) {
 }
 
 impl Logins {
+    /// Browser logins not completed within `ttl` are forgotten (the daemon uses [`LOGIN_TTL`]).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self {
+            pending: Mutex::default(),
+            ttl,
+        }
+    }
+
     /// Starts a browser login whose callback arrives at `http://localhost:{port}/auth/callback`.
     pub fn begin_browser(&self, upstream: &Upstream, port: u16) -> BrowserLogin {
         let (verifier, challenge) = pkce();
@@ -134,7 +152,15 @@ impl Logins {
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pending.retain(|_, p| p.started.elapsed() < LOGIN_TTL);
+        pending.retain(|_, p| p.started.elapsed() < self.ttl);
+        if pending.len() >= MAX_PENDING
+            && let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, p)| p.started)
+                .map(|(k, _)| k.clone())
+        {
+            pending.remove(&oldest);
+        }
         pending.insert(
             state.clone(),
             Pending {
@@ -164,7 +190,7 @@ impl Logins {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             map.remove(state)
-                .filter(|p| p.started.elapsed() < LOGIN_TTL)
+                .filter(|p| p.started.elapsed() < self.ttl)
                 .ok_or(LoginError::UnknownState)?
         };
         let tokens =
