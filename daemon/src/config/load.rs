@@ -367,6 +367,14 @@ mod tests {
         assert!(err.contains("key `model.aliases.codex`"), "{err}");
         let err = parse_err("[server]\napi_keys = [\"ok-key-123\", \"bad key!\"]\n");
         assert!(err.contains("key `server.api_keys[1]`"), "{err}");
+        let keyring = parse_str(
+            "[auth]\ntoken_store = \"keyring\"\n",
+            ConfigSource::File("/etc/x.toml".into()),
+        )
+        .unwrap();
+        let (key, reason) = keyring.validate().unwrap_err();
+        assert_eq!(key, "auth.token_store");
+        assert!(reason.contains("use \"file\""), "{reason}");
     }
 
     #[test]

@@ -382,6 +382,15 @@ impl Config {
                 ));
             }
         }
+        if self.auth.token_store == TokenStore::Keyring {
+            // Refused rather than silently falling back to the file store.
+            return Err((
+                "auth.token_store",
+                "\"keyring\" is not available in this build yet; use \"file\" (tokens in the \
+                 state directory, 0600)"
+                    .into(),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         if !self.server.api_keys.iter().all(|k| seen.insert(k.expose())) {
             return Err(("server.api_keys", "the same key is listed twice".into()));
