@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod models;
 pub mod schedulers;
 pub mod server;

@@ -49,6 +49,17 @@ pub fn generated_api_key(state_dir: &Path) -> anyhow::Result<Secret> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+    let key = new_generated_api_key(state_dir)?;
+    tracing::info!(
+        "generated an API key in {} (`codexctl key show` prints it)",
+        path.display()
+    );
+    Ok(key)
+}
+
+/// Makes a new random API key and keeps it in the state directory (replacing any old one).
+pub fn new_generated_api_key(state_dir: &Path) -> anyhow::Result<Secret> {
+    let path = state_dir.join(API_KEY_FILE);
     let random = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -56,10 +67,6 @@ pub fn generated_api_key(state_dir: &Path) -> anyhow::Result<Secret> {
     );
     let key = format!("codex-proxy-{}", &random[..40]);
     write_private_atomic(&path, format!("{key}\n").as_bytes())?;
-    tracing::info!(
-        "generated an API key in {} (`codexctl key show` prints it)",
-        path.display()
-    );
     Ok(Secret::new(key))
 }
 

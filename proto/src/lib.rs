@@ -1,12 +1,26 @@
 //! The control protocol between `codex-proxy` and `codexctl`.
 //!
-//! Kept deliberately small: message types, framing and a client. The request/response enums and
-//! the framing arrive with the control socket; the version numbers are fixed here first so both
-//! binaries report the same one.
+//! Kept deliberately small: the message types ([`Request`], [`Response`] and the handshake),
+//! the framing ([`frame`]: a 4-byte big-endian length, then JSON; the size cap is checked before
+//! anything is read or parsed), a blocking [`client::Client`], and where the socket lives
+//! ([`paths`]).
+//!
+//! A connection starts with the client's [`Hello`]; the daemon answers [`ServerHello::Welcome`]
+//! (or [`ServerHello::Refused`] and closes). Then the client sends requests, one at a time;
+//! each gets one [`Response`], except the commands that wait ([`Request::LoginDevice`],
+//! [`Request::WatchStatus`]), whose responses stream until a final one (see
+//! [`Response::is_final`]) or until the client hangs up.
+
+pub mod client;
+pub mod frame;
+mod messages;
+pub mod paths;
+
+pub use messages::*;
 
 /// Protocol version spoken over the control socket: a major bump is incompatible (the daemon
 /// refuses the peer), a minor bump is compatible (a warning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProtocolVersion {
     pub major: u16,
     pub minor: u16,

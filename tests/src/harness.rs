@@ -123,6 +123,14 @@ impl DaemonBuilder {
         self
     }
 
+    /// No configured API key: the daemon generates one in its state (read with
+    /// [`Daemon::api_key`]).
+    #[must_use]
+    pub fn generated_key(mut self) -> Self {
+        self.api_key = None;
+        self
+    }
+
     /// Start with no config file at all (built-in defaults); the state dir still comes from
     /// the environment so the test stays in its tempdir.
     #[must_use]
@@ -244,6 +252,14 @@ impl DaemonBuilder {
     }
 }
 
+/// What a `codexctl` run printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct CtlOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 enum ReadPipe {
     Err(std::process::ChildStderr),
     Out(std::process::ChildStdout),
@@ -309,6 +325,50 @@ impl Daemon {
 
     pub fn state_dir(&self) -> PathBuf {
         self.state.clone()
+    }
+
+    /// The control socket (`CODEX_PROXY_SOCKET` of this daemon).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// A `codexctl` command aimed at this daemon's socket, with a clean environment.
+    pub fn ctl_command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(workspace_binary("codexctl"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("CODEX_PROXY_SOCKET", self.socket())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `codexctl ARGS` to the end (async, so a fake upstream on this runtime keeps
+    /// serving meanwhile).
+    pub async fn ctl(&self, args: &[&str]) -> CtlOutput {
+        let output = tokio::time::timeout(Duration::from_secs(60), self.ctl_command(args).output())
+            .await
+            .expect("codexctl finished within 60 s")
+            .expect("run codexctl");
+        CtlOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `codexctl --json ARGS`, expects success, and parses its output.
+    pub async fn ctl_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all).await;
+        assert_eq!(out.code, 0, "codexctl {args:?} failed: {out:?}");
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("codexctl {args:?} printed no JSON ({e}): {out:?}"))
     }
 
     pub fn pid(&self) -> u32 {

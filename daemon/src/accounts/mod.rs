@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use quota::{Quota, Window};
-pub use store::{Accounts, PickError, StoreError};
+pub use store::{Accounts, PickError, ResolveError, StoreError};
 
 pub const ACCOUNTS_FILE: &str = "accounts.json";
 /// 2: quota, cool-down, request counts, last refresh. Version 1 files load unchanged.

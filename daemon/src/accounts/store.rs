@@ -27,6 +27,15 @@ pub enum StoreError {
     TooNew { path: String, found: u32 },
 }
 
+/// Why an account reference names no single account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no account matches `{0}` (see `codexctl accounts list`)")]
+    NotFound(String),
+    #[error("`{0}` matches several accounts ({ids}); use the id", ids = .1.join(", "))]
+    Ambiguous(String, Vec<String>),
+}
+
 /// Why no account could be picked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PickError {
@@ -46,7 +55,12 @@ pub struct Accounts {
     affinity: Mutex<HashMap<String, (String, u64)>>,
     clock: AtomicUsize,
     strategy: AtomicU8,
+    /// The round-robin cursor.
     next: AtomicUsize,
+    /// Which usable account `sticky` uses (moved by `rotate next`).
+    sticky: AtomicUsize,
+    /// Preferred for every request while it is usable (`rotate pin`); runtime only.
+    pinned: Mutex<Option<String>>,
     /// Changed in memory since the last write.
     dirty: AtomicBool,
     /// Per-account request slots (`max_concurrent_per_account`); FIFO-fair waiting.
@@ -81,6 +95,8 @@ impl Accounts {
             clock: AtomicUsize::new(0),
             strategy: AtomicU8::new(strategy as u8),
             next: AtomicUsize::new(0),
+            sticky: AtomicUsize::new(0),
+            pinned: Mutex::new(None),
             dirty: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
             slots_per_account: slots_per_account.max(1),
@@ -97,6 +113,43 @@ impl Accounts {
 
     pub fn set_strategy(&self, strategy: RotationStrategy) {
         self.strategy.store(strategy as u8, Ordering::Relaxed);
+    }
+
+    pub fn pinned(&self) -> Option<String> {
+        lock(&self.pinned).clone()
+    }
+
+    /// Pins an account (by our id) or, with `None`, unpins.
+    pub fn pin(&self, id: Option<String>) {
+        *lock(&self.pinned) = id;
+    }
+
+    /// Moves the sticky and round-robin positions on by one account.
+    pub fn rotate_next(&self) {
+        self.sticky.fetch_add(1, Ordering::Relaxed);
+        self.next.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Finds an account by our id, ChatGPT account id, email or label (the last two ignore
+    /// case). An id match wins; otherwise exactly one account must match.
+    pub fn resolve(&self, query: &str) -> Result<String, ResolveError> {
+        let list = lock(&self.list);
+        if let Some(a) = list.iter().find(|a| a.id == query) {
+            return Ok(a.id.clone());
+        }
+        let same = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(query));
+        let matches: Vec<&Account> = list
+            .iter()
+            .filter(|a| a.chatgpt_account_id == query || same(&a.email) || same(&a.label))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(ResolveError::NotFound(query.to_owned())),
+            many => Err(ResolveError::Ambiguous(
+                query.to_owned(),
+                many.iter().map(|a| a.id.clone()).collect(),
+            )),
+        }
     }
 
     pub fn all(&self) -> Vec<Account> {
@@ -148,6 +201,12 @@ impl Accounts {
 
     pub fn remove(&self, id: &str) -> Option<Account> {
         self.dirty.store(true, Ordering::Release);
+        {
+            let mut pinned = lock(&self.pinned);
+            if pinned.as_deref() == Some(id) {
+                *pinned = None;
+            }
+        }
         let mut list = lock(&self.list);
         let index = list.iter().position(|a| a.id == id)?;
         Some(list.remove(index))
@@ -208,6 +267,21 @@ impl Accounts {
         exclude: &[String],
         now: i64,
     ) -> Result<Account, PickError> {
+        self.select(conversation, exclude, now, true)
+    }
+
+    /// The account a new request would get now, without moving any rotation position.
+    pub fn preview(&self, now: i64) -> Option<Account> {
+        self.select(None, &[], now, false).ok()
+    }
+
+    fn select(
+        &self,
+        conversation: Option<&str>,
+        exclude: &[String],
+        now: i64,
+        advance: bool,
+    ) -> Result<Account, PickError> {
         let list = lock(&self.list);
         let usable: Vec<&Account> = list
             .iter()
@@ -227,6 +301,12 @@ impl Accounts {
                 None => PickError::NoneUsable,
             });
         }
+        // A pin wins over conversation affinity: the person asked for this account.
+        if let Some(pinned) = lock(&self.pinned).as_deref()
+            && let Some(account) = usable.iter().find(|a| a.id == pinned)
+        {
+            return Ok((*account).clone());
+        }
         if let Some(key) = conversation
             && let Some(bound) = self.bound_account(key)
             && let Some(account) = usable.iter().find(|a| a.id == bound)
@@ -234,9 +314,14 @@ impl Accounts {
             return Ok((*account).clone());
         }
         let chosen = match self.strategy() {
-            RotationStrategy::Sticky => usable[0],
+            RotationStrategy::Sticky => usable[self.sticky.load(Ordering::Relaxed) % usable.len()],
             RotationStrategy::RoundRobin => {
-                usable[self.next.fetch_add(1, Ordering::Relaxed) % usable.len()]
+                let cursor = if advance {
+                    self.next.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    self.next.load(Ordering::Relaxed)
+                };
+                usable[cursor % usable.len()]
             }
             // Most headroom first (so limits are reached late and evenly), then fewest requests.
             RotationStrategy::LeastUsed => usable

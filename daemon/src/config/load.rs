@@ -80,6 +80,8 @@ pub struct Loaded {
     pub rust_log: Option<String>,
     /// The official client's home, for importing its installation id.
     pub codex_home: Option<PathBuf>,
+    /// The command-line values, so a reload layers the same way.
+    pub overrides: Overrides,
 }
 
 /// Loads the configuration in layers and validates it.
@@ -120,6 +122,7 @@ pub fn load(overrides: &Overrides, env: &Environment) -> Result<Loaded, ConfigEr
         paths,
         rust_log,
         codex_home: env.codex_home(),
+        overrides: overrides.clone(),
     })
 }
 

@@ -41,6 +41,7 @@ pub async fn chat_completions(
 }
 
 async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Response, ApiError> {
+    let in_flight = state.track_request();
     let chat = parse(body)?;
     let config = state.config();
     let catalog = state.catalog();
@@ -121,6 +122,7 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         state: state.clone(),
         account_id: account.id.clone(),
         model: model.clone(),
+        _in_flight: in_flight,
     };
     let mut response = if translated.stream {
         stream_response(
@@ -230,6 +232,8 @@ struct UsageRecorder {
     state: AppState,
     account_id: String,
     model: String,
+    /// The request counts as in flight while its response is produced.
+    _in_flight: super::InFlight,
 }
 
 impl UsageRecorder {

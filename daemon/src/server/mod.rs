@@ -9,8 +9,9 @@ mod fingerprint;
 mod health;
 mod models;
 
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -22,7 +23,7 @@ pub use conversations::Conversations;
 pub use errors::ApiError;
 
 use crate::accounts::{Account, AccountState, Accounts, Secret};
-use crate::config::{Config, Loaded};
+use crate::config::{Config, Loaded, Overrides, ResolvedPaths};
 use crate::models::Catalog;
 use crate::state;
 use crate::upstream::{Identity, Upstream};
@@ -39,9 +40,13 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     started: Instant,
-    config: Config,
-    state_dir: PathBuf,
-    api_keys: Vec<Secret>,
+    /// Replaced whole on reload; readers clone the `Arc`.
+    config: RwLock<Arc<Config>>,
+    paths: ResolvedPaths,
+    overrides: Overrides,
+    listen: OnceLock<SocketAddr>,
+    in_flight: AtomicU64,
+    api_keys: RwLock<Arc<Vec<Secret>>>,
     upstream: Upstream,
     accounts: Accounts,
     /// Replaced whole on refresh; readers clone the `Arc` and never hold the lock.
@@ -57,23 +62,7 @@ impl AppState {
     pub fn load(loaded: &Loaded) -> anyhow::Result<Self> {
         let config = loaded.config.clone();
         let state_dir = loaded.paths.state_dir.clone();
-        let api_keys = if config.server.api_keys.is_empty() {
-            if !config.server.host.is_loopback() {
-                anyhow::bail!(
-                    "server.host is {}, which is reachable from the network, but server.api_keys is empty; \
-                     list the keys clients must send (the generated key is only for loopback use)",
-                    config.server.host
-                );
-            }
-            vec![state::generated_api_key(&state_dir)?]
-        } else {
-            config
-                .server
-                .api_keys
-                .iter()
-                .map(|k| Secret::new(k.expose().to_owned()))
-                .collect()
-        };
+        let api_keys = api_keys(&config, &state_dir)?;
         let accounts = Accounts::load_with_slots(
             &state_dir,
             config.auth.rotation_strategy,
@@ -98,9 +87,12 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                config,
-                state_dir,
-                api_keys,
+                config: RwLock::new(Arc::new(config)),
+                paths: loaded.paths.clone(),
+                overrides: loaded.overrides.clone(),
+                listen: OnceLock::new(),
+                in_flight: AtomicU64::new(0),
+                api_keys: RwLock::new(Arc::new(api_keys)),
                 upstream,
                 accounts,
                 catalog: RwLock::new(Arc::new(catalog)),
@@ -116,12 +108,56 @@ impl AppState {
         self.inner.started.elapsed()
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration in effect (a reload replaces it).
+    pub fn config(&self) -> Arc<Config> {
+        read(&self.inner.config)
+    }
+
+    /// Puts a reloaded configuration (and the API keys it implies) in effect.
+    pub fn set_config(&self, config: Config) -> anyhow::Result<()> {
+        let keys = api_keys(&config, self.state_dir())?;
+        *write(&self.inner.api_keys) = Arc::new(keys);
+        *write(&self.inner.config) = Arc::new(config);
+        Ok(())
     }
 
     pub fn state_dir(&self) -> &std::path::Path {
-        &self.inner.state_dir
+        &self.inner.paths.state_dir
+    }
+
+    pub fn paths(&self) -> &ResolvedPaths {
+        &self.inner.paths
+    }
+
+    /// The command-line values the daemon was started with (a reload layers them again).
+    pub fn overrides(&self) -> &Overrides {
+        &self.inner.overrides
+    }
+
+    /// The HTTP address actually bound (set once at start).
+    pub fn listen(&self) -> Option<SocketAddr> {
+        self.inner.listen.get().copied()
+    }
+
+    pub fn set_listen(&self, addr: SocketAddr) {
+        let _ = self.inner.listen.set(addr);
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    pub fn track_request(&self) -> InFlight {
+        self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the generated API key with a new one (kept in state); the old one stops working.
+    pub fn rotate_generated_key(&self) -> anyhow::Result<Secret> {
+        let key = state::new_generated_api_key(self.state_dir())?;
+        *write(&self.inner.api_keys) = Arc::new(vec![key.clone()]);
+        Ok(key)
     }
 
     pub fn upstream(&self) -> &Upstream {
@@ -132,8 +168,8 @@ impl AppState {
         &self.inner.conversations
     }
 
-    pub fn api_keys(&self) -> &[Secret] {
-        &self.inner.api_keys
+    pub fn api_keys(&self) -> Arc<Vec<Secret>> {
+        read(&self.inner.api_keys)
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -182,6 +218,46 @@ impl AppState {
             .into_iter()
             .find(|a| a.state == AccountState::Active)
     }
+}
+
+/// Decrements the in-flight count when a request ends (or is cancelled).
+#[derive(Debug)]
+pub struct InFlight(AppState);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    lock.read()
+        .map_or_else(|p| p.into_inner().clone(), |v| v.clone())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The keys clients must send: the configured ones, else the generated one (loopback only).
+fn api_keys(config: &Config, state_dir: &std::path::Path) -> anyhow::Result<Vec<Secret>> {
+    if !config.server.api_keys.is_empty() {
+        return Ok(config
+            .server
+            .api_keys
+            .iter()
+            .map(|k| Secret::new(k.expose().to_owned()))
+            .collect());
+    }
+    if !config.server.host.is_loopback() {
+        anyhow::bail!(
+            "server.host is {}, which is reachable from the network, but server.api_keys is empty; \
+             list the keys clients must send (the generated key is only for loopback use)",
+            config.server.host
+        );
+    }
+    Ok(vec![state::generated_api_key(state_dir)?])
 }
 
 pub fn router(state: AppState) -> Router {

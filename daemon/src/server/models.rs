@@ -45,7 +45,8 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
-    let config = &state.config().model;
+    let config = state.config();
+    let config = &config.model;
     models::resolve(
         Some(&id),
         &state.catalog(),

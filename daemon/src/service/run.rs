@@ -18,6 +18,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the daemon until SIGINT/SIGTERM.
 pub fn start(loaded: Loaded) -> anyhow::Result<()> {
     prepare_state_dir(&loaded.paths.state_dir)?;
+    // First, so a second instance stops here with "already running".
+    let control = crate::control::Control::bind(&loaded)?;
     let state = server::AppState::load(&loaded)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -26,7 +28,14 @@ pub fn start(loaded: Loaded) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = bind(&loaded).await?;
-        serve(loaded, state, listener, super::signals::terminated()).await
+        serve(
+            loaded,
+            state,
+            listener,
+            control,
+            super::signals::terminated(),
+        )
+        .await
     })
 }
 
@@ -42,25 +51,35 @@ pub async fn bind(loaded: &Loaded) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves, then lets open requests finish for up
-/// to [`DRAIN_TIMEOUT`].
+/// Serves HTTP on `listener` and the control socket until `shutdown` resolves, then lets open
+/// requests finish for up to [`DRAIN_TIMEOUT`].
 pub async fn serve(
     loaded: Loaded,
     state: server::AppState,
     listener: TcpListener,
+    control: crate::control::Control,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("listener has no local address")?;
+    state.set_listen(local);
     let app = server::router(state.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut control_stop = stop_rx.clone();
+    let socket = control.path().display().to_string();
+    let control = tokio::spawn(control.serve(state.clone(), async move {
+        let _ = control_stop.wait_for(|stop| *stop).await;
+    }));
+    let reloads = tokio::spawn(super::signals::reload_on_hangup(state.clone()));
     let refresher = tokio::spawn(crate::schedulers::catalog_refresher(state.clone()));
     let tokens = tokio::spawn(crate::schedulers::token_refresher(state.clone()));
     let appcast = tokio::spawn(crate::schedulers::appcast_refresher(state.clone()));
     // Before the "listening" line, so whoever waits for that line has seen this one too.
-    tracing::debug!(socket = %loaded.paths.socket.display(), "resolved paths");
+    tracing::debug!(socket = %socket, "resolved paths");
     tracing::info!(
         mode = %loaded.paths.mode,
+        socket = %socket,
         config = %loaded.paths.config_file.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string()),
         state_dir = %loaded.paths.state_dir.display(),
         "codex-proxy {} listening on http://{local}",
@@ -70,6 +89,7 @@ pub async fn serve(
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let graceful = async move {
         shutdown.await;
+        let _ = stop_tx.send(true);
         let _ = stopping_tx.send(());
     };
     // Every accepted connection gets TCP_NODELAY: small SSE frames must not wait for Nagle.
@@ -92,6 +112,9 @@ pub async fn serve(
     refresher.abort();
     tokens.abort();
     appcast.abort();
+    reloads.abort();
+    // The accept loop has stopped; waiting lets it remove the socket file.
+    let _ = control.await;
     // Counters and quota since the last save.
     if let Err(e) = state.accounts().persist_if_changed().await {
         tracing::error!("cannot save accounts: {e:#}");

@@ -1,4 +1,4 @@
-//! Termination signals.
+//! Signals: SIGINT/SIGTERM stop, SIGHUP reloads the config.
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -17,4 +17,17 @@ pub async fn terminated() {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!("{name} received, stopping");
+}
+
+/// Reloads the configuration on every SIGHUP (as `codexctl reload` does).
+pub async fn reload_on_hangup(state: crate::server::AppState) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; use `codexctl reload`");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received, reloading the configuration");
+        // The outcome is logged by the reload itself.
+        let _ = crate::control::reload(&state).await;
+    }
 }

@@ -1,0 +1,123 @@
+//! `login` (browser, paste, device, import) and `logout`: the daemon does every exchange with
+//! the auth server; `codexctl` only does the human part.
+
+use codex_proxy_proto::{ErrorKind, Response};
+
+use super::Connection;
+use super::views::{self, error};
+use crate::auth::login::{DEVICE_TTL, LoginError, LoginOutcome};
+use crate::server::AppState;
+use crate::upstream::errors::unix_now;
+
+fn failed(e: &LoginError) -> Response {
+    let kind = match e {
+        LoginError::UnknownState
+        | LoginError::BadUrl(_)
+        | LoginError::Import(_)
+        | LoginError::NoAccount => ErrorKind::Invalid,
+        LoginError::UnknownAccount(_) => ErrorKind::NotFound,
+        _ => ErrorKind::Failed,
+    };
+    error(kind, e.to_string())
+}
+
+fn logged_in(state: &AppState, result: Result<LoginOutcome, LoginError>) -> Response {
+    match result {
+        Ok(outcome) => {
+            let Some(account) = state.accounts().get(&outcome.account_id) else {
+                return error(ErrorKind::Failed, "the account vanished right after login");
+            };
+            tracing::info!(
+                account = %account.display_name(),
+                replaced = outcome.replaced,
+                "signed in through the control socket"
+            );
+            let pinned = state.accounts().pinned();
+            Response::LoggedIn {
+                account: views::account(&account, pinned.as_deref(), unix_now()),
+                replaced: outcome.replaced,
+            }
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+pub fn begin_browser(state: &AppState, port: u16) -> Response {
+    if port == 0 {
+        return error(ErrorKind::Invalid, "the callback port must not be 0");
+    }
+    let login = state.logins().begin_browser(state.upstream(), port);
+    Response::LoginStarted {
+        authorize_url: login.authorize_url,
+        redirect_uri: login.redirect_uri,
+        state: login.state,
+    }
+}
+
+pub async fn complete_browser(state: &AppState, login_state: &str, code: &str) -> Response {
+    let result = state
+        .logins()
+        .complete_browser(state.accounts(), state.upstream(), login_state, code)
+        .await;
+    logged_in(state, result)
+}
+
+pub async fn paste(state: &AppState, url: &str) -> Response {
+    let result = state
+        .logins()
+        .complete_paste(state.accounts(), state.upstream(), url)
+        .await;
+    logged_in(state, result)
+}
+
+/// Streams the device code, then waits for approval; a client that hangs up cancels the wait.
+pub async fn device(state: &AppState, conn: &mut Connection) -> bool {
+    let device = match state.logins().begin_device(state.upstream()).await {
+        Ok(device) => device,
+        Err(e) => return conn.send(&failed(&e)).await,
+    };
+    let shown = Response::DeviceCode {
+        user_code: device.user_code.clone(),
+        verification_url: device.verification_url.clone(),
+        expires_in_seconds: DEVICE_TTL.as_secs(),
+    };
+    if !conn.send(&shown).await {
+        return false;
+    }
+    let wait = state
+        .logins()
+        .wait_device(state.accounts(), state.upstream(), &device);
+    tokio::select! {
+        result = wait => conn.send(&logged_in(state, result)).await,
+        () = conn.closed() => {
+            tracing::info!("device-code login abandoned by the client");
+            false
+        }
+    }
+}
+
+pub async fn import(state: &AppState, auth_json: &str) -> Response {
+    let result = state.logins().import(state.accounts(), auth_json).await;
+    logged_in(state, result)
+}
+
+pub async fn logout(state: &AppState, query: &str) -> Response {
+    let id = match super::accounts::resolve(state, query) {
+        Ok(id) => id,
+        Err(e) => return Response::Error(e),
+    };
+    let pinned = state.accounts().pinned();
+    match state
+        .logins()
+        .logout(state.accounts(), state.upstream(), &id)
+        .await
+    {
+        Ok(account) => {
+            tracing::info!(account = %account.display_name(), "signed out through the control socket");
+            Response::LoggedOut {
+                account: views::account(&account, pinned.as_deref(), unix_now()),
+            }
+        }
+        Err(e) => failed(&e),
+    }
+}

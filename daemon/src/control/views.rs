@@ -1,0 +1,58 @@
+//! The daemon's accounts as the control protocol shows them (never a token).
+
+use codex_proxy_proto as proto;
+
+use crate::accounts::{Account, Status, Window};
+use crate::config::RotationStrategy;
+
+pub fn account(a: &Account, pinned: Option<&str>, now: i64) -> proto::AccountView {
+    let (state, cooldown_until) = match a.status(now) {
+        Status::Active => (proto::AccountState::Active, None),
+        Status::CoolingDown { until } => (proto::AccountState::CoolingDown, Some(until)),
+        Status::NeedsLogin => (proto::AccountState::NeedsLogin, None),
+        Status::Disabled => (proto::AccountState::Disabled, None),
+    };
+    let window = |w: Option<Window>| {
+        w.map(|w| proto::QuotaWindow {
+            used_percent: w.used_percent,
+            window_minutes: w.window_minutes,
+            resets_at: w.resets_at,
+        })
+    };
+    proto::AccountView {
+        id: a.id.clone(),
+        chatgpt_account_id: a.chatgpt_account_id.clone(),
+        email: a.email.clone(),
+        label: a.label.clone(),
+        plan: a.plan.clone(),
+        state,
+        cooldown_until,
+        pinned: pinned == Some(a.id.as_str()),
+        primary: window(a.quota.primary),
+        secondary: window(a.quota.secondary),
+        quota_updated_at: a.quota.updated_at,
+        requests: a.requests,
+        last_refresh: a.last_refresh,
+        token_expires_at: a.access_expires_at(),
+    }
+}
+
+pub fn strategy(s: RotationStrategy) -> proto::Strategy {
+    match s {
+        RotationStrategy::LeastUsed => proto::Strategy::LeastUsed,
+        RotationStrategy::RoundRobin => proto::Strategy::RoundRobin,
+        RotationStrategy::Sticky => proto::Strategy::Sticky,
+    }
+}
+
+pub fn rotation_strategy(s: proto::Strategy) -> RotationStrategy {
+    match s {
+        proto::Strategy::LeastUsed => RotationStrategy::LeastUsed,
+        proto::Strategy::RoundRobin => RotationStrategy::RoundRobin,
+        proto::Strategy::Sticky => RotationStrategy::Sticky,
+    }
+}
+
+pub fn error(kind: proto::ErrorKind, message: impl Into<String>) -> proto::Response {
+    proto::Response::Error(proto::ErrorReply::new(kind, message))
+}
