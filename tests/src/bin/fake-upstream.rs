@@ -52,8 +52,9 @@ async fn main() -> anyhow::Result<()> {
         )?;
         let config = dir.join("config.toml");
         let setup = format!(
-            "[server]\napi_keys = [\"demo-key-123\"]\n\n[paths]\nstate_dir = \"{}\"\n\n{}",
+            "[server]\napi_keys = [\"demo-key-123\"]\n\n[paths]\nstate_dir = \"{}\"\nsocket = \"{}\"\n\n{}",
             state.display(),
+            dir.join("control.sock").display(),
             fake.config_toml()
         );
         std::fs::write(&config, setup)?;
