@@ -486,6 +486,20 @@ fn say(ctx: &Ctx, text: &str) {
     }
 }
 
+/// Has the daemon start a browser login for a callback on `port`: (authorize URL, state).
+fn begin_login(ctx: &Ctx, port: u16) -> Result<(String, String), Failure> {
+    match ctx.call(&Request::LoginBrowser {
+        callback_port: port,
+    })? {
+        Response::LoginStarted {
+            authorize_url,
+            state,
+            ..
+        } => Ok((authorize_url, state)),
+        other => Err(Failure::new(exit::FAILURE, "failed", unexpected(&other))),
+    }
+}
+
 fn browser(ctx: &Ctx, args: &LoginArgs) -> Result<(), Failure> {
     let listener = login::bind_callback(args.callback_port)
         .map_err(|m| Failure::new(exit::FAILURE, "failed", m))?;
@@ -493,20 +507,7 @@ fn browser(ctx: &Ctx, args: &LoginArgs) -> Result<(), Failure> {
         .local_addr()
         .map_err(|e| Failure::new(exit::FAILURE, "failed", e.to_string()))?
         .port();
-    let Response::LoginStarted {
-        authorize_url,
-        state,
-        ..
-    } = ctx.call(&Request::LoginBrowser {
-        callback_port: port,
-    })?
-    else {
-        return Err(Failure::new(
-            exit::FAILURE,
-            "failed",
-            "unexpected answer from the daemon",
-        ));
-    };
+    let (authorize_url, state) = begin_login(ctx, port)?;
     let opened = !args.no_browser && login::open_browser(&authorize_url);
     say(
         ctx,
@@ -558,16 +559,7 @@ fn html_escape(text: &str) -> String {
 }
 
 fn paste(ctx: &Ctx) -> Result<(), Failure> {
-    let Response::LoginStarted { authorize_url, .. } = ctx.call(&Request::LoginBrowser {
-        callback_port: login::CALLBACK_PORTS[0],
-    })?
-    else {
-        return Err(Failure::new(
-            exit::FAILURE,
-            "failed",
-            "unexpected answer from the daemon",
-        ));
-    };
+    let (authorize_url, _) = begin_login(ctx, login::CALLBACK_PORTS[0])?;
     say(
         ctx,
         &format!(

@@ -346,11 +346,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn browser_login_through_codexctl_end_to_end() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder().fake(&fake, &[0]).start();
-    fake.set_login_account(2);
+/// Runs `codexctl login` with its callback on a free port and plays the browser: follows the
+/// authorize URL and lands on the callback. Returns codexctl, its output, and the page shown.
+async fn browser_login(
+    fake: &FakeUpstream,
+    daemon: &Daemon,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    reqwest::Response,
+) {
     let port = free_port();
     fake.allow_redirect_port(port);
     let mut child = daemon
@@ -366,10 +371,19 @@ async fn browser_login_through_codexctl_end_to_end() {
     let url = line_with(&mut lines, "/oauth/authorize?").await;
     let callback = authorize(url.trim()).await;
     assert!(callback.starts_with(&format!("http://localhost:{port}/auth/callback?")));
-    // The browser lands on codexctl's callback; codexctl has the daemon finish the login.
     let page = reqwest::get(callback.replace("localhost", "127.0.0.1"))
         .await
         .unwrap();
+    (child, lines, page)
+}
+
+#[tokio::test]
+async fn browser_login_through_codexctl_end_to_end() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    fake.set_login_account(2);
+    // The browser lands on codexctl's callback; codexctl has the daemon finish the login.
+    let (mut child, mut lines, page) = browser_login(&fake, &daemon).await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("carol@example.com"));
     let done = line_with(&mut lines, "Signed in").await;
@@ -387,23 +401,7 @@ async fn a_refused_browser_login_is_explained() {
     let fake = FakeUpstream::start().await.unwrap();
     let daemon = Daemon::builder().fake(&fake, &[]).start();
     fake.deny_next_authorize("access_denied", "missing_codex_entitlement");
-    let port = free_port();
-    fake.allow_redirect_port(port);
-    let mut child = daemon
-        .ctl_command(&[
-            "login",
-            "--no-browser",
-            "--callback-port",
-            &port.to_string(),
-        ])
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = line_with(&mut lines, "/oauth/authorize?").await;
-    let callback = authorize(url.trim()).await;
-    let page = reqwest::get(callback.replace("localhost", "127.0.0.1"))
-        .await
-        .unwrap();
+    let (child, _lines, page) = browser_login(&fake, &daemon).await;
     assert_eq!(page.status(), 400);
     let output = child.wait_with_output().await.unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -13,7 +13,7 @@ use super::Config;
 pub mod vars {
     pub const CONFIG: &str = "CODEX_PROXY_CONFIG";
     pub const STATE_DIR: &str = "CODEX_PROXY_STATE_DIR";
-    pub const SOCKET: &str = "CODEX_PROXY_SOCKET";
+    pub const SOCKET: &str = codex_proxy_proto::paths::SOCKET_ENV;
     pub const LOG: &str = "CODEX_PROXY_LOG";
     pub const LOG_FORMAT: &str = "CODEX_PROXY_LOG_FORMAT";
     pub const HOST: &str = "CODEX_PROXY_HOST";
@@ -152,10 +152,9 @@ pub struct ResolvedPaths {
 
 pub const SYSTEM_CONFIG_DIR: &str = "/etc/codex-proxy";
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/codex-proxy";
-pub const SYSTEM_RUNTIME_DIR: &str = "/run/codex-proxy";
 pub const CONFIG_FILE_NAME: &str = "config.toml";
-pub const SOCKET_FILE_NAME: &str = "control.sock";
-const APP_DIR: &str = "codex-proxy";
+// Shared with codexctl, so both look in the same places.
+pub use codex_proxy_proto::paths::{APP_DIR, SOCKET_FILE_NAME, SYSTEM_RUNTIME_DIR};
 
 /// Where to look for a config file when none is named explicitly, best first.
 pub fn default_config_candidates(env: &Environment) -> Vec<PathBuf> {

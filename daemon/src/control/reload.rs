@@ -69,67 +69,60 @@ pub async fn reload(state: &AppState) -> Response {
 /// The configuration to run with — `new` where it can apply live, `old` elsewhere — and what
 /// changed on each side.
 fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadReport) {
-    let mut applied = Vec::new();
-    let mut restart_needed = Vec::new();
-    let mut effective = new;
-    let mut live = |name: &str, changed: bool| {
-        if changed {
-            applied.push(name.to_owned());
-        }
+    let (e, o) = (&new, old);
+    let changed = |pairs: &[(&str, bool)]| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(name, _)| (*name).to_owned())
+            .collect()
     };
-    live(
-        "server.api_keys",
-        effective.server.api_keys != old.server.api_keys,
-    );
-    live(
-        "server.keepalive_seconds",
-        effective.server.keepalive_seconds != old.server.keepalive_seconds,
-    );
-    live("model", effective.model != old.model);
-    live(
-        "auth.rotation_strategy",
-        effective.auth.rotation_strategy != old.auth.rotation_strategy,
-    );
-    live(
-        "auth.rate_limit_backoff_seconds",
-        effective.auth.rate_limit_backoff_seconds != old.auth.rate_limit_backoff_seconds,
-    );
-    live(
-        "auth.queue_timeout_seconds",
-        effective.auth.queue_timeout_seconds != old.auth.queue_timeout_seconds,
-    );
-    live(
-        "auth.refresh_margin_seconds",
-        effective.auth.refresh_margin_seconds != old.auth.refresh_margin_seconds,
-    );
-    live(
-        "client_identity",
-        effective.client_identity != old.client_identity,
-    );
-
+    let applied = changed(&[
+        ("server.api_keys", e.server.api_keys != o.server.api_keys),
+        (
+            "server.keepalive_seconds",
+            e.server.keepalive_seconds != o.server.keepalive_seconds,
+        ),
+        ("model", e.model != o.model),
+        (
+            "auth.rotation_strategy",
+            e.auth.rotation_strategy != o.auth.rotation_strategy,
+        ),
+        (
+            "auth.rate_limit_backoff_seconds",
+            e.auth.rate_limit_backoff_seconds != o.auth.rate_limit_backoff_seconds,
+        ),
+        (
+            "auth.queue_timeout_seconds",
+            e.auth.queue_timeout_seconds != o.auth.queue_timeout_seconds,
+        ),
+        (
+            "auth.refresh_margin_seconds",
+            e.auth.refresh_margin_seconds != o.auth.refresh_margin_seconds,
+        ),
+        ("client_identity", e.client_identity != o.client_identity),
+    ]);
+    let restart_needed = changed(&[
+        (
+            "server.host/port",
+            (&e.server.host, e.server.port) != (&o.server.host, o.server.port),
+        ),
+        (
+            "server.cors_origins",
+            e.server.cors_origins != o.server.cors_origins,
+        ),
+        ("upstream", e.upstream != o.upstream),
+        (
+            "auth.max_concurrent_per_account",
+            e.auth.max_concurrent_per_account != o.auth.max_concurrent_per_account,
+        ),
+        ("appcast", e.appcast != o.appcast),
+        ("paths", paths_changed || e.paths != o.paths),
+        ("service", e.service != o.service),
+        ("log", e.log != o.log),
+    ]);
     // Restart-only settings keep their running values, so what the daemon reports is true.
-    let mut keep = |name: &str, changed: bool| {
-        if changed {
-            restart_needed.push(name.to_owned());
-        }
-    };
-    keep(
-        "server.host/port",
-        (&effective.server.host, effective.server.port) != (&old.server.host, old.server.port),
-    );
-    keep(
-        "server.cors_origins",
-        effective.server.cors_origins != old.server.cors_origins,
-    );
-    keep("upstream", effective.upstream != old.upstream);
-    keep(
-        "auth.max_concurrent_per_account",
-        effective.auth.max_concurrent_per_account != old.auth.max_concurrent_per_account,
-    );
-    keep("appcast", effective.appcast != old.appcast);
-    keep("paths", paths_changed || effective.paths != old.paths);
-    keep("service", effective.service != old.service);
-    keep("log", effective.log != old.log);
+    let mut effective = new;
     effective.server.host = old.server.host.clone();
     effective.server.port = old.server.port;
     effective.server.cors_origins = old.server.cors_origins.clone();
