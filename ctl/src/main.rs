@@ -288,7 +288,13 @@ fn find_socket() -> Result<PathBuf, Failure> {
     let is_root = is_root();
     let candidates =
         codex_proxy_proto::paths::client_candidates(is_root, |name| std::env::var_os(name));
-    if let Some(found) = candidates.iter().find(|p| p.exists()) {
+    // A socket we may not even look at (a directory closed to us) is still the one to try:
+    // connecting then says "permission denied", which is the truth.
+    let present = |p: &PathBuf| match std::fs::symlink_metadata(p) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    };
+    if let Some(found) = candidates.iter().find(|p| present(p)) {
         return Ok(found.clone());
     }
     let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
