@@ -103,14 +103,21 @@ impl Client {
             .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)))
             .map_err(|e| ClientError::Frame(FrameError::Io(e)))?;
-        frame::write_frame(
+        let sent = frame::write_frame(
             &mut stream,
             &Hello {
                 protocol: PROTOCOL,
                 client: name.to_owned(),
             },
-        )?;
-        let welcome = match frame::read_frame::<ServerHello>(&mut stream)? {
+        );
+        // A daemon that refuses us may close before taking the hello; its refusal is still
+        // there to read, and says more than the broken pipe.
+        let answer = frame::read_frame::<ServerHello>(&mut stream);
+        let answer = match (sent, answer) {
+            (_, Ok(answer)) => answer,
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e.into()),
+        };
+        let welcome = match answer {
             ServerHello::Welcome(welcome) => welcome,
             ServerHello::Refused(error) => {
                 return Err(match error.kind {

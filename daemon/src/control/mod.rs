@@ -165,6 +165,9 @@ async fn handle(stream: UnixStream, state: AppState, policy: Arc<peer::Policy>) 
     let verdict = tokio::task::spawn_blocking(move || policy.check(uid, gid, pid)).await;
     let verdict = verdict.unwrap_or_else(|e| Err(format!("peer check failed: {e}")));
     if let Err(reason) = verdict {
+        // Take the peer's hello first (bounded, briefly), so our refusal is what it reads
+        // rather than a broken pipe while it is still writing.
+        let _ = conn.read::<serde_json::Value>(Duration::from_secs(1)).await;
         tracing::warn!(
             uid,
             pid = pid.unwrap_or(0),
