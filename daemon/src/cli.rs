@@ -60,6 +60,24 @@ pub struct Cli {
     /// More logging: -v debug for codex-proxy, -vv trace for codex-proxy, -vvv trace for all.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Run in the background: detach, log to --log-file, write --pid-file, return once serving.
+    /// (systemd and launchd want the foreground default.)
+    #[arg(long)]
+    pub daemonize: bool,
+
+    /// Pid file, written once serving and removed at exit [default with --daemonize: next to
+    /// the control socket, codex-proxy.pid].
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+
+    /// Where a --daemonize'd daemon logs [default: codex-proxy.log in the state directory].
+    #[arg(long, value_name = "PATH", requires = "daemonize")]
+    pub log_file: Option<PathBuf>,
+
+    /// Run as root even though no [service] user is set to drop to.
+    #[arg(long)]
+    pub allow_root: bool,
 }
 
 impl Cli {
@@ -82,6 +100,7 @@ impl Cli {
 }
 
 pub fn main() -> ExitCode {
+    service::daemonize::detach_if_child();
     let cli = Cli::parse();
     let env = Environment::from_process();
     let loaded = match config::load(&cli.overrides(), &env) {
@@ -95,8 +114,48 @@ pub fn main() -> ExitCode {
         print_check(&loaded);
         return ExitCode::SUCCESS;
     }
+    let pid_file = cli.pid_file.clone().or_else(|| {
+        cli.daemonize.then(|| {
+            loaded
+                .paths
+                .socket
+                .parent()
+                .unwrap_or(&loaded.paths.state_dir)
+                .join("codex-proxy.pid")
+        })
+    });
+    if cli.daemonize {
+        let log_file = cli
+            .log_file
+            .unwrap_or_else(|| loaded.paths.state_dir.join("codex-proxy.log"));
+        let pid_file = pid_file.unwrap_or_default();
+        return match service::daemonize::spawn(&pid_file, &log_file) {
+            Ok(pid) => {
+                println!(
+                    "codex-proxy running as pid {pid}; log {}, pid file {}",
+                    log_file.display(),
+                    pid_file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("codex-proxy: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(pid_file) = &pid_file
+        && let Err(err) = service::daemonize::check_pid_file(pid_file)
+    {
+        eprintln!("codex-proxy: {err:#}");
+        return ExitCode::FAILURE;
+    }
     service::logging::init(&loaded, cli.verbose > 0);
-    match service::start(loaded) {
+    let options = service::StartOptions {
+        allow_root: cli.allow_root,
+        pid_file,
+    };
+    match service::start(loaded, &options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");

@@ -169,6 +169,11 @@ impl DaemonBuilder {
             .env("CODEX_PROXY_LOG_FORMAT", "text")
             .arg("--port")
             .arg("0");
+        // Tests run as root in CI; only the privilege-drop tests leave this out.
+        if nix::unistd::Uid::effective().is_root() && !self.args.iter().any(|a| a == NO_ALLOW_ROOT)
+        {
+            cmd.arg("--allow-root");
+        }
         if !self.no_config_file {
             let config = dir.path().join("config.toml");
             let mut sections = self.sections.clone();
@@ -189,7 +194,7 @@ impl DaemonBuilder {
         for (name, value) in &self.env {
             cmd.env(name, value);
         }
-        cmd.args(&self.args)
+        cmd.args(self.args.iter().filter(|a| *a != NO_ALLOW_ROOT))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -259,6 +264,10 @@ pub struct CtlOutput {
     pub stdout: String,
     pub stderr: String,
 }
+
+/// A pseudo-argument for [`DaemonBuilder::arg`]: start as root without `--allow-root` (the
+/// privilege-drop tests).
+pub const NO_ALLOW_ROOT: &str = "--no-allow-root";
 
 enum ReadPipe {
     Err(std::process::ChildStderr),

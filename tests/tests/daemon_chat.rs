@@ -748,7 +748,7 @@ fn a_network_bind_needs_configured_keys() {
             .env_clear()
             .env("HOME", dir.path())
             .env("CODEX_PROXY_STATE_DIR", dir.path().join("state"))
-            .args(["--host", "0.0.0.0", "--port", "0"])
+            .args(["--host", "0.0.0.0", "--port", "0", "--allow-root"])
             .output()
             .unwrap();
     assert!(!output.status.success());

@@ -568,7 +568,7 @@ async fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
                 first.dir.path().join("other-state"),
             )
             .env("CODEX_PROXY_SOCKET", &socket)
-            .args(["--port", "0"])
+            .args(["--port", "0", "--allow-root"])
             .output()
             .unwrap();
     assert!(!second.status.success());

@@ -49,11 +49,13 @@ pub struct Control {
 }
 
 impl Control {
-    /// Resolves the control group and creates the socket (blocking).
-    pub fn bind(loaded: &Loaded) -> anyhow::Result<Self> {
+    /// Resolves the control group and creates the socket (blocking). `owner` (uid, gid) is
+    /// the user the daemon will run as after dropping root; the socket is handed to it.
+    pub fn bind(loaded: &Loaded, owner: Option<(u32, u32)>) -> anyhow::Result<Self> {
         let group = loaded.config.service.control_group.as_ref();
-        let policy = peer::Policy::new(group.map(crate::config::PosixName::as_str))?;
-        let socket = socket::bind(&loaded.paths.socket, policy.control_gid())?;
+        let daemon_uid = owner.map_or_else(|| nix::unistd::Uid::effective().as_raw(), |o| o.0);
+        let policy = peer::Policy::new(group.map(crate::config::PosixName::as_str), daemon_uid)?;
+        let socket = socket::bind(&loaded.paths.socket, policy.control_gid(), owner)?;
         Ok(Self {
             socket,
             policy: Arc::new(policy),

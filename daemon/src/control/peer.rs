@@ -13,8 +13,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Resolves the control group by name (blocking: NSS).
-    pub fn new(control_group: Option<&str>) -> anyhow::Result<Self> {
+    /// Resolves the control group by name (blocking: NSS). `daemon_uid` is the user the daemon
+    /// runs as (after any privilege drop).
+    pub fn new(control_group: Option<&str>, daemon_uid: u32) -> anyhow::Result<Self> {
         let control = match control_group {
             None => None,
             Some(name) => {
@@ -27,7 +28,7 @@ impl Policy {
             }
         };
         Ok(Self {
-            daemon_uid: Uid::effective().as_raw(),
+            daemon_uid,
             control,
         })
     }
@@ -123,7 +124,7 @@ mod tests {
 
     #[test]
     fn an_unknown_control_group_is_a_clear_error() {
-        let err = Policy::new(Some("no-such-group-xyz"))
+        let err = Policy::new(Some("no-such-group-xyz"), 0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("no group named `no-such-group-xyz`"), "{err}");

@@ -1,9 +1,9 @@
 //! `reload` (and SIGHUP): re-read the config file and put in effect what can change live.
 //!
 //! Live: API keys, keep-alive, everything under `[model]`, the rotation strategy and the auth
-//! timings, the client identity. Everything else (listen address, upstream client, CORS, paths,
-//! service, appcast, log, per-account slots) keeps its running value and is reported as needing
-//! a restart.
+//! timings, the client identity, the log level. Everything else (listen address, upstream
+//! client, CORS, paths, service, appcast, log format, per-account slots) keeps its running value
+//! and is reported as needing a restart.
 
 use codex_proxy_proto::{ErrorKind, ReloadReport, Response};
 
@@ -11,8 +11,16 @@ use super::views::error;
 use crate::config::{Config, Environment};
 use crate::server::AppState;
 
-/// Reloads and reports; on a bad file nothing changes.
+/// Reloads and reports; on a bad file nothing changes. systemd hears `RELOADING=1` first and
+/// `READY=1` after, either way.
 pub async fn reload(state: &AppState) -> Response {
+    crate::service::notify::reloading();
+    let response = apply(state).await;
+    crate::service::notify::ready(state);
+    response
+}
+
+async fn apply(state: &AppState) -> Response {
     let overrides = state.overrides().clone();
     let loaded = tokio::task::spawn_blocking(move || {
         crate::config::load(&overrides, &Environment::from_process())
@@ -41,6 +49,19 @@ pub async fn reload(state: &AppState) -> Response {
         state
             .accounts()
             .set_strategy(effective.auth.rotation_strategy);
+    }
+    let mut report = report;
+    if effective.log.level != old.log.level {
+        match crate::service::logging::set_level(effective.log.level.as_str()) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.applied.retain(|k| k != "log.level");
+                report
+                    .restart_needed
+                    .push("log.level (-v or RUST_LOG set the level at start)".into());
+            }
+            Err(e) => tracing::warn!("cannot apply log.level: {e}"),
+        }
     }
     if effective.client_identity != old.client_identity {
         let appcast = crate::upstream::appcast::load(state.state_dir());
@@ -101,6 +122,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
             e.auth.refresh_margin_seconds != o.auth.refresh_margin_seconds,
         ),
         ("client_identity", e.client_identity != o.client_identity),
+        ("log.level", e.log.level != o.log.level),
     ]);
     let restart_needed = changed(&[
         (
@@ -119,7 +141,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
         ("appcast", e.appcast != o.appcast),
         ("paths", paths_changed || e.paths != o.paths),
         ("service", e.service != o.service),
-        ("log", e.log != o.log),
+        ("log.format", e.log.format != o.log.format),
     ]);
     // Restart-only settings keep their running values, so what the daemon reports is true.
     let mut effective = new;
@@ -132,7 +154,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
     effective.appcast = old.appcast.clone();
     effective.paths = old.paths.clone();
     effective.service = old.service.clone();
-    effective.log = old.log.clone();
+    effective.log.format = old.log.format;
     (
         effective,
         ReloadReport {

@@ -28,8 +28,13 @@ impl Drop for ControlSocket {
 }
 
 /// Creates the socket at `path`: 0600, or 0660 with group `gid` when a control group is set.
-/// Blocking; call before the runtime starts.
-pub fn bind(path: &Path, gid: Option<u32>) -> anyhow::Result<ControlSocket> {
+/// With `owner` (uid, gid: the user root will drop to), the socket — and its directory when
+/// created here — belong to that user. Blocking; call before the runtime starts.
+pub fn bind(
+    path: &Path,
+    gid: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<ControlSocket> {
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
@@ -39,9 +44,9 @@ pub fn bind(path: &Path, gid: Option<u32>) -> anyhow::Result<ControlSocket> {
             .mode(if gid.is_some() { 0o750 } else { 0o700 })
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        if let Some(gid) = gid {
-            std::os::unix::fs::chown(dir, None, Some(gid))
-                .with_context(|| format!("cannot give {} to the control group", dir.display()))?;
+        if gid.is_some() || owner.is_some() {
+            std::os::unix::fs::chown(dir, owner.map(|o| o.0), gid.or(owner.map(|o| o.1)))
+                .with_context(|| format!("cannot hand over {}", dir.display()))?;
         }
     }
     remove_stale(path)?;
@@ -59,9 +64,11 @@ pub fn bind(path: &Path, gid: Option<u32>) -> anyhow::Result<ControlSocket> {
     // Not listening yet: nobody can connect while the mode is tightened.
     let set_mode = |mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
     set_mode(0o600).with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .with_context(|| format!("cannot give {} to the control group", path.display()))?;
+    if gid.is_some() || owner.is_some() {
+        std::os::unix::fs::chown(path, owner.map(|o| o.0), gid.or(owner.map(|o| o.1)))
+            .with_context(|| format!("cannot hand over {}", path.display()))?;
+    }
+    if gid.is_some() {
         set_mode(0o660).with_context(|| format!("cannot set the mode of {}", path.display()))?;
     }
     let backlog = Backlog::new(64).context("listen backlog")?;
@@ -116,7 +123,7 @@ mod tests {
     fn mode_is_private_and_a_stale_socket_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/control.sock");
-        let socket = bind(&path, None).unwrap();
+        let socket = bind(&path, None, None).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(
@@ -128,12 +135,12 @@ mod tests {
             0o700
         );
         // Live: a second daemon is refused.
-        let err = bind(&path, None).unwrap_err().to_string();
+        let err = bind(&path, None, None).unwrap_err().to_string();
         assert!(err.contains("already running"), "{err}");
         // Dead (listener closed, file left behind): replaced.
         let leftover = UnixListener::bind(dir.path().join("stale.sock")).unwrap();
         drop(leftover);
-        let again = bind(&dir.path().join("stale.sock"), None).unwrap();
+        let again = bind(&dir.path().join("stale.sock"), None, None).unwrap();
         drop(again);
         assert!(
             !dir.path().join("stale.sock").exists(),
@@ -148,7 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         std::fs::write(&path, "precious").unwrap();
-        let err = bind(&path, None).unwrap_err().to_string();
+        let err = bind(&path, None, None).unwrap_err().to_string();
         assert!(err.contains("not a socket"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
     }
@@ -158,7 +165,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         let gid = nix::unistd::getegid().as_raw();
-        let _socket = bind(&path, Some(gid)).unwrap();
+        let _socket = bind(&path, Some(gid), None).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o660);
         assert_eq!(meta.gid(), gid);

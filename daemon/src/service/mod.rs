@@ -1,7 +1,10 @@
-//! Process-level concerns: logging, signals, start-up order.
+//! Process-level concerns: logging, signals, privileges, systemd, start-up order.
 
+pub mod daemonize;
 pub mod logging;
+pub mod notify;
+pub mod privileges;
 pub mod run;
 pub mod signals;
 
-pub use run::start;
+pub use run::{StartOptions, start};

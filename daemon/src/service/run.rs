@@ -1,8 +1,11 @@
-//! Start-up order: prepare files (blocking, before the runtime), build the runtime, serve.
+//! Start-up order (shadowsocks-rust's, for a root start): check who we are, prepare the state
+//! directory, bind the control socket and the HTTP listener, hand the files to the service
+//! user and drop root, load the state as that user — all before any thread exists — then build
+//! the runtime and serve.
 
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,11 +18,27 @@ use crate::server;
 /// How long running requests may take to finish after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How the daemon was asked to run (command-line flags that are not config).
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Run as root when no `[service] user` is set.
+    pub allow_root: bool,
+    /// Write the pid here once serving (removed at exit).
+    pub pid_file: Option<PathBuf>,
+}
+
 /// Runs the daemon until SIGINT/SIGTERM.
-pub fn start(loaded: Loaded) -> anyhow::Result<()> {
+pub fn start(loaded: Loaded, options: &StartOptions) -> anyhow::Result<()> {
+    let target = super::privileges::plan(&loaded.config.service, options.allow_root)?;
     prepare_state_dir(&loaded.paths.state_dir)?;
-    // First, so a second instance stops here with "already running".
-    let control = crate::control::Control::bind(&loaded)?;
+    // Before the HTTP port, so a second instance stops here with "already running".
+    let owner = target.as_ref().map(|t| (t.uid, t.gid));
+    let control = crate::control::Control::bind(&loaded, owner)?;
+    let http = bind(&loaded)?;
+    if let Some(target) = &target {
+        super::privileges::hand_over(target, &loaded.paths.state_dir)?;
+        super::privileges::drop_to(target)?;
+    }
     let state = server::AppState::load(&loaded)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -27,28 +46,33 @@ pub fn start(loaded: Loaded) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = bind(&loaded).await?;
+        let listener = TcpListener::from_std(http).context("HTTP listener")?;
         serve(
             loaded,
             state,
             listener,
             control,
+            options.pid_file.as_deref(),
             super::signals::terminated(),
         )
         .await
     })
 }
 
-/// Binds the HTTP listener named by the config.
-pub async fn bind(loaded: &Loaded) -> anyhow::Result<TcpListener> {
+/// Binds the HTTP listener named by the config (blocking, before privileges are dropped).
+pub fn bind(loaded: &Loaded) -> anyhow::Result<std::net::TcpListener> {
     let server = &loaded.config.server;
     let addr = (server.host.ip(), server.port);
-    TcpListener::bind(addr).await.with_context(|| {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
         format!(
             "cannot listen on {}:{} (is another instance running?)",
             server.host, server.port
         )
-    })
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("HTTP listener: non-blocking mode")?;
+    Ok(listener)
 }
 
 /// Serves HTTP on `listener` and the control socket until `shutdown` resolves, then lets open
@@ -58,6 +82,7 @@ pub async fn serve(
     state: server::AppState,
     listener: TcpListener,
     control: crate::control::Control,
+    pid_file: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let local = listener
@@ -85,10 +110,21 @@ pub async fn serve(
         "codex-proxy {} listening on http://{local}",
         crate::VERSION
     );
+    // Serving: tell systemd, then whoever waits for the pid file (`--daemonize`).
+    super::notify::ready(&state);
+    let _pid_file = match pid_file.map(super::daemonize::PidFile::write).transpose() {
+        Ok(pid_file) => pid_file,
+        Err(e) => {
+            tracing::error!("cannot write the pid file: {e:#}");
+            None
+        }
+    };
+    let keep_alive = tokio::spawn(super::notify::keep_alive(state.clone()));
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let graceful = async move {
         shutdown.await;
+        super::notify::stopping();
         let _ = stop_tx.send(true);
         let _ = stopping_tx.send(());
     };
@@ -113,6 +149,7 @@ pub async fn serve(
     tokens.abort();
     appcast.abort();
     reloads.abort();
+    keep_alive.abort();
     // The accept loop has stopped; waiting lets it remove the socket file.
     let _ = control.await;
     // Counters and quota since the last save.
