@@ -74,10 +74,7 @@ pub fn spawn(pid_file: &Path, log_file: &Path) -> anyhow::Result<i32> {
         .open(log_file)
         .with_context(|| format!("cannot open the log file {}", log_file.display()))?;
     let err = log.try_clone().context("log file")?;
-    let args: Vec<_> = std::env::args_os()
-        .skip(1)
-        .filter(|a| a != "--daemonize")
-        .collect();
+    let args = child_args(std::env::args_os().skip(1));
     let exe = std::env::current_exe().context("cannot find this program to re-spawn it")?;
     let mut child = Command::new(exe)
         .args(&args)
@@ -110,6 +107,25 @@ pub fn spawn(pid_file: &Path, log_file: &Path) -> anyhow::Result<i32> {
     }
 }
 
+/// The parent's arguments without the ones only the parent acts on (`--daemonize`,
+/// `--log-file PATH`): the child runs in the foreground of its own session.
+fn child_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        match arg.to_str() {
+            Some("--daemonize") => {}
+            Some("--log-file") => skip_value = true,
+            Some(a) if a.starts_with("--log-file=") => {}
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// A pid file removed when the daemon stops (if it still names this process).
 #[derive(Debug)]
 pub struct PidFile(PathBuf);
@@ -129,5 +145,28 @@ impl Drop for PidFile {
         if ours {
             let _ = std::fs::remove_file(&self.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_child_gets_the_arguments_minus_the_parents_own() {
+        let args = [
+            "--daemonize",
+            "--port",
+            "0",
+            "--log-file",
+            "/x.log",
+            "-v",
+            "--log-file=/y",
+        ]
+        .map(std::ffi::OsString::from);
+        assert_eq!(
+            child_args(args.into_iter()),
+            ["--port", "0", "-v"].map(std::ffi::OsString::from)
+        );
     }
 }
