@@ -20,7 +20,6 @@ class CodexProxy < Formula
     # The documented defaults; an existing config.toml is never overwritten.
     (etc/"codex-proxy").install "config/codex-proxy.toml" => "config.toml.default"
     cp etc/"codex-proxy/config.toml.default", etc/"codex-proxy/config.toml" unless (etc/"codex-proxy/config.toml").exist?
-    (var/"lib/codex-proxy").mkpath
     (var/"log").mkpath
   end
 
@@ -30,14 +29,14 @@ class CodexProxy < Formula
         brew services start codex-proxy
         codexctl login
       Then point clients at http://127.0.0.1:8080/v1 with the key from `codexctl key show`.
-      Config: #{etc}/codex-proxy/config.toml  State: #{var}/lib/codex-proxy
+      Config: #{etc}/codex-proxy/config.toml  State: ~/.local/state/codex-proxy
+      Log: #{var}/log/codex-proxy.log
     EOS
   end
 
+  # Runs as you: state and control socket in ~/.local/state/codex-proxy, where codexctl looks.
   service do
     run [opt_bin/"codex-proxy", "--config", etc/"codex-proxy/config.toml"]
-    environment_variables CODEX_PROXY_STATE_DIR: var/"lib/codex-proxy",
-                          CODEX_PROXY_SOCKET:    var/"run/codex-proxy/control.sock"
     keep_alive true
     process_type :background
     log_path var/"log/codex-proxy.log"
