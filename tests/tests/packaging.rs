@@ -305,7 +305,11 @@ fn the_deb_holds_binaries_units_config_and_completions() {
         "restarts after an upgrade"
     );
     let prerm = script("prerm");
-    assert_eq!(prerm.matches("deb-systemd-invoke stop").count(), 1, "{prerm}");
+    assert_eq!(
+        prerm.matches("deb-systemd-invoke stop").count(),
+        1,
+        "{prerm}"
+    );
     assert!(
         prerm.contains("[ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop"),
         "stops only on remove, never on upgrade:\n{prerm}"
