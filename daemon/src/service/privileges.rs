@@ -68,19 +68,20 @@ pub fn plan(service: &ServiceConfig, allow_root: bool) -> anyhow::Result<Option<
     }))
 }
 
-/// Gives `path` (and, for a directory, what is directly in it) to the target user.
+/// Gives `path` (followed, if it is a symlink) and what is directly in it (never followed:
+/// a planted link must not hand over its target) to the target user.
 pub fn hand_over(target: &Target, path: &Path) -> anyhow::Result<()> {
-    let owner = |p: &Path| {
-        std::os::unix::fs::lchown(p, Some(target.uid), Some(target.gid))
-            .with_context(|| format!("cannot give {} to {}", p.display(), target.name))
-    };
-    owner(path)?;
+    let fail = |p: &Path| format!("cannot give {} to {}", p.display(), target.name);
+    std::os::unix::fs::chown(path, Some(target.uid), Some(target.gid))
+        .with_context(|| fail(path))?;
     if path.is_dir() {
         for entry in std::fs::read_dir(path)
             .with_context(|| format!("cannot read {}", path.display()))?
             .flatten()
         {
-            owner(&entry.path())?;
+            let p = entry.path();
+            std::os::unix::fs::lchown(&p, Some(target.uid), Some(target.gid))
+                .with_context(|| fail(&p))?;
         }
     }
     Ok(())
