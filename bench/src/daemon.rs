@@ -1,0 +1,159 @@
+//! Starts the real `codex-proxy` (release build) against the mock, with one account whose
+//! token never needs a refresh, and measures it through `/proc`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub const API_KEY: &str = "bench-key-0123456789abcdef";
+
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JWT-shaped access token (the daemon reads its claims, the mock never checks it).
+fn token() -> String {
+    let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{}",
+        part(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        part(serde_json::json!({
+            "exp": 4_102_444_800u64,
+            "email": "bench@example.com",
+            "https://api.openai.com/auth": {"chatgpt_account_id": "bench-account", "chatgpt_plan_type": "pro"}
+        })),
+        URL_SAFE_NO_PAD.encode(b"signature")
+    )
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Daemon {
+    /// `binary` is the daemon to run; `cpu` pins it (taskset) when given.
+    pub fn start(binary: &Path, upstream: SocketAddr, cpu: Option<usize>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state)?;
+        std::fs::write(
+            state.join("accounts.json"),
+            serde_json::json!({"schema_version": 2, "accounts": [{
+                "id": "acct_0", "chatgpt_account_id": "bench-account", "email": "bench@example.com",
+                "plan": "pro", "tokens": {"access_token": token(), "refresh_token": "rt-bench"}}]})
+            .to_string(),
+        )?;
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\napi_keys = [\"{API_KEY}\"]\n\n[upstream]\nbase_url = \"http://{upstream}/backend-api\"\n\
+                 auth_url = \"http://{upstream}\"\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"error\"\n\n\
+                 [auth]\nmax_concurrent_per_account = 1024\n"
+            ),
+        )?;
+        let port = free_port()?;
+        let mut cmd = match cpu {
+            Some(cpu) if which("taskset") => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(binary);
+                c
+            }
+            _ => Command::new(binary),
+        };
+        cmd.env_clear()
+            .env("HOME", dir.path())
+            .env("CODEX_PROXY_STATE_DIR", &state)
+            .env("CODEX_PROXY_SOCKET", dir.path().join("control.sock"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if nix::unistd::Uid::effective().is_root() {
+            cmd.arg("--allow-root");
+        }
+        let child = cmd.spawn()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status(self.pid(), "VmRSS:")
+    }
+
+    /// user + system CPU time so far, in microseconds.
+    pub fn cpu_us(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r.split(' ').collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15 of stat; 12 and 13 after "pid (comm) ".
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as u64;
+        ticks * 1_000_000 / hz.max(1)
+    }
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The release daemon next to this binary (target/release/codex-proxy).
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("codex-proxy")))
+        .unwrap_or_else(|| PathBuf::from("target/release/codex-proxy"))
+}

@@ -1,0 +1,493 @@
+//! `codex-bench`: what the daemon adds — latency, streaming delay, CPU, memory — measured the
+//! way published gateway benchmarks do: the same content fetched directly from a mock upstream
+//! and through the daemon, interleaved, by the same client code. Figures only; nothing asserted.
+//!
+//! `cargo build --release -p codex-proxy -p codex-proxy-bench && target/release/codex-bench`
+//! (`--quick` for a smoke run). See bench/README.md.
+
+mod client;
+mod daemon;
+mod mock;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+use client::Conn;
+use daemon::{API_KEY, Daemon};
+use mock::Shape;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "codex-bench",
+    about = "Benchmarks codex-proxy against a direct call to a mock upstream"
+)]
+struct Cli {
+    /// A short smoke run (CI): few samples, small stream counts.
+    #[arg(long)]
+    quick: bool,
+    /// The daemon binary [default: codex-proxy next to this program].
+    #[arg(long)]
+    daemon: Option<std::path::PathBuf>,
+    /// Measured requests per leg for the latency scenario.
+    #[arg(long, default_value_t = 10_000)]
+    samples: u64,
+    /// Warm-up requests per leg.
+    #[arg(long, default_value_t = 1_000)]
+    warmup: u64,
+    /// Deltas per answer.
+    #[arg(long, default_value_t = 64)]
+    deltas: usize,
+    /// Bytes per delta.
+    #[arg(long, default_value_t = 16)]
+    delta_bytes: usize,
+    /// Milliseconds between deltas in the paced scenarios.
+    #[arg(long, default_value_t = 20)]
+    pace_ms: u64,
+    /// Paced streams per leg for the inter-delta gap scenario.
+    #[arg(long, default_value_t = 40)]
+    gap_streams: usize,
+    /// Open-stream counts to hold.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,4000,8000")]
+    open_streams: Vec<usize>,
+    /// Repeats of the open-stream scenario.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Highest concurrency of the frontier scan.
+    #[arg(long, default_value_t = 4096)]
+    max_concurrency: usize,
+    /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+fn hist() -> Histogram<u64> {
+    // 1 µs … 100 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+fn us(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+fn chat_body(stream: bool) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"model": "gpt-5.5", "stream": stream,
+            "messages": [{"role": "user", "content": "benchmark"}]})
+        .to_string(),
+    )
+}
+
+fn line(name: &str, h: &Histogram<u64>) {
+    println!(
+        "  {name:<22} p50 {:>8} µs  p90 {:>8} µs  p99 {:>8} µs  max {:>8} µs  n {}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.max(),
+        h.len()
+    );
+}
+
+fn added(direct: &Histogram<u64>, via: &Histogram<u64>, q: f64) -> i64 {
+    via.value_at_quantile(q) as i64 - direct.value_at_quantile(q) as i64
+}
+
+/// Samples in the 30–50 ms band, where Nagle and delayed ACKs put their stalls.
+fn stall_band(h: &Histogram<u64>) -> u64 {
+    h.iter_recorded()
+        .filter(|v| (30_000..50_000).contains(&v.value_iterated_to()))
+        .map(|v| v.count_at_value())
+        .sum()
+}
+
+struct Machine {
+    cpus: usize,
+}
+
+fn print_machine(cli: &Cli) -> Machine {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "codex-bench — machine: {model}, {cpus} CPUs, Linux {}",
+        kernel.trim()
+    );
+    println!("commit {commit}; settings: {cli:?}");
+    Machine { cpus }
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// Keeps the load side off the daemon's core.
+fn pin_self(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    if cli.quick {
+        cli.samples = cli.samples.min(500);
+        cli.warmup = cli.warmup.min(100);
+        cli.gap_streams = cli.gap_streams.min(3);
+        cli.open_streams = vec![200, 400];
+        cli.repeats = 1;
+        cli.max_concurrency = cli.max_concurrency.min(32);
+    }
+    let machine = print_machine(&cli);
+    raise_fd_limit();
+    let daemon_cpu = (machine.cpus >= 2).then_some(0);
+    if machine.cpus >= 2 {
+        pin_self(1);
+        println!("daemon pinned to CPU 0, load and mock to CPU 1");
+    }
+    let binary = cli.daemon.clone().unwrap_or_else(daemon::default_binary);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let wants = |s: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == s);
+    runtime.block_on(async {
+        let shape = Shape {
+            deltas: cli.deltas,
+            delta_bytes: cli.delta_bytes,
+            pace: Duration::ZERO,
+        };
+        let upstream = mock::start(shape).await?;
+        let d = Daemon::start(&binary, upstream, daemon_cpu)?;
+        if wants("idle") {
+            // Let start-up work (catalog, quota) settle first.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            println!(
+                "\n[6] idle RSS after start-up: {} KiB (target ≤ 8192)",
+                d.rss_kib()
+            );
+        }
+        if wants("latency") {
+            latency(&cli, upstream, &d).await?;
+        }
+        if wants("streaming") {
+            streaming(&cli, &binary, daemon_cpu, upstream, &d).await?;
+        }
+        if wants("cpu") {
+            cpu(&cli, &d).await?;
+        }
+        if wants("frontier") {
+            frontier(&cli, &d).await?;
+        }
+        drop(d);
+        if wants("streams") {
+            open_streams(&cli, &binary, daemon_cpu).await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// [1] Added latency at concurrency 1, non-streamed, the two legs interleaved.
+async fn latency(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
+    let body = chat_body(false);
+    let mut direct = Conn::open(upstream, API_KEY).await?;
+    let mut via = Conn::open(d.addr, API_KEY).await?;
+    let (mut hd, mut hv) = (hist(), hist());
+    let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
+    for i in 0..cli.warmup + cli.samples {
+        let a = direct.complete(&body, &expect).await?;
+        let b = via.complete(&body, &expect).await?;
+        if i >= cli.warmup {
+            hd.record(us(a))?;
+            hv.record(us(b))?;
+        }
+    }
+    println!(
+        "\n[1] added latency, c = 1, non-streamed, {} × {} B per answer, interleaved",
+        cli.deltas, cli.delta_bytes
+    );
+    line("direct", &hd);
+    line("via daemon", &hv);
+    println!(
+        "  added                  p50 {:>8} µs  p99 {:>8} µs   (targets 60 / 100)   samples in 30–50 ms: {}",
+        added(&hd, &hv, 0.5),
+        added(&hd, &hv, 0.99),
+        stall_band(&hv)
+    );
+    Ok(())
+}
+
+/// [2] Streaming: time to the first delta (unpaced) and the gap between deltas (paced).
+async fn streaming(
+    cli: &Cli,
+    binary: &std::path::Path,
+    cpu: Option<usize>,
+    upstream: std::net::SocketAddr,
+    d: &Daemon,
+) -> anyhow::Result<()> {
+    let body = chat_body(true);
+    let mut direct = Conn::open(upstream, API_KEY).await?;
+    let mut via = Conn::open(d.addr, API_KEY).await?;
+    let (mut hd, mut hv) = (hist(), hist());
+    let mut problems = 0usize;
+    for i in 0..cli.warmup + cli.samples {
+        let a = direct.stream(&body).await?;
+        let b = via.stream(&body).await?;
+        problems += usize::from(!ok_stream(&b, cli.deltas));
+        if i >= cli.warmup {
+            hd.record(us(a.first_delta))?;
+            hv.record(us(b.first_delta))?;
+        }
+    }
+    println!("\n[2] streaming, c = 1");
+    line("direct first delta", &hd);
+    line("via first delta", &hv);
+    println!(
+        "  added time to first delta p50 {} µs, p99 {} µs (target p99 ≤ 150)",
+        added(&hd, &hv, 0.5),
+        added(&hd, &hv, 0.99)
+    );
+
+    let paced = Shape {
+        deltas: cli.deltas,
+        delta_bytes: cli.delta_bytes,
+        pace: Duration::from_millis(cli.pace_ms),
+    };
+    let paced_upstream = mock::start(paced).await?;
+    let paced_daemon = Daemon::start(binary, paced_upstream, cpu)?;
+    let mut direct = Conn::open(paced_upstream, API_KEY).await?;
+    let mut via = Conn::open(paced_daemon.addr, API_KEY).await?;
+    let (mut gd, mut gv) = (hist(), hist());
+    let mut batched = 0;
+    for _ in 0..cli.gap_streams {
+        let a = direct.stream(&body).await?;
+        let b = via.stream(&body).await?;
+        problems += usize::from(!ok_stream(&b, cli.deltas));
+        batched += b.batched;
+        for g in a.gaps {
+            gd.record(us(g))?;
+        }
+        for g in b.gaps {
+            gv.record(us(g))?;
+        }
+    }
+    println!(
+        "  paced {} ms: {} streams per leg",
+        cli.pace_ms, cli.gap_streams
+    );
+    line("direct gap", &gd);
+    line("via gap", &gv);
+    println!(
+        "  added gap p50 {} µs, p99 {} µs (target ≤ 5); batched reads {batched}; streams incomplete or out of order: {problems}",
+        added(&gd, &gv, 0.5),
+        added(&gd, &gv, 0.99)
+    );
+    Ok(())
+}
+
+fn ok_stream(s: &client::Streamed, deltas: usize) -> bool {
+    s.complete && s.order.len() == deltas && s.order.iter().enumerate().all(|(i, &d)| i == d)
+}
+
+/// [4] CPU time the daemon spends per request (c = 8) and per streamed delta.
+async fn cpu(cli: &Cli, d: &Daemon) -> anyhow::Result<()> {
+    let requests = cli.samples.max(1000);
+    let run = |stream: bool| async move {
+        let body = chat_body(stream);
+        let per = requests / 8;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let body = body.clone();
+            let addr = d.addr;
+            let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
+            tasks.push(tokio::spawn(async move {
+                let mut conn = Conn::open(addr, API_KEY).await?;
+                for _ in 0..per {
+                    if stream {
+                        conn.stream(&body).await?;
+                    } else {
+                        conn.complete(&body, &expect).await?;
+                    }
+                }
+                anyhow::Ok(())
+            }));
+        }
+        let before = d.cpu_us();
+        let started = Instant::now();
+        for t in tasks {
+            t.await??;
+        }
+        let wall = started.elapsed();
+        anyhow::Ok((d.cpu_us() - before, per * 8, wall))
+    };
+    let (cpu_plain, n, wall) = run(false).await?;
+    println!("\n[4] CPU, c = 8");
+    println!(
+        "  non-streamed: {:.1} CPU-µs per request ({} requests, {:.0} req/s)   (target ≤ 100)",
+        cpu_plain as f64 / n as f64,
+        n,
+        n as f64 / wall.as_secs_f64()
+    );
+    let (cpu_stream, n, _) = run(true).await?;
+    println!(
+        "  streamed: {:.2} CPU-µs per delta, {:.1} per request",
+        cpu_stream as f64 / (n as f64 * cli.deltas as f64),
+        cpu_stream as f64 / n as f64
+    );
+    Ok(())
+}
+
+/// [3] Closed-loop concurrency 1, 2, 4, …: rate and p99; the best rate within 1 ms / 5 ms p99.
+async fn frontier(cli: &Cli, d: &Daemon) -> anyhow::Result<()> {
+    let window = if cli.quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    println!(
+        "\n[3] frontier (non-streamed, closed loop, {} ms per level)",
+        window.as_millis()
+    );
+    let (mut best1, mut best5) = (0.0f64, 0.0f64);
+    let mut c = 1;
+    while c <= cli.max_concurrency {
+        let deadline = Instant::now() + window;
+        let mut tasks = Vec::new();
+        for _ in 0..c {
+            let addr = d.addr;
+            let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
+            tasks.push(tokio::spawn(async move {
+                let body = chat_body(false);
+                let mut h = hist();
+                let mut errors = 0u64;
+                let Ok(mut conn) = Conn::open(addr, API_KEY).await else {
+                    return (h, 1);
+                };
+                while Instant::now() < deadline {
+                    match conn.complete(&body, &expect).await {
+                        Ok(t) => {
+                            let _ = h.record(us(t));
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (h, errors)
+            }));
+        }
+        let mut all = hist();
+        let mut errors = 0;
+        for t in tasks {
+            let (h, e) = t.await?;
+            all.add(&h)?;
+            errors += e;
+        }
+        let rate = all.len() as f64 / window.as_secs_f64();
+        let p99 = all.value_at_quantile(0.99);
+        println!(
+            "  c {c:>5}: {rate:>9.0} req/s  p50 {:>7} µs  p99 {p99:>7} µs  errors {errors}",
+            all.value_at_quantile(0.5)
+        );
+        if errors == 0 && p99 <= 1_000 {
+            best1 = best1.max(rate);
+        }
+        if errors == 0 && p99 <= 5_000 {
+            best5 = best5.max(rate);
+        }
+        c *= 2;
+    }
+    println!("  highest rate with p99 ≤ 1 ms: {best1:.0} req/s; with p99 ≤ 5 ms: {best5:.0} req/s");
+    Ok(())
+}
+
+/// [5] Holding N paced streams: RSS, lost frames, long gaps; slope of RSS over N.
+async fn open_streams(
+    cli: &Cli,
+    binary: &std::path::Path,
+    cpu: Option<usize>,
+) -> anyhow::Result<()> {
+    let pace = Duration::from_millis(500);
+    let deltas = 12;
+    println!(
+        "\n[5] open streams: {deltas} deltas every {} ms each; RSS while all are open",
+        pace.as_millis()
+    );
+    let shape = Shape {
+        deltas,
+        delta_bytes: cli.delta_bytes,
+        pace,
+    };
+    let upstream = mock::start(shape).await?;
+    let body = chat_body(true);
+    for round in 0..cli.repeats {
+        let d = Daemon::start(binary, upstream, cpu)?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let base = d.rss_kib();
+        let mut points = Vec::new();
+        for &n in &cli.open_streams {
+            let mut tasks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let addr = d.addr;
+                let body = body.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut conn = Conn::open(addr, API_KEY).await?;
+                    conn.stream(&body).await
+                }));
+            }
+            // Sample while every stream is open (they last deltas × pace).
+            tokio::time::sleep(pace * (deltas as u32) / 2).await;
+            let rss = d.rss_kib();
+            let (mut lost, mut long_gaps, mut failed) = (0usize, 0usize, 0usize);
+            for t in tasks {
+                match t.await? {
+                    Ok(s) => {
+                        lost += deltas.saturating_sub(s.order.len())
+                            + usize::from(!ok_stream(&s, deltas));
+                        long_gaps += s.gaps.iter().filter(|g| **g > pace * 10).count();
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            println!(
+                "  round {} n {n:>5}: RSS {rss:>7} KiB ({:+.1} KiB per stream over idle)  lost frames {lost}  gaps > 10× pace {long_gaps}  failed {failed}",
+                round + 1,
+                (rss as f64 - base as f64) / n as f64
+            );
+            points.push((n as f64, rss as f64));
+        }
+        if points.len() >= 2 {
+            let k = points.len() as f64;
+            let (sx, sy) = points
+                .iter()
+                .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+            let (mx, my) = (sx / k, sy / k);
+            let num: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+            let den: f64 = points.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+            println!(
+                "  round {}: slope {:.1} KiB per open stream (target ≤ 64)",
+                round + 1,
+                num / den.max(1.0)
+            );
+        }
+    }
+    Ok(())
+}

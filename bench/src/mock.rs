@@ -1,0 +1,253 @@
+//! A lean paced upstream for benchmarks: the Codex Responses SSE stream the daemon reads, and —
+//! for the direct leg — the equivalent Chat Completions answer (streamed chunks or one JSON
+//! body), so both legs deliver the same content to the same client code. Frames are rendered
+//! once; a request costs a few writes. No checks: correctness is the fake upstream's job.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// What every answer contains: `deltas` pieces of `delta_bytes` each, one every `pace`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub deltas: usize,
+    pub delta_bytes: usize,
+    pub pace: Duration,
+}
+
+/// The text of delta `i` (distinct, so order and loss can be checked): `d0007|xxxx…`.
+pub fn delta_text(i: usize, bytes: usize) -> String {
+    let head = format!("d{i:04}|");
+    let pad = bytes.saturating_sub(head.len());
+    format!("{head}{}", "x".repeat(pad))
+}
+
+/// Pre-rendered frames: sent at once (`head`), one per delta, then at once (`tail`).
+#[derive(Debug)]
+struct Frames {
+    head: Bytes,
+    deltas: Vec<Bytes>,
+    tail: Bytes,
+}
+
+fn sse(event: &str, data: &serde_json::Value) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+fn responses_frames(shape: Shape) -> Frames {
+    let id = "resp_bench";
+    let item = "msg_bench";
+    let created = json!({"id": id, "object": "response", "created_at": 1_700_000_000, "status": "in_progress", "model": "gpt-5.5", "output": [], "usage": null});
+    let mut head = String::new();
+    head += &sse(
+        "response.created",
+        &json!({"type": "response.created", "sequence_number": 0, "response": created}),
+    );
+    head += &sse(
+        "response.in_progress",
+        &json!({"type": "response.in_progress", "sequence_number": 1, "response": created}),
+    );
+    head += &sse(
+        "response.output_item.added",
+        &json!({"type": "response.output_item.added", "sequence_number": 2, "output_index": 0,
+        "item": {"type": "message", "id": item, "status": "in_progress", "role": "assistant", "content": []}}),
+    );
+    head += &sse(
+        "response.content_part.added",
+        &json!({"type": "response.content_part.added", "sequence_number": 3, "item_id": item,
+        "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+    );
+    let mut text = String::new();
+    let deltas = (0..shape.deltas)
+        .map(|i| {
+            let delta = delta_text(i, shape.delta_bytes);
+            text.push_str(&delta);
+            Bytes::from(sse("response.output_text.delta", &json!({"type": "response.output_text.delta", "sequence_number": 4 + i,
+                "item_id": item, "output_index": 0, "content_index": 0, "delta": delta, "logprobs": []})))
+        })
+        .collect();
+    let seq = 4 + shape.deltas;
+    let part = json!({"type": "output_text", "text": text, "annotations": []});
+    let mut tail = String::new();
+    tail += &sse(
+        "response.output_text.done",
+        &json!({"type": "response.output_text.done", "sequence_number": seq, "item_id": item,
+        "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+    );
+    tail += &sse(
+        "response.content_part.done",
+        &json!({"type": "response.content_part.done", "sequence_number": seq + 1, "item_id": item,
+        "output_index": 0, "content_index": 0, "part": part}),
+    );
+    let message = json!({"type": "message", "id": item, "status": "completed", "role": "assistant", "content": [part]});
+    tail += &sse(
+        "response.output_item.done",
+        &json!({"type": "response.output_item.done", "sequence_number": seq + 2, "output_index": 0, "item": message}),
+    );
+    let usage = json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": shape.deltas,
+        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12 + shape.deltas});
+    tail += &sse(
+        "response.completed",
+        &json!({"type": "response.completed", "sequence_number": seq + 3, "response": {
+        "id": id, "object": "response", "created_at": 1_700_000_000, "status": "completed", "model": "gpt-5.5",
+        "output": [message], "usage": usage, "end_turn": true}}),
+    );
+    Frames {
+        head: Bytes::from(head),
+        deltas,
+        tail: Bytes::from(tail),
+    }
+}
+
+fn chat_frames(shape: Shape) -> (Frames, Bytes) {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let body = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": "gpt-5.5", "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {body}\n\n")
+    };
+    let head = chunk(
+        json!({"role": "assistant", "content": ""}),
+        serde_json::Value::Null,
+    );
+    let mut text = String::new();
+    let deltas = (0..shape.deltas)
+        .map(|i| {
+            let delta = delta_text(i, shape.delta_bytes);
+            text.push_str(&delta);
+            Bytes::from(chunk(json!({"content": delta}), serde_json::Value::Null))
+        })
+        .collect();
+    let tail = format!("{}data: [DONE]\n\n", chunk(json!({}), json!("stop")));
+    let whole = json!({"id": "chatcmpl-bench", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-5.5",
+        "system_fingerprint": null, "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
+        "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": shape.deltas, "total_tokens": 12 + shape.deltas}});
+    (
+        Frames {
+            head: Bytes::from(head),
+            deltas,
+            tail: Bytes::from(tail),
+        },
+        Bytes::from(whole.to_string()),
+    )
+}
+
+#[derive(Debug)]
+struct Rendered {
+    responses: Frames,
+    chat: Frames,
+    chat_whole: Bytes,
+    pace: Duration,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Head at once, then a delta every `pace` (the first at once), then the tail.
+fn paced(frames: &Arc<Rendered>, chat: bool) -> Body {
+    let state = (frames.clone(), 0usize);
+    let stream = futures_util::stream::unfold(state, move |(r, i)| async move {
+        let f = if chat { &r.chat } else { &r.responses };
+        let n = f.deltas.len();
+        let bytes = match i {
+            0 => f.head.clone(),
+            i if i <= n => {
+                if i > 1 && !r.pace.is_zero() {
+                    tokio::time::sleep(r.pace).await;
+                }
+                f.deltas[i - 1].clone()
+            }
+            i if i == n + 1 => f.tail.clone(),
+            _ => return None,
+        };
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), (r, i + 1)))
+    });
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+fn immediate(frames: &Frames) -> Body {
+    let mut all = Vec::with_capacity(
+        frames.head.len() + frames.tail.len() + frames.deltas.iter().map(Bytes::len).sum::<usize>(),
+    );
+    all.extend_from_slice(&frames.head);
+    for d in &frames.deltas {
+        all.extend_from_slice(d);
+    }
+    all.extend_from_slice(&frames.tail);
+    Full::new(Bytes::from(all)).boxed()
+}
+
+async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    // Read the request to its end so the connection stays reusable.
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let sse = |body: Body| {
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap_or_default()
+    };
+    Ok(match path.as_str() {
+        "/backend-api/codex/responses" if r.pace.is_zero() => sse(immediate(&r.responses)),
+        "/backend-api/codex/responses" => sse(paced(&r, false)),
+        "/v1/chat/completions" => {
+            let stream = body.windows(13).any(|w| w == b"\"stream\":true");
+            match (stream, r.pace.is_zero()) {
+                (false, _) => Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(r.chat_whole.clone()).boxed())
+                    .unwrap_or_default(),
+                (true, true) => sse(immediate(&r.chat)),
+                (true, false) => sse(paced(&r, true)),
+            }
+        }
+        _ => Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::from_static(b"{}")).boxed())
+            .unwrap_or_default(),
+    })
+}
+
+/// Serves `shape` until the process ends; returns its address.
+pub async fn start(shape: Shape) -> anyhow::Result<SocketAddr> {
+    let (chat, chat_whole) = chat_frames(shape);
+    let rendered = Arc::new(Rendered {
+        responses: responses_frames(shape),
+        chat,
+        chat_whole,
+        pace: shape.pace,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let r = rendered.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(r.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
