@@ -357,7 +357,23 @@ impl Upstream {
 async fn compress(json: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
     let inline = json.len() <= COMPRESS_INLINE_MAX;
     let encode = move || {
-        zstd::bulk::compress(&json, 3).map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))
+        // One compression context per thread, reused: creating one costs more than
+        // compressing a typical request.
+        thread_local! {
+            static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        ZSTD.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = Some(zstd::bulk::Compressor::new(3)?);
+            }
+            match cell.as_mut() {
+                Some(compressor) => compressor.compress(&json),
+                None => zstd::bulk::compress(&json, 3),
+            }
+        })
+        .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))
     };
     if inline {
         encode()

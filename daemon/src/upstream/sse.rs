@@ -51,23 +51,25 @@ fn find_boundary(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     None
 }
 
-/// Joins the `data:` lines of one event; comments and other fields are skipped.
+/// Joins the `data:` lines of one event; comments and other fields are skipped. Works on
+/// bytes (lines split at `\n`/`\r`, both ASCII), so only the data itself is converted to text.
 fn data_of(block: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(block);
-    let mut data: Option<String> = None;
-    for line in text.split(['\n', '\r']) {
-        if let Some(value) = line.strip_prefix("data:") {
-            let value = value.strip_prefix(' ').unwrap_or(value);
+    let mut data: Option<Vec<u8>> = None;
+    for line in block.split(|b| *b == b'\n' || *b == b'\r') {
+        if let Some(value) = line.strip_prefix(b"data:") {
+            let value = value.strip_prefix(b" ").unwrap_or(value);
             match &mut data {
                 Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
+                    d.push(b'\n');
+                    d.extend_from_slice(value);
                 }
-                None => data = Some(value.to_owned()),
+                None => data = Some(value.to_vec()),
             }
         }
     }
-    data
+    data.map(|d| {
+        String::from_utf8(d).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
 }
 
 #[cfg(test)]
