@@ -73,9 +73,19 @@ impl Conn {
 
     /// A streamed request, timing every delta (`d0000|…` markers) as it arrives.
     pub async fn stream(&mut self, body: &Bytes) -> anyhow::Result<Streamed> {
+        self.stream_then(body, || {}).await
+    }
+
+    /// As [`stream`](Self::stream), calling `opened` once the response has begun.
+    pub async fn stream_then(
+        &mut self,
+        body: &Bytes,
+        opened: impl FnOnce(),
+    ) -> anyhow::Result<Streamed> {
         let started = Instant::now();
         let response = self.send(body).await?;
         anyhow::ensure!(response.status() == 200, "status {}", response.status());
+        opened();
         let mut body = response.into_body();
         let mut seen = Streamed::default();
         let mut last: Option<Instant> = None;

@@ -65,7 +65,7 @@ impl Daemon {
             format!(
                 "[server]\napi_keys = [\"{API_KEY}\"]\n\n[upstream]\nbase_url = \"http://{upstream}/backend-api\"\n\
                  auth_url = \"http://{upstream}\"\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"error\"\n\n\
-                 [auth]\nmax_concurrent_per_account = 1024\n"
+                 [auth]\nmax_concurrent_per_account = 16384\n"
             ),
         )?;
         let port = free_port()?;

@@ -426,7 +426,8 @@ async fn open_streams(
     cpu: Option<usize>,
 ) -> anyhow::Result<()> {
     let pace = Duration::from_millis(500);
-    let deltas = 12;
+    // 12 s per stream: long enough for thousands to be open at once.
+    let deltas = 24;
     println!(
         "\n[5] open streams: {deltas} deltas every {} ms each; RSS while all are open",
         pace.as_millis()
@@ -445,17 +446,41 @@ async fn open_streams(
         let mut points = Vec::new();
         for &n in &cli.open_streams {
             let mut tasks = Vec::with_capacity(n);
+            // Connections are opened a few hundred at a time (as clients arrive, not as a SYN
+            // flood the listen backlog would drop); the sample is taken once all are open.
+            let connecting = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+            let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             for _ in 0..n {
                 let addr = d.addr;
                 let body = body.clone();
+                let connecting = connecting.clone();
+                let (opened, ended) = (opened.clone(), ended.clone());
                 tasks.push(tokio::spawn(async move {
-                    let mut conn = Conn::open(addr, API_KEY).await?;
-                    conn.stream(&body).await
+                    let result = async {
+                        let permit = connecting.acquire_owned().await?;
+                        let mut conn = Conn::open(addr, API_KEY).await?;
+                        conn.stream_then(&body, move || {
+                            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            drop(permit);
+                        })
+                        .await
+                    }
+                    .await;
+                    ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    result
                 }));
             }
-            // Sample while every stream is open (they last deltas × pace).
-            tokio::time::sleep(pace * (deltas as u32) / 2).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while opened.load(std::sync::atomic::Ordering::Relaxed) < n
+                && ended.load(std::sync::atomic::Ordering::Relaxed) < n
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let rss = d.rss_kib();
+            let open_at_sample = opened.load(std::sync::atomic::Ordering::Relaxed)
+                - ended.load(std::sync::atomic::Ordering::Relaxed).min(n);
             let (mut lost, mut long_gaps, mut failed) = (0usize, 0usize, 0usize);
             for t in tasks {
                 match t.await? {
@@ -468,7 +493,7 @@ async fn open_streams(
                 }
             }
             println!(
-                "  round {} n {n:>5}: RSS {rss:>7} KiB ({:+.1} KiB per stream over idle)  lost frames {lost}  gaps > 10× pace {long_gaps}  failed {failed}",
+                "  round {} n {n:>5}: RSS {rss:>7} KiB ({:+.1} KiB per stream over idle, {open_at_sample} open at the sample)  lost frames {lost}  gaps > 10× pace {long_gaps}  failed {failed}",
                 round + 1,
                 (rss as f64 - base as f64) / n as f64
             );

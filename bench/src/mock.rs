@@ -153,24 +153,26 @@ struct Rendered {
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Head at once, then a delta every `pace` (the first at once), then the tail.
+/// Head at once, then delta k at `start + k × pace` (on an absolute schedule, so the pace never
+/// drifts with the time spent sending), then the tail.
 fn paced(frames: &Arc<Rendered>, chat: bool) -> Body {
-    let state = (frames.clone(), 0usize);
-    let stream = futures_util::stream::unfold(state, move |(r, i)| async move {
+    let state = (frames.clone(), 0usize, tokio::time::Instant::now());
+    let stream = futures_util::stream::unfold(state, move |(r, i, start)| async move {
         let f = if chat { &r.chat } else { &r.responses };
         let n = f.deltas.len();
         let bytes = match i {
             0 => f.head.clone(),
             i if i <= n => {
-                if i > 1 && !r.pace.is_zero() {
-                    tokio::time::sleep(r.pace).await;
+                if i > 1 {
+                    let k = u32::try_from(i - 1).unwrap_or(u32::MAX);
+                    tokio::time::sleep_until(start + r.pace * k).await;
                 }
                 f.deltas[i - 1].clone()
             }
             i if i == n + 1 => f.tail.clone(),
             _ => return None,
         };
-        Some((Ok::<_, Infallible>(Frame::data(bytes)), (r, i + 1)))
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), (r, i + 1, start)))
     });
     BodyExt::boxed(StreamBody::new(stream))
 }

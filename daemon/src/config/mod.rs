@@ -344,7 +344,7 @@ impl Config {
             "auth.max_concurrent_per_account",
             u64::from(self.auth.max_concurrent_per_account),
             1,
-            1024,
+            16_384,
         )?;
         range(
             "auth.queue_timeout_seconds",
