@@ -58,6 +58,10 @@ struct Cli {
     /// Highest concurrency of the frontier scan.
     #[arg(long, default_value_t = 4096)]
     max_concurrency: usize,
+    /// Pin the daemon to the load side's core instead of its own (shows what the cross-core
+    /// wake-ups cost; not the standard setting).
+    #[arg(long)]
+    same_core: bool,
     /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -161,10 +165,10 @@ fn main() -> anyhow::Result<()> {
     }
     let machine = print_machine(&cli);
     raise_fd_limit();
-    let daemon_cpu = (machine.cpus >= 2).then_some(0);
-    if machine.cpus >= 2 {
+    let daemon_cpu = (machine.cpus >= 2).then_some(if cli.same_core { 1 } else { 0 });
+    if let Some(cpu) = daemon_cpu {
         pin_self(1);
-        println!("daemon pinned to CPU 0, load and mock to CPU 1");
+        println!("daemon pinned to CPU {cpu}, load and mock to CPU 1");
     }
     let binary = cli.daemon.clone().unwrap_or_else(daemon::default_binary);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -225,8 +225,32 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
     })
 }
 
-/// Serves `shape` until the process ends; returns its address.
+/// Serves `shape` on a thread of its own (as a real upstream is another process, not the
+/// client's own event loop) until the process ends; returns its address.
 pub async fn start(shape: Shape) -> anyhow::Result<SocketAddr> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("mock-upstream".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let _ = tx.send(serve(shape).await);
+                std::future::pending::<()>().await;
+            });
+        })?;
+    rx.await?
+}
+
+async fn serve(shape: Shape) -> anyhow::Result<SocketAddr> {
     let (chat, chat_whole) = chat_frames(shape);
     let rendered = Arc::new(Rendered {
         responses: responses_frames(shape),
