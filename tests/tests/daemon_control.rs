@@ -432,14 +432,25 @@ async fn paste_login_reads_the_redirect_url_from_stdin() {
     assert!(child.wait().await.unwrap().success());
 }
 
-#[tokio::test]
-async fn device_login_shows_the_code_and_waits_for_approval() {
+/// A daemon with no account and `codexctl login --device` running, read up to the code.
+async fn device_login() -> (
+    FakeUpstream,
+    Daemon,
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
     let fake = FakeUpstream::start().await.unwrap();
     fake.set_device_interval(1);
     let daemon = Daemon::builder().fake(&fake, &[]).start();
     let mut child = daemon.ctl_command(&["login", "--device"]).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     line_with(&mut lines, "enter the code").await;
+    (fake, daemon, child, lines)
+}
+
+#[tokio::test]
+async fn device_login_shows_the_code_and_waits_for_approval() {
+    let (fake, _daemon, mut child, mut lines) = device_login().await;
     let _blank = lines.next_line().await.unwrap();
     let code = lines.next_line().await.unwrap().unwrap().trim().to_owned();
     assert!(
@@ -453,12 +464,7 @@ async fn device_login_shows_the_code_and_waits_for_approval() {
 
 #[tokio::test]
 async fn device_login_cancelled_by_the_client_stops_polling() {
-    let fake = FakeUpstream::start().await.unwrap();
-    fake.set_device_interval(1);
-    let daemon = Daemon::builder().fake(&fake, &[]).start();
-    let mut child = daemon.ctl_command(&["login", "--device"]).spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    line_with(&mut lines, "enter the code").await;
+    let (fake, daemon, mut child, _lines) = device_login().await;
     child.kill().await.unwrap();
     assert!(
         poll_until(Duration::from_secs(10), || daemon

@@ -51,6 +51,17 @@ fn unit_for_this_build(path: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// Runs a `systemd-analyze verify`: it must pass without a warning about the unit.
+fn verify(command: &mut Command) {
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("codex-proxy.service"),
+        "warnings: {stderr}"
+    );
+}
+
 #[test]
 fn system_unit_is_hardened_and_verifies() {
     let unit = read("packaging/systemd/codex-proxy.service");
@@ -84,17 +95,7 @@ fn system_unit_is_hardened_and_verifies() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = unit_for_this_build("packaging/systemd/codex-proxy.service", dir.path());
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success(), "{stderr}");
-    assert!(
-        !stderr.contains("codex-proxy.service"),
-        "warnings: {stderr}"
-    );
+    verify(Command::new("systemd-analyze").arg("verify").arg(&path));
     let security = Command::new("systemd-analyze")
         .args(["security", "--offline=true"])
         .arg(&path)
@@ -123,17 +124,11 @@ fn user_unit_verifies() {
     let path = unit_for_this_build("packaging/systemd/user/codex-proxy.service", dir.path());
     let runtime = dir.path().join("runtime");
     std::fs::create_dir(&runtime).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .args(["--user", "verify"])
-        .arg(&path)
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success(), "{stderr}");
-    assert!(
-        !stderr.contains("codex-proxy.service"),
-        "warnings: {stderr}"
+    verify(
+        Command::new("systemd-analyze")
+            .args(["--user", "verify"])
+            .arg(&path)
+            .env("XDG_RUNTIME_DIR", &runtime),
     );
 }
 
