@@ -27,6 +27,7 @@ use crate::translate::chat::{
 use crate::translate::request::{self, Context, Translated};
 use crate::translate::stream::{Assembler, Emit, Failure, StreamTranslator};
 use crate::upstream::errors::{self as upstream_errors, unix_now};
+use crate::upstream::wire::StreamEvent;
 use crate::upstream::{EventStream, UpstreamError};
 
 pub async fn chat_completions(
@@ -487,7 +488,10 @@ impl Choice {
             }
             let out = &mut self.scratch;
             match self.events.next().await {
-                Some(Ok(event)) => self.translator.push(event, out),
+                Some(Ok(data)) => {
+                    let translator = &mut self.translator;
+                    StreamEvent::with(&data, |event| translator.push(event, out));
+                }
                 Some(Err(error)) => {
                     out.push(Emit::Failed(Failure {
                         code: None,
@@ -510,7 +514,8 @@ impl Choice {
     }
 
     fn into_stream(self) -> BoxStream<'static, (u32, Emit)> {
-        stream::unfold(self, |mut choice| async move {
+        // Boxed, so each step moves a pointer rather than the whole choice.
+        stream::unfold(Box::new(self), |mut choice| async move {
             let emit = choice.next().await?;
             Some(((choice.index, emit), choice))
         })
@@ -682,7 +687,7 @@ impl ChunkWriter {
             created: self.created,
             model: &self.model,
             system_fingerprint: None,
-            choices: vec![ChunkChoice {
+            choices: &[ChunkChoice {
                 index,
                 delta,
                 logprobs: None,
@@ -722,7 +727,7 @@ impl ChunkWriter {
                 created: self.created,
                 model: &self.model,
                 system_fingerprint: None,
-                choices: Vec::new(),
+                choices: &[],
                 usage: UsageField::Present(self.usage.clone()),
             };
             out.push_back(sse_data(&chunk));

@@ -276,7 +276,7 @@ pub struct ChatChunk<'a> {
     pub created: i64,
     pub model: &'a str,
     pub system_fingerprint: Option<&'a str>,
-    pub choices: Vec<ChunkChoice>,
+    pub choices: &'a [ChunkChoice],
     /// With `include_usage`, `null` on every chunk but the last, as OpenAI sends it.
     #[serde(skip_serializing_if = "UsageField::is_absent")]
     pub usage: UsageField,

@@ -2,6 +2,7 @@
 //! delta reaches the client as soon as it arrives. The non-streamed completion is assembled from
 //! the same output ([`Assembler`]), so both paths agree by construction.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
@@ -93,7 +94,7 @@ impl StreamTranslator {
         self.stopped
     }
 
-    pub fn push(&mut self, event: StreamEvent, out: &mut Vec<Emit>) {
+    pub fn push(&mut self, event: StreamEvent<'_>, out: &mut Vec<Emit>) {
         if self.terminal {
             return;
         }
@@ -107,7 +108,7 @@ impl StreamTranslator {
             }
             return;
         }
-        match event.kind.as_str() {
+        match event.kind.as_ref() {
             "response.created" | "response.in_progress" => {
                 if let Some(response) = event.response {
                     self.response_id = response.id.or(self.response_id.take());
@@ -116,7 +117,9 @@ impl StreamTranslator {
             }
             "response.output_text.delta" => {
                 if let (Some(id), Some(delta)) = (event.item_id, event.delta) {
-                    self.streamed_text.insert(id);
+                    if !self.streamed_text.contains(id.as_ref()) {
+                        self.streamed_text.insert(id.into_owned());
+                    }
                     self.content(&delta, out);
                 }
             }
@@ -132,7 +135,7 @@ impl StreamTranslator {
             }
             "response.output_item.added" => {
                 if let Some(item) = event.item {
-                    self.item_added(item, event.item_id, out);
+                    self.item_added(item, event.item_id.map(Cow::into_owned), out);
                 }
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {

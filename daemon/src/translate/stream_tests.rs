@@ -2,8 +2,9 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn ev(value: Value) -> StreamEvent {
-    serde_json::from_value(value).unwrap()
+fn ev(value: Value) -> StreamEvent<'static> {
+    // A `Value` lends nothing, so every string of the event is owned.
+    serde::Deserialize::deserialize(value).unwrap()
 }
 
 fn run(mode: ReasoningOutput, stop: &[&str], events: &[Value]) -> (Vec<Emit>, StreamTranslator) {

@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::identity::Identity;
 use super::sse::SseDecoder;
-use super::wire::{ResponsesRequest, StreamEvent};
+use super::wire::ResponsesRequest;
 use crate::accounts::Account;
 use crate::config::Config;
 
@@ -432,7 +432,8 @@ pub struct EventStream {
     pub headers: HeaderMap,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: SseDecoder,
-    pending: VecDeque<String>,
+    /// Events decoded from the last read and not yet taken (each a slice of that read).
+    pending: VecDeque<Bytes>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -444,21 +445,19 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    /// The next event; `None` when the body ended. Unparseable events are skipped, as the
-    /// official client skips them.
-    pub async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
+    /// The `data` of the next event (parse it with [`StreamEvent::with`]); `None` when the
+    /// body ended.
+    pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {
-            while let Some(data) = self.pending.pop_front() {
-                match serde_json::from_str::<StreamEvent>(&data) {
-                    Ok(event) => return Some(Ok(event)),
-                    Err(e) => tracing::debug!("skipping an unparseable upstream event: {e}"),
-                }
+            if let Some(data) = self.pending.pop_front() {
+                return Some(Ok(data));
             }
             match self.body.next().await? {
-                Ok(chunk) => match self.decoder.push(&chunk) {
-                    Ok(events) => self.pending.extend(events),
-                    Err(e) => return Some(Err(UpstreamError::Transport(e.to_string()))),
-                },
+                Ok(chunk) => {
+                    if let Err(e) = self.decoder.push(chunk, &mut self.pending) {
+                        return Some(Err(UpstreamError::Transport(e.to_string())));
+                    }
+                }
                 Err(e) => return Some(Err(UpstreamError::from_reqwest(&e))),
             }
         }

@@ -1,12 +1,20 @@
 //! Incremental SSE decoding: bytes in as the network delivers them, complete `data:` payloads
 //! out. Works on bytes, so a UTF-8 character or an event split across reads is reassembled.
+//!
+//! The hot path copies nothing: an event that arrived whole in one read is handed on as a slice
+//! of that read's buffer; only a partial event waits in the decoder's own buffer.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 
 /// Largest single event accepted; a bigger one is a protocol error, not a reason to buffer on.
 pub const MAX_EVENT_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Default)]
 pub struct SseDecoder {
-    buf: Vec<u8>,
+    /// The start of an event whose end has not arrived yet.
+    buf: BytesMut,
     /// Where the search for the next boundary resumes (bytes before it hold no boundary).
     scanned: usize,
 }
@@ -16,65 +24,115 @@ pub struct SseDecoder {
 pub struct EventTooLarge;
 
 impl SseDecoder {
-    /// Feeds bytes; returns the `data` of every event completed by them.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<String>, EventTooLarge> {
-        self.buf.extend_from_slice(chunk);
-        let mut events = Vec::new();
+    /// Feeds one read; appends the `data` of every event it completes to `out`.
+    pub fn push(&mut self, chunk: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), EventTooLarge> {
+        let (data, first) = if self.buf.is_empty() {
+            let first = find_boundary(&chunk, 0);
+            (chunk, first)
+        } else {
+            self.buf.extend_from_slice(&chunk);
+            // A boundary may straddle the previous read: look back over its last bytes.
+            let from = self.scanned.saturating_sub(3);
+            let Some(first) = find_boundary(&self.buf, from) else {
+                self.scanned = self.buf.len();
+                return self.bounded();
+            };
+            (self.buf.split().freeze(), Some(first))
+        };
         let mut start = 0;
-        let mut i = self.scanned.saturating_sub(3).max(start);
-        while let Some((end, sep)) = find_boundary(&self.buf, i) {
-            if let Some(data) = data_of(&self.buf[start..end]) {
-                events.push(data);
+        let mut next = first;
+        while let Some((end, sep)) = next {
+            if let Some(payload) = data_of(&data, start, end) {
+                out.push_back(payload);
             }
             start = end + sep;
-            i = start;
+            next = find_boundary(&data, start);
         }
-        self.buf.drain(..start);
+        // Bytes after the last boundary were all searched; they wait for the rest of their event.
+        self.buf.extend_from_slice(&data[start..]);
         self.scanned = self.buf.len();
+        self.bounded()
+    }
+
+    fn bounded(&self) -> Result<(), EventTooLarge> {
         if self.buf.len() > MAX_EVENT_BYTES {
             return Err(EventTooLarge);
         }
-        Ok(events)
+        Ok(())
     }
 }
 
 /// The next blank line at or after `from`: `\n\n`, `\r\n\r\n` or `\r\r`.
 fn find_boundary(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
-    while i + 1 < buf.len() {
-        match (buf[i], buf[i + 1]) {
-            (b'\n', b'\n') | (b'\r', b'\r') => return Some((i, 2)),
-            (b'\r', b'\n') if buf.get(i + 2..i + 4) == Some(b"\r\n") => return Some((i, 4)),
-            _ => i += 1,
+    while let Some(offset) = buf
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'\n', b'\r', rest))
+    {
+        let at = i + offset;
+        match (buf[at], buf.get(at + 1)) {
+            (b'\n', Some(b'\n')) | (b'\r', Some(b'\r')) => return Some((at, 2)),
+            (b'\r', Some(b'\n')) if buf.get(at + 2..at + 4) == Some(b"\r\n") => {
+                return Some((at, 4));
+            }
+            _ => i = at + 1,
         }
     }
     None
 }
 
-/// Joins the `data:` lines of one event; comments and other fields are skipped. Works on
-/// bytes (lines split at `\n`/`\r`, both ASCII), so only the data itself is converted to text.
-fn data_of(block: &[u8]) -> Option<String> {
-    let mut data: Option<Vec<u8>> = None;
-    for line in block.split(|b| *b == b'\n' || *b == b'\r') {
+/// The joined `data:` lines of the event in `src[start..end]`; comments and other fields are
+/// skipped. A single data line (the usual case) is a slice of `src`, not a copy.
+fn data_of(src: &Bytes, start: usize, end: usize) -> Option<Bytes> {
+    let block = &src[start..end];
+    let mut single: Option<(usize, usize)> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    let mut line_start = 0;
+    loop {
+        let line_end = memchr::memchr2(b'\n', b'\r', &block[line_start..])
+            .map_or(block.len(), |offset| line_start + offset);
+        let line = &block[line_start..line_end];
         if let Some(value) = line.strip_prefix(b"data:") {
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            match &mut data {
-                Some(d) => {
-                    d.push(b'\n');
-                    d.extend_from_slice(value);
+            let skip = usize::from(value.first() == Some(&b' '));
+            let value_start = line_start + 5 + skip;
+            match (&mut joined, single) {
+                (Some(joined), _) => {
+                    joined.push(b'\n');
+                    joined.extend_from_slice(&block[value_start..line_end]);
                 }
-                None => data = Some(value.to_vec()),
+                (None, Some((a, b))) => {
+                    let mut both = block[a..b].to_vec();
+                    both.push(b'\n');
+                    both.extend_from_slice(&block[value_start..line_end]);
+                    joined = Some(both);
+                }
+                (None, None) => single = Some((value_start, line_end)),
             }
         }
+        if line_end >= block.len() {
+            break;
+        }
+        line_start = line_end + 1;
     }
-    data.map(|d| {
-        String::from_utf8(d).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    })
+    match (joined, single) {
+        (Some(joined), _) => Some(Bytes::from(joined)),
+        (None, Some((a, b))) => Some(src.slice(start + a..start + b)),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn feed(decoder: &mut SseDecoder, bytes: &[u8]) -> Result<Vec<String>, EventTooLarge> {
+        let mut out = VecDeque::new();
+        decoder.push(Bytes::copy_from_slice(bytes), &mut out)?;
+        Ok(out
+            .into_iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect())
+    }
 
     #[test]
     fn decodes_events_split_anywhere() {
@@ -83,8 +141,8 @@ mod tests {
         // Every split point, including inside the multi-byte characters.
         for cut in 0..bytes.len() {
             let mut decoder = SseDecoder::default();
-            let mut out = decoder.push(&bytes[..cut]).unwrap();
-            out.extend(decoder.push(&bytes[cut..]).unwrap());
+            let mut out = feed(&mut decoder, &bytes[..cut]).unwrap();
+            out.extend(feed(&mut decoder, &bytes[cut..]).unwrap());
             assert_eq!(
                 out,
                 ["{\"a\":1}", "{\"t\":\"h\u{e9}\u{1f600}\"}"],
@@ -94,19 +152,53 @@ mod tests {
     }
 
     #[test]
+    fn every_pair_of_cuts() {
+        let stream =
+            "data: one\r\n\r\nevent: e\r\ndata: two\r\n\r\ndata:three\r\rdata: a\ndata: b\r\n\n";
+        let bytes = stream.as_bytes();
+        for a in 0..bytes.len() {
+            for b in a..bytes.len() {
+                let mut decoder = SseDecoder::default();
+                let mut out = feed(&mut decoder, &bytes[..a]).unwrap();
+                out.extend(feed(&mut decoder, &bytes[a..b]).unwrap());
+                out.extend(feed(&mut decoder, &bytes[b..]).unwrap());
+                assert_eq!(out, ["one", "two", "three", "a\nb"], "cuts at {a}, {b}");
+            }
+        }
+    }
+
+    #[test]
     fn byte_by_byte_and_crlf() {
         let mut decoder = SseDecoder::default();
         let mut out = Vec::new();
-        for b in "data: one\r\n\r\ndata: two\ndata: lines\n\n".bytes() {
-            out.extend(decoder.push(&[b]).unwrap());
+        for b in "data: one\r\n\r\ndata: two\ndata: lines\n\ndata: x\ndata: y\ndata: z\n\n".bytes()
+        {
+            out.extend(feed(&mut decoder, &[b]).unwrap());
         }
-        assert_eq!(out, ["one", "two\nlines"]);
+        assert_eq!(out, ["one", "two\nlines", "x\ny\nz"]);
+    }
+
+    #[test]
+    fn a_whole_event_is_not_copied() {
+        let chunk = Bytes::from_static(b"event: e\ndata: {\"a\":1}\n\ndata: partial");
+        let mut decoder = SseDecoder::default();
+        let mut out = VecDeque::new();
+        decoder.push(chunk.clone(), &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        // The payload points into the read's own buffer.
+        assert_eq!(out[0].as_ptr(), chunk[15..].as_ptr());
+        decoder.push(Bytes::from_static(b"\n\n"), &mut out).unwrap();
+        assert_eq!(&out[1][..], b"partial");
     }
 
     #[test]
     fn refuses_unbounded_events() {
         let mut decoder = SseDecoder::default();
         let big = vec![b'x'; MAX_EVENT_BYTES + 1];
-        assert_eq!(decoder.push(&big), Err(EventTooLarge));
+        assert_eq!(feed(&mut decoder, &big), Err(EventTooLarge));
+        let mut decoder = SseDecoder::default();
+        let half = vec![b'x'; MAX_EVENT_BYTES / 2 + 1];
+        assert!(feed(&mut decoder, &half).is_ok());
+        assert_eq!(feed(&mut decoder, &half), Err(EventTooLarge));
     }
 }

@@ -1,6 +1,8 @@
 //! The Codex Responses wire (protocol §2.3–§2.6, §3): the request the daemon sends and the stream
 //! events it reads. Field order follows the official client's serialisation.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -173,23 +175,52 @@ pub enum ToolChoice {
 
 // ---- stream events (§3.2) ----
 
-/// The envelope of every SSE `data:`; only the fields the translation reads.
+/// The envelope of every SSE `data:`; only the fields the translation reads. The strings of
+/// the frequent events (type, item id, delta) borrow from the event's bytes when they can.
 #[derive(Debug, Clone, Deserialize)]
-pub struct StreamEvent {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub item_id: Option<String>,
+pub struct StreamEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub item_id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub output_index: Option<u32>,
-    #[serde(default)]
-    pub delta: Option<String>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub delta: Option<Cow<'a, str>>,
     #[serde(default)]
     pub summary_index: Option<u32>,
     #[serde(default)]
     pub item: Option<OutputItem>,
     #[serde(default)]
     pub response: Option<ResponseObject>,
+}
+
+/// `Option<Cow<str>>` that borrows (serde's own impl for it always copies).
+fn borrowed<'de: 'a, 'a, D>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|text| text.0))
+}
+
+impl StreamEvent<'_> {
+    /// Parses one event's `data` and hands it to `f`; `None` when it is not an event (the
+    /// official client skips those). Bytes that are not UTF-8 are replaced, not dropped.
+    pub fn with<R>(data: &[u8], f: impl FnOnce(StreamEvent<'_>) -> R) -> Option<R> {
+        let text = match std::str::from_utf8(data) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(data),
+        };
+        match serde_json::from_str::<StreamEvent<'_>>(&text) {
+            Ok(event) => Some(f(event)),
+            Err(e) => {
+                tracing::debug!("skipping an unparseable upstream event: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// An output item as `output_item.added` / `.done` carry it.
@@ -296,4 +327,33 @@ pub struct ResponseError {
 pub struct IncompleteDetails {
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_borrow_plain_strings_and_own_escaped_ones() {
+        let data = br#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"say \"hi\"\n","sequence_number":7}"#;
+        StreamEvent::with(data, |event| {
+            assert!(matches!(
+                event.kind,
+                Cow::Borrowed("response.output_text.delta")
+            ));
+            assert!(matches!(event.item_id, Some(Cow::Borrowed("msg_1"))));
+            assert_eq!(event.delta.as_deref(), Some("say \"hi\"\n"));
+            assert!(matches!(event.delta, Some(Cow::Owned(_))));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced_not_dropped() {
+        let data = b"{\"type\":\"response.output_text.delta\",\"delta\":\"a\xffb\"}";
+        let delta = StreamEvent::with(data, |event| event.delta.map(Cow::into_owned)).unwrap();
+        assert_eq!(delta.as_deref(), Some("a\u{fffd}b"));
+        assert!(StreamEvent::with(b"not json", |_| ()).is_none());
+        assert!(StreamEvent::with(b"{\"no\":\"type\"}", |_| ()).is_none());
+    }
 }
