@@ -19,7 +19,22 @@ pub struct Daemon {
 }
 
 impl Drop for Daemon {
+    /// Stops the daemon as a service manager would (SIGTERM, then SIGKILL after 10 s), so a
+    /// profiler wrapped around it (`--daemon` pointing at a script) can write its data.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -58,13 +58,31 @@ struct Cli {
     /// Highest concurrency of the frontier scan.
     #[arg(long, default_value_t = 4096)]
     max_concurrency: usize,
-    /// Pin the daemon to the load side's core instead of its own (shows what the cross-core
-    /// wake-ups cost; not the standard setting).
+    /// Pin the daemon (and the mock) to the load side's core instead of their own (shows what
+    /// the cross-core wake-ups cost; not the standard setting).
     #[arg(long)]
     same_core: bool,
+    /// Run the mock upstream on the load side's core instead of the daemon's. The direct leg
+    /// then never crosses cores while the daemon's leg crosses four times; the standard layout
+    /// keeps the crossings equal (two per request on each leg).
+    #[arg(long)]
+    mock_on_load_core: bool,
     /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The daemon's core (set from the machine and the flags above).
+    #[arg(skip)]
+    daemon_cpu: Option<usize>,
+    /// The mock upstream's core.
+    #[arg(skip)]
+    mock_cpu: Option<usize>,
+}
+
+impl Cli {
+    /// The load side's core (when pinning at all).
+    fn load_cpu(&self) -> Option<usize> {
+        self.daemon_cpu.map(|_| 1)
+    }
 }
 
 fn hist() -> Histogram<u64> {
@@ -145,8 +163,8 @@ fn raise_fd_limit() {
     }
 }
 
-/// Keeps the load side off the daemon's core.
-fn pin_self(cpu: usize) {
+/// Pins the calling thread (and the threads it starts) to `cpu`.
+pub fn pin_self(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     if set.set(cpu).is_ok() {
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
@@ -166,9 +184,18 @@ fn main() -> anyhow::Result<()> {
     let machine = print_machine(&cli);
     raise_fd_limit();
     let daemon_cpu = (machine.cpus >= 2).then_some(if cli.same_core { 1 } else { 0 });
-    if let Some(cpu) = daemon_cpu {
+    cli.daemon_cpu = daemon_cpu;
+    cli.mock_cpu = if cli.mock_on_load_core {
+        daemon_cpu.map(|_| 1)
+    } else {
+        daemon_cpu
+    };
+    if let (Some(daemon), Some(mock)) = (cli.daemon_cpu, cli.mock_cpu) {
         pin_self(1);
-        println!("daemon pinned to CPU {cpu}, load and mock to CPU 1");
+        println!(
+            "daemon pinned to CPU {daemon}, load to CPU 1; mock upstream on CPU {mock} for \
+             latency ([1], [2]), on CPU 1 for CPU, throughput and memory ([3]-[5])"
+        );
     }
     let binary = cli.daemon.clone().unwrap_or_else(daemon::default_binary);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -181,7 +208,8 @@ fn main() -> anyhow::Result<()> {
             delta_bytes: cli.delta_bytes,
             pace: Duration::ZERO,
         };
-        let upstream = mock::start(shape).await?;
+        // Latency: the mock beside the daemon, so both legs cross cores equally often.
+        let upstream = mock::start(shape, cli.mock_cpu).await?;
         let d = Daemon::start(&binary, upstream, daemon_cpu)?;
         if wants("idle") {
             // Let start-up work (catalog, quota) settle first.
@@ -197,13 +225,18 @@ fn main() -> anyhow::Result<()> {
         if wants("streaming") {
             streaming(&cli, &binary, daemon_cpu, upstream, &d).await?;
         }
-        if wants("cpu") {
-            cpu(&cli, &d).await?;
-        }
-        if wants("frontier") {
-            frontier(&cli, &d).await?;
-        }
         drop(d);
+        // CPU and throughput: the mock on the load side's core, the daemon's core its own.
+        if wants("cpu") || wants("frontier") {
+            let upstream = mock::start(shape, cli.load_cpu()).await?;
+            let d = Daemon::start(&binary, upstream, daemon_cpu)?;
+            if wants("cpu") {
+                cpu(&cli, &d).await?;
+            }
+            if wants("frontier") {
+                frontier(&cli, &d).await?;
+            }
+        }
         if wants("streams") {
             open_streams(&cli, &binary, daemon_cpu).await?;
         }
@@ -277,7 +310,7 @@ async fn streaming(
         delta_bytes: cli.delta_bytes,
         pace: Duration::from_millis(cli.pace_ms),
     };
-    let paced_upstream = mock::start(paced).await?;
+    let paced_upstream = mock::start(paced, cli.mock_cpu).await?;
     let paced_daemon = Daemon::start(binary, paced_upstream, cpu)?;
     let mut direct = Conn::open(paced_upstream, API_KEY).await?;
     let mut via = Conn::open(paced_daemon.addr, API_KEY).await?;
@@ -441,7 +474,7 @@ async fn open_streams(
         delta_bytes: cli.delta_bytes,
         pace,
     };
-    let upstream = mock::start(shape).await?;
+    let upstream = mock::start(shape, cli.load_cpu()).await?;
     let body = chat_body(true);
     for round in 0..cli.repeats {
         let d = Daemon::start(binary, upstream, cpu)?;

@@ -226,12 +226,16 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
 }
 
 /// Serves `shape` on a thread of its own (as a real upstream is another process, not the
-/// client's own event loop) until the process ends; returns its address.
-pub async fn start(shape: Shape) -> anyhow::Result<SocketAddr> {
+/// client's own event loop), pinned to `cpu` when given, until the process ends; returns its
+/// address.
+pub async fn start(shape: Shape, cpu: Option<usize>) -> anyhow::Result<SocketAddr> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("mock-upstream".into())
         .spawn(move || {
+            if let Some(cpu) = cpu {
+                crate::pin_self(cpu);
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

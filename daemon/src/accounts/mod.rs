@@ -124,7 +124,7 @@ impl Account {
 
     /// Expiry of the access token (from its `exp` claim).
     pub fn access_expires_at(&self) -> Option<i64> {
-        crate::auth::jwt::claims(None, self.tokens.access_token.expose()).expires_at
+        crate::auth::jwt::expires_at(self.tokens.access_token.expose())
     }
 
     /// A name for logs and messages: label, else email, else id. Never a token.

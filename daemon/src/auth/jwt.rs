@@ -23,6 +23,18 @@ pub fn payload(token: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Only the `exp` claim of a token (read on every request, so no other claim is built).
+pub fn expires_at(token: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Expiry {
+        exp: Option<Value>,
+    }
+    let part = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+    let expiry: Expiry = serde_json::from_slice(&bytes).ok()?;
+    expiry.exp.as_ref().and_then(Value::as_i64)
+}
+
 const AUTH: &str = "https://api.openai.com/auth";
 const PROFILE: &str = "https://api.openai.com/profile";
 
@@ -103,6 +115,8 @@ mod tests {
         );
         assert!(c.fedramp);
         assert_eq!(c.expires_at, Some(1_786_000_000));
+        assert_eq!(expires_at(&access), Some(1_786_000_000));
+        assert_eq!(expires_at("not-a-jwt"), None);
     }
 
     #[test]

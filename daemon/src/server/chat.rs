@@ -152,6 +152,10 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
 }
 
 fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    // The plain parser first; only a body it refuses is parsed again to name the bad field.
+    if let Ok(chat) = serde_json::from_slice(body) {
+        return Ok(chat);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

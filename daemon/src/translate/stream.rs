@@ -54,6 +54,8 @@ pub struct StreamTranslator {
     next_tool: u32,
     /// Message items whose text arrived as deltas (their `done` must not repeat it).
     streamed_text: HashSet<String>,
+    /// The item of the previous text delta (most deltas continue the same item).
+    last_streamed: Option<String>,
     reasoning_emitted: bool,
     in_think: bool,
     terminal: bool,
@@ -70,6 +72,7 @@ impl StreamTranslator {
             tools: HashMap::new(),
             next_tool: 0,
             streamed_text: HashSet::new(),
+            last_streamed: None,
             reasoning_emitted: false,
             in_think: false,
             terminal: false,
@@ -117,8 +120,11 @@ impl StreamTranslator {
             }
             "response.output_text.delta" => {
                 if let (Some(id), Some(delta)) = (event.item_id, event.delta) {
-                    if !self.streamed_text.contains(id.as_ref()) {
-                        self.streamed_text.insert(id.into_owned());
+                    // Every delta names its item; only a new one is looked up and kept.
+                    if self.last_streamed.as_deref() != Some(id.as_ref()) {
+                        let id = id.into_owned();
+                        self.streamed_text.insert(id.clone());
+                        self.last_streamed = Some(id);
                     }
                     self.content(&delta, out);
                 }

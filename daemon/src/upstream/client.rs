@@ -51,7 +51,8 @@ impl UpstreamError {
 #[derive(Debug)]
 pub struct Upstream {
     http: reqwest::Client,
-    responses_url: String,
+    /// Parsed once: it is used on every request.
+    responses_url: reqwest::Url,
     models_url: String,
     usage_url: String,
     auth_url: String,
@@ -99,7 +100,7 @@ impl Upstream {
         let base = upstream.base_url.as_str();
         Ok(Self {
             http,
-            responses_url: format!("{base}/codex/responses"),
+            responses_url: reqwest::Url::parse(&format!("{base}/codex/responses"))?,
             models_url: format!("{base}/codex/models"),
             // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
             usage_url: if base.contains("/backend-api") {
@@ -135,15 +136,18 @@ impl Upstream {
     /// The headers every backend request carries (§2.2). `session` is the conversation's id.
     pub fn headers(&self, account: &Account, session: &str) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(12);
+        if let Ok(mut bearer) =
+            HeaderValue::from_str(&format!("Bearer {}", account.tokens.access_token.expose()))
+        {
+            // Never indexed by HTTP/2 header compression, never shown by `Debug`.
+            bearer.set_sensitive(true);
+            headers.insert(axum::http::header::AUTHORIZATION, bearer);
+        }
         let mut put = |name: &'static str, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(HeaderName::from_static(name), value);
             }
         };
-        put(
-            "authorization",
-            &format!("Bearer {}", account.tokens.access_token.expose()),
-        );
         put("chatgpt-account-id", &account.chatgpt_account_id);
         if account.fedramp {
             put("x-openai-fedramp", "true");
@@ -170,7 +174,7 @@ impl Upstream {
         let json = serde_json::to_vec(body).map_err(|e| UpstreamError::Transport(e.to_string()))?;
         let mut request = self
             .http
-            .post(&self.responses_url)
+            .post(self.responses_url.clone())
             .headers(self.headers(account, session))
             .header("accept", "text/event-stream")
             .header("content-type", "application/json");
