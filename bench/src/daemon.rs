@@ -55,6 +55,18 @@ fn token() -> String {
     )
 }
 
+/// `program`, pinned to `cpu` with taskset when given and available.
+fn pinned(program: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) if which("taskset") => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(program);
+            c
+        }
+        _ => Command::new(program),
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -84,32 +96,43 @@ impl Daemon {
             ),
         )?;
         let port = free_port()?;
-        let mut cmd = match cpu {
-            Some(cpu) if which("taskset") => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).arg(binary);
-                c
-            }
-            _ => Command::new(binary),
-        };
+        let mut cmd = pinned(binary, cpu);
         cmd.env_clear()
             .env("HOME", dir.path())
             .env("CODEX_PROXY_STATE_DIR", &state)
             .env("CODEX_PROXY_SOCKET", dir.path().join("control.sock"))
             .arg("--config")
             .arg(&config)
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .args(["--port", &port.to_string()]);
         if nix::unistd::Uid::effective().is_root() {
             cmd.arg("--allow-root");
         }
-        let child = cmd.spawn()?;
+        Self::serving(cmd, port, dir)
+    }
+
+    /// The pass-through proxy of [`crate::floor`] in front of `upstream`: this program again,
+    /// as its own process, pinned like the daemon.
+    pub fn floor(upstream: SocketAddr, cpu: Option<usize>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let mut cmd = pinned(&std::env::current_exe()?, cpu);
+        cmd.arg("--floor-proxy-for")
+            .arg(upstream.to_string())
+            .args(["--floor-port", &port.to_string()]);
+        Self::serving(cmd, port, dir)
+    }
+
+    /// Starts `cmd` and waits until it accepts connections on `port`.
+    fn serving(mut cmd: Command, port: u16, dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(addr).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "the daemon did not start");
+            anyhow::ensure!(Instant::now() < deadline, "{cmd:?} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Self {

@@ -7,6 +7,7 @@
 
 mod client;
 mod daemon;
+mod floor;
 mod mock;
 
 use std::time::{Duration, Instant};
@@ -70,6 +71,12 @@ struct Cli {
     /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Internal: run as the pass-through floor proxy in front of this upstream.
+    #[arg(long, hide = true, requires = "floor_port")]
+    floor_proxy_for: Option<std::net::SocketAddr>,
+    /// Internal: the floor proxy's port.
+    #[arg(long, hide = true)]
+    floor_port: Option<u16>,
     /// The daemon's core (set from the machine and the flags above).
     #[arg(skip)]
     daemon_cpu: Option<usize>,
@@ -173,6 +180,9 @@ pub fn pin_self(cpu: usize) {
 
 fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
+    if let (Some(upstream), Some(port)) = (cli.floor_proxy_for, cli.floor_port) {
+        return floor::run(upstream, port);
+    }
     if cli.quick {
         cli.samples = cli.samples.min(500);
         cli.warmup = cli.warmup.min(100);
@@ -219,11 +229,14 @@ fn main() -> anyhow::Result<()> {
                 d.rss_kib()
             );
         }
-        if wants("latency") {
-            latency(&cli, upstream, &d).await?;
-        }
-        if wants("streaming") {
-            streaming(&cli, &binary, daemon_cpu, upstream, &d).await?;
+        if wants("latency") || wants("streaming") {
+            let floor = Daemon::floor(upstream, daemon_cpu)?;
+            if wants("latency") {
+                latency(&cli, upstream, &d, &floor).await?;
+            }
+            if wants("streaming") {
+                streaming(&cli, &binary, daemon_cpu, upstream, &d, &floor).await?;
+            }
         }
         drop(d);
         // CPU and throughput: the mock on the load side's core, the daemon's core its own.
@@ -244,18 +257,27 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// [1] Added latency at concurrency 1, non-streamed, the two legs interleaved.
-async fn latency(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
+/// [1] Added latency at concurrency 1, non-streamed; the direct, floor and daemon legs
+/// interleaved.
+async fn latency(
+    cli: &Cli,
+    upstream: std::net::SocketAddr,
+    d: &Daemon,
+    floor: &Daemon,
+) -> anyhow::Result<()> {
     let body = chat_body(false);
     let mut direct = Conn::open(upstream, API_KEY).await?;
+    let mut hop = Conn::open(floor.addr, API_KEY).await?;
     let mut via = Conn::open(d.addr, API_KEY).await?;
-    let (mut hd, mut hv) = (hist(), hist());
+    let (mut hd, mut hf, mut hv) = (hist(), hist(), hist());
     let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
     for i in 0..cli.warmup + cli.samples {
         let a = direct.complete(&body, &expect).await?;
+        let f = hop.complete(&body, &expect).await?;
         let b = via.complete(&body, &expect).await?;
         if i >= cli.warmup {
             hd.record(us(a))?;
+            hf.record(us(f))?;
             hv.record(us(b))?;
         }
     }
@@ -264,14 +286,26 @@ async fn latency(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyho
         cli.deltas, cli.delta_bytes
     );
     line("direct", &hd);
+    line("via floor proxy", &hf);
     line("via daemon", &hv);
-    println!(
-        "  added                  p50 {:>8} µs  p99 {:>8} µs   (targets 60 / 100)   samples in 30–50 ms: {}",
-        added(&hd, &hv, 0.5),
-        added(&hd, &hv, 0.99),
-        stall_band(&hv)
-    );
+    compare(&hd, &hf, &hv, "(targets 60 / 100)");
+    println!("  samples in 30–50 ms: {}", stall_band(&hv));
     Ok(())
+}
+
+/// The three differences: what the floor adds, what the daemon adds (the target figure), and
+/// what the daemon adds over the floor (its own work).
+fn compare(direct: &Histogram<u64>, floor: &Histogram<u64>, via: &Histogram<u64>, target: &str) {
+    let row = |name: &str, a: &Histogram<u64>, b: &Histogram<u64>, note: &str| {
+        println!(
+            "  {name:<22} p50 {:>8} µs  p99 {:>8} µs   {note}",
+            added(a, b, 0.5),
+            added(a, b, 0.99)
+        );
+    };
+    row("floor adds", direct, floor, "(any HTTP hop here)");
+    row("daemon adds", direct, via, target);
+    row("daemon over floor", floor, via, "(the daemon's own work)");
 }
 
 /// [2] Streaming: time to the first delta (unpaced) and the gap between deltas (paced).
@@ -281,29 +315,30 @@ async fn streaming(
     cpu: Option<usize>,
     upstream: std::net::SocketAddr,
     d: &Daemon,
+    floor: &Daemon,
 ) -> anyhow::Result<()> {
     let body = chat_body(true);
     let mut direct = Conn::open(upstream, API_KEY).await?;
+    let mut hop = Conn::open(floor.addr, API_KEY).await?;
     let mut via = Conn::open(d.addr, API_KEY).await?;
-    let (mut hd, mut hv) = (hist(), hist());
+    let (mut hd, mut hf, mut hv) = (hist(), hist(), hist());
     let mut problems = 0usize;
     for i in 0..cli.warmup + cli.samples {
         let a = direct.stream(&body).await?;
+        let f = hop.stream(&body).await?;
         let b = via.stream(&body).await?;
         problems += usize::from(!ok_stream(&b, cli.deltas));
         if i >= cli.warmup {
             hd.record(us(a.first_delta))?;
+            hf.record(us(f.first_delta))?;
             hv.record(us(b.first_delta))?;
         }
     }
-    println!("\n[2] streaming, c = 1");
-    line("direct first delta", &hd);
-    line("via first delta", &hv);
-    println!(
-        "  added time to first delta p50 {} µs, p99 {} µs (target p99 ≤ 150)",
-        added(&hd, &hv, 0.5),
-        added(&hd, &hv, 0.99)
-    );
+    println!("\n[2] streaming, c = 1: time to the first delta");
+    line("direct", &hd);
+    line("via floor proxy", &hf);
+    line("via daemon", &hv);
+    compare(&hd, &hf, &hv, "(target p99 ≤ 150)");
 
     let paced = Shape {
         deltas: cli.deltas,

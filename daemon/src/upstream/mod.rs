@@ -4,6 +4,7 @@ pub mod appcast;
 pub mod client;
 pub mod cookies;
 pub mod errors;
+mod flat;
 pub mod identity;
 pub mod sse;
 pub mod wire;
