@@ -618,13 +618,7 @@ async fn stream_response(
         Err(_elapsed) => None,
     };
 
-    let writer = ChunkWriter {
-        id: completion_id(None),
-        created: unix_now(),
-        model,
-        include_usage,
-        usage: ChatUsage::default(),
-    };
+    let writer = ChunkWriter::new(completion_id(None), unix_now(), model, include_usage);
     let mut pending = VecDeque::new();
     if first.is_none() {
         pending.push_back(Bytes::from_static(KEEPALIVE_COMMENT));
@@ -669,15 +663,60 @@ async fn stream_response(
         })
 }
 
+/// Renders `chat.completion.chunk`s. Everything but the choice is the same on every chunk of
+/// a stream, so it is serialised once (as serde writes it) and each chunk splices its choice in.
 struct ChunkWriter {
     id: String,
     created: i64,
     model: String,
     include_usage: bool,
     usage: ChatUsage,
+    /// `data: {"id":…,"choices":[` and `],…}\n\n` around every chunk's one choice.
+    frame: (Vec<u8>, Vec<u8>),
 }
 
 impl ChunkWriter {
+    fn new(id: String, created: i64, model: String, include_usage: bool) -> Self {
+        let mut writer = Self {
+            id,
+            created,
+            model,
+            include_usage,
+            usage: ChatUsage::default(),
+            frame: (Vec::new(), Vec::new()),
+        };
+        writer.frame = writer.split_frame();
+        writer
+    }
+
+    fn template(&self) -> ChatChunk<'_> {
+        ChatChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: None,
+            choices: &[],
+            usage: if self.include_usage {
+                UsageField::Null
+            } else {
+                UsageField::Absent
+            },
+        }
+    }
+
+    /// The template chunk with no choices, cut where its `[]` is. Strings inside it are
+    /// escaped, so the last `"choices":[` is the field itself.
+    fn split_frame(&self) -> (Vec<u8>, Vec<u8>) {
+        let whole = sse_data(&self.template());
+        let marker: &[u8] = b"\"choices\":[";
+        let cut = whole
+            .windows(marker.len())
+            .rposition(|w| w == marker)
+            .map_or(whole.len(), |at| at + marker.len());
+        (whole[..cut].to_vec(), whole[cut..].to_vec())
+    }
+
     fn chunk(
         &self,
         index: u32,
@@ -685,25 +724,45 @@ impl ChunkWriter {
         finish_reason: Option<FinishReason>,
         out: &mut VecDeque<Bytes>,
     ) {
-        let chunk = ChatChunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            system_fingerprint: None,
-            choices: &[ChunkChoice {
-                index,
-                delta,
-                logprobs: None,
-                finish_reason,
-            }],
-            usage: if self.include_usage {
-                UsageField::Null
-            } else {
-                UsageField::Absent
-            },
+        let (head, tail) = &self.frame;
+        let mut buf = Vec::with_capacity(head.len() + tail.len() + 96);
+        buf.extend_from_slice(head);
+        // Serialising our own types cannot fail; an empty object keeps the stream well-formed.
+        let written = match (&delta, finish_reason) {
+            // Almost every chunk: text only. Written as serde writes the whole choice (tested).
+            (
+                Delta {
+                    role: None,
+                    content: Some(text),
+                    reasoning_content: None,
+                    refusal: None,
+                    tool_calls: None,
+                },
+                None,
+            ) => {
+                buf.extend_from_slice(b"{\"index\":");
+                buf.extend_from_slice(index.to_string().as_bytes());
+                buf.extend_from_slice(b",\"delta\":{\"content\":");
+                let text = serde_json::to_writer(&mut buf, text);
+                buf.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
+                text
+            }
+            _ => serde_json::to_writer(
+                &mut buf,
+                &ChunkChoice {
+                    index,
+                    delta,
+                    logprobs: None,
+                    finish_reason,
+                },
+            ),
         };
-        out.push_back(sse_data(&chunk));
+        if written.is_err() {
+            buf.truncate(head.len());
+            buf.extend_from_slice(b"{}");
+        }
+        buf.extend_from_slice(tail);
+        out.push_back(Bytes::from(buf));
     }
 
     /// Renders one emit; returns true when the stream must end (an error after the first byte).
@@ -790,6 +849,83 @@ impl SseBody {
                         recorder.record(&self.writer.usage);
                     }
                     self.done = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spliced chunk is byte for byte what serialising the whole chunk gives.
+    #[test]
+    fn spliced_chunks_equal_whole_serialisation() {
+        let tricky = r#"m"choices":["x\"#;
+        for (id, model) in [
+            ("chatcmpl-1", "gpt-5.5"),
+            (tricky, tricky),
+            ("chatcmpl-\u{e9}", "model \"quoted\""),
+        ] {
+            for include_usage in [false, true] {
+                let writer =
+                    ChunkWriter::new(id.into(), 1_700_000_000, model.into(), include_usage);
+                for (delta, finish) in [
+                    (
+                        Delta {
+                            content: Some("say \"hi\"\n".into()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ),
+                    (
+                        Delta {
+                            content: Some(String::new()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ),
+                    (
+                        Delta {
+                            content: Some("tail".into()),
+                            ..Delta::default()
+                        },
+                        Some(FinishReason::Length),
+                    ),
+                    (
+                        Delta {
+                            role: Some("assistant"),
+                            content: Some(String::new()),
+                            refusal: Some(None),
+                            ..Delta::default()
+                        },
+                        None,
+                    ),
+                    (
+                        Delta {
+                            reasoning_content: Some("think \u{1f600}".into()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ),
+                    (Delta::default(), Some(FinishReason::Stop)),
+                ] {
+                    for index in [0, 3, 17] {
+                        let mut out = VecDeque::new();
+                        writer.chunk(index, delta.clone(), finish, &mut out);
+                        let choice = ChunkChoice {
+                            index,
+                            delta: delta.clone(),
+                            logprobs: None,
+                            finish_reason: finish,
+                        };
+                        let whole = sse_data(&ChatChunk {
+                            choices: std::slice::from_ref(&choice),
+                            ..writer.template()
+                        });
+                        assert_eq!(out[0], whole, "{id} {model} {include_usage}");
+                    }
                 }
             }
         }
