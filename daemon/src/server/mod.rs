@@ -80,7 +80,6 @@ impl AppState {
             .unwrap_or_else(Catalog::builtin);
         let cookies = Arc::new(crate::upstream::cookies::CloudflareCookies::load(
             &state_dir,
-            config.upstream.base_url.as_str(),
         ));
         let upstream = Upstream::with_cookies(&config, identity, Some(cookies))
             .context("cannot set up the upstream client")?;

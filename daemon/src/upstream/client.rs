@@ -93,9 +93,6 @@ impl Upstream {
                     .map_err(|_| anyhow::anyhow!("upstream.proxy is not usable"))?,
             );
         }
-        if let Some(jar) = &cookies {
-            builder = builder.cookie_provider(jar.clone());
-        }
         let http = builder.build()?;
         let base = upstream.base_url.as_str();
         Ok(Self {
@@ -143,6 +140,12 @@ impl Upstream {
             bearer.set_sensitive(true);
             headers.insert(axum::http::header::AUTHORIZATION, bearer);
         }
+        if let Ok(session) = HeaderValue::from_str(session) {
+            // One value, shared by the three headers that carry the conversation id.
+            for name in ["session-id", "thread-id", "x-client-request-id"] {
+                headers.insert(HeaderName::from_static(name), session.clone());
+            }
+        }
         let mut put = |name: &'static str, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(HeaderName::from_static(name), value);
@@ -156,11 +159,18 @@ impl Upstream {
         put("originator", &identity.originator);
         put("user-agent", &identity.user_agent);
         put("version", &identity.version);
-        put("session-id", session);
-        put("thread-id", session);
-        put("x-client-request-id", session);
         put("x-codex-window-id", &format!("{session}:0"));
+        if let Some(cookie) = self.cookies.as_ref().and_then(|jar| jar.header()) {
+            headers.insert(axum::http::header::COOKIE, cookie);
+        }
         headers
+    }
+
+    /// Keeps the Cloudflare cookies of a backend response (any status).
+    fn keep_cookies(&self, headers: &HeaderMap) {
+        if let Some(jar) = &self.cookies {
+            jar.store(headers.get_all(axum::http::header::SET_COOKIE).iter());
+        }
     }
 
     /// Starts `POST /codex/responses`; returns once the backend answered 200 (or an error).
@@ -193,6 +203,7 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::from_reqwest(&e))?;
         let status = response.status();
+        self.keep_cookies(response.headers());
         let headers = response.headers().clone();
         if !status.is_success() {
             return Err(UpstreamError::Status {
@@ -266,6 +277,7 @@ impl Upstream {
             "chatgpt-account-id",
             "x-openai-fedramp",
             "user-agent",
+            "cookie",
         ] {
             if let Some(value) = self.headers(account, "").get(name) {
                 headers.insert(HeaderName::from_static(name), value.clone());
@@ -280,6 +292,7 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::from_reqwest(&e))?;
         let status = response.status();
+        self.keep_cookies(response.headers());
         let headers = response.headers().clone();
         let body = read_limited(response).await;
         if !status.is_success() {
@@ -334,6 +347,7 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::from_reqwest(&e))?;
         let status = response.status();
+        self.keep_cookies(response.headers());
         if status == StatusCode::NOT_MODIFIED {
             return Ok(None);
         }

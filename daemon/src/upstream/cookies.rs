@@ -28,38 +28,32 @@ fn is_cloudflare(name: &str) -> bool {
     ) || name.starts_with("cf_chl_")
 }
 
+/// The backend's Cloudflare cookies. The upstream client consults it on every backend request
+/// and feeds it every backend response; auth-server traffic never touches it.
 #[derive(Debug)]
 pub struct CloudflareCookies {
-    host: Option<String>,
     path: PathBuf,
     jar: Mutex<BTreeMap<String, String>>,
+    /// Cheap check on every request: most of the time there is nothing to send.
+    empty: AtomicBool,
     dirty: AtomicBool,
 }
 
 impl CloudflareCookies {
-    /// The jar for the backend at `base_url`, with what the state directory kept.
-    pub fn load(state_dir: &Path, base_url: &str) -> Self {
+    pub fn load(state_dir: &Path) -> Self {
         let path = state_dir.join(COOKIES_FILE);
-        let jar = std::fs::read_to_string(&path)
+        let jar: BTreeMap<String, String> = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        let host = url::Url::parse(base_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned));
         Self {
-            host,
             path,
+            empty: AtomicBool::new(jar.is_empty()),
             jar: Mutex::new(jar),
             dirty: AtomicBool::new(false),
         }
     }
 
-    fn for_backend(&self, url: &url::Url) -> bool {
-        self.host.is_some() && url.host_str() == self.host.as_deref()
-    }
-
-    /// Saves the jar if it changed (blocking: call from a blocking context).
     pub fn save_if_changed(&self) -> anyhow::Result<()> {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
@@ -71,18 +65,18 @@ impl CloudflareCookies {
             .clone();
         write_private_atomic(&self.path, &serde_json::to_vec(&jar)?)
     }
-}
 
-impl reqwest::cookie::CookieStore for CloudflareCookies {
-    fn set_cookies(&self, cookie_headers: &mut dyn Iterator<Item = &HeaderValue>, url: &url::Url) {
-        if !self.for_backend(url) {
+    /// Keeps the Cloudflare cookies a backend response sets (and drops expired ones).
+    pub fn store<'a>(&self, set_cookie: impl Iterator<Item = &'a HeaderValue>) {
+        let mut set_cookie = set_cookie.peekable();
+        if set_cookie.peek().is_none() {
             return;
         }
         let mut jar = self
             .jar
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for header in cookie_headers {
+        for header in set_cookie {
             let Ok(text) = header.to_str() else { continue };
             let mut parts = text.split(';').map(str::trim);
             let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
@@ -99,10 +93,12 @@ impl reqwest::cookie::CookieStore for CloudflareCookies {
             }
             self.dirty.store(true, Ordering::Release);
         }
+        self.empty.store(jar.is_empty(), Ordering::Release);
     }
 
-    fn cookies(&self, url: &url::Url) -> Option<HeaderValue> {
-        if !self.for_backend(url) {
+    /// The `Cookie` header for a backend request, if there is anything to send.
+    pub fn header(&self) -> Option<HeaderValue> {
+        if self.empty.load(Ordering::Acquire) {
             return None;
         }
         let jar = self
@@ -123,33 +119,28 @@ impl reqwest::cookie::CookieStore for CloudflareCookies {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::cookie::CookieStore;
-
     use super::*;
 
     #[test]
-    fn keeps_only_cloudflare_cookies_for_the_backend() {
+    fn keeps_only_cloudflare_cookies() {
         let dir = tempfile::tempdir().unwrap();
-        let jar = CloudflareCookies::load(dir.path(), "https://chatgpt.com/backend-api");
-        let backend = url::Url::parse("https://chatgpt.com/backend-api/codex/responses").unwrap();
+        let jar = CloudflareCookies::load(dir.path());
+        assert_eq!(jar.header(), None, "nothing to send yet");
         let headers = [
             HeaderValue::from_static("__cf_bm=abc; path=/; HttpOnly; Secure"),
             HeaderValue::from_static("_puid=user-tracking; path=/"),
             HeaderValue::from_static("cf_chl_rc_m=1"),
         ];
-        jar.set_cookies(&mut headers.iter(), &backend);
-        assert_eq!(jar.cookies(&backend).unwrap(), "__cf_bm=abc; cf_chl_rc_m=1");
-        let elsewhere = url::Url::parse("https://auth.openai.com/oauth/token").unwrap();
-        assert_eq!(jar.cookies(&elsewhere), None, "never sent to another host");
+        jar.store(headers.iter());
+        assert_eq!(jar.header().unwrap(), "__cf_bm=abc; cf_chl_rc_m=1");
 
         jar.save_if_changed().unwrap();
-        let again = CloudflareCookies::load(dir.path(), "https://chatgpt.com/backend-api");
-        assert_eq!(
-            again.cookies(&backend).unwrap(),
-            "__cf_bm=abc; cf_chl_rc_m=1"
-        );
+        let again = CloudflareCookies::load(dir.path());
+        assert_eq!(again.header().unwrap(), "__cf_bm=abc; cf_chl_rc_m=1");
         let expire = [HeaderValue::from_static("__cf_bm=; Max-Age=0")];
-        again.set_cookies(&mut expire.iter(), &backend);
-        assert_eq!(again.cookies(&backend).unwrap(), "cf_chl_rc_m=1");
+        again.store(expire.iter());
+        assert_eq!(again.header().unwrap(), "cf_chl_rc_m=1");
+        again.store([HeaderValue::from_static("cf_chl_rc_m=; Max-Age=0")].iter());
+        assert_eq!(again.header(), None, "empty again");
     }
 }
