@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# User-space instructions per non-streamed request of a codex-proxy binary, counted by
+# valgrind's callgrind: the daemon runs under callgrind twice (200 and 1200 measured requests of
+# scenario [1]) and the difference divided by 1000 is the per-request cost, start-up excluded.
+# Deterministic, unlike wall-clock figures on a shared VM: use it to compare two builds.
+#
+#   cargo build --profile profiling -p codex-proxy && cargo build --release -p codex-proxy-bench
+#   bench/callgrind.sh target/profiling/codex-proxy
+#   callgrind_annotate --inclusive=yes "$OUT/cg.1200.out" | less     # where they go
+set -euo pipefail
+BIN=$(realpath "${1:?usage: bench/callgrind.sh DAEMON_BINARY}")
+BENCH=$(dirname "$(realpath "$0")")/../target/release/codex-bench
+command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+OUT=${OUT:-$(mktemp -d)}
+total() { callgrind_annotate "$OUT/cg.$1.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
+for n in 200 1200; do
+  wrapper="$OUT/daemon-$n"
+  printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s --dump-instr=no %s "$@" 2>/dev/null\n' \
+    "$OUT/cg.$n.out" "$BIN" >"$wrapper"
+  chmod +x "$wrapper"
+  "$BENCH" --daemon "$wrapper" --only latency --samples "$n" --warmup 100 >/dev/null
+done
+echo "$BIN: $(( ($(total 1200) - $(total 200)) / 1000 )) user-space instructions per request (profiles in $OUT)"
