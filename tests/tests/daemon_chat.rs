@@ -1020,6 +1020,9 @@ async fn only_cloudflare_cookies_are_kept_and_sent_back() {
         cookie.starts_with("__cf_bm=") && !cookie.contains("_puid"),
         "{cookie}"
     );
+    // Shown to nobody: the fingerprint page names the header, not its value.
+    let fingerprint: Value = daemon.get_json("/debug/fingerprint").await;
+    assert_eq!(fingerprint["headers"]["cookie"], "<redacted>");
 
     // Kept across a restart.
     assert!(

@@ -1,4 +1,5 @@
-//! `GET /debug/fingerprint`: the identity headers the daemon sends upstream, tokens redacted.
+//! `GET /debug/fingerprint`: the identity headers the daemon sends upstream, tokens and cookies
+//! redacted.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,8 @@ pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
         .map(|(name, value)| {
             let shown = if name == "authorization" {
                 "Bearer <redacted>".to_owned()
+            } else if value.is_sensitive() {
+                "<redacted>".to_owned()
             } else {
                 value.to_str().unwrap_or("<binary>").to_owned()
             };

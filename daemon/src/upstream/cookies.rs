@@ -113,7 +113,10 @@ impl CloudflareCookies {
             .map(|(n, v)| format!("{n}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        HeaderValue::from_str(&header).ok()
+        let mut value = HeaderValue::from_str(&header).ok()?;
+        // A clearance cookie is a credential of sorts: kept out of `Debug` and HPACK tables.
+        value.set_sensitive(true);
+        Some(value)
     }
 }
 
