@@ -785,13 +785,8 @@ impl ChunkWriter {
     fn finish(&mut self, out: &mut VecDeque<Bytes>) {
         if self.include_usage {
             let chunk = ChatChunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                system_fingerprint: None,
-                choices: &[],
                 usage: UsageField::Present(self.usage.clone()),
+                ..self.template()
             };
             out.push_back(sse_data(&chunk));
         }
