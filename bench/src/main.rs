@@ -266,9 +266,7 @@ async fn latency(
     floor: &Daemon,
 ) -> anyhow::Result<()> {
     let body = chat_body(false);
-    let mut direct = Conn::open(upstream, API_KEY).await?;
-    let mut hop = Conn::open(floor.addr, API_KEY).await?;
-    let mut via = Conn::open(d.addr, API_KEY).await?;
+    let (mut direct, mut hop, mut via) = legs(upstream, floor, d).await?;
     let (mut hd, mut hf, mut hv) = (hist(), hist(), hist());
     let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
     for i in 0..cli.warmup + cli.samples {
@@ -291,6 +289,19 @@ async fn latency(
     compare(&hd, &hf, &hv, "(targets 60 / 100)");
     println!("  samples in 30–50 ms: {}", stall_band(&hv));
     Ok(())
+}
+
+/// One connection per leg: direct to the mock, through the floor, through the daemon.
+async fn legs(
+    upstream: std::net::SocketAddr,
+    floor: &Daemon,
+    d: &Daemon,
+) -> anyhow::Result<(Conn, Conn, Conn)> {
+    Ok((
+        Conn::open(upstream, API_KEY).await?,
+        Conn::open(floor.addr, API_KEY).await?,
+        Conn::open(d.addr, API_KEY).await?,
+    ))
 }
 
 /// The three differences: what the floor adds, what the daemon adds (the target figure), and
@@ -318,9 +329,7 @@ async fn streaming(
     floor: &Daemon,
 ) -> anyhow::Result<()> {
     let body = chat_body(true);
-    let mut direct = Conn::open(upstream, API_KEY).await?;
-    let mut hop = Conn::open(floor.addr, API_KEY).await?;
-    let mut via = Conn::open(d.addr, API_KEY).await?;
+    let (mut direct, mut hop, mut via) = legs(upstream, floor, d).await?;
     let (mut hd, mut hf, mut hv) = (hist(), hist(), hist());
     let mut problems = 0usize;
     for i in 0..cli.warmup + cli.samples {
