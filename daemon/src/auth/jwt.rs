@@ -18,6 +18,11 @@ pub struct Claims {
 
 /// The payload of a JWT, or `None` when it is not one.
 pub fn payload(token: &str) -> Option<Value> {
+    payload_as(token)
+}
+
+/// The payload of a JWT read as `T`, or `None` when it is not one (or not a `T`).
+fn payload_as<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
     let part = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -29,10 +34,10 @@ pub fn expires_at(token: &str) -> Option<i64> {
     struct Expiry {
         exp: Option<Value>,
     }
-    let part = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
-    let expiry: Expiry = serde_json::from_slice(&bytes).ok()?;
-    expiry.exp.as_ref().and_then(Value::as_i64)
+    payload_as::<Expiry>(token)?
+        .exp
+        .as_ref()
+        .and_then(Value::as_i64)
 }
 
 const AUTH: &str = "https://api.openai.com/auth";

@@ -174,16 +174,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn null(&mut self) -> Option<bool> {
-        if self.bytes[self.at..].starts_with(b"null") {
-            self.at += 4;
-            return Some(true);
-        }
-        Some(false)
+    /// Takes a `null` if one is next.
+    fn null(&mut self) -> bool {
+        self.literal(b"null").is_some()
     }
 
     fn nullable_string(&mut self) -> Option<Option<Cow<'a, str>>> {
-        if self.null()? {
+        if self.null() {
             return Some(None);
         }
         self.string().map(Some)
@@ -191,7 +188,7 @@ impl<'a> Reader<'a> {
 
     /// A plain non-negative integer that fits a `u32` (what serde accepts for one), or null.
     fn nullable_u32(&mut self) -> Option<Option<u32>> {
-        if self.null()? {
+        if self.null() {
             return Some(None);
         }
         let start = self.at;
