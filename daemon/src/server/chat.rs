@@ -25,7 +25,7 @@ use crate::translate::chat::{
     CompletionChoice, Delta, FinishReason, UsageField,
 };
 use crate::translate::request::{self, Context, Translated};
-use crate::translate::stream::{Assembler, Emit, Failure, StreamTranslator};
+use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator};
 use crate::upstream::errors::{self as upstream_errors, unix_now};
 use crate::upstream::wire::StreamEvent;
 use crate::upstream::{EventStream, UpstreamError};
@@ -490,31 +490,41 @@ impl Choice {
             if self.finished {
                 return None;
             }
-            let out = &mut self.scratch;
-            match self.events.next().await {
-                Some(Ok(data)) => {
-                    let translator = &mut self.translator;
-                    StreamEvent::with(&data, |event| translator.push(event, out));
-                }
-                Some(Err(error)) => {
-                    out.push(Emit::Failed(Failure {
-                        code: None,
-                        message: format!("The upstream stream broke: {error}"),
-                    }));
-                    self.finished = true;
-                }
-                None => {
-                    self.translator.eof(out);
-                    self.finished = true;
-                }
+            let mut out = std::mem::take(&mut self.scratch);
+            self.step(&mut out).await;
+            self.pending.extend(out.drain(..));
+            self.scratch = out;
+        }
+    }
+
+    /// Reads and translates one upstream event into `out`; `false` once the choice is over.
+    async fn step(&mut self, out: &mut impl Sink) -> bool {
+        if self.finished {
+            return false;
+        }
+        match self.events.next().await {
+            Some(Ok(data)) => {
+                let translator = &mut self.translator;
+                StreamEvent::with(&data, |event| translator.push(event, out));
             }
-            if self.translator.is_terminal()
-                || (self.translator.stopped_by_sequence() && !self.want_usage)
-            {
+            Some(Err(error)) => {
+                out.emit(Emit::Failed(Failure {
+                    code: None,
+                    message: format!("The upstream stream broke: {error}"),
+                }));
                 self.finished = true;
             }
-            self.pending.extend(self.scratch.drain(..));
+            None => {
+                self.translator.eof(out);
+                self.finished = true;
+            }
         }
+        if self.translator.is_terminal()
+            || (self.translator.stopped_by_sequence() && !self.want_usage)
+        {
+            self.finished = true;
+        }
+        true
     }
 
     fn into_stream(self) -> BoxStream<'static, (u32, Emit)> {
@@ -542,9 +552,7 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let runs = choices.into_iter().map(|mut choice| async move {
         let mut assembled = Assembler::default();
-        while let Some(emit) = choice.next().await {
-            assembled.apply(&emit);
-        }
+        while choice.step(&mut assembled).await {}
         (
             choice.index,
             assembled,
@@ -564,16 +572,15 @@ async fn complete(
             usage.add(u);
         }
         let tool_calls = assembled.tool_calls();
-        let content = (!assembled.content.is_empty() || tool_calls.is_empty())
-            .then(|| assembled.content.clone());
+        let content =
+            (!assembled.content.is_empty() || tool_calls.is_empty()).then_some(assembled.content);
         out.push(CompletionChoice {
             index,
             message: AssistantMessage {
                 role: "assistant",
                 content,
-                reasoning_content: (!assembled.reasoning.is_empty())
-                    .then(|| assembled.reasoning.clone()),
-                refusal: assembled.refusal.clone(),
+                reasoning_content: (!assembled.reasoning.is_empty()).then_some(assembled.reasoning),
+                refusal: assembled.refusal,
                 tool_calls,
                 annotations: Vec::new(),
             },

@@ -45,6 +45,34 @@ struct ToolSlot {
     streamed: usize,
 }
 
+/// Where a translator's output goes: a vector of [`Emit`]s for a stream's chunks, or an
+/// [`Assembler`] for a whole completion, which takes the text of each delta without a [`Delta`]
+/// (and an allocation) per event.
+pub trait Sink {
+    fn emit(&mut self, emit: Emit);
+
+    /// Content text, the output of almost every event.
+    fn content(&mut self, text: &str) {
+        self.emit(content_delta(text.to_owned()));
+    }
+}
+
+impl Sink for Vec<Emit> {
+    fn emit(&mut self, emit: Emit) {
+        self.push(emit);
+    }
+}
+
+impl Sink for Assembler {
+    fn emit(&mut self, emit: Emit) {
+        self.apply(&emit);
+    }
+
+    fn content(&mut self, text: &str) {
+        self.content.push_str(text);
+    }
+}
+
 /// Translates one upstream response for one choice.
 #[derive(Debug)]
 pub struct StreamTranslator {
@@ -97,14 +125,14 @@ impl StreamTranslator {
         self.stopped
     }
 
-    pub fn push(&mut self, event: StreamEvent<'_>, out: &mut Vec<Emit>) {
+    pub fn push(&mut self, event: StreamEvent<'_>, out: &mut impl Sink) {
         if self.terminal {
             return;
         }
         // After a stop sequence only the usage of the terminal event still matters.
         if self.stopped {
             if let Some(usage) = event.response.as_ref().and_then(|r| r.usage) {
-                out.push(Emit::Usage(chat_usage(usage)));
+                out.emit(Emit::Usage(chat_usage(usage)));
             }
             if is_terminal(&event.kind) {
                 self.terminal = true;
@@ -161,9 +189,9 @@ impl StreamTranslator {
                 } else {
                     FinishReason::Stop
                 };
-                out.push(Emit::Finish(finish));
+                out.emit(Emit::Finish(finish));
                 if let Some(usage) = event.response.and_then(|r| r.usage) {
-                    out.push(Emit::Usage(chat_usage(usage)));
+                    out.emit(Emit::Usage(chat_usage(usage)));
                 }
                 self.terminal = true;
             }
@@ -175,16 +203,16 @@ impl StreamTranslator {
                     Some("content_filter") => FinishReason::ContentFilter,
                     _ => FinishReason::Length,
                 };
-                out.push(Emit::Finish(finish));
+                out.emit(Emit::Finish(finish));
                 if let Some(usage) = response.usage {
-                    out.push(Emit::Usage(chat_usage(usage)));
+                    out.emit(Emit::Usage(chat_usage(usage)));
                 }
                 self.terminal = true;
             }
             "response.failed" => {
                 self.end(out);
                 let error = event.response.and_then(|r| r.error).unwrap_or_default();
-                out.push(Emit::Failed(Failure {
+                out.emit(Emit::Failed(Failure {
                     code: error.code,
                     message: error
                         .message
@@ -197,19 +225,19 @@ impl StreamTranslator {
     }
 
     /// The upstream body ended. Without a terminal event that is a failure (§3.2).
-    pub fn eof(&mut self, out: &mut Vec<Emit>) {
+    pub fn eof(&mut self, out: &mut impl Sink) {
         if self.is_done() {
             return;
         }
         self.end(out);
-        out.push(Emit::Failed(Failure {
+        out.emit(Emit::Failed(Failure {
             code: None,
             message: "The upstream stream closed before the response completed.".into(),
         }));
         self.terminal = true;
     }
 
-    fn item_added(&mut self, item: OutputItem, item_id: Option<String>, out: &mut Vec<Emit>) {
+    fn item_added(&mut self, item: OutputItem, item_id: Option<String>, out: &mut impl Sink) {
         let (id, call_id, name, kind) = match item {
             OutputItem::FunctionCall {
                 id, call_id, name, ..
@@ -229,7 +257,7 @@ impl StreamTranslator {
         call_id: String,
         name: String,
         kind: ToolKind,
-        out: &mut Vec<Emit>,
+        out: &mut impl Sink,
     ) {
         self.before_other_output(out);
         let index = self.next_tool;
@@ -264,22 +292,22 @@ impl StreamTranslator {
                 }),
             },
         };
-        out.push(Emit::Delta(Delta {
+        out.emit(Emit::Delta(Delta {
             tool_calls: Some(vec![call]),
             ..Delta::default()
         }));
     }
 
-    fn tool_delta(&mut self, key: &str, delta: &str, out: &mut Vec<Emit>) {
+    fn tool_delta(&mut self, key: &str, delta: &str, out: &mut impl Sink) {
         let Some(slot) = self.tools.get_mut(key) else {
             return;
         };
         slot.streamed += delta.len();
         let (index, kind) = (slot.index, slot.kind);
-        out.push(Emit::Delta(tool_args(index, kind, delta.to_owned())));
+        out.emit(Emit::Delta(tool_args(index, kind, delta.to_owned())));
     }
 
-    fn item_done(&mut self, item: OutputItem, out: &mut Vec<Emit>) {
+    fn item_done(&mut self, item: OutputItem, out: &mut impl Sink) {
         match item {
             OutputItem::FunctionCall {
                 id,
@@ -307,7 +335,7 @@ impl StreamTranslator {
                         OutputContent::OutputText { text } if !streamed => self.content(&text, out),
                         OutputContent::Refusal { refusal } => {
                             self.before_other_output(out);
-                            out.push(Emit::Delta(Delta {
+                            out.emit(Emit::Delta(Delta {
                                 refusal: Some(Some(refusal)),
                                 ..Delta::default()
                             }));
@@ -328,7 +356,7 @@ impl StreamTranslator {
         name: String,
         full: &str,
         kind: ToolKind,
-        out: &mut Vec<Emit>,
+        out: &mut impl Sink,
     ) {
         let key = id.unwrap_or_else(|| call_id.clone());
         if !self.tools.contains_key(&key) {
@@ -340,7 +368,7 @@ impl StreamTranslator {
         let rest = full.get(slot.streamed..).unwrap_or_default();
         if !rest.is_empty() {
             slot.streamed = full.len();
-            out.push(Emit::Delta(tool_args(
+            out.emit(Emit::Delta(tool_args(
                 slot.index,
                 slot.kind,
                 rest.to_owned(),
@@ -348,29 +376,32 @@ impl StreamTranslator {
         }
     }
 
-    fn content(&mut self, text: &str, out: &mut Vec<Emit>) {
+    fn content(&mut self, text: &str, out: &mut impl Sink) {
         if self.in_think {
             self.in_think = false;
-            out.push(content_delta("\n</think>\n\n".into()));
+            out.emit(content_delta("\n</think>\n\n".into()));
         }
-        let (text, hit) = match &mut self.stop {
-            Some(matcher) => matcher.push(text),
-            None => (text.to_owned(), false),
+        let Some(matcher) = &mut self.stop else {
+            if !text.is_empty() {
+                out.content(text);
+            }
+            return;
         };
+        let (text, hit) = matcher.push(text);
         if !text.is_empty() {
-            out.push(content_delta(text));
+            out.emit(content_delta(text));
         }
         if hit {
             self.stopped = true;
-            out.push(Emit::Finish(FinishReason::Stop));
+            out.emit(Emit::Finish(FinishReason::Stop));
         }
     }
 
-    fn reasoning_text(&mut self, text: &str, out: &mut Vec<Emit>) {
+    fn reasoning_text(&mut self, text: &str, out: &mut impl Sink) {
         match self.reasoning {
             ReasoningOutput::None => {}
             ReasoningOutput::ReasoningContent => {
-                out.push(Emit::Delta(Delta {
+                out.emit(Emit::Delta(Delta {
                     reasoning_content: Some(text.to_owned()),
                     ..Delta::default()
                 }));
@@ -383,30 +414,30 @@ impl StreamTranslator {
                     "<think>\n".to_owned()
                 };
                 self.in_think = true;
-                out.push(content_delta(format!("{opened}{text}")));
+                out.emit(content_delta(format!("{opened}{text}")));
             }
         }
     }
 
     /// Before tool calls or refusals: close a think block and release held-back text.
-    fn before_other_output(&mut self, out: &mut Vec<Emit>) {
+    fn before_other_output(&mut self, out: &mut impl Sink) {
         if self.in_think {
             self.in_think = false;
-            out.push(content_delta("\n</think>\n\n".into()));
+            out.emit(content_delta("\n</think>\n\n".into()));
         }
         self.flush_held(out);
     }
 
-    fn flush_held(&mut self, out: &mut Vec<Emit>) {
+    fn flush_held(&mut self, out: &mut impl Sink) {
         if let Some(matcher) = &mut self.stop {
             let held = matcher.flush();
             if !held.is_empty() {
-                out.push(content_delta(held));
+                out.emit(content_delta(held));
             }
         }
     }
 
-    fn end(&mut self, out: &mut Vec<Emit>) {
+    fn end(&mut self, out: &mut impl Sink) {
         self.before_other_output(out);
     }
 }
@@ -521,7 +552,7 @@ impl StopMatcher {
 }
 
 /// Builds the non-streamed completion of one choice from the same emits.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Assembler {
     pub content: String,
     pub reasoning: String,

@@ -11,9 +11,15 @@ fn run(mode: ReasoningOutput, stop: &[&str], events: &[Value]) -> (Vec<Emit>, St
     let stop: Vec<String> = stop.iter().map(|s| (*s).to_owned()).collect();
     let mut t = StreamTranslator::new(mode, &stop);
     let mut out = Vec::new();
+    // The non-streamed path: the same events straight into an assembler, which must come to
+    // what assembling the streamed emits comes to.
+    let mut direct = StreamTranslator::new(mode, &stop);
+    let mut assembled = Assembler::default();
     for e in events {
         t.push(ev(e.clone()), &mut out);
+        direct.push(ev(e.clone()), &mut assembled);
     }
+    assert_eq!(assembled, assemble(&out));
     (out, t)
 }
 
