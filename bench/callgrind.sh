@@ -7,6 +7,10 @@
 #   cargo build --profile profiling -p codex-proxy && cargo build --release -p codex-proxy-bench
 #   bench/callgrind.sh target/profiling/codex-proxy
 #   callgrind_annotate --inclusive=yes "$OUT/cg.1200.out" | less     # where they go
+#
+# With EVENTS=1 it also counts the event path alone (SSE decoding, parsing, translation and
+# assembly of one answer's upstream stream, daemon/examples/event_path.rs), built next to BIN:
+#   cargo build --profile profiling -p codex-proxy --example event_path
 set -euo pipefail
 BIN=$(realpath "${1:?usage: bench/callgrind.sh DAEMON_BINARY}")
 BENCH=$(dirname "$(realpath "$0")")/../target/release/codex-bench
@@ -21,3 +25,12 @@ for n in 200 1200; do
   "$BENCH" --daemon "$wrapper" --only latency --samples "$n" --warmup 100 >/dev/null
 done
 echo "$BIN: $(( ($(total 1200) - $(total 200)) / 1000 )) user-space instructions per request (profiles in $OUT)"
+if [ "${EVENTS:-0}" = 1 ]; then
+  EXAMPLE=$(dirname "$BIN")/examples/event_path
+  [ -x "$EXAMPLE" ] || { echo "$EXAMPLE is not built" >&2; exit 1; }
+  "$BENCH" --print-upstream-stream >"$OUT/answer.sse"
+  for n in 100 1100; do
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.events.$n.out" "$EXAMPLE" "$OUT/answer.sse" "$n" >/dev/null 2>&1
+  done
+  echo "event path: $(( ($(total events.1100) - $(total events.100)) / 1000 )) instructions per answer of $(wc -c <"$OUT/answer.sse") stream bytes"
+fi

@@ -71,6 +71,10 @@ struct Cli {
     /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Print the mock upstream's Responses stream of one answer and exit (the input of
+    /// `bench/callgrind.sh`'s event-path figure).
+    #[arg(long)]
+    print_upstream_stream: bool,
     /// Internal: run as the pass-through floor proxy in front of this upstream.
     #[arg(long, hide = true, requires = "floor_port")]
     floor_proxy_for: Option<std::net::SocketAddr>,
@@ -182,6 +186,15 @@ fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     if let (Some(upstream), Some(port)) = (cli.floor_proxy_for, cli.floor_port) {
         return floor::run(upstream, port);
+    }
+    if cli.print_upstream_stream {
+        let shape = Shape {
+            deltas: cli.deltas,
+            delta_bytes: cli.delta_bytes,
+            pace: Duration::ZERO,
+        };
+        std::io::Write::write_all(&mut std::io::stdout(), &mock::responses_stream(shape))?;
+        return Ok(());
     }
     if cli.quick {
         cli.samples = cli.samples.min(500);

@@ -44,6 +44,18 @@ fn sse(event: &str, data: &serde_json::Value) -> String {
     format!("event: {event}\ndata: {data}\n\n")
 }
 
+/// The whole Responses stream of one answer, as the mock sends it (for profiling the daemon's
+/// event path on the same bytes: `codex-bench --print-upstream-stream`).
+pub fn responses_stream(shape: Shape) -> Vec<u8> {
+    let frames = responses_frames(shape);
+    let mut out = frames.head.to_vec();
+    for delta in &frames.deltas {
+        out.extend_from_slice(delta);
+    }
+    out.extend_from_slice(&frames.tail);
+    out
+}
+
 fn responses_frames(shape: Shape) -> Frames {
     let id = "resp_bench";
     let item = "msg_bench";
