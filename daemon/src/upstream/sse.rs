@@ -5,6 +5,7 @@
 //! of that read's buffer; only a partial event waits in the decoder's own buffer.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
@@ -41,11 +42,26 @@ impl SseDecoder {
         };
         let mut start = 0;
         let mut next = first;
-        while let Some((end, sep)) = next {
-            if let Some(payload) = data_of(&data, start, end) {
+        while let Some(boundary) = next {
+            let payload = match boundary.lines(start) {
+                // The usual event, `event: …` and `data: …` (or one of them), read from the
+                // line breaks the search for its end already found.
+                Some((first, second)) => match (data_line(&data, first), second) {
+                    (payload, None) => payload,
+                    (None, Some(second)) => data_line(&data, second),
+                    (Some(payload), Some(second))
+                        if !data[second.clone()].starts_with(b"data:") =>
+                    {
+                        Some(payload)
+                    }
+                    (Some(_), Some(_)) => data_of(&data, start, boundary.at),
+                },
+                None => data_of(&data, start, boundary.at),
+            };
+            if let Some(payload) = payload {
                 out.push_back(payload);
             }
-            start = end + sep;
+            start = boundary.at + boundary.len;
             next = find_boundary(&data, start);
         }
         // Bytes after the last boundary were all searched; they wait for the rest of their event.
@@ -62,23 +78,70 @@ impl SseDecoder {
     }
 }
 
+/// A blank line, as [`find_boundary`] found it.
+#[derive(Debug)]
+struct Boundary {
+    /// Where it starts (the end of the event's last line) and its length.
+    at: usize,
+    len: usize,
+    /// Where the search began, how many line breaks it passed and the last of them.
+    from: usize,
+    breaks: usize,
+    last_break: usize,
+}
+
+impl Boundary {
+    /// The event's lines when it began where the search did and holds at most two `\n`-ended
+    /// lines — almost every event — so they need not be searched for again.
+    fn lines(&self, start: usize) -> Option<(Range<usize>, Option<Range<usize>>)> {
+        match self.breaks {
+            _ if self.from != start => None,
+            0 => Some((start..self.at, None)),
+            1 if self.last_break >= start => {
+                Some((start..self.last_break, Some(self.last_break + 1..self.at)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The next blank line at or after `from`: `\n\n`, `\r\n\r\n` or `\r\r`.
-fn find_boundary(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+fn find_boundary(buf: &[u8], from: usize) -> Option<Boundary> {
     let mut i = from;
+    let mut breaks = 0;
+    let mut last_break = 0;
     while let Some(offset) = buf
         .get(i..)
         .and_then(|rest| memchr::memchr2(b'\n', b'\r', rest))
     {
         let at = i + offset;
-        match (buf[at], buf.get(at + 1)) {
-            (b'\n', Some(b'\n')) | (b'\r', Some(b'\r')) => return Some((at, 2)),
-            (b'\r', Some(b'\n')) if buf.get(at + 2..at + 4) == Some(b"\r\n") => {
-                return Some((at, 4));
+        let len = match (buf[at], buf.get(at + 1)) {
+            (b'\n', Some(b'\n')) | (b'\r', Some(b'\r')) => 2,
+            (b'\r', Some(b'\n')) if buf.get(at + 2..at + 4) == Some(b"\r\n") => 4,
+            _ => {
+                // A `\r` counts twice, so an event with one never takes the two-line path.
+                breaks += if buf[at] == b'\n' { 1 } else { 2 };
+                last_break = at;
+                i = at + 1;
+                continue;
             }
-            _ => i = at + 1,
-        }
+        };
+        return Some(Boundary {
+            at,
+            len,
+            from,
+            breaks,
+            last_break,
+        });
     }
     None
+}
+
+/// The value of `line` when it is a `data:` line, as a slice of `src`.
+fn data_line(src: &Bytes, line: Range<usize>) -> Option<Bytes> {
+    let value = src[line.clone()].strip_prefix(b"data:")?;
+    let skip = usize::from(value.first() == Some(&b' '));
+    Some(src.slice(line.start + 5 + skip..line.end))
 }
 
 /// The joined `data:` lines of the event in `src[start..end]`; comments and other fields are
@@ -164,6 +227,18 @@ mod tests {
                 out.extend(feed(&mut decoder, &bytes[b..]).unwrap());
                 assert_eq!(out, ["one", "two", "three", "a\nb"], "cuts at {a}, {b}");
             }
+        }
+    }
+
+    #[test]
+    fn two_line_events_in_every_order() {
+        let stream = "data: a\n: after\n\n: before\ndata: b\n\nevent: e\nid: 1\n\ndata: c\ndata: d\n\nid: 2\n\ndata:e\n\n";
+        let bytes = stream.as_bytes();
+        for cut in 0..bytes.len() {
+            let mut decoder = SseDecoder::default();
+            let mut out = feed(&mut decoder, &bytes[..cut]).unwrap();
+            out.extend(feed(&mut decoder, &bytes[cut..]).unwrap());
+            assert_eq!(out, ["a", "b", "c\nd", "e"], "cut at {cut}");
         }
     }
 
