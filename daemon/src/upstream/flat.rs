@@ -79,26 +79,27 @@ enum Key {
     Other,
 }
 
-/// The keys of the frequent events, each with its closing quote, by first byte. Rest of the
-/// event starting with one of these *is* that key: none holds a quote, backslash or control
-/// character, so the key cannot end earlier or be spelled another way without an escape.
-fn known_keys(first: u8) -> &'static [(&'static [u8], Key)] {
-    match first {
-        b't' => &[(b"type\"", Key::Type)],
-        b'i' => &[(b"item_id\"", Key::ItemId), (b"item\"", Key::Nested)],
-        b'd' => &[(b"delta\"", Key::Delta)],
-        b'o' => &[
-            (b"output_index\"", Key::OutputIndex),
-            (b"obfuscation\"", Key::Other),
-        ],
-        b's' => &[
-            (b"sequence_number\"", Key::Other),
-            (b"summary_index\"", Key::SummaryIndex),
-        ],
-        b'c' => &[(b"content_index\"", Key::Other)],
-        b'l' => &[(b"logprobs\"", Key::Other)],
-        b'r' => &[(b"response\"", Key::Nested)],
-        _ => &[],
+/// The key at the start of `rest` (just after its opening quote) when it is one the frequent
+/// events carry, and its length with the closing quote. The rest of the event starting with a
+/// known name and a quote *is* that key: no name holds a quote, backslash or control character,
+/// so the key cannot end earlier or be spelled another way without an escape. Each name is a
+/// literal, so each comparison is a few instructions rather than a call.
+fn known_key(rest: &[u8]) -> Option<(usize, Key)> {
+    fn is<const N: usize>(rest: &[u8], name: &[u8; N], key: Key) -> Option<(usize, Key)> {
+        rest.starts_with(name).then_some((N, key))
+    }
+    match rest.first()? {
+        b't' => is(rest, b"type\"", Key::Type),
+        b'i' => is(rest, b"item_id\"", Key::ItemId).or_else(|| is(rest, b"item\"", Key::Nested)),
+        b'd' => is(rest, b"delta\"", Key::Delta),
+        b'o' => is(rest, b"output_index\"", Key::OutputIndex)
+            .or_else(|| is(rest, b"obfuscation\"", Key::Other)),
+        b's' => is(rest, b"sequence_number\"", Key::Other)
+            .or_else(|| is(rest, b"summary_index\"", Key::SummaryIndex)),
+        b'c' => is(rest, b"content_index\"", Key::Other),
+        b'l' => is(rest, b"logprobs\"", Key::Other),
+        b'r' => is(rest, b"response\"", Key::Nested),
+        _ => None,
     }
 }
 
@@ -229,12 +230,9 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn key(&mut self) -> Option<Key> {
         self.eat(b'"')?;
-        let rest = self.bytes.get(self.at..)?;
-        for &(name, key) in known_keys(*rest.first()?) {
-            if rest.starts_with(name) {
-                self.at += name.len();
-                return Some(key);
-            }
+        if let Some((len, key)) = known_key(self.bytes.get(self.at..)?) {
+            self.at += len;
+            return Some(key);
         }
         match self.string_body()? {
             (_, false) => Some(Key::Other),
