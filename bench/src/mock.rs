@@ -40,10 +40,6 @@ struct Frames {
     tail: Bytes,
 }
 
-fn sse(event: &str, data: &serde_json::Value) -> String {
-    format!("event: {event}\ndata: {data}\n\n")
-}
-
 /// The whole Responses stream of one answer, as the mock sends it (for profiling the daemon's
 /// event path on the same bytes: `codex-bench --print-upstream-stream`).
 pub fn responses_stream(shape: Shape) -> Vec<u8> {
@@ -56,64 +52,111 @@ pub fn responses_stream(shape: Shape) -> Vec<u8> {
     out
 }
 
+/// A JSON object with its keys in the order given: the real upstream sends `type` first, and a
+/// `serde_json::Value` would sort the keys.
+fn obj(fields: &[(&str, String)]) -> String {
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", j(k)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// One JSON value.
+fn j(value: impl serde::Serialize) -> String {
+    serde_json::to_string(&value).unwrap_or_default()
+}
+
+fn event(kind: &str, seq: usize, fields: &[(&str, String)]) -> String {
+    let mut all = vec![("type", j(kind)), ("sequence_number", j(seq))];
+    all.extend_from_slice(fields);
+    format!("event: {kind}\ndata: {}\n\n", obj(&all))
+}
+
 fn responses_frames(shape: Shape) -> Frames {
     let id = "resp_bench";
-    let item = "msg_bench";
-    let created = json!({"id": id, "object": "response", "created_at": 1_700_000_000, "status": "in_progress", "model": "gpt-5.5", "output": [], "usage": null});
-    let mut head = String::new();
-    head += &sse(
-        "response.created",
-        &json!({"type": "response.created", "sequence_number": 0, "response": created}),
-    );
-    head += &sse(
-        "response.in_progress",
-        &json!({"type": "response.in_progress", "sequence_number": 1, "response": created}),
-    );
-    head += &sse(
+    let item = j("msg_bench");
+    let response = |status: &str, output: &str, usage: &str| {
+        obj(&[
+            ("id", j(id)),
+            ("object", j("response")),
+            ("created_at", j(1_700_000_000)),
+            ("status", j(status)),
+            ("model", j("gpt-5.5")),
+            ("output", output.to_owned()),
+            ("usage", usage.to_owned()),
+        ])
+    };
+    let message = |status: &str, content: &str| {
+        obj(&[
+            ("type", j("message")),
+            ("id", item.clone()),
+            ("status", j(status)),
+            ("role", j("assistant")),
+            ("content", content.to_owned()),
+        ])
+    };
+    let part = |text: &str| {
+        obj(&[
+            ("type", j("output_text")),
+            ("text", j(text)),
+            ("annotations", "[]".to_owned()),
+        ])
+    };
+    let in_message = |index: usize| {
+        vec![
+            ("item_id", item.clone()),
+            ("output_index", j(0)),
+            ("content_index", j(index)),
+        ]
+    };
+    let created = response("in_progress", "[]", "null");
+    let mut head = event("response.created", 0, &[("response", created.clone())]);
+    head += &event("response.in_progress", 1, &[("response", created)]);
+    head += &event(
         "response.output_item.added",
-        &json!({"type": "response.output_item.added", "sequence_number": 2, "output_index": 0,
-        "item": {"type": "message", "id": item, "status": "in_progress", "role": "assistant", "content": []}}),
+        2,
+        &[
+            ("output_index", j(0)),
+            ("item", message("in_progress", "[]")),
+        ],
     );
-    head += &sse(
-        "response.content_part.added",
-        &json!({"type": "response.content_part.added", "sequence_number": 3, "item_id": item,
-        "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
-    );
+    let mut fields = in_message(0);
+    fields.push(("part", part("")));
+    head += &event("response.content_part.added", 3, &fields);
     let mut text = String::new();
     let deltas = (0..shape.deltas)
         .map(|i| {
             let delta = delta_text(i, shape.delta_bytes);
             text.push_str(&delta);
-            Bytes::from(sse("response.output_text.delta", &json!({"type": "response.output_text.delta", "sequence_number": 4 + i,
-                "item_id": item, "output_index": 0, "content_index": 0, "delta": delta, "logprobs": []})))
+            let mut fields = in_message(0);
+            fields.extend([("delta", j(&delta)), ("logprobs", "[]".to_owned())]);
+            Bytes::from(event("response.output_text.delta", 4 + i, &fields))
         })
         .collect();
     let seq = 4 + shape.deltas;
-    let part = json!({"type": "output_text", "text": text, "annotations": []});
-    let mut tail = String::new();
-    tail += &sse(
-        "response.output_text.done",
-        &json!({"type": "response.output_text.done", "sequence_number": seq, "item_id": item,
-        "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
-    );
-    tail += &sse(
-        "response.content_part.done",
-        &json!({"type": "response.content_part.done", "sequence_number": seq + 1, "item_id": item,
-        "output_index": 0, "content_index": 0, "part": part}),
-    );
-    let message = json!({"type": "message", "id": item, "status": "completed", "role": "assistant", "content": [part]});
-    tail += &sse(
+    let mut fields = in_message(0);
+    fields.extend([("text", j(&text)), ("logprobs", "[]".to_owned())]);
+    let mut tail = event("response.output_text.done", seq, &fields);
+    let mut fields = in_message(0);
+    fields.push(("part", part(&text)));
+    tail += &event("response.content_part.done", seq + 1, &fields);
+    let done = message("completed", &format!("[{}]", part(&text)));
+    tail += &event(
         "response.output_item.done",
-        &json!({"type": "response.output_item.done", "sequence_number": seq + 2, "output_index": 0, "item": message}),
+        seq + 2,
+        &[("output_index", j(0)), ("item", done.clone())],
     );
-    let usage = json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": shape.deltas,
-        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12 + shape.deltas});
-    tail += &sse(
-        "response.completed",
-        &json!({"type": "response.completed", "sequence_number": seq + 3, "response": {
-        "id": id, "object": "response", "created_at": 1_700_000_000, "status": "completed", "model": "gpt-5.5",
-        "output": [message], "usage": usage, "end_turn": true}}),
-    );
+    let usage = obj(&[
+        ("input_tokens", j(12)),
+        ("input_tokens_details", obj(&[("cached_tokens", j(0))])),
+        ("output_tokens", j(shape.deltas)),
+        ("output_tokens_details", obj(&[("reasoning_tokens", j(0))])),
+        ("total_tokens", j(12 + shape.deltas)),
+    ]);
+    let mut completed = response("completed", &format!("[{done}]"), &usage);
+    completed.insert_str(completed.len() - 1, ",\"end_turn\":true");
+    tail += &event("response.completed", seq + 3, &[("response", completed)]);
     Frames {
         head: Bytes::from(head),
         deltas,
