@@ -26,7 +26,9 @@ fn answer(stream: &Bytes) -> anyhow::Result<usize> {
     let mut translator = StreamTranslator::new(ReasoningOutput::default(), &[]);
     let mut assembled = Assembler::default();
     for data in events {
-        StreamEvent::with(&data, |event| translator.push(event, &mut assembled));
+        StreamEvent::with(&data, StreamTranslator::ignores, |event| {
+            translator.push(event, &mut assembled);
+        });
     }
     Ok(assembled.content.len())
 }

@@ -505,7 +505,9 @@ impl Choice {
         match self.events.next().await {
             Some(Ok(data)) => {
                 let translator = &mut self.translator;
-                StreamEvent::with(&data, |event| translator.push(event, out));
+                StreamEvent::with(&data, StreamTranslator::ignores, |event| {
+                    translator.push(event, out);
+                });
             }
             Some(Err(error)) => {
                 out.emit(Emit::Failed(Failure {

@@ -125,8 +125,25 @@ impl StreamTranslator {
         self.stopped
     }
 
+    /// Event types the translation never reads, in any state: the `done` and `part` events that
+    /// repeat what the deltas and the done item carry (codex-protocol.md §3.2), so the event
+    /// reader may stop at their type ([`StreamEvent::with`]).
+    pub fn ignores(kind: &str) -> bool {
+        matches!(
+            kind,
+            "response.output_text.done"
+                | "response.content_part.added"
+                | "response.content_part.done"
+                | "response.function_call_arguments.done"
+                | "response.custom_tool_call_input.done"
+                | "response.reasoning_summary_part.done"
+                | "response.reasoning_summary_text.done"
+                | "response.reasoning_text.done"
+        )
+    }
+
     pub fn push(&mut self, event: StreamEvent<'_>, out: &mut impl Sink) {
-        if self.terminal {
+        if self.terminal || Self::ignores(&event.kind) {
             return;
         }
         // After a stop sequence only the usage of the terminal event still matters.

@@ -13,8 +13,11 @@ use std::borrow::Cow;
 
 use super::wire::StreamEvent;
 
-/// The event in `text`, or `None` when serde must decide.
-pub fn read(text: &str) -> Option<StreamEvent<'_>> {
+/// The event in `text`, or `None` when serde must decide. At a type `ignored` names the event
+/// is read no further: its type alone is the event (its reader drops it whatever the rest
+/// says, so serde's reading of the rest could not change the outcome). The upstream sends the
+/// type first, so such an event costs a few dozen bytes of reading.
+pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
     let mut r = Reader {
         text,
         bytes: text.as_bytes(),
@@ -31,7 +34,21 @@ pub fn read(text: &str) -> Option<StreamEvent<'_>> {
             r.eat(b':')?;
             r.ws();
             match key {
-                Key::Type => set(&mut event.kind, r.string()?)?,
+                Key::Type => {
+                    let kind = r.string()?;
+                    if ignored(&kind) {
+                        return Some(StreamEvent {
+                            kind,
+                            item_id: None,
+                            output_index: None,
+                            delta: None,
+                            summary_index: None,
+                            item: None,
+                            response: None,
+                        });
+                    }
+                    set(&mut event.kind, kind)?;
+                }
                 Key::ItemId => set(&mut event.item_id, r.nullable_string()?)?,
                 Key::Delta => set(&mut event.delta, r.nullable_string()?)?,
                 Key::OutputIndex => set(&mut event.output_index, r.nullable_u32()?)?,
@@ -392,6 +409,11 @@ fn is_number(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// The reader with nothing ignored.
+    fn read(text: &str) -> Option<StreamEvent<'_>> {
+        super::read(text, |_| false)
+    }
+
     /// serde's reading of the same text (the reference).
     fn serde(text: &str) -> Option<StreamEvent<'_>> {
         serde_json::from_str(text).ok()
@@ -532,6 +554,26 @@ mod tests {
                 check(&DELTA[..cut]);
             }
         }
+    }
+
+    #[test]
+    fn ignored_types_end_the_reading() {
+        let ignored = |kind: &str| kind == "response.output_text.done";
+        for text in [
+            // The rest is never looked at, broken or not.
+            r#"{"type":"response.output_text.done","text":"Hello"}"#,
+            r#"{"type":"response.output_text.done","text":"unterminated"#,
+            r#"{"sequence_number":4,"type":"response.output_text.done","part":{"a":[1]},"#,
+        ] {
+            let event = super::read(text, ignored).expect("an ignored event");
+            assert_eq!(event.kind, "response.output_text.done");
+            assert!(event.delta.is_none() && event.item_id.is_none());
+        }
+        // Other types are read whole; a nested item before the type is still serde's.
+        let delta = super::read(DELTA, ignored).unwrap();
+        assert_eq!(delta.delta.as_deref(), Some("Hello"));
+        let nested = r#"{"item":{},"type":"response.output_text.done"}"#;
+        assert!(super::read(nested, ignored).is_none());
     }
 
     #[test]

@@ -241,13 +241,20 @@ where
 impl StreamEvent<'_> {
     /// Parses one event's `data` and hands it to `f`; `None` when it is not an event (the
     /// official client skips those). Bytes that are not UTF-8 are replaced, not dropped.
-    pub fn with<R>(data: &[u8], f: impl FnOnce(StreamEvent<'_>) -> R) -> Option<R> {
+    ///
+    /// An event whose type `ignored` names (the caller never reads it) may come with its type
+    /// alone: when the type is its first field, the rest is not read.
+    pub fn with<R>(
+        data: &[u8],
+        ignored: fn(&str) -> bool,
+        f: impl FnOnce(StreamEvent<'_>) -> R,
+    ) -> Option<R> {
         let text = match std::str::from_utf8(data) {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(data),
         };
         // The frequent flat events without serde; everything else (and anything unusual) with it.
-        if let Some(event) = super::flat::read(&text) {
+        if let Some(event) = super::flat::read(&text, ignored) {
             return Some(f(event));
         }
         match serde_json::from_str::<StreamEvent<'_>>(&text) {
@@ -373,24 +380,29 @@ mod tests {
     #[test]
     fn events_borrow_plain_strings_and_own_escaped_ones() {
         let data = br#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"say \"hi\"\n","sequence_number":7}"#;
-        StreamEvent::with(data, |event| {
-            assert!(matches!(
-                event.kind,
-                Cow::Borrowed("response.output_text.delta")
-            ));
-            assert!(matches!(event.item_id, Some(Cow::Borrowed("msg_1"))));
-            assert_eq!(event.delta.as_deref(), Some("say \"hi\"\n"));
-            assert!(matches!(event.delta, Some(Cow::Owned(_))));
-        })
+        StreamEvent::with(
+            data,
+            |_| false,
+            |event| {
+                assert!(matches!(
+                    event.kind,
+                    Cow::Borrowed("response.output_text.delta")
+                ));
+                assert!(matches!(event.item_id, Some(Cow::Borrowed("msg_1"))));
+                assert_eq!(event.delta.as_deref(), Some("say \"hi\"\n"));
+                assert!(matches!(event.delta, Some(Cow::Owned(_))));
+            },
+        )
         .unwrap();
     }
 
     #[test]
     fn bytes_that_are_not_utf8_are_replaced_not_dropped() {
         let data = b"{\"type\":\"response.output_text.delta\",\"delta\":\"a\xffb\"}";
-        let delta = StreamEvent::with(data, |event| event.delta.map(Cow::into_owned)).unwrap();
+        let delta =
+            StreamEvent::with(data, |_| false, |event| event.delta.map(Cow::into_owned)).unwrap();
         assert_eq!(delta.as_deref(), Some("a\u{fffd}b"));
-        assert!(StreamEvent::with(b"not json", |_| ()).is_none());
-        assert!(StreamEvent::with(b"{\"no\":\"type\"}", |_| ()).is_none());
+        assert!(StreamEvent::with(b"not json", |_| false, |_| ()).is_none());
+        assert!(StreamEvent::with(b"{\"no\":\"type\"}", |_| false, |_| ()).is_none());
     }
 }
