@@ -143,11 +143,15 @@ impl StreamTranslator {
     }
 
     pub fn push(&mut self, event: StreamEvent<'_>, out: &mut impl Sink) {
-        if self.terminal || Self::ignores(&event.kind) {
+        if self.terminal {
             return;
         }
-        // After a stop sequence only the usage of the terminal event still matters.
+        // After a stop sequence only the usage of the terminal event still matters. (The ignored
+        // events fall through the match below anyway.)
         if self.stopped {
+            if Self::ignores(&event.kind) {
+                return;
+            }
             if let Some(usage) = event.response.as_ref().and_then(|r| r.usage) {
                 out.emit(Emit::Usage(chat_usage(usage)));
             }
@@ -186,7 +190,7 @@ impl StreamTranslator {
             }
             "response.output_item.added" => {
                 if let Some(item) = event.item {
-                    self.item_added(item, event.item_id.map(Cow::into_owned), out);
+                    self.item_added(*item, event.item_id.map(Cow::into_owned), out);
                 }
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
@@ -196,7 +200,7 @@ impl StreamTranslator {
             }
             "response.output_item.done" => {
                 if let Some(item) = event.item {
-                    self.item_done(item, out);
+                    self.item_done(*item, out);
                 }
             }
             "response.completed" => {

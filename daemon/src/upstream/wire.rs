@@ -189,10 +189,12 @@ pub struct StreamEvent<'a> {
     pub delta: Option<Cow<'a, str>>,
     #[serde(default)]
     pub summary_index: Option<u32>,
+    /// Boxed, like `response`: they are rare, and unboxed they made every event (which is moved
+    /// from reader to translator) several hundred bytes.
     #[serde(default)]
-    pub item: Option<OutputItem>,
+    pub item: Option<Box<OutputItem>>,
     #[serde(default)]
-    pub response: Option<ResponseObject>,
+    pub response: Option<Box<ResponseObject>>,
 }
 
 /// `Option<Cow<str>>` that borrows when the string has no escapes (serde's own impl for it
