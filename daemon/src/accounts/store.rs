@@ -260,28 +260,30 @@ impl Accounts {
 
     /// Picks an account for a request. A conversation stays on its account while that account
     /// is usable (prompt cache and encrypted reasoning are account-bound); `exclude` lists
-    /// accounts that already failed this request.
+    /// accounts that already failed this request. Gives the account's id (a request takes its
+    /// fresh tokens separately; a whole copy of the account here would go unused).
     pub fn pick(
         &self,
         conversation: Option<&str>,
         exclude: &[String],
         now: i64,
-    ) -> Result<Account, PickError> {
-        self.select(conversation, exclude, now, true)
+    ) -> Result<String, PickError> {
+        self.select(conversation, exclude, now, true, |a| a.id.clone())
     }
 
     /// The account a new request would get now, without moving any rotation position.
     pub fn preview(&self, now: i64) -> Option<Account> {
-        self.select(None, &[], now, false).ok()
+        self.select(None, &[], now, false, Account::clone).ok()
     }
 
-    fn select(
+    fn select<T>(
         &self,
         conversation: Option<&str>,
         exclude: &[String],
         now: i64,
         advance: bool,
-    ) -> Result<Account, PickError> {
+        take: impl FnOnce(&Account) -> T,
+    ) -> Result<T, PickError> {
         let list = lock(&self.list);
         let usable: Vec<&Account> = list
             .iter()
@@ -305,13 +307,13 @@ impl Accounts {
         if let Some(pinned) = lock(&self.pinned).as_deref()
             && let Some(account) = usable.iter().find(|a| a.id == pinned)
         {
-            return Ok((*account).clone());
+            return Ok(take(account));
         }
         if let Some(key) = conversation
             && let Some(bound) = self.bound_account(key)
             && let Some(account) = usable.iter().find(|a| a.id == bound)
         {
-            return Ok((*account).clone());
+            return Ok(take(account));
         }
         let chosen = match self.strategy() {
             RotationStrategy::Sticky => usable[self.sticky.load(Ordering::Relaxed) % usable.len()],
@@ -335,7 +337,7 @@ impl Accounts {
                 })
                 .unwrap_or(usable[0]),
         };
-        Ok(chosen.clone())
+        Ok(take(chosen))
     }
 
     /// Adds a completed response's usage to the account's counters for `model`.
@@ -544,13 +546,11 @@ mod tests {
             c
         };
         let (_dir, store) = new_store(vec![a, b, c]);
-        assert_eq!(store.pick(None, &[], 0).unwrap().id, "c");
+        assert_eq!(store.pick(None, &[], 0).unwrap(), "c");
         store.set_strategy(RotationStrategy::Sticky);
-        assert_eq!(store.pick(None, &[], 0).unwrap().id, "a");
+        assert_eq!(store.pick(None, &[], 0).unwrap(), "a");
         store.set_strategy(RotationStrategy::RoundRobin);
-        let picks: Vec<String> = (0..3)
-            .map(|_| store.pick(None, &[], 0).unwrap().id)
-            .collect();
+        let picks: Vec<String> = (0..3).map(|_| store.pick(None, &[], 0).unwrap()).collect();
         assert_eq!(picks, ["a", "b", "c"]);
     }
 
@@ -558,15 +558,15 @@ mod tests {
     fn conversations_keep_their_account_while_it_is_usable() {
         let (_dir, store) = new_store(vec![account("a", "1"), account("b", "2")]);
         store.bind("conv", "b");
-        assert_eq!(store.pick(Some("conv"), &[], 0).unwrap().id, "b");
+        assert_eq!(store.pick(Some("conv"), &[], 0).unwrap(), "b");
         store.update("b", |b| b.cooldown_until = Some(100));
         assert_eq!(
-            store.pick(Some("conv"), &[], 50).unwrap().id,
+            store.pick(Some("conv"), &[], 50).unwrap(),
             "a",
             "fails over while b cools down"
         );
         assert_eq!(
-            store.pick(Some("conv"), &[], 150).unwrap().id,
+            store.pick(Some("conv"), &[], 150).unwrap(),
             "b",
             "and returns after"
         );

@@ -281,22 +281,15 @@ async fn start_on_an_account(
         };
         // A slot on the account for as long as the response runs.
         let (candidate, slot) = take_slot(state, candidate, session, &tried).await?;
-        let account = match auth::fresh_account(
-            accounts,
-            state.upstream(),
-            &candidate.id,
-            margin,
-            None,
-        )
-        .await
-        {
-            Ok(account) => account,
-            Err(error) => {
-                last_error = Some(auth_error(&error));
-                tried.push(candidate.id);
-                continue;
-            }
-        };
+        let account =
+            match auth::fresh_account(accounts, state.upstream(), &candidate, margin, None).await {
+                Ok(account) => account,
+                Err(error) => {
+                    last_error = Some(auth_error(&error));
+                    tried.push(candidate);
+                    continue;
+                }
+            };
         let error = match start_streams(state, &account, session, translated).await {
             Ok(streams) => return Ok((account, streams, slot)),
             Err(error) => error,
@@ -378,24 +371,24 @@ async fn start_on_an_account(
 /// free; otherwise waits in line on `candidate` for up to `queue_timeout_seconds`.
 async fn take_slot(
     state: &AppState,
-    candidate: Account,
+    candidate: String,
     session: &str,
     tried: &[String],
-) -> Result<(Account, OwnedSemaphorePermit), ApiError> {
+) -> Result<(String, OwnedSemaphorePermit), ApiError> {
     let accounts = state.accounts();
-    if let Ok(slot) = accounts.slots(&candidate.id).try_acquire_owned() {
+    if let Ok(slot) = accounts.slots(&candidate).try_acquire_owned() {
         return Ok((candidate, slot));
     }
     let mut others: Vec<String> = tried.to_vec();
-    others.push(candidate.id.clone());
+    others.push(candidate.clone());
     while let Ok(other) = accounts.pick(Some(session), &others, unix_now()) {
-        if let Ok(slot) = accounts.slots(&other.id).try_acquire_owned() {
+        if let Ok(slot) = accounts.slots(&other).try_acquire_owned() {
             return Ok((other, slot));
         }
-        others.push(other.id);
+        others.push(other);
     }
     let wait = Duration::from_secs(state.config().auth.queue_timeout_seconds);
-    match tokio::time::timeout(wait, accounts.slots(&candidate.id).acquire_owned()).await {
+    match tokio::time::timeout(wait, accounts.slots(&candidate).acquire_owned()).await {
         Ok(Ok(slot)) => Ok((candidate, slot)),
         _ => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
