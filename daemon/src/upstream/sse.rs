@@ -197,21 +197,24 @@ mod tests {
             .collect())
     }
 
-    #[test]
-    fn decodes_events_split_anywhere() {
-        let stream = "event: response.created\ndata: {\"a\":1}\n\n: comment\n\nevent: x\ndata: {\"t\":\"h\u{e9}\u{1f600}\"}\n\n";
+    /// The stream fed in two reads, split at every byte, gives `expected` each time.
+    fn at_every_cut(stream: &str, expected: &[&str]) {
         let bytes = stream.as_bytes();
-        // Every split point, including inside the multi-byte characters.
         for cut in 0..bytes.len() {
             let mut decoder = SseDecoder::default();
             let mut out = feed(&mut decoder, &bytes[..cut]).unwrap();
             out.extend(feed(&mut decoder, &bytes[cut..]).unwrap());
-            assert_eq!(
-                out,
-                ["{\"a\":1}", "{\"t\":\"h\u{e9}\u{1f600}\"}"],
-                "cut at {cut}"
-            );
+            assert_eq!(out, expected, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn decodes_events_split_anywhere() {
+        // Every split point, including inside the multi-byte characters.
+        at_every_cut(
+            "event: response.created\ndata: {\"a\":1}\n\n: comment\n\nevent: x\ndata: {\"t\":\"h\u{e9}\u{1f600}\"}\n\n",
+            &["{\"a\":1}", "{\"t\":\"h\u{e9}\u{1f600}\"}"],
+        );
     }
 
     #[test]
@@ -232,14 +235,10 @@ mod tests {
 
     #[test]
     fn two_line_events_in_every_order() {
-        let stream = "data: a\n: after\n\n: before\ndata: b\n\nevent: e\nid: 1\n\ndata: c\ndata: d\n\nid: 2\n\ndata:e\n\n";
-        let bytes = stream.as_bytes();
-        for cut in 0..bytes.len() {
-            let mut decoder = SseDecoder::default();
-            let mut out = feed(&mut decoder, &bytes[..cut]).unwrap();
-            out.extend(feed(&mut decoder, &bytes[cut..]).unwrap());
-            assert_eq!(out, ["a", "b", "c\nd", "e"], "cut at {cut}");
-        }
+        at_every_cut(
+            "data: a\n: after\n\n: before\ndata: b\n\nevent: e\nid: 1\n\ndata: c\ndata: d\n\nid: 2\n\ndata:e\n\n",
+            &["a", "b", "c\nd", "e"],
+        );
     }
 
     #[test]
