@@ -9,8 +9,6 @@
 //! ```
 //! `bench/callgrind.sh` does this and prints the instructions per answer.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use codex_proxy::config::ReasoningOutput;
 use codex_proxy::translate::stream::{Assembler, StreamTranslator};
@@ -21,11 +19,10 @@ use codex_proxy::upstream::wire::StreamEvent;
 #[inline(never)]
 fn answer(stream: &Bytes) -> anyhow::Result<usize> {
     let mut decoder = SseDecoder::default();
-    let mut events = VecDeque::new();
-    decoder.push(stream.clone(), &mut events)?;
+    decoder.feed(stream.clone())?;
     let mut translator = StreamTranslator::new(ReasoningOutput::default(), &[]);
     let mut assembled = Assembler::default();
-    for data in events {
+    while let Some(data) = decoder.next_event() {
         StreamEvent::with(&data, StreamTranslator::ignores, |event| {
             translator.push(event, &mut assembled);
         });

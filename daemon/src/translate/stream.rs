@@ -69,9 +69,17 @@ impl Sink for Assembler {
     }
 
     fn content(&mut self, text: &str) {
+        // An answer arrives in many small deltas; start with room for a short one rather than
+        // growing from a few bytes.
+        if self.content.capacity() == 0 {
+            self.content.reserve(text.len().max(ANSWER_START));
+        }
         self.content.push_str(text);
     }
 }
+
+/// The first allocation for an assembled answer's text.
+const ANSWER_START: usize = 2048;
 
 /// Translates one upstream response for one choice.
 #[derive(Debug)]

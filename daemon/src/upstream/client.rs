@@ -1,7 +1,6 @@
 //! The shared HTTP client for the Codex backend: one reqwest client (rustls, HTTP/2 where the
 //! server offers it, keep-alive, `TCP_NODELAY`), the identity headers, zstd bodies.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -216,7 +215,6 @@ impl Upstream {
             headers,
             body: Box::pin(response.bytes_stream()),
             decoder: SseDecoder::default(),
-            pending: VecDeque::new(),
         })
     }
 
@@ -449,16 +447,13 @@ async fn read_limited(response: reqwest::Response) -> String {
 pub struct EventStream {
     pub headers: HeaderMap,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    /// Hands out the events of each read as slices of it, one by one.
     decoder: SseDecoder,
-    /// Events decoded from the last read and not yet taken (each a slice of that read).
-    pending: VecDeque<Bytes>,
 }
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("pending", &self.pending.len())
-            .finish_non_exhaustive()
+        f.debug_struct("EventStream").finish_non_exhaustive()
     }
 }
 
@@ -467,12 +462,12 @@ impl EventStream {
     /// body ended.
     pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {
-            if let Some(data) = self.pending.pop_front() {
+            if let Some(data) = self.decoder.next_event() {
                 return Some(Ok(data));
             }
             match self.body.next().await? {
                 Ok(chunk) => {
-                    if let Err(e) = self.decoder.push(chunk, &mut self.pending) {
+                    if let Err(e) = self.decoder.feed(chunk) {
                         return Some(Err(UpstreamError::Transport(e.to_string())));
                     }
                 }

@@ -16,8 +16,14 @@ pub const MAX_EVENT_BYTES: usize = 16 << 20;
 pub struct SseDecoder {
     /// The start of an event whose end has not arrived yet.
     buf: BytesMut,
-    /// Where the search for the next boundary resumes (bytes before it hold no boundary).
+    /// Where the search for the next boundary in `buf` resumes (bytes before it hold none).
     scanned: usize,
+    /// The read whose events are being handed out, from `at`. While it holds bytes, `buf` is
+    /// empty.
+    current: Bytes,
+    at: usize,
+    /// The first boundary in `current`, when [`Self::feed`] already found it.
+    first: Option<Boundary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,48 +31,68 @@ pub struct SseDecoder {
 pub struct EventTooLarge;
 
 impl SseDecoder {
-    /// Feeds one read; appends the `data` of every event it completes to `out`.
-    pub fn push(&mut self, chunk: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), EventTooLarge> {
-        let (data, first) = if self.buf.is_empty() {
-            let first = find_boundary(&chunk, 0);
-            (chunk, first)
-        } else {
-            self.buf.extend_from_slice(&chunk);
-            // A boundary may straddle the previous read: look back over its last bytes.
-            let from = self.scanned.saturating_sub(3);
-            let Some(first) = find_boundary(&self.buf, from) else {
-                self.scanned = self.buf.len();
-                return self.bounded();
-            };
-            (self.buf.split().freeze(), Some(first))
-        };
-        let mut start = 0;
-        let mut next = first;
-        while let Some(boundary) = next {
-            let payload = match boundary.lines(start) {
-                // The usual event, `event: …` and `data: …` (or one of them), read from the
-                // line breaks the search for its end already found.
-                Some((first, second)) => match (data_line(&data, first), second) {
-                    (payload, None) => payload,
-                    (None, Some(second)) => data_line(&data, second),
-                    (Some(payload), Some(second))
-                        if !data[second.clone()].starts_with(b"data:") =>
-                    {
-                        Some(payload)
-                    }
-                    (Some(_), Some(_)) => data_of(&data, start, boundary.at),
-                },
-                None => data_of(&data, start, boundary.at),
-            };
-            if let Some(payload) = payload {
-                out.push_back(payload);
-            }
-            start = boundary.at + boundary.len;
-            next = find_boundary(&data, start);
+    /// Takes one read; its complete events then come out of [`Self::next_event`], one at a
+    /// time, so no queue holds them. Events a previous read still held are kept.
+    pub fn feed(&mut self, chunk: Bytes) -> Result<(), EventTooLarge> {
+        if self.at < self.current.len() {
+            // Not drained: keep the rest, to be searched again from its start.
+            self.buf.extend_from_slice(&self.current[self.at..]);
+            self.scanned = 0;
         }
-        // Bytes after the last boundary were all searched; they wait for the rest of their event.
-        self.buf.extend_from_slice(&data[start..]);
-        self.scanned = self.buf.len();
+        self.current = Bytes::new();
+        self.at = 0;
+        self.first = None;
+        if self.buf.is_empty() {
+            self.current = chunk;
+            return Ok(());
+        }
+        self.buf.extend_from_slice(&chunk);
+        // A boundary may straddle the previous read: look back over its last bytes.
+        let from = self.scanned.saturating_sub(3);
+        match find_boundary(&self.buf, from) {
+            Some(first) => {
+                self.first = Some(first);
+                self.current = self.buf.split().freeze();
+                Ok(())
+            }
+            None => {
+                self.scanned = self.buf.len();
+                self.bounded()
+            }
+        }
+    }
+
+    /// The `data` of the next complete event fed so far; `None` until another read is fed.
+    pub fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            let boundary = match self.first.take() {
+                Some(first) => first,
+                None => match find_boundary(&self.current, self.at) {
+                    Some(boundary) => boundary,
+                    None => {
+                        // The rest was all searched; it waits for the rest of its event.
+                        self.buf.extend_from_slice(&self.current[self.at..]);
+                        self.scanned = self.buf.len();
+                        self.current = Bytes::new();
+                        self.at = 0;
+                        return None;
+                    }
+                },
+            };
+            let start = self.at;
+            self.at = boundary.at + boundary.len;
+            if let Some(payload) = payload(&self.current, start, &boundary) {
+                return Some(payload);
+            }
+        }
+    }
+
+    /// Feeds one read and appends the `data` of every event it completes to `out`.
+    pub fn push(&mut self, chunk: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), EventTooLarge> {
+        self.feed(chunk)?;
+        while let Some(event) = self.next_event() {
+            out.push_back(event);
+        }
         self.bounded()
     }
 
@@ -75,6 +101,23 @@ impl SseDecoder {
             return Err(EventTooLarge);
         }
         Ok(())
+    }
+}
+
+/// The data of the event in `data[start..boundary.at]`, if it has any.
+fn payload(data: &Bytes, start: usize, boundary: &Boundary) -> Option<Bytes> {
+    match boundary.lines(start) {
+        // The usual event, `event: …` and `data: …` (or one of them), read from the line breaks
+        // the search for its end already found.
+        Some((first, second)) => match (data_line(data, first), second) {
+            (payload, None) => payload,
+            (None, Some(second)) => data_line(data, second),
+            (Some(payload), Some(second)) if !data[second.clone()].starts_with(b"data:") => {
+                Some(payload)
+            }
+            (Some(_), Some(_)) => data_of(data, start, boundary.at),
+        },
+        None => data_of(data, start, boundary.at),
     }
 }
 
@@ -263,6 +306,22 @@ mod tests {
         assert_eq!(out[0].as_ptr(), chunk[15..].as_ptr());
         decoder.push(Bytes::from_static(b"\n\n"), &mut out).unwrap();
         assert_eq!(&out[1][..], b"partial");
+    }
+
+    #[test]
+    fn reads_fed_before_their_events_were_taken_lose_nothing() {
+        let mut decoder = SseDecoder::default();
+        decoder
+            .feed(Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3"))
+            .unwrap();
+        assert_eq!(decoder.next_event().as_deref(), Some(&b"1"[..]));
+        // Event 2 was not taken before the next read.
+        decoder
+            .feed(Bytes::from_static(b"\n\ndata: 4\n\n"))
+            .unwrap();
+        let rest: Vec<Bytes> = std::iter::from_fn(|| decoder.next_event()).collect();
+        assert_eq!(rest, [&b"2"[..], b"3", b"4"]);
+        assert_eq!(decoder.next_event(), None);
     }
 
     #[test]
