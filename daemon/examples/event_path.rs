@@ -23,7 +23,7 @@ fn answer(stream: &Bytes) -> anyhow::Result<usize> {
     let mut translator = StreamTranslator::new(ReasoningOutput::default(), &[]);
     let mut assembled = Assembler::default();
     while let Some(data) = decoder.next_event() {
-        StreamEvent::with(&data, StreamTranslator::ignores, |event| {
+        StreamEvent::with(data, StreamTranslator::ignores, |event| {
             translator.push(event, &mut assembled);
         });
     }

@@ -498,7 +498,7 @@ impl Choice {
         match self.events.next().await {
             Some(Ok(data)) => {
                 let translator = &mut self.translator;
-                StreamEvent::with(&data, StreamTranslator::ignores, |event| {
+                StreamEvent::with(data, StreamTranslator::ignores, |event| {
                     translator.push(event, out);
                 });
             }

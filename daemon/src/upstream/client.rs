@@ -458,13 +458,10 @@ impl std::fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    /// The `data` of the next event (parse it with [`StreamEvent::with`]); `None` when the
-    /// body ended.
-    pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
-        loop {
-            if let Some(data) = self.decoder.next_event() {
-                return Some(Ok(data));
-            }
+    /// The `data` of the next event (parse it with [`StreamEvent::with`]), borrowed from the
+    /// read it came in; `None` when the body ended.
+    pub async fn next(&mut self) -> Option<Result<&[u8], UpstreamError>> {
+        while !self.decoder.advance() {
             match self.body.next().await? {
                 Ok(chunk) => {
                     if let Err(e) = self.decoder.feed(chunk) {
@@ -474,5 +471,6 @@ impl EventStream {
                 Err(e) => return Some(Err(UpstreamError::from_reqwest(&e))),
             }
         }
+        Some(Ok(self.decoder.event()))
     }
 }

@@ -24,6 +24,19 @@ pub struct SseDecoder {
     at: usize,
     /// The first boundary in `current`, when [`Self::feed`] already found it.
     first: Option<Boundary>,
+    /// Where the event [`Self::advance`] found last has its data.
+    event: Option<Data>,
+    /// The data of an event of several `data:` lines, joined.
+    joined: Vec<u8>,
+}
+
+/// Where an event's data is.
+#[derive(Debug, Clone)]
+enum Data {
+    /// A slice of the current read (one `data:` line, the usual case).
+    Read(Range<usize>),
+    /// Its lines joined in the decoder's `joined`.
+    Joined,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,8 +75,9 @@ impl SseDecoder {
         }
     }
 
-    /// The `data` of the next complete event fed so far; `None` until another read is fed.
-    pub fn next_event(&mut self) -> Option<Bytes> {
+    /// Finds the next complete event fed so far, for [`Self::event`]; `false` until another
+    /// read is fed.
+    pub fn advance(&mut self) -> bool {
         loop {
             let boundary = match self.first.take() {
                 Some(first) => first,
@@ -75,23 +89,40 @@ impl SseDecoder {
                         self.scanned = self.buf.len();
                         self.current = Bytes::new();
                         self.at = 0;
-                        return None;
+                        self.event = None;
+                        return false;
                     }
                 },
             };
             let start = self.at;
             self.at = boundary.at + boundary.len;
-            if let Some(payload) = payload(&self.current, start, &boundary) {
-                return Some(payload);
+            self.event = payload(&self.current, start, &boundary, &mut self.joined);
+            if self.event.is_some() {
+                return true;
             }
         }
     }
 
-    /// Feeds one read and appends the `data` of every event it completes to `out`.
+    /// The `data` of the event [`Self::advance`] found: a slice of the read it came in, unless
+    /// it had several `data:` lines (empty before the first event).
+    pub fn event(&self) -> &[u8] {
+        match &self.event {
+            Some(Data::Read(range)) => &self.current[range.clone()],
+            Some(Data::Joined) => &self.joined,
+            None => &[],
+        }
+    }
+
+    /// The `data` of the next complete event fed so far; `None` until another read is fed.
+    pub fn next_event(&mut self) -> Option<&[u8]> {
+        self.advance().then(|| self.event())
+    }
+
+    /// Feeds one read and appends (a copy of) the `data` of every event it completes to `out`.
     pub fn push(&mut self, chunk: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), EventTooLarge> {
         self.feed(chunk)?;
         while let Some(event) = self.next_event() {
-            out.push_back(event);
+            out.push_back(Bytes::copy_from_slice(event));
         }
         self.bounded()
     }
@@ -104,20 +135,21 @@ impl SseDecoder {
     }
 }
 
-/// The data of the event in `data[start..boundary.at]`, if it has any.
-fn payload(data: &Bytes, start: usize, boundary: &Boundary) -> Option<Bytes> {
+/// Where the data of the event in `data[start..boundary.at]` is, if it has any.
+fn payload(data: &[u8], start: usize, boundary: &Boundary, joined: &mut Vec<u8>) -> Option<Data> {
     match boundary.lines(start) {
         // The usual event, `event: …` and `data: …` (or one of them), read from the line breaks
         // the search for its end already found.
         Some((first, second)) => match (data_line(data, first), second) {
-            (payload, None) => payload,
-            (None, Some(second)) => data_line(data, second),
-            (Some(payload), Some(second)) if !data[second.clone()].starts_with(b"data:") => {
-                Some(payload)
+            (Some(value), None) => Some(Data::Read(value)),
+            (None, Some(second)) => data_line(data, second).map(Data::Read),
+            (None, None) => None,
+            (Some(value), Some(second)) if !data[second.clone()].starts_with(b"data:") => {
+                Some(Data::Read(value))
             }
-            (Some(_), Some(_)) => data_of(data, start, boundary.at),
+            (Some(_), Some(_)) => data_of(data, start, boundary.at, joined),
         },
-        None => data_of(data, start, boundary.at),
+        None => data_of(data, start, boundary.at, joined),
     }
 }
 
@@ -180,39 +212,35 @@ fn find_boundary(buf: &[u8], from: usize) -> Option<Boundary> {
     None
 }
 
-/// The value of `line` when it is a `data:` line, as a slice of `src`.
-fn data_line(src: &Bytes, line: Range<usize>) -> Option<Bytes> {
+/// Where the value of `line` is when it is a `data:` line.
+fn data_line(src: &[u8], line: Range<usize>) -> Option<Range<usize>> {
     let value = src[line.clone()].strip_prefix(b"data:")?;
     let skip = usize::from(value.first() == Some(&b' '));
-    Some(src.slice(line.start + 5 + skip..line.end))
+    Some(line.start + 5 + skip..line.end)
 }
 
-/// The joined `data:` lines of the event in `src[start..end]`; comments and other fields are
-/// skipped. A single data line (the usual case) is a slice of `src`, not a copy.
-fn data_of(src: &Bytes, start: usize, end: usize) -> Option<Bytes> {
+/// Where the `data:` lines of the event in `src[start..end]` are: a single one in `src`, several
+/// joined into `joined`; comments and other fields are skipped.
+fn data_of(src: &[u8], start: usize, end: usize, joined: &mut Vec<u8>) -> Option<Data> {
     let block = &src[start..end];
-    let mut single: Option<(usize, usize)> = None;
-    let mut joined: Option<Vec<u8>> = None;
+    let mut single: Option<Range<usize>> = None;
+    let mut several = false;
     let mut line_start = 0;
     loop {
         let line_end = memchr::memchr2(b'\n', b'\r', &block[line_start..])
             .map_or(block.len(), |offset| line_start + offset);
-        let line = &block[line_start..line_end];
-        if let Some(value) = line.strip_prefix(b"data:") {
-            let skip = usize::from(value.first() == Some(&b' '));
-            let value_start = line_start + 5 + skip;
-            match (&mut joined, single) {
-                (Some(joined), _) => {
+        if let Some(value) = data_line(block, line_start..line_end) {
+            match &single {
+                None => single = Some(value),
+                Some(first) => {
+                    if !several {
+                        joined.clear();
+                        joined.extend_from_slice(&block[first.clone()]);
+                        several = true;
+                    }
                     joined.push(b'\n');
-                    joined.extend_from_slice(&block[value_start..line_end]);
+                    joined.extend_from_slice(&block[value]);
                 }
-                (None, Some((a, b))) => {
-                    let mut both = block[a..b].to_vec();
-                    both.push(b'\n');
-                    both.extend_from_slice(&block[value_start..line_end]);
-                    joined = Some(both);
-                }
-                (None, None) => single = Some((value_start, line_end)),
             }
         }
         if line_end >= block.len() {
@@ -220,10 +248,10 @@ fn data_of(src: &Bytes, start: usize, end: usize) -> Option<Bytes> {
         }
         line_start = line_end + 1;
     }
-    match (joined, single) {
-        (Some(joined), _) => Some(Bytes::from(joined)),
-        (None, Some((a, b))) => Some(src.slice(start + a..start + b)),
-        (None, None) => None,
+    match (several, single) {
+        (true, _) => Some(Data::Joined),
+        (false, Some(value)) => Some(Data::Read(start + value.start..start + value.end)),
+        (false, None) => None,
     }
 }
 
@@ -299,13 +327,21 @@ mod tests {
     fn a_whole_event_is_not_copied() {
         let chunk = Bytes::from_static(b"event: e\ndata: {\"a\":1}\n\ndata: partial");
         let mut decoder = SseDecoder::default();
-        let mut out = VecDeque::new();
-        decoder.push(chunk.clone(), &mut out).unwrap();
-        assert_eq!(out.len(), 1);
+        decoder.feed(chunk.clone()).unwrap();
         // The payload points into the read's own buffer.
-        assert_eq!(out[0].as_ptr(), chunk[15..].as_ptr());
-        decoder.push(Bytes::from_static(b"\n\n"), &mut out).unwrap();
-        assert_eq!(&out[1][..], b"partial");
+        assert_eq!(
+            decoder.next_event().map(<[u8]>::as_ptr),
+            Some(chunk[15..].as_ptr())
+        );
+        assert_eq!(decoder.next_event(), None);
+        decoder.feed(Bytes::from_static(b"\n\n")).unwrap();
+        assert_eq!(decoder.next_event(), Some(&b"partial"[..]));
+        // Several data lines are joined (in the decoder's own buffer).
+        decoder
+            .feed(Bytes::from_static(b"data: a\ndata: b\n\ndata: c\n\n"))
+            .unwrap();
+        assert_eq!(decoder.next_event(), Some(&b"a\nb"[..]));
+        assert_eq!(decoder.next_event(), Some(&b"c"[..]));
     }
 
     #[test]
@@ -314,14 +350,16 @@ mod tests {
         decoder
             .feed(Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3"))
             .unwrap();
-        assert_eq!(decoder.next_event().as_deref(), Some(&b"1"[..]));
+        assert_eq!(decoder.next_event(), Some(&b"1"[..]));
         // Event 2 was not taken before the next read.
         decoder
             .feed(Bytes::from_static(b"\n\ndata: 4\n\n"))
             .unwrap();
-        let rest: Vec<Bytes> = std::iter::from_fn(|| decoder.next_event()).collect();
+        let mut rest = Vec::new();
+        while let Some(event) = decoder.next_event() {
+            rest.push(event.to_vec());
+        }
         assert_eq!(rest, [&b"2"[..], b"3", b"4"]);
-        assert_eq!(decoder.next_event(), None);
     }
 
     #[test]
