@@ -282,6 +282,7 @@ impl<'a> Reader<'a> {
         self.literal(b"null").is_some()
     }
 
+    #[inline(always)]
     fn nullable_string(&mut self) -> Option<Option<Cow<'a, str>>> {
         if self.null() {
             return Some(None);
@@ -354,8 +355,12 @@ impl<'a> Reader<'a> {
                 ) {
                     self.at += 1;
                 }
-                // Only a well-formed number is skipped; anything odd is serde's to refuse.
-                is_number(&self.bytes[start..self.at]).then_some(())
+                // Only a well-formed number is skipped; anything odd is serde's to refuse. The
+                // events' numbers are plain integers, checked here without the full grammar.
+                let number = &self.bytes[start..self.at];
+                let plain = number.iter().all(u8::is_ascii_digit)
+                    && (number.len() == 1 || number[0] != b'0');
+                (plain || is_number(number)).then_some(())
             }
             _ => None,
         }
@@ -497,6 +502,11 @@ mod tests {
             "7",
             "-3",
             "2.5e3",
+            "10",
+            "01",
+            "-0",
+            "1.",
+            "0.5",
             "true",
             "false",
             "[]",
