@@ -4,7 +4,6 @@
 //! The hot path copies nothing: an event that arrived whole in one read is handed on as a slice
 //! of that read's buffer; only a partial event waits in the decoder's own buffer.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
@@ -116,15 +115,6 @@ impl SseDecoder {
     /// The `data` of the next complete event fed so far; `None` until another read is fed.
     pub fn next_event(&mut self) -> Option<&[u8]> {
         self.advance().then(|| self.event())
-    }
-
-    /// Feeds one read and appends (a copy of) the `data` of every event it completes to `out`.
-    pub fn push(&mut self, chunk: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), EventTooLarge> {
-        self.feed(chunk)?;
-        while let Some(event) = self.next_event() {
-            out.push_back(Bytes::copy_from_slice(event));
-        }
-        self.bounded()
     }
 
     fn bounded(&self) -> Result<(), EventTooLarge> {
@@ -259,13 +249,15 @@ fn data_of(src: &[u8], start: usize, end: usize, joined: &mut Vec<u8>) -> Option
 mod tests {
     use super::*;
 
+    /// One read, and the events it completes.
     fn feed(decoder: &mut SseDecoder, bytes: &[u8]) -> Result<Vec<String>, EventTooLarge> {
-        let mut out = VecDeque::new();
-        decoder.push(Bytes::copy_from_slice(bytes), &mut out)?;
-        Ok(out
-            .into_iter()
-            .map(|b| String::from_utf8(b.to_vec()).unwrap())
-            .collect())
+        decoder.feed(Bytes::copy_from_slice(bytes))?;
+        let mut out = Vec::new();
+        while let Some(event) = decoder.next_event() {
+            out.push(String::from_utf8(event.to_vec()).unwrap());
+        }
+        decoder.bounded()?;
+        Ok(out)
     }
 
     /// The stream fed in two reads, split at every byte, gives `expected` each time.
