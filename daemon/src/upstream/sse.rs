@@ -134,7 +134,7 @@ fn payload(data: &[u8], start: usize, boundary: &Boundary, joined: &mut Vec<u8>)
             (Some(value), None) => Some(Data::Read(value)),
             (None, Some(second)) => data_line(data, second).map(Data::Read),
             (None, None) => None,
-            (Some(value), Some(second)) if !data[second.clone()].starts_with(b"data:") => {
+            (Some(value), Some(second)) if data_line(data, second.clone()).is_none() => {
                 Some(Data::Read(value))
             }
             (Some(_), Some(_)) => data_of(data, start, boundary.at, joined),

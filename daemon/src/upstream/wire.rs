@@ -245,7 +245,7 @@ impl StreamEvent<'_> {
     /// official client skips those). Bytes that are not UTF-8 are replaced, not dropped.
     ///
     /// An event whose type `ignored` names (the caller never reads it) may come with its type
-    /// alone: when the type is its first field, the rest is not read.
+    /// alone: the fields after the type are not read (the upstream sends the type first).
     pub fn with<R>(
         data: &[u8],
         ignored: fn(&str) -> bool,
