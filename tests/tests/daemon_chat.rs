@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use codex_proxy_tests::fake::{
-    FakeUpstream, MODELS_PATH, RESPONSES_PATH, Reply, Script, decode_claims,
+    FakeUpstream, MODELS_PATH, Options, RESPONSES_PATH, Reply, Script, decode_claims,
 };
 use codex_proxy_tests::harness::{Daemon, TEST_API_KEY, chat_chunks};
 use serde_json::{Value, json};
@@ -1039,5 +1039,139 @@ async fn only_cloudflare_cookies_are_kept_and_sent_back() {
     assert!(
         sent.header("cookie")
             .is_some_and(|c| c.starts_with("__cf_bm="))
+    );
+}
+
+/// The real backend is HTTPS and offers HTTP/2: the daemon verifies its certificate with the
+/// system's trust store (here the test CA through `SSL_CERT_FILE`) and speaks HTTP/2 to it,
+/// on the Responses call and on the other backend calls alike.
+#[tokio::test]
+async fn an_https_backend_is_verified_and_spoken_to_over_http2() {
+    let fake = FakeUpstream::start_with(Options {
+        tls: true,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    assert!(fake.base_url().starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .start();
+    let (status, _, body) = daemon.chat(&user("hello")).await;
+    assert_eq!(status, 200, "{body}");
+    let mut streamed = user("hello again");
+    streamed["stream"] = json!(true);
+    let (status, _, body) = daemon.chat(&streamed).await;
+    assert_eq!(status, 200, "{body}");
+    let chunks = chat_chunks(&body);
+    assert_eq!(chunks.last().unwrap(), "[DONE]");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(text.contains("hello again"), "{text}");
+    let calls = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(calls.len(), 2);
+    for call in &calls {
+        assert_eq!(call.version, "HTTP/2.0");
+        assert_eq!(call.header("content-encoding"), Some("zstd"));
+    }
+    let models = fake
+        .wait_for_requests(MODELS_PATH, 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(models[0].version, "HTTP/2.0", "the catalog call too");
+
+    // Without the CA the certificate is not trusted: nothing is sent, and the error says why.
+    let untrusting = Daemon::builder().fake(&fake, &[0]).start();
+    let (status, _, body) = untrusting.chat(&user("x")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("certificate"), "{body}");
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+}
+
+/// `idle_timeout_seconds` bounds the backend's silence before its answer's head (the attempt
+/// is dropped and retried) and inside a stream (the request fails as a broken stream, and the
+/// upstream request is let go). The three cases run at once: the shortest allowed timeout is 5 s.
+#[tokio::test]
+async fn a_silent_backend_times_out_and_is_let_go() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "idle_timeout_seconds = 5")
+        .start();
+    fake.enqueue(Script::text("late answer").slow_first_byte(8_000));
+    for marker in ["stall-whole", "stall-stream"] {
+        fake.on_input_containing(marker, Script::text("one two three four").stall_after(5));
+    }
+    let mut streamed = user("stall-stream");
+    streamed["stream"] = json!(true);
+    let late = user("late");
+    let (late, whole, stream) = tokio::join!(
+        daemon.chat(&late),
+        async {
+            // After the late request took the queued script.
+            fake.wait_for_requests(RESPONSES_PATH, 1, Duration::from_secs(5))
+                .await;
+            daemon.chat(&user("stall-whole")).await
+        },
+        async {
+            fake.wait_for_requests(RESPONSES_PATH, 1, Duration::from_secs(5))
+                .await;
+            daemon.chat(&streamed).await
+        },
+    );
+    let calls = |marker: &str| -> Vec<usize> {
+        fake.requests_to(RESPONSES_PATH)
+            .iter()
+            .filter(|r| {
+                r.body
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains(marker))
+            })
+            .map(|r| r.seq)
+            .collect()
+    };
+
+    assert_eq!(late.0, 200, "the retry got the default answer: {}", late.2);
+    let attempts = calls("late");
+    assert_eq!(
+        attempts.len(),
+        2,
+        "the slow attempt was abandoned and retried"
+    );
+    assert!(
+        fake.wait_for_hangup(attempts[0], Duration::from_secs(5))
+            .await
+    );
+
+    assert_eq!(whole.0, 502, "{}", whole.2);
+    assert!(whole.2.contains("did not answer in time"), "{}", whole.2);
+    assert_eq!(
+        calls("stall-whole").len(),
+        1,
+        "a broken stream is not replayed"
+    );
+    assert!(
+        fake.wait_for_hangup(calls("stall-whole")[0], Duration::from_secs(5))
+            .await
+    );
+
+    assert_eq!(stream.0, 200, "the head was sent before the silence");
+    let chunks = chat_chunks(&stream.2);
+    assert!(
+        chunks.iter().any(|c| c["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not answer in time"))),
+        "{}",
+        stream.2
+    );
+    assert_eq!(chunks.last().unwrap(), "[DONE]");
+    assert!(
+        fake.wait_for_hangup(calls("stall-stream")[0], Duration::from_secs(5))
+            .await
     );
 }

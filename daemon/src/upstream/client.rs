@@ -1,5 +1,7 @@
 //! The shared HTTP client for the Codex backend: one reqwest client (rustls, HTTP/2 where the
-//! server offers it, keep-alive, `TCP_NODELAY`), the identity headers, zstd bodies.
+//! server offers it, keep-alive, `TCP_NODELAY`), the identity headers, zstd bodies. The
+//! Responses call, the one made per chat request, goes on hyper's client directly when no proxy
+//! applies ([`super::direct`]); both share one TLS configuration.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -8,11 +10,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::direct::{self, Direct};
 use super::identity::Identity;
 use super::sse::SseDecoder;
 use super::wire::ResponsesRequest;
 use crate::accounts::Account;
 use crate::config::Config;
+use rustls_platform_verifier::BuilderVerifierExt;
 
 /// Bodies above this size are compressed off the async threads.
 const COMPRESS_INLINE_MAX: usize = 256 << 10;
@@ -52,6 +56,10 @@ pub struct Upstream {
     http: reqwest::Client,
     /// Parsed once: it is used on every request.
     responses_url: reqwest::Url,
+    /// The same, for the direct client.
+    responses_uri: axum::http::Uri,
+    /// The Responses call's client when no proxy applies to the backend.
+    direct: Option<Direct>,
     models_url: String,
     usage_url: String,
     auth_url: String,
@@ -75,7 +83,14 @@ impl Upstream {
         // reqwest is built without a default TLS provider; ring is ours (installing twice is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let upstream = &config.upstream;
+        // The system's trust store, loaded once for both clients.
+        let mut tls = rustls::ClientConfig::builder()
+            .with_platform_verifier()
+            .map_err(|e| anyhow::anyhow!("cannot load the system's TLS trust store: {e}"))?
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
             .connect_timeout(Duration::from_secs(upstream.connect_timeout_seconds))
             // Per read, so it bounds the silence inside a stream, not the whole response.
             .read_timeout(Duration::from_secs(upstream.idle_timeout_seconds))
@@ -94,9 +109,15 @@ impl Upstream {
         }
         let http = builder.build()?;
         let base = upstream.base_url.as_str();
+        let responses_url = format!("{base}/codex/responses");
+        let responses_uri: axum::http::Uri = responses_url.parse()?;
+        let direct = Direct::applies(upstream, &responses_uri)
+            .then(|| Direct::new(upstream, std::sync::Arc::new(tls)));
         Ok(Self {
             http,
-            responses_url: reqwest::Url::parse(&format!("{base}/codex/responses"))?,
+            responses_url: reqwest::Url::parse(&responses_url)?,
+            responses_uri,
+            direct,
             models_url: format!("{base}/codex/models"),
             // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
             usage_url: if base.contains("/backend-api") {
@@ -131,7 +152,7 @@ impl Upstream {
 
     /// The headers every backend request carries (§2.2). `session` is the conversation's id.
     pub fn headers(&self, account: &Account, session: &str) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(12);
+        let mut headers = HeaderMap::with_capacity(16);
         if let Ok(mut bearer) =
             HeaderValue::from_str(&format!("Bearer {}", account.tokens.access_token.expose()))
         {
@@ -181,39 +202,76 @@ impl Upstream {
         body: &ResponsesRequest,
     ) -> Result<EventStream, UpstreamError> {
         let json = serde_json::to_vec(body).map_err(|e| UpstreamError::Transport(e.to_string()))?;
-        let mut request = self
+        let mut headers = self.headers(account, session);
+        let mut put = |name: &'static str, value: &'static str| {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        };
+        put("accept", "text/event-stream");
+        put("content-type", "application/json");
+        if lite {
+            put("x-openai-internal-codex-responses-lite", "true");
+        }
+        let body = if self.compress {
+            put("content-encoding", "zstd");
+            compress(json).await?
+        } else {
+            json
+        };
+        let Some(direct) = &self.direct else {
+            return self.responses_via_reqwest(headers, body).await;
+        };
+        let response = direct.post(&self.responses_uri, headers, body).await?;
+        let (head, body) = response.into_parts();
+        self.keep_cookies(&head.headers);
+        let mut body = Body::Direct {
+            body,
+            read_timeout: direct.read_timeout(),
+        };
+        if !head.status.is_success() {
+            return Err(UpstreamError::Status {
+                status: head.status,
+                headers: head.headers,
+                body: body.read_limited().await,
+            });
+        }
+        Ok(EventStream {
+            headers: head.headers,
+            body,
+            decoder: SseDecoder::default(),
+        })
+    }
+
+    /// [`Self::responses`] through reqwest (a proxy applies).
+    async fn responses_via_reqwest(
+        &self,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<EventStream, UpstreamError> {
+        let response = self
             .http
             .post(self.responses_url.clone())
-            .headers(self.headers(account, session))
-            .header("accept", "text/event-stream")
-            .header("content-type", "application/json");
-        if lite {
-            request = request.header("x-openai-internal-codex-responses-lite", "true");
-        }
-        request = if self.compress {
-            request
-                .header("content-encoding", "zstd")
-                .body(compress(json).await?)
-        } else {
-            request.body(json)
-        };
-        let response = request
+            .headers(headers)
+            .body(body)
             .send()
             .await
             .map_err(|e| UpstreamError::from_reqwest(&e))?;
         let status = response.status();
         self.keep_cookies(response.headers());
         let headers = response.headers().clone();
+        let mut body = Body::Reqwest(Box::pin(response.bytes_stream()));
         if !status.is_success() {
             return Err(UpstreamError::Status {
                 status,
                 headers,
-                body: read_limited(response).await,
+                body: body.read_limited().await,
             });
         }
         Ok(EventStream {
             headers,
-            body: Box::pin(response.bytes_stream()),
+            body,
             decoder: SseDecoder::default(),
         })
     }
@@ -431,22 +489,52 @@ impl Upstream {
 }
 
 async fn read_limited(response: reqwest::Response) -> String {
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= ERROR_BODY_MAX {
-            body.truncate(ERROR_BODY_MAX);
-            break;
+    Body::Reqwest(Box::pin(response.bytes_stream()))
+        .read_limited()
+        .await
+}
+
+/// An answer's body, from whichever client made the request.
+enum Body {
+    Reqwest(Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>),
+    Direct {
+        body: hyper::body::Incoming,
+        read_timeout: Duration,
+    },
+}
+
+impl Body {
+    /// The next read; `None` at the end.
+    async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        match self {
+            Self::Reqwest(stream) => Some(
+                stream
+                    .next()
+                    .await?
+                    .map_err(|e| UpstreamError::from_reqwest(&e)),
+            ),
+            Self::Direct { body, read_timeout } => direct::next_chunk(body, *read_timeout).await,
         }
     }
-    String::from_utf8_lossy(&body).into_owned()
+
+    /// The body as text, up to [`ERROR_BODY_MAX`] bytes (an error's explanation).
+    async fn read_limited(&mut self) -> String {
+        let mut body = Vec::new();
+        while let Some(Ok(chunk)) = self.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= ERROR_BODY_MAX {
+                body.truncate(ERROR_BODY_MAX);
+                break;
+            }
+        }
+        String::from_utf8_lossy(&body).into_owned()
+    }
 }
 
 /// The events of one streamed response. Dropping it closes the upstream request.
 pub struct EventStream {
     pub headers: HeaderMap,
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    body: Body,
     /// Hands out the events of each read as slices of it, one by one.
     decoder: SseDecoder,
 }
@@ -468,7 +556,7 @@ impl EventStream {
                         return Some(Err(UpstreamError::Transport(e.to_string())));
                     }
                 }
-                Err(e) => return Some(Err(UpstreamError::from_reqwest(&e))),
+                Err(e) => return Some(Err(e)),
             }
         }
         Some(Ok(self.decoder.event()))

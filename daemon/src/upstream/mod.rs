@@ -3,6 +3,7 @@
 pub mod appcast;
 pub mod client;
 pub mod cookies;
+mod direct;
 pub mod errors;
 mod flat;
 pub mod identity;

@@ -15,6 +15,11 @@ struct Cli {
     /// Skip the identity-header checks the official client always passes.
     #[arg(long)]
     lenient_identity: bool,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with the test certificate for 127.0.0.1;
+    /// the daemon trusts it with `SSL_CERT_FILE` set to the CA this writes (to the demo
+    /// directory, or the current one).
+    #[arg(long)]
+    tls: bool,
     /// Write a ready daemon setup here: config.toml (pointing at this fake, API key
     /// `demo-key-123`) and state/accounts.json with all of the fake's accounts.
     #[arg(long, value_name = "DIR")]
@@ -30,9 +35,22 @@ async fn main() -> anyhow::Result<()> {
     let fake = FakeUpstream::start_with(Options {
         port: cli.port,
         strict_identity: !cli.lenient_identity,
+        tls: cli.tls,
     })
     .await?;
-    println!("fake upstream listening on http://{}", fake.addr());
+    println!("fake upstream listening on {}", fake.auth_url());
+    if cli.tls {
+        let ca = cli
+            .demo_dir
+            .clone()
+            .unwrap_or_else(|| ".".into())
+            .join("fake-ca.pem");
+        if let Some(dir) = ca.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM)?;
+        println!("its CA: run the daemon with SSL_CERT_FILE={}", ca.display());
+    }
     println!();
     println!("Put this in the daemon's config:");
     println!();

@@ -23,6 +23,7 @@ mod record;
 mod responses;
 mod script;
 mod sse;
+pub mod tls;
 mod usage;
 mod util;
 mod validate;
@@ -63,6 +64,9 @@ pub struct Options {
     pub port: u16,
     /// Check identity headers the official client always sends.
     pub strict_identity: bool,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN, as the real backend) with the test
+    /// certificate for 127.0.0.1; clients trust it through [`tls::CA_PEM`].
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -70,6 +74,7 @@ impl Default for Options {
         Self {
             port: 0,
             strict_identity: true,
+            tls: false,
         }
     }
 }
@@ -139,6 +144,7 @@ impl Shared {
             inner.records.push(Recorded {
                 seq,
                 method: req.method.to_string(),
+                version: format!("{:?}", req.version),
                 path: req.uri.path().to_owned(),
                 query: req.uri.query().map(str::to_owned),
                 headers: header_map(&req.headers),
@@ -192,6 +198,7 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub method: Method,
+    pub version: axum::http::Version,
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -211,6 +218,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
         .map_err(axum::response::IntoResponse::into_response)?;
         Ok(Self {
             method: parts.method,
+            version: parts.version,
             uri: parts.uri,
             headers: parts.headers,
             body,
@@ -235,7 +243,7 @@ impl FakeUpstream {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             secret: util::random_bytes::<32>(),
-            origin: format!("http://{addr}"),
+            origin: format!("{}://{addr}", if options.tls { "https" } else { "http" }),
             inner: Mutex::new(Inner {
                 strict_identity: options.strict_identity,
                 accounts: accounts::seed_accounts(),
@@ -254,6 +262,14 @@ impl FakeUpstream {
         });
         let app = router(shared.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        if options.tls {
+            tokio::spawn(tls::serve(listener, app, stopped));
+            return Ok(Self {
+                addr,
+                shared,
+                stop: Some(stop),
+            });
+        }
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });

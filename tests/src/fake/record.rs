@@ -14,6 +14,8 @@ pub struct Recorded {
     /// Position in the log (0-based).
     pub seq: usize,
     pub method: String,
+    /// The HTTP version it came in (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
     pub path: String,
     pub query: Option<String>,
     /// Header names lower-cased; repeated headers joined with ", ".

@@ -95,9 +95,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
     };
     let response_id = format!("resp_{}", random_hex(24));
     let frames = sse::render(&render, &response_id, &items, &ending, &usage_for);
-    let cut_after = match ending {
-        Ending::Disconnect { after_events } => Some(after_events.unwrap_or(frames.len())),
-        _ => None,
+    let (cut_after, stall) = match ending {
+        Ending::Disconnect { after_events } => (Some(after_events.unwrap_or(frames.len())), false),
+        Ending::Stall { after_events } => (Some(after_events.unwrap_or(frames.len())), true),
+        _ => (None, false),
     };
 
     let limits = shared.with(|inner| {
@@ -134,7 +135,13 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
     for (name, value) in limits.map(|l| l.headers()).unwrap_or_default() {
         builder = builder.header(name, value);
     }
-    let body = Body::from_stream(frame_stream(frames, script.pace_ms, cut_after, watch));
+    let body = Body::from_stream(frame_stream(
+        frames,
+        script.pace_ms,
+        cut_after,
+        stall,
+        watch,
+    ));
     let response = builder
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
@@ -347,6 +354,7 @@ fn frame_stream(
     frames: Vec<Frame>,
     pace_ms: u64,
     cut_after: Option<usize>,
+    stall: bool,
     watch: HangupWatch,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     struct St {
@@ -365,6 +373,10 @@ fn frame_stream(
     futures_util::stream::unfold(state, move |mut st| async move {
         if st.stopped {
             return None;
+        }
+        if stall && cut_after == Some(st.sent) {
+            // Silent until the client hangs up (which drops this stream and its watch).
+            std::future::pending::<()>().await;
         }
         if cut_after == Some(st.sent) {
             // Let hyper flush what was sent (it flushes whenever the body is pending), so the

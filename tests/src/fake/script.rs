@@ -96,6 +96,12 @@ pub enum Ending {
         #[serde(default)]
         after_events: Option<usize>,
     },
+    /// The backend goes silent after `after_events` events (all item events when absent),
+    /// keeping the connection open until the client gives up.
+    Stall {
+        #[serde(default)]
+        after_events: Option<usize>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +255,14 @@ impl Script {
     #[must_use]
     pub fn disconnect_after(self, events: usize) -> Self {
         self.ending(Ending::Disconnect {
+            after_events: Some(events),
+        })
+    }
+
+    /// Goes silent after `events` events, holding the connection open.
+    #[must_use]
+    pub fn stall_after(self, events: usize) -> Self {
+        self.ending(Ending::Stall {
             after_events: Some(events),
         })
     }

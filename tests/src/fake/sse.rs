@@ -282,7 +282,7 @@ pub fn render(
             r["usage"] = usage_json;
             b.event("response.incomplete", json!({"response": r}), false);
         }
-        Ending::NoTerminal | Ending::Disconnect { .. } => {}
+        Ending::NoTerminal | Ending::Disconnect { .. } | Ending::Stall { .. } => {}
     }
     b.frames
 }
