@@ -7,6 +7,7 @@ mod direct;
 pub mod errors;
 mod flat;
 pub mod identity;
+mod items;
 pub mod sse;
 pub mod wire;
 

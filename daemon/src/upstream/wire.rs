@@ -269,60 +269,7 @@ impl StreamEvent<'_> {
     }
 }
 
-/// An output item as `output_item.added` / `.done` carry it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OutputItem {
-    Message {
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(default)]
-        content: Vec<OutputContent>,
-    },
-    Reasoning {
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(default)]
-        summary: Vec<SummaryPart>,
-    },
-    FunctionCall {
-        #[serde(default)]
-        id: Option<String>,
-        call_id: String,
-        name: String,
-        #[serde(default)]
-        arguments: String,
-    },
-    CustomToolCall {
-        #[serde(default)]
-        id: Option<String>,
-        call_id: String,
-        name: String,
-        #[serde(default)]
-        input: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OutputContent {
-    OutputText {
-        text: String,
-    },
-    Refusal {
-        refusal: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SummaryPart {
-    #[serde(default)]
-    pub text: String,
-}
+pub use super::items::{OutputContent, OutputItem, SummaryPart};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ResponseObject {
