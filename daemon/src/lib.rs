@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod json_text;
 pub mod models;
 pub mod schedulers;
 pub mod server;

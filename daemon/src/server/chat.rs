@@ -593,7 +593,14 @@ async fn complete(
         choices: out,
         usage,
     };
-    Ok(axum::Json(completion).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        completion.to_json(),
+    )
+        .into_response())
 }
 
 /// Streamed: chunks exactly as OpenAI sends them. The status line waits up to `keepalive` for
@@ -743,11 +750,12 @@ impl ChunkWriter {
                 None,
             ) => {
                 buf.extend_from_slice(b"{\"index\":");
-                buf.extend_from_slice(index.to_string().as_bytes());
+                // Into the buffer, without a string of its own.
+                let _ = std::io::Write::write_fmt(&mut buf, format_args!("{index}"));
                 buf.extend_from_slice(b",\"delta\":{\"content\":");
-                let text = serde_json::to_writer(&mut buf, text);
+                crate::json_text::quote_into_bytes(&mut buf, text);
                 buf.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
-                text
+                Ok(())
             }
             _ => serde_json::to_writer(
                 &mut buf,

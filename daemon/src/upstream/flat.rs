@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 
 use super::wire::StreamEvent;
+use crate::json_text::plain_run;
 
 /// The event in `text`, or `None` when serde must decide. At a type `ignored` names the event
 /// is read no further: its type alone is the event (its reader drops it whatever the rest
@@ -137,50 +138,6 @@ fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     }
     *slot = Some(value);
     Some(())
-}
-
-/// Bytes that end the plain run of a string: the quote, the backslash, control characters.
-const SPECIAL: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
-/// The length of the run of plain string bytes (not [`SPECIAL`]) at the start of `bytes`.
-/// Eight bytes at a time: a delta is short, but the full text in a `done` event is the whole
-/// answer, and a byte at a time was most of this reader's cost.
-#[inline(always)]
-fn plain_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    let mut at = 0;
-    while let Some(word) = bytes
-        .get(at..at + 8)
-        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
-    {
-        let word = u64::from_le_bytes(word);
-        // A byte's high bit is set where it is below 0x20, a quote or a backslash (the lowest
-        // flagged byte is exact; borrows can only flag bytes above it).
-        let flagged = (word.wrapping_sub(ONES * 0x20)
-            | (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES)
-            | (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES))
-            & !word
-            & HIGH;
-        if flagged != 0 {
-            return at + (flagged.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    at + bytes[at..]
-        .iter()
-        .position(|&b| SPECIAL[usize::from(b)])
-        .unwrap_or(bytes.len() - at)
 }
 
 /// Deeper nesting than this in a skipped value goes to serde (which has its own limit).
@@ -584,38 +541,6 @@ mod tests {
         assert_eq!(delta.delta.as_deref(), Some("Hello"));
         let nested = r#"{"item":{},"type":"response.output_text.done"}"#;
         assert!(super::read(nested, ignored).is_none());
-    }
-
-    #[test]
-    fn plain_runs_end_at_the_first_special_byte() {
-        let naive = |bytes: &[u8]| {
-            bytes
-                .iter()
-                .position(|&b| SPECIAL[usize::from(b)])
-                .unwrap_or(bytes.len())
-        };
-        // Every special byte at every place of every length, among plain bytes of all kinds
-        // (ASCII, UTF-8 continuation and lead bytes, the bytes just above the specials).
-        for len in 0..40 {
-            for filler in [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xc3, 0xff] {
-                let mut bytes = vec![filler; len];
-                assert_eq!(plain_run(&bytes), len);
-                for at in 0..len {
-                    for special in (0..0x20).chain([b'"', b'\\']) {
-                        bytes[at] = special;
-                        // A second special byte after the first must not hide it.
-                        if at + 1 < len {
-                            bytes[at + 1] = b'"';
-                        }
-                        assert_eq!(plain_run(&bytes), naive(&bytes), "{bytes:?}");
-                        bytes[at] = filler;
-                        if at + 1 < len {
-                            bytes[at + 1] = filler;
-                        }
-                    }
-                }
-            }
-        }
     }
 
     #[test]
