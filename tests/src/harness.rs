@@ -123,6 +123,15 @@ impl DaemonBuilder {
         self
     }
 
+    /// Points `[upstream] base_url` elsewhere, replacing what [`fake`](Self::fake) set.
+    #[must_use]
+    pub fn base_url(mut self, url: &str) -> Self {
+        let lines = self.sections.entry("upstream").or_default();
+        lines.retain(|line| !line.starts_with("base_url "));
+        lines.push(format!("base_url = \"{url}\""));
+        self
+    }
+
     /// No configured API key: the daemon generates one in its state (read with
     /// [`Daemon::api_key`]).
     #[must_use]

@@ -1175,3 +1175,45 @@ async fn a_silent_backend_times_out_and_is_let_go() {
             .await
     );
 }
+
+/// `connect_timeout_seconds` bounds connecting as a whole: a backend that takes the TCP
+/// connection but never answers the TLS handshake is given up on (and retried, then reported),
+/// not waited for until the stream's idle timeout.
+#[tokio::test]
+async fn a_backend_that_never_finishes_the_handshake_times_out() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let (accepted, mut connections) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Holds every connection open without a byte in reply.
+        while let Ok((tcp, _)) = silent.accept().await {
+            let _ = accepted.send(tcp);
+        }
+    });
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .base_url(&format!("https://{addr}/backend-api"))
+        .set("upstream", "connect_timeout_seconds = 1")
+        .start();
+    let started = std::time::Instant::now();
+    let (status, _, body) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer in time"), "{body}");
+    // Not a speed check: three attempts of a second each take ~4 s, while a handshake left to
+    // the idle timeout (300 s) would take a quarter of an hour.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut held = Vec::new();
+    while let Ok(tcp) = connections.try_recv() {
+        held.push(tcp);
+    }
+    assert!(
+        held.len() >= 3,
+        "each attempt connected anew: {}",
+        held.len()
+    );
+}

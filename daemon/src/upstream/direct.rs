@@ -8,7 +8,10 @@
 //! the request whole. It is used only when no proxy applies to the backend; reqwest, which
 //! speaks HTTP, HTTPS and SOCKS proxies, carries everything else.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Request, Response, Uri};
@@ -24,7 +27,7 @@ use super::client::UpstreamError;
 use crate::config::UpstreamConfig;
 
 pub struct Direct {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<Timed, Full<Bytes>>,
     /// The longest silence: before the answer's head, and between reads of its body.
     read_timeout: Duration,
 }
@@ -55,12 +58,14 @@ impl Direct {
         // The connector below does TLS for `https://`; this one must let those through.
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(config.connect_timeout_seconds)));
         // reqwest's defaults: dead peers are noticed on idle pooled connections.
         http.set_keepalive(Some(Duration::from_secs(15)));
         http.set_keepalive_interval(Some(Duration::from_secs(15)));
         http.set_keepalive_retries(Some(3));
-        let connector = HttpsConnector::from((http, tls));
+        let connector = Timed {
+            inner: HttpsConnector::from((http, tls)),
+            limit: Duration::from_secs(config.connect_timeout_seconds),
+        };
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -101,6 +106,41 @@ impl Direct {
 
     pub fn read_timeout(&self) -> Duration {
         self.read_timeout
+    }
+}
+
+/// The connector with `connect_timeout_seconds` over the whole of connecting — TCP and the TLS
+/// handshake — as reqwest bounds it (hyper's own timeout covers only TCP).
+#[derive(Clone)]
+struct Timed {
+    inner: HttpsConnector<HttpConnector>,
+    limit: Duration,
+}
+
+type Connecting = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Future;
+
+impl tower_service::Service<Uri> for Timed {
+    type Response = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+    type Error = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting: Connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting to the backend timed out",
+                )
+                .into()),
+            }
+        })
     }
 }
 
