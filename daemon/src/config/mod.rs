@@ -16,6 +16,7 @@ pub use load::{ConfigError, ConfigSource, Loaded, Overrides, load};
 pub use paths::{Environment, Mode, ResolvedPaths};
 pub use values::{
     ApiKey, BindHost, ConfigPath, CorsOrigin, HeaderText, HttpUrl, LogFilter, PosixName, ProxyUrl,
+    log_targets,
 };
 
 /// The whole configuration file. Every key is optional.

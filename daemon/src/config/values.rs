@@ -371,11 +371,25 @@ impl TryFrom<String> for LogFilter {
                 ));
             }
         }
-        tracing_subscriber::EnvFilter::builder()
-            .parse(&text)
-            .map_err(|e| format!("`{text}` is not a log level or filter: {e}"))?;
+        log_targets(&text).map_err(|e| format!("`{text}` is not a log level or filter: {e}"))?;
         Ok(Self(text))
     }
+}
+
+/// The filter for `directives`: comma-separated levels (`info`) and `target=level` pairs, as
+/// `RUST_LOG` writes them; none at all means errors only. (`Targets` rather than `EnvFilter`:
+/// the same syntax without span and field filters, and without a regex engine in the binary.)
+pub fn log_targets(directives: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    let directives: Vec<&str> = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Ok(tracing_subscriber::filter::Targets::new()
+            .with_default(tracing_subscriber::filter::LevelFilter::ERROR));
+    }
+    directives.join(",").parse().map_err(|e| format!("{e}"))
 }
 
 #[cfg(test)]
@@ -459,5 +473,24 @@ mod tests {
         let err = LogFilter::try_from("verbose".to_owned()).unwrap_err();
         assert!(err.contains("not a log level"), "{err}");
         assert!(LogFilter::try_from("info,=[".to_owned()).is_err());
+    }
+
+    #[test]
+    fn log_targets_read_levels_and_target_directives() {
+        use tracing::Level;
+        let filter = log_targets(" warn , codex_proxy=debug,hyper=off,").unwrap();
+        assert!(filter.would_enable("codex_proxy::server", &Level::DEBUG));
+        assert!(!filter.would_enable("codex_proxy::server", &Level::TRACE));
+        assert!(filter.would_enable("reqwest", &Level::WARN));
+        assert!(!filter.would_enable("reqwest", &Level::INFO));
+        assert!(!filter.would_enable("hyper::proto", &Level::ERROR));
+        let info = log_targets("INFO").unwrap();
+        assert!(info.would_enable("anything", &Level::INFO));
+        assert!(!info.would_enable("anything", &Level::DEBUG));
+        // Nothing at all: errors only, as `RUST_LOG=` gives.
+        let none = log_targets(" , ").unwrap();
+        assert!(none.would_enable("anything", &Level::ERROR));
+        assert!(!none.would_enable("anything", &Level::WARN));
+        assert!(log_targets("codex_proxy=loud").is_err());
     }
 }

@@ -4,14 +4,16 @@
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{Registry, reload};
 
+use crate::config::log_targets;
 use crate::config::{Loaded, LogFormat};
 
 /// Replaces the filter of the installed subscriber (set once by [`init`]).
-static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
 /// The filter came from `-v` or `RUST_LOG`, which a reload of `log.level` must not override.
 static PINNED: OnceLock<bool> = OnceLock::new();
 
@@ -38,9 +40,9 @@ pub fn init(loaded: &Loaded, verbose_flag: bool) {
         _ => (loaded.config.log.level.as_str().to_owned(), verbose_flag),
     };
     // RUST_LOG is not validated like the config; fall back rather than refuse to start.
-    let filter = EnvFilter::builder()
-        .parse(&directives)
-        .unwrap_or_else(|_| EnvFilter::new(loaded.config.log.level.as_str()));
+    let filter = log_targets(&directives)
+        .or_else(|_| log_targets(loaded.config.log.level.as_str()))
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
 
@@ -90,9 +92,7 @@ pub fn set_level(directives: &str) -> Result<bool, String> {
     let Some(handle) = FILTER.get() else {
         return Ok(false);
     };
-    let filter = EnvFilter::builder()
-        .parse(directives)
-        .map_err(|e| e.to_string())?;
+    let filter = log_targets(directives)?;
     handle.reload(filter).map_err(|e| e.to_string())?;
     Ok(true)
 }
