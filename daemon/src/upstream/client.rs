@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use rustls_platform_verifier::BuilderVerifierExt;
 
 use super::direct::{self, Direct};
 use super::identity::Identity;
@@ -16,7 +17,6 @@ use super::sse::SseDecoder;
 use super::wire::ResponsesRequest;
 use crate::accounts::Account;
 use crate::config::Config;
-use rustls_platform_verifier::BuilderVerifierExt;
 
 /// Bodies above this size are compressed off the async threads.
 const COMPRESS_INLINE_MAX: usize = 256 << 10;
