@@ -56,7 +56,7 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
                 Key::SummaryIndex => set(&mut event.summary_index, r.nullable_u32()?)?,
                 // Nested items and responses are serde's (they are rare and rich).
                 Key::Nested => return None,
-                Key::Other => r.skip_value(0)?,
+                Key::Other => r.skip_any()?,
             }
             r.ws();
             match r.next()? {
@@ -164,7 +164,13 @@ impl<'a> Reader<'a> {
         (self.next()? == want).then_some(())
     }
 
+    /// Skips whitespace. The upstream writes none between tokens, so the first test (a byte
+    /// above the space, or the end) is almost always the last.
+    #[inline(always)]
     fn ws(&mut self) {
+        if self.peek().is_none_or(|b| b > b' ') {
+            return;
+        }
         while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
             self.at += 1;
         }
@@ -271,6 +277,35 @@ impl<'a> Reader<'a> {
         Some(Some(value))
     }
 
+    /// Takes a plain integer — digits without a leading zero, and no fraction or exponent
+    /// after them — if one is next (the events' numbers are); otherwise stays where it was.
+    #[inline(always)]
+    fn plain_integer(&mut self) -> bool {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits > 0
+            && (digits == 1 || self.bytes[start] != b'0')
+            && !matches!(self.peek(), Some(b'-' | b'+' | b'.' | b'e' | b'E'))
+        {
+            return true;
+        }
+        self.at = start;
+        false
+    }
+
+    /// Skips the value of a key the translation does not read: a plain integer (the usual
+    /// `sequence_number`, `content_index`) here, anything else by [`Self::skip_value`].
+    #[inline(always)]
+    fn skip_any(&mut self) -> Option<()> {
+        if self.plain_integer() {
+            return Some(());
+        }
+        self.skip_value(0)
+    }
+
     /// Skips one value the translation does not read.
     fn skip_value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
@@ -305,6 +340,9 @@ impl<'a> Reader<'a> {
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             b'-' | b'0'..=b'9' => {
+                if self.plain_integer() {
+                    return Some(());
+                }
                 let start = self.at;
                 while matches!(
                     self.peek(),
@@ -312,12 +350,8 @@ impl<'a> Reader<'a> {
                 ) {
                     self.at += 1;
                 }
-                // Only a well-formed number is skipped; anything odd is serde's to refuse. The
-                // events' numbers are plain integers, checked here without the full grammar.
-                let number = &self.bytes[start..self.at];
-                let plain = number.iter().all(u8::is_ascii_digit)
-                    && (number.len() == 1 || number[0] != b'0');
-                (plain || is_number(number)).then_some(())
+                // Only a well-formed number is skipped; anything odd is serde's to refuse.
+                is_number(&self.bytes[start..self.at]).then_some(())
             }
             _ => None,
         }
