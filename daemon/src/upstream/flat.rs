@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::wire::StreamEvent;
+use super::wire::{ResponseObject, StreamEvent};
 use crate::json_text::plain_run;
 
 /// The event in `text`, or `None` when serde must decide. At a type `ignored` names the event
@@ -48,13 +48,19 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
                             response: None,
                         });
                     }
+                    // Events that carry an item or a full response are serde's whatever the
+                    // rest says: stop here rather than read them twice.
+                    if rich(&kind) {
+                        return None;
+                    }
                     set(&mut event.kind, kind)?;
                 }
                 Key::ItemId => set(&mut event.item_id, r.nullable_string()?)?,
                 Key::Delta => set(&mut event.delta, r.nullable_string()?)?,
                 Key::OutputIndex => set(&mut event.output_index, r.nullable_u32()?)?,
                 Key::SummaryIndex => set(&mut event.summary_index, r.nullable_u32()?)?,
-                // Nested items and responses are serde's (they are rare and rich).
+                Key::Response => set(&mut event.response, r.response()?)?,
+                // Nested items are serde's (they are rare and rich).
                 Key::Nested => return None,
                 Key::Other => r.skip_any()?,
             }
@@ -79,8 +85,21 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
         delta: event.delta.flatten(),
         summary_index: event.summary_index.flatten(),
         item: None,
-        response: None,
+        response: event.response.flatten(),
     })
+}
+
+/// The types whose events carry an output item, usage, an error or the reason a response is
+/// incomplete: read by serde into their types.
+fn rich(kind: &str) -> bool {
+    matches!(
+        kind,
+        "response.completed"
+            | "response.incomplete"
+            | "response.failed"
+            | "response.output_item.added"
+            | "response.output_item.done"
+    )
 }
 
 /// What a key means to the reader.
@@ -91,7 +110,10 @@ enum Key {
     Delta,
     OutputIndex,
     SummaryIndex,
-    /// `item` or `response`: the event is serde's.
+    /// `response`: read when it holds what `created` and `in_progress` carry (ids, names,
+    /// nulls, values the translation skips); anything richer is serde's.
+    Response,
+    /// `item`: the event is serde's.
     Nested,
     /// Anything else: its value is skipped.
     Other,
@@ -116,7 +138,7 @@ fn known_key(rest: &[u8]) -> Option<(usize, Key)> {
             .or_else(|| is(rest, b"summary_index\"", Key::SummaryIndex)),
         b'c' => is(rest, b"content_index\"", Key::Other),
         b'l' => is(rest, b"logprobs\"", Key::Other),
-        b'r' => is(rest, b"response\"", Key::Nested),
+        b'r' => is(rest, b"response\"", Key::Response),
         _ => None,
     }
 }
@@ -129,6 +151,7 @@ struct Event<'a> {
     delta: Option<Option<Cow<'a, str>>>,
     output_index: Option<Option<u32>>,
     summary_index: Option<Option<u32>>,
+    response: Option<Option<Box<ResponseObject>>>,
 }
 
 /// A field seen twice is an error to serde; here it hands the event to serde.
@@ -277,6 +300,51 @@ impl<'a> Reader<'a> {
         Some(Some(value))
     }
 
+    /// A `response` object, or null. Its `id` and `model` are read; `usage`, `error` and
+    /// `incomplete_details` only as null (anything else there is serde's, which reads them into
+    /// their types); every other field is skipped. A repeated field or an escaped key is serde's.
+    fn response(&mut self) -> Option<Option<Box<ResponseObject>>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.eat(b'{')?;
+        self.ws();
+        let (mut id, mut model) = (None, None);
+        let (mut usage, mut error, mut incomplete) = (None, None, None);
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                let (key, escaped) = self.raw_string()?;
+                if escaped {
+                    return None;
+                }
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                match key {
+                    "id" => set(&mut id, self.nullable_string()?)?,
+                    "model" => set(&mut model, self.nullable_string()?)?,
+                    "usage" => set(&mut usage, self.literal(b"null")?)?,
+                    "error" => set(&mut error, self.literal(b"null")?)?,
+                    "incomplete_details" => set(&mut incomplete, self.literal(b"null")?)?,
+                    _ => self.skip_any()?,
+                }
+                self.ws();
+                match self.next()? {
+                    b',' => self.ws(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        Some(Some(Box::new(ResponseObject {
+            id: id.flatten().map(Cow::into_owned),
+            model: model.flatten().map(Cow::into_owned),
+            ..ResponseObject::default()
+        })))
+    }
+
     /// Takes a plain integer — digits without a leading zero, and no fraction or exponent
     /// after them — if one is next (the events' numbers are); otherwise stays where it was.
     #[inline(always)]
@@ -422,7 +490,16 @@ mod tests {
             && a.output_index == b.output_index
             && a.summary_index == b.summary_index
             && a.item.is_none() == b.item.is_none()
-            && a.response.is_none() == b.response.is_none()
+            && match (&a.response, &b.response) {
+                (Some(a), Some(b)) => {
+                    a.id == b.id
+                        && a.model == b.model
+                        && a.usage == b.usage
+                        && a.error.is_none() == b.error.is_none()
+                        && a.incomplete_details.is_none() == b.incomplete_details.is_none()
+                }
+                (a, b) => a.is_none() == b.is_none(),
+            }
     }
 
     /// Whenever the fast reader answers, serde answers the same.
@@ -460,8 +537,12 @@ mod tests {
     #[test]
     fn leaves_rich_and_odd_events_to_serde() {
         for text in [
-            r#"{"type":"response.created","response":{"id":"resp_1","model":"gpt-5.5"}}"#,
             r#"{"type":"response.output_item.done","item":{"type":"message","content":[]}}"#,
+            r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":1}}}"#,
+            r#"{"type":"response.failed","response":{"error":{"code":"x"}}}"#,
+            r#"{"type":"x","response":{"id":"a","id":"b"}}"#,
+            r#"{"type":"x","response":{"\u0069d":"a"}}"#,
+            r#"{"type":"x","response":[]}"#,
             r#"{"type":"x","delta":"a","delta":"b"}"#,
             r#"{"type":"x","output_index":-1}"#,
             r#"{"type":"x","output_index":1.5}"#,
@@ -539,7 +620,7 @@ mod tests {
                         r#"{spacing}{{{spacing}"type"{spacing}:{spacing}"t",{spacing}"{key}"{spacing}:{spacing}{value}{spacing}}}{spacing}"#
                     );
                     // On these flat objects the two agree on whether there is an event, too
-                    // (but `item` and `response` are always serde's).
+                    // (but `item` is always serde's, and `response` objects are when rich).
                     for text in [text, format!(r#"{{"{key}":{value},"type":"t"}}"#)] {
                         check(&text);
                         if !matches!(key, "item" | "response") {
@@ -553,6 +634,71 @@ mod tests {
         for cut in 0..DELTA.len() {
             if DELTA.is_char_boundary(cut) {
                 check(&DELTA[..cut]);
+            }
+        }
+    }
+
+    /// The `response` of `created` and `in_progress` is read here; every field × value ×
+    /// spacing inside it, and the real events, agree with serde.
+    #[test]
+    fn responses_agree_with_serde() {
+        let created = r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","created_at":1700000000,"status":"in_progress","model":"gpt-5.5","output":[],"usage":null,"instructions":"Be \"brief\".","tools":[{"type":"function","name":"f"}]}}"#;
+        let event = read(created).unwrap();
+        let response = event.response.as_ref().unwrap();
+        assert_eq!(response.id.as_deref(), Some("resp_1"));
+        assert_eq!(response.model.as_deref(), Some("gpt-5.5"));
+        check(created);
+        for text in [
+            r#"{"type":"response.in_progress","response":{}}"#,
+            r#"{"type":"x","response":null}"#,
+            r#"{"type":"x","response":{"id":null,"model":null,"error":null,"incomplete_details":null}}"#,
+        ] {
+            assert!(read(text).is_some(), "{text}");
+            check(text);
+        }
+        let values = [
+            r#""s""#,
+            r#""a\"b\\c\n""#,
+            "null",
+            "0",
+            "01",
+            "-3",
+            "2.5e3",
+            "true",
+            "[]",
+            r#"[1,"two",{"three":[null]}]"#,
+            r#"{"input_tokens":5,"output_tokens":7,"total_tokens":12}"#,
+            r#"{"code":"c","message":"m"}"#,
+            r#"{"reason":"max_output_tokens"}"#,
+            "{}",
+        ];
+        let keys = [
+            "id",
+            "model",
+            "usage",
+            "error",
+            "incomplete_details",
+            "object",
+            "status",
+            "output",
+            "i",
+            "ids",
+            "",
+        ];
+        for key in keys {
+            for value in values {
+                for spacing in ["", " ", "\n\t "] {
+                    let text = format!(
+                        r#"{{"type":"t","response":{spacing}{{{spacing}"{key}"{spacing}:{spacing}{value}{spacing},{spacing}"id":"r"}}{spacing}}}"#
+                    );
+                    check(&text);
+                    check(&text.replace(r#","id":"r""#, ""));
+                }
+            }
+        }
+        for cut in 0..created.len() {
+            if created.is_char_boundary(cut) {
+                check(&created[..cut]);
             }
         }
     }
