@@ -49,51 +49,40 @@ pub(crate) fn plain_run(bytes: &[u8]) -> usize {
 
 /// Appends `text` as a JSON string, quotes included, byte for byte as serde_json writes it:
 /// `\"`, `\\`, `\b \f \n \r \t`, other control characters as `\u00XX` (lower-case hex);
-/// everything else, DEL and non-ASCII included, as it is.
-pub fn quote_into(out: &mut String, text: &str) {
-    out.reserve(text.len() + 2);
-    quote_with(text, |piece| out.push_str(piece));
-}
-
-/// [`quote_into`] for a byte buffer.
-pub fn quote_into_bytes(out: &mut Vec<u8>, text: &str) {
-    out.reserve(text.len() + 2);
-    quote_with(text, |piece| out.extend_from_slice(piece.as_bytes()));
-}
-
-/// Hands the quoted `text` to `push` piece by piece: whole plain runs, and escapes.
-#[inline(always)]
-fn quote_with(text: &str, mut push: impl FnMut(&str)) {
+/// everything else, DEL and non-ASCII included, as it is. Plain runs are copied whole.
+pub fn quote_into(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    push("\"");
+    out.reserve(text.len() + 2);
+    out.push(b'"');
     let bytes = text.as_bytes();
     let mut at = 0;
     loop {
         let run = plain_run(&bytes[at..]);
-        // Special bytes are ASCII, so both ends of a run are character boundaries.
-        push(&text[at..at + run]);
+        out.extend_from_slice(&bytes[at..at + run]);
         at += run;
         let Some(&special) = bytes.get(at) else {
             break;
         };
-        let mut unicode = [b'\\', b'u', b'0', b'0', 0, 0];
-        push(match special {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            control => {
-                unicode[4] = HEX[usize::from(control >> 4)];
-                unicode[5] = HEX[usize::from(control & 0xf)];
-                std::str::from_utf8(&unicode).unwrap_or("\\ufffd")
-            }
-        });
+        match special {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            control => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(control >> 4)],
+                HEX[usize::from(control & 0xf)],
+            ]),
+        }
         at += 1;
     }
-    push("\"");
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -149,18 +138,12 @@ mod tests {
             samples.push(format!("{c}{}", "z".repeat(20)));
         }
         for text in &samples {
-            let mut ours = String::from("prefix ");
+            let mut ours = b"prefix ".to_vec();
             quote_into(&mut ours, text);
             assert_eq!(
-                ours,
+                String::from_utf8(ours).unwrap(),
                 format!("prefix {}", serde_json::to_string(text).unwrap()),
                 "{text:?}"
-            );
-            let mut bytes = b"[".to_vec();
-            quote_into_bytes(&mut bytes, text);
-            assert_eq!(
-                bytes,
-                format!("[{}", serde_json::to_string(text).unwrap()).into_bytes()
             );
         }
     }

@@ -753,7 +753,7 @@ impl ChunkWriter {
                 // Into the buffer, without a string of its own.
                 let _ = std::io::Write::write_fmt(&mut buf, format_args!("{index}"));
                 buf.extend_from_slice(b",\"delta\":{\"content\":");
-                crate::json_text::quote_into_bytes(&mut buf, text);
+                crate::json_text::quote_into(&mut buf, text);
                 buf.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
                 Ok(())
             }

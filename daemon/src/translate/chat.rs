@@ -379,7 +379,7 @@ impl ChatCompletion {
     /// by [`json_text`](crate::json_text) — serde_json escapes a byte at a time, about three
     /// times the work for an answer's text.
     pub fn to_json(&self) -> Vec<u8> {
-        use crate::json_text::quote_into_bytes as quote;
+        use crate::json_text::quote_into as quote;
         fn text(out: &mut Vec<u8>, value: Option<&str>) {
             match value {
                 Some(value) => quote(out, value),
