@@ -688,11 +688,12 @@ mod tests {
         for key in keys {
             for value in values {
                 for spacing in ["", " ", "\n\t "] {
-                    let text = format!(
-                        r#"{{"type":"t","response":{spacing}{{{spacing}"{key}"{spacing}:{spacing}{value}{spacing},{spacing}"id":"r"}}{spacing}}}"#
-                    );
-                    check(&text);
-                    check(&text.replace(r#","id":"r""#, ""));
+                    // The field alone, and followed by an `id`.
+                    for rest in ["".to_owned(), format!(r#",{spacing}"id":"r""#)] {
+                        check(&format!(
+                            r#"{{"type":"t","response":{spacing}{{{spacing}"{key}"{spacing}:{spacing}{value}{spacing}{rest}}}{spacing}}}"#
+                        ));
+                    }
                 }
             }
         }
