@@ -259,31 +259,13 @@ impl<'de> DeserializeSeed<'de> for Tag {
     type Value = Cow<'de, str>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
-impl<'de> Visitor<'de> for Tag {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a tag")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        TextVisitor.visit_borrowed_str(v)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        TextVisitor.visit_str(v)
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        TextVisitor.visit_string(v)
-    }
-}
-
-struct TextVisitor;
+/// A string as a `Cow`: borrowed from the input when it has no escapes (serde's own impl for
+/// `Cow<str>` always copies).
+pub(super) struct TextVisitor;
 
 impl<'de> Visitor<'de> for TextVisitor {
     type Value = Cow<'de, str>;

@@ -205,22 +205,6 @@ where
 {
     use serde::de::{Error, Visitor};
 
-    struct Text;
-    impl<'de> Visitor<'de> for Text {
-        type Value = Cow<'de, str>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(v))
-        }
-        fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(v.to_owned()))
-        }
-        fn visit_string<E: Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(v))
-        }
-    }
     struct Optional;
     impl<'de> Visitor<'de> for Optional {
         type Value = Option<Cow<'de, str>>;
@@ -234,7 +218,7 @@ where
             Ok(None)
         }
         fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_str(Text).map(Some)
+            d.deserialize_str(super::items::TextVisitor).map(Some)
         }
     }
     deserializer.deserialize_option(Optional)
