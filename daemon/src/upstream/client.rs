@@ -1,17 +1,13 @@
-//! The shared HTTP client for the Codex backend: one reqwest client (rustls, HTTP/2 where the
-//! server offers it, keep-alive, `TCP_NODELAY`), the identity headers, zstd bodies. The
-//! Responses call, the one made per chat request, goes on hyper's client directly when no proxy
-//! applies ([`super::direct`]); both share one TLS configuration.
+//! The calls to the Codex backend and the auth server: the identity headers, zstd bodies,
+//! bounded answers, Cloudflare cookies — on the one HTTP client of [`super::http`].
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use rustls_platform_verifier::BuilderVerifierExt;
 
-use super::direct::{self, Direct};
+use super::http::{Body, Http};
 use super::identity::Identity;
 use super::sse::SseDecoder;
 use super::wire::ResponsesRequest;
@@ -22,6 +18,8 @@ use crate::config::Config;
 const COMPRESS_INLINE_MAX: usize = 256 << 10;
 /// Error bodies are read up to this size (enough for any JSON error or Cloudflare page).
 const ERROR_BODY_MAX: usize = 64 << 10;
+/// The model catalog is refused beyond this size (the real one is tens of KiB).
+const CATALOG_MAX: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -37,31 +35,13 @@ pub enum UpstreamError {
     Timeout,
 }
 
-impl UpstreamError {
-    fn from_reqwest(error: &reqwest::Error) -> Self {
-        if error.is_timeout() {
-            Self::Timeout
-        } else {
-            // reqwest's message names the URL, never our headers.
-            Self::Transport(
-                std::error::Error::source(error)
-                    .map_or_else(|| error.to_string(), |s| format!("{error}: {s}")),
-            )
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Upstream {
-    http: reqwest::Client,
+    http: Http,
     /// Parsed once: it is used on every request.
-    responses_url: reqwest::Url,
-    /// The same, for the direct client.
-    responses_uri: axum::http::Uri,
-    /// The Responses call's client when no proxy applies to the backend.
-    direct: Option<Direct>,
+    responses_uri: Uri,
     models_url: String,
-    usage_url: String,
+    usage_uri: Uri,
     auth_url: String,
     compress: bool,
     /// Replaced whole when the appcast or a reload changes it; readers clone the `Arc`.
@@ -80,51 +60,28 @@ impl Upstream {
         identity: Identity,
         cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
     ) -> anyhow::Result<Self> {
-        // reqwest is built without a default TLS provider; ring is ours (installing twice is fine).
+        // ring is the process's TLS provider (installing twice is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let upstream = &config.upstream;
-        // The system's trust store, loaded once for both clients.
+        // The system's trust store.
         let mut tls = rustls::ClientConfig::builder()
             .with_platform_verifier()
             .map_err(|e| anyhow::anyhow!("cannot load the system's TLS trust store: {e}"))?
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls.clone())
-            .connect_timeout(Duration::from_secs(upstream.connect_timeout_seconds))
-            // Per read, so it bounds the silence inside a stream, not the whole response.
-            .read_timeout(Duration::from_secs(upstream.idle_timeout_seconds))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(true)
-            .tcp_nodelay(true)
-            // Identity headers are set per request (reqwest sends no User-Agent of its own).
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(proxy) = &upstream.proxy {
-            // An explicit proxy replaces HTTPS_PROXY/ALL_PROXY/NO_PROXY, which apply otherwise.
-            builder = builder.proxy(
-                reqwest::Proxy::all(proxy.expose())
-                    .map_err(|_| anyhow::anyhow!("upstream.proxy is not usable"))?,
-            );
-        }
-        let http = builder.build()?;
+        let http = Http::new(upstream, std::sync::Arc::new(tls))?;
         let base = upstream.base_url.as_str();
-        let responses_url = format!("{base}/codex/responses");
-        let responses_uri: axum::http::Uri = responses_url.parse()?;
-        let direct = Direct::applies(upstream, &responses_uri)
-            .then(|| Direct::new(upstream, std::sync::Arc::new(tls)));
         Ok(Self {
             http,
-            responses_url: reqwest::Url::parse(&responses_url)?,
-            responses_uri,
-            direct,
+            responses_uri: format!("{base}/codex/responses").parse()?,
             models_url: format!("{base}/codex/models"),
             // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
-            usage_url: if base.contains("/backend-api") {
+            usage_uri: if base.contains("/backend-api") {
                 format!("{base}/wham/usage")
             } else {
                 format!("{base}/api/codex/usage")
-            },
+            }
+            .parse()?,
             auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
             identity: std::sync::RwLock::new(std::sync::Arc::new(identity)),
@@ -220,21 +177,18 @@ impl Upstream {
         } else {
             json
         };
-        let Some(direct) = &self.direct else {
-            return self.responses_via_reqwest(headers, body).await;
-        };
-        let response = direct.post(&self.responses_uri, headers, body).await?;
+        let response = self
+            .http
+            .send(Method::POST, &self.responses_uri, headers, Bytes::from(body))
+            .await?;
         let (head, body) = response.into_parts();
         self.keep_cookies(&head.headers);
-        let mut body = Body::Direct {
-            body,
-            read_timeout: direct.read_timeout(),
-        };
+        let mut body = self.http.body(body);
         if !head.status.is_success() {
             return Err(UpstreamError::Status {
                 status: head.status,
                 headers: head.headers,
-                body: body.read_limited().await,
+                body: body.read_lossy(ERROR_BODY_MAX).await,
             });
         }
         Ok(EventStream {
@@ -244,36 +198,28 @@ impl Upstream {
         })
     }
 
-    /// [`Self::responses`] through reqwest (a proxy applies).
-    async fn responses_via_reqwest(
+    /// A bounded call (everything but the Responses stream): the request and its answer's
+    /// body within `timeout` together.
+    async fn call<T>(
         &self,
+        timeout: Duration,
+        method: Method,
+        url: &str,
         headers: HeaderMap,
-        body: Vec<u8>,
-    ) -> Result<EventStream, UpstreamError> {
-        let response = self
-            .http
-            .post(self.responses_url.clone())
-            .headers(headers)
-            .body(body)
-            .send()
+        body: Bytes,
+        read: impl AsyncFnOnce(StatusCode, &HeaderMap, Body) -> Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| UpstreamError::Transport(format!("not a usable URL: {url}")))?;
+        let exchange = async {
+            let response = self.http.send(method, &uri, headers, body).await?;
+            let (head, incoming) = response.into_parts();
+            read(head.status, &head.headers, self.http.body(incoming)).await
+        };
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        let status = response.status();
-        self.keep_cookies(response.headers());
-        let headers = response.headers().clone();
-        let mut body = Body::Reqwest(Box::pin(response.bytes_stream()));
-        if !status.is_success() {
-            return Err(UpstreamError::Status {
-                status,
-                headers,
-                body: body.read_limited().await,
-            });
-        }
-        Ok(EventStream {
-            headers,
-            body,
-            decoder: SseDecoder::default(),
-        })
+            .unwrap_or(Err(UpstreamError::Timeout))
     }
 
     /// POSTs JSON to the auth server (refresh, revoke), with the originator and User-Agent the
@@ -291,24 +237,34 @@ impl Upstream {
     async fn auth_request(
         &self,
         path: &str,
-        content_type: &str,
+        content_type: &'static str,
         body: String,
         timeout: Duration,
     ) -> Result<(StatusCode, String), UpstreamError> {
         let identity = self.identity();
-        let response = self
-            .http
-            .post(format!("{}{path}", self.auth_url))
-            .header("originator", &identity.originator)
-            .header("user-agent", &identity.user_agent)
-            .header("content-type", content_type)
-            .body(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        let status = response.status();
-        Ok((status, read_limited(response).await))
+        let mut headers = HeaderMap::with_capacity(3);
+        for (name, value) in [
+            ("originator", identity.originator.as_str()),
+            ("user-agent", identity.user_agent.as_str()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        let url = format!("{}{path}", self.auth_url);
+        self.call(
+            timeout,
+            Method::POST,
+            &url,
+            headers,
+            Bytes::from(body),
+            async |status, _, mut body| Ok((status, body.read_lossy(ERROR_BODY_MAX).await)),
+        )
+        .await
     }
 
     /// POSTs a form to the auth server (the authorization-code exchange is a form post, §1.2).
@@ -339,25 +295,28 @@ impl Upstream {
                 headers.insert(HeaderName::from_static(name), value.clone());
             }
         }
-        let response = self
-            .http
-            .get(&self.usage_url)
-            .headers(headers)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        let status = response.status();
-        self.keep_cookies(response.headers());
-        let headers = response.headers().clone();
-        let body = read_limited(response).await;
-        if !status.is_success() {
-            return Err(UpstreamError::Status {
-                status,
+        let body = self
+            .call(
+                Duration::from_secs(10),
+                Method::GET,
+                &self.usage_uri.to_string(),
                 headers,
-                body,
-            });
-        }
+                Bytes::new(),
+                async |status, headers, mut body| {
+                    self.keep_cookies(headers);
+                    let text = body.read_lossy(ERROR_BODY_MAX).await;
+                    if status.is_success() {
+                        Ok(text)
+                    } else {
+                        Err(UpstreamError::Status {
+                            status,
+                            headers: headers.clone(),
+                            body: text,
+                        })
+                    }
+                },
+            )
+            .await?;
         serde_json::from_str(&body)
             .map_err(|_| UpstreamError::Transport("the usage answer did not parse".into()))
     }
@@ -385,45 +344,42 @@ impl Upstream {
         account: &Account,
         etag: Option<&str>,
     ) -> Result<Option<(Vec<u8>, Option<String>)>, UpstreamError> {
-        let mut request = self
-            .http
-            .get(format!(
-                "{}?client_version={}",
-                self.models_url,
-                url::form_urlencoded::byte_serialize(self.identity().version.as_bytes())
-                    .collect::<String>()
-            ))
-            .headers(self.headers(account, &uuid::Uuid::now_v7().to_string()))
-            .timeout(Duration::from_secs(10));
-        if let Some(etag) = etag {
-            request = request.header("if-none-match", etag);
+        let url = format!(
+            "{}?client_version={}",
+            self.models_url,
+            url::form_urlencoded::byte_serialize(self.identity().version.as_bytes())
+                .collect::<String>()
+        );
+        let mut headers = self.headers(account, &uuid::Uuid::now_v7().to_string());
+        if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+            headers.insert(axum::http::header::IF_NONE_MATCH, etag);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        let status = response.status();
-        self.keep_cookies(response.headers());
-        if status == StatusCode::NOT_MODIFIED {
-            return Ok(None);
-        }
-        let headers = response.headers().clone();
-        if !status.is_success() {
-            return Err(UpstreamError::Status {
-                status,
-                headers,
-                body: read_limited(response).await,
-            });
-        }
-        let etag = headers
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        Ok(Some((body.to_vec(), etag)))
+        self.call(
+            Duration::from_secs(10),
+            Method::GET,
+            &url,
+            headers,
+            Bytes::new(),
+            async |status, headers, mut body| {
+                self.keep_cookies(headers);
+                if status == StatusCode::NOT_MODIFIED {
+                    return Ok(None);
+                }
+                if !status.is_success() {
+                    return Err(UpstreamError::Status {
+                        status,
+                        headers: headers.clone(),
+                        body: body.read_lossy(ERROR_BODY_MAX).await,
+                    });
+                }
+                let etag = headers
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(Some((body.read_to_end(CATALOG_MAX).await?, etag)))
+            },
+        )
+        .await
     }
 }
 
@@ -461,73 +417,28 @@ async fn compress(json: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
 impl Upstream {
     /// `GET` a public feed (the appcast): no account, no identity headers, at most `max` bytes.
     pub async fn fetch_feed(&self, url: &str, max: usize) -> Result<String, String> {
-        let response = self
-            .http
-            .get(url)
-            .header(
-                "user-agent",
-                concat!("codex-proxy/", env!("CARGO_PKG_VERSION")),
+        let mut headers = HeaderMap::with_capacity(1);
+        headers.insert(
+            axum::http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("codex-proxy/", env!("CARGO_PKG_VERSION"))),
+        );
+        let body = self
+            .call(
+                Duration::from_secs(60),
+                Method::GET,
+                url,
+                headers,
+                Bytes::new(),
+                async |status, _, mut body| {
+                    if !status.is_success() {
+                        return Ok(Err(format!("HTTP {status}")));
+                    }
+                    Ok(body.read_to_end(max).await.map_err(|e| e.to_string()))
+                },
             )
-            .timeout(Duration::from_secs(60))
-            .send()
             .await
-            .map_err(|e| UpstreamError::from_reqwest(&e).to_string())?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(&chunk.map_err(|e| format!("read failed: {e}"))?);
-            if body.len() > max {
-                return Err(format!("larger than {max} bytes"));
-            }
-        }
+            .map_err(|e| e.to_string())??;
         String::from_utf8(body).map_err(|_| "not UTF-8".to_owned())
-    }
-}
-
-async fn read_limited(response: reqwest::Response) -> String {
-    Body::Reqwest(Box::pin(response.bytes_stream()))
-        .read_limited()
-        .await
-}
-
-/// An answer's body, from whichever client made the request.
-enum Body {
-    Reqwest(Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>),
-    Direct {
-        body: hyper::body::Incoming,
-        read_timeout: Duration,
-    },
-}
-
-impl Body {
-    /// The next read; `None` at the end.
-    async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
-        match self {
-            Self::Reqwest(stream) => Some(
-                stream
-                    .next()
-                    .await?
-                    .map_err(|e| UpstreamError::from_reqwest(&e)),
-            ),
-            Self::Direct { body, read_timeout } => direct::next_chunk(body, *read_timeout).await,
-        }
-    }
-
-    /// The body as text, up to [`ERROR_BODY_MAX`] bytes (an error's explanation).
-    async fn read_limited(&mut self) -> String {
-        let mut body = Vec::new();
-        while let Some(Ok(chunk)) = self.next().await {
-            body.extend_from_slice(&chunk);
-            if body.len() >= ERROR_BODY_MAX {
-                body.truncate(ERROR_BODY_MAX);
-                break;
-            }
-        }
-        String::from_utf8_lossy(&body).into_owned()
     }
 }
 

@@ -3,7 +3,7 @@
 pub mod appcast;
 pub mod client;
 pub mod cookies;
-mod direct;
+mod http;
 pub mod errors;
 mod flat;
 pub mod identity;
