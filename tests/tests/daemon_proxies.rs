@@ -1,0 +1,325 @@
+//! Outbound proxies end to end: the real daemon reaches the fake through an HTTP `CONNECT`
+//! proxy (HTTPS, HTTP/2 inside the tunnel) and through SOCKS5 proxies, with credentials taken
+//! from the proxy URL. The proxies here are small test servers that check the credentials,
+//! record what they were asked for and splice the bytes.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use codex_proxy_tests::fake::{FakeUpstream, MODELS_PATH, Options, RESPONSES_PATH};
+use codex_proxy_tests::harness::Daemon;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const USER: &str = "proxy-user";
+const PASSWORD: &str = "pa:ss@word";
+
+fn user(text: &str) -> Value {
+    json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": text}]})
+}
+
+/// The proxy URL's userinfo, percent-encoded as a URL needs it.
+fn credentials() -> String {
+    format!("{USER}:{}", PASSWORD.replace(':', "%3A").replace('@', "%40"))
+}
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<String>>>);
+
+impl Seen {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+async fn splice(mut client: TcpStream, target: &str) {
+    if let Ok(mut upstream) = TcpStream::connect(target).await {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    }
+}
+
+/// An HTTP proxy that only tunnels (`CONNECT`), and only with the right credentials.
+async fn connect_proxy() -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = seen.clone();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (record, expected) = (record.clone(), expected.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                // Byte by byte, so that nothing after the head (the TLS hello) is swallowed.
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if socket.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut lines = head.lines();
+                let request = lines.next().unwrap_or_default().to_owned();
+                let authorized = lines.any(|line| {
+                    line.split_once(':').is_some_and(|(name, value)| {
+                        name.eq_ignore_ascii_case("proxy-authorization") && value.trim() == expected
+                    })
+                });
+                record.push(format!(
+                    "{request} {}",
+                    if authorized { "authorized" } else { "refused" }
+                ));
+                let target = match request.split(' ').collect::<Vec<_>>()[..] {
+                    ["CONNECT", target, "HTTP/1.1"] if authorized => target.to_owned(),
+                    _ => {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                };
+                if socket
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    splice(socket, &target).await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A SOCKS5 proxy that requires username/password authentication; records the address type
+/// and address of each `CONNECT`.
+async fn socks5_proxy() -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                if let Some((socket, target)) = socks5_handshake(socket, &record).await {
+                    splice(socket, &target).await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+async fn socks5_handshake(mut s: TcpStream, record: &Seen) -> Option<(TcpStream, String)> {
+    let mut two = [0u8; 2];
+    s.read_exact(&mut two).await.ok()?;
+    let mut methods = vec![0u8; usize::from(two[1])];
+    s.read_exact(&mut methods).await.ok()?;
+    if two[0] != 5 || !methods.contains(&2) {
+        record.push("no username/password method offered".into());
+        s.write_all(&[5, 0xff]).await.ok()?;
+        return None;
+    }
+    s.write_all(&[5, 2]).await.ok()?;
+    let field = async |s: &mut TcpStream| -> Option<String> {
+        let mut len = [0u8; 1];
+        s.read_exact(&mut len).await.ok()?;
+        let mut text = vec![0u8; usize::from(len[0])];
+        s.read_exact(&mut text).await.ok()?;
+        String::from_utf8(text).ok()
+    };
+    let mut version = [0u8; 1];
+    s.read_exact(&mut version).await.ok()?;
+    let (name, password) = (field(&mut s).await?, field(&mut s).await?);
+    if name != USER || password != PASSWORD {
+        record.push("bad credentials".into());
+        s.write_all(&[1, 1]).await.ok()?;
+        return None;
+    }
+    s.write_all(&[1, 0]).await.ok()?;
+    let mut request = [0u8; 4];
+    s.read_exact(&mut request).await.ok()?;
+    let host = match request[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            s.read_exact(&mut ip).await.ok()?;
+            format!("ipv4 {}", std::net::Ipv4Addr::from(ip))
+        }
+        3 => format!("domain {}", field(&mut s).await?),
+        4 => {
+            let mut ip = [0u8; 16];
+            s.read_exact(&mut ip).await.ok()?;
+            format!("ipv6 [{}]", std::net::Ipv6Addr::from(ip))
+        }
+        _ => return None,
+    };
+    let mut port = [0u8; 2];
+    s.read_exact(&mut port).await.ok()?;
+    let port = u16::from_be_bytes(port);
+    record.push(format!("CONNECT {host}:{port}"));
+    s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.ok()?;
+    let target = format!("{}:{port}", host.split_once(' ')?.1);
+    Some((s, target))
+}
+
+fn https_port(fake: &FakeUpstream) -> u16 {
+    fake.base_url()
+        .trim_start_matches("https://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// HTTPS through an HTTP proxy: a `CONNECT` tunnel with the URL's credentials, the backend's
+/// certificate verified inside it, HTTP/2 spoken inside it; nothing reaches the backend any
+/// other way. Wrong credentials fail the request with the proxy's answer named.
+#[tokio::test]
+async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
+    let fake = FakeUpstream::start_with(Options {
+        tls: true,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let port = https_port(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
+    let (proxy, seen) = connect_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .set(
+            "upstream",
+            &format!("proxy = \"http://{}@127.0.0.1:{proxy}\"", credentials()),
+        )
+        .start();
+    let (status, _, body) = daemon.chat(&user("through the tunnel")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("through the tunnel"), "{body}");
+    let calls = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].version, "HTTP/2.0");
+    let models = fake
+        .wait_for_requests(MODELS_PATH, 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(models[0].version, "HTTP/2.0");
+    let seen = seen.all();
+    assert!(!seen.is_empty());
+    for line in &seen {
+        assert_eq!(line, &format!("CONNECT 127.0.0.1:{port} HTTP/1.1 authorized"));
+    }
+
+    let (proxy, seen) = connect_proxy().await;
+    let refused = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .set(
+            "upstream",
+            &format!("proxy = \"http://{USER}:wrong@127.0.0.1:{proxy}\""),
+        )
+        .start();
+    let (status, _, body) = refused.chat(&user("x")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("proxy authorization required"), "{body}");
+    assert!(seen.all().iter().all(|l| l.ends_with("refused")));
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 1);
+}
+
+/// SOCKS5 from the environment: `socks5h://` hands the proxy the host name, `socks5://` the
+/// address resolved by the daemon; both authenticate with the URL's credentials. HTTPS through
+/// SOCKS still verifies the backend's certificate for its name.
+#[tokio::test]
+async fn socks5_proxies_from_the_environment_resolve_where_their_scheme_says() {
+    let fake = FakeUpstream::start_with(Options {
+        tls: true,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let port = https_port(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
+    let by_name = fake.base_url().replace("127.0.0.1", "localhost");
+
+    let (proxy, seen) = socks5_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .base_url(&by_name)
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .env(
+            "ALL_PROXY",
+            &format!("socks5h://{}@127.0.0.1:{proxy}", credentials()),
+        )
+        .start();
+    let (status, _, body) = daemon.chat(&user("by name")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        seen.all()
+            .contains(&format!("CONNECT domain localhost:{port}")),
+        "{:?}",
+        seen.all()
+    );
+
+    let (proxy, seen) = socks5_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .env(
+            "ALL_PROXY",
+            &format!("socks5://{}@127.0.0.1:{proxy}", credentials()),
+        )
+        .start();
+    let (status, _, body) = daemon.chat(&user("by address")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        seen.all().contains(&format!("CONNECT ipv4 127.0.0.1:{port}")),
+        "{:?}",
+        seen.all()
+    );
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+
+    // Wrong credentials: refused at the proxy, said so.
+    let (proxy, seen) = socks5_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .env("ALL_PROXY", &format!("socks5://{USER}:wrong@127.0.0.1:{proxy}"))
+        .start();
+    let (status, _, body) = daemon.chat(&user("x")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("SOCKS"), "{body}");
+    assert!(seen.all().contains(&"bad credentials".to_owned()));
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+}
+
+/// `NO_PROXY` exempts hosts from the environment's proxy.
+#[tokio::test]
+async fn no_proxy_exempts_the_backend() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let (proxy, seen) = socks5_proxy().await;
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .env("ALL_PROXY", &format!("socks5://127.0.0.1:{proxy}"))
+        .env("NO_PROXY", "127.0.0.1")
+        .start();
+    let (status, _, body) = daemon.chat(&user("direct")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(seen.all().is_empty(), "{:?}", seen.all());
+}
