@@ -25,7 +25,10 @@ fn user(text: &str) -> Value {
 
 /// The proxy URL's userinfo, percent-encoded as a URL needs it.
 fn credentials() -> String {
-    format!("{USER}:{}", PASSWORD.replace(':', "%3A").replace('@', "%40"))
+    format!(
+        "{USER}:{}",
+        PASSWORD.replace(':', "%3A").replace('@', "%40")
+    )
 }
 
 #[derive(Clone, Default)]
@@ -222,7 +225,10 @@ async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
     let seen = seen.all();
     assert!(!seen.is_empty());
     for line in &seen {
-        assert_eq!(line, &format!("CONNECT 127.0.0.1:{port} HTTP/1.1 authorized"));
+        assert_eq!(
+            line,
+            &format!("CONNECT 127.0.0.1:{port} HTTP/1.1 authorized")
+        );
     }
 
     let (proxy, seen) = connect_proxy().await;
@@ -289,7 +295,8 @@ async fn socks5_proxies_from_the_environment_resolve_where_their_scheme_says() {
     let (status, _, body) = daemon.chat(&user("by address")).await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        seen.all().contains(&format!("CONNECT ipv4 127.0.0.1:{port}")),
+        seen.all()
+            .contains(&format!("CONNECT ipv4 127.0.0.1:{port}")),
         "{:?}",
         seen.all()
     );
@@ -300,7 +307,10 @@ async fn socks5_proxies_from_the_environment_resolve_where_their_scheme_says() {
     let daemon = Daemon::builder()
         .fake(&fake, &[0])
         .env("SSL_CERT_FILE", ca.to_str().unwrap())
-        .env("ALL_PROXY", &format!("socks5://{USER}:wrong@127.0.0.1:{proxy}"))
+        .env(
+            "ALL_PROXY",
+            &format!("socks5://{USER}:wrong@127.0.0.1:{proxy}"),
+        )
         .start();
     let (status, _, body) = daemon.chat(&user("x")).await;
     assert_eq!(status, 502, "{body}");

@@ -41,7 +41,7 @@ pub struct Upstream {
     /// Parsed once: it is used on every request.
     responses_uri: Uri,
     models_url: String,
-    usage_uri: Uri,
+    usage_url: String,
     auth_url: String,
     compress: bool,
     /// Replaced whole when the appcast or a reload changes it; readers clone the `Arc`.
@@ -76,12 +76,11 @@ impl Upstream {
             responses_uri: format!("{base}/codex/responses").parse()?,
             models_url: format!("{base}/codex/models"),
             // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
-            usage_uri: if base.contains("/backend-api") {
+            usage_url: if base.contains("/backend-api") {
                 format!("{base}/wham/usage")
             } else {
                 format!("{base}/api/codex/usage")
-            }
-            .parse()?,
+            },
             auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
             identity: std::sync::RwLock::new(std::sync::Arc::new(identity)),
@@ -179,7 +178,12 @@ impl Upstream {
         };
         let response = self
             .http
-            .send(Method::POST, &self.responses_uri, headers, Bytes::from(body))
+            .send(
+                Method::POST,
+                &self.responses_uri,
+                headers,
+                Bytes::from(body),
+            )
             .await?;
         let (head, body) = response.into_parts();
         self.keep_cookies(&head.headers);
@@ -299,7 +303,7 @@ impl Upstream {
             .call(
                 Duration::from_secs(10),
                 Method::GET,
-                &self.usage_uri.to_string(),
+                &self.usage_url,
                 headers,
                 Bytes::new(),
                 async |status, headers, mut body| {

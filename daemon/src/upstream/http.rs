@@ -592,6 +592,9 @@ mod tests {
         );
         // Debug never shows them.
         let shown = format!("{http:?}");
-        assert!(!shown.contains("p%40ss") && !shown.contains("dXNlcjpwQHNz"), "{shown}");
+        assert!(
+            !shown.contains("p%40ss") && !shown.contains("dXNlcjpwQHNz"),
+            "{shown}"
+        );
     }
 }

@@ -3,9 +3,9 @@
 pub mod appcast;
 pub mod client;
 pub mod cookies;
-mod http;
 pub mod errors;
 mod flat;
+mod http;
 pub mod identity;
 mod items;
 pub mod sse;
