@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::wire::{ResponseObject, StreamEvent};
+use super::wire::{InputDetails, OutputDetails, ResponseObject, StreamEvent, Usage};
 use crate::json_text::plain_run;
 
 /// The event in `text`, or `None` when serde must decide. At a type `ignored` names the event
@@ -89,13 +89,12 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
     })
 }
 
-/// The types whose events carry an output item, usage, an error or the reason a response is
-/// incomplete: read by serde into their types.
+/// The types whose events carry an output item, an error or the reason a response is
+/// incomplete: read by serde into their types. (`completed` is read here: its usage is.)
 fn rich(kind: &str) -> bool {
     matches!(
         kind,
-        "response.completed"
-            | "response.incomplete"
+        "response.incomplete"
             | "response.failed"
             | "response.output_item.added"
             | "response.output_item.done"
@@ -300,49 +299,112 @@ impl<'a> Reader<'a> {
         Some(Some(value))
     }
 
-    /// A `response` object, or null. Its `id` and `model` are read; `usage`, `error` and
+    /// A `response` object, or null. Its `id`, `model` and `usage` are read; `error` and
     /// `incomplete_details` only as null (anything else there is serde's, which reads them into
-    /// their types); every other field is skipped. A repeated field or an escaped key is serde's.
+    /// their types); every other field (the `output` a `completed` repeats) is skipped. A
+    /// repeated field or an escaped key is serde's.
     fn response(&mut self) -> Option<Option<Box<ResponseObject>>> {
-        if self.null() {
-            return Some(None);
-        }
-        self.eat(b'{')?;
-        self.ws();
         let (mut id, mut model) = (None, None);
         let (mut usage, mut error, mut incomplete) = (None, None, None);
-        if self.peek()? == b'}' {
-            self.at += 1;
-        } else {
-            loop {
-                let (key, escaped) = self.raw_string()?;
-                if escaped {
-                    return None;
-                }
-                self.ws();
-                self.eat(b':')?;
-                self.ws();
-                match key {
-                    "id" => set(&mut id, self.nullable_string()?)?,
-                    "model" => set(&mut model, self.nullable_string()?)?,
-                    "usage" => set(&mut usage, self.literal(b"null")?)?,
-                    "error" => set(&mut error, self.literal(b"null")?)?,
-                    "incomplete_details" => set(&mut incomplete, self.literal(b"null")?)?,
-                    _ => self.skip_any()?,
-                }
-                self.ws();
-                match self.next()? {
-                    b',' => self.ws(),
-                    b'}' => break,
-                    _ => return None,
-                }
-            }
+        let present = self.object(|r, key| match key {
+            "id" => set(&mut id, r.nullable_string()?),
+            "model" => set(&mut model, r.nullable_string()?),
+            "usage" => set(&mut usage, r.usage()?),
+            "error" => set(&mut error, r.literal(b"null")?),
+            "incomplete_details" => set(&mut incomplete, r.literal(b"null")?),
+            _ => r.skip_any(),
+        })?;
+        if !present {
+            return Some(None);
         }
         Some(Some(Box::new(ResponseObject {
             id: id.flatten().map(Cow::into_owned),
             model: model.flatten().map(Cow::into_owned),
+            usage: usage.flatten(),
             ..ResponseObject::default()
         })))
+    }
+
+    /// `usage` as serde reads it into [`Usage`], or null: the three counts required, each
+    /// details object null or holding its one required count, other fields skipped. A count
+    /// that is not a plain `u64`, a missing or repeated field, or an escaped key is serde's.
+    fn usage(&mut self) -> Option<Option<Usage>> {
+        let (mut input, mut output, mut total) = (None, None, None);
+        let (mut cached, mut reasoning) = (None, None);
+        let present = self.object(|r, key| match key {
+            "input_tokens" => set(&mut input, r.count()?),
+            "output_tokens" => set(&mut output, r.count()?),
+            "total_tokens" => set(&mut total, r.count()?),
+            "input_tokens_details" => set(&mut cached, r.details("cached_tokens")?),
+            "output_tokens_details" => set(&mut reasoning, r.details("reasoning_tokens")?),
+            _ => r.skip_any(),
+        })?;
+        if !present {
+            return Some(None);
+        }
+        Some(Some(Usage {
+            input_tokens: input?,
+            output_tokens: output?,
+            total_tokens: total?,
+            input_tokens_details: cached
+                .flatten()
+                .map(|cached_tokens| InputDetails { cached_tokens }),
+            output_tokens_details: reasoning
+                .flatten()
+                .map(|reasoning_tokens| OutputDetails { reasoning_tokens }),
+        }))
+    }
+
+    /// A details object's one count (`name`; required when the object is there), or null.
+    fn details(&mut self, name: &str) -> Option<Option<u64>> {
+        let mut count = None;
+        let present = self.object(|r, key| {
+            if key == name {
+                set(&mut count, r.count()?)
+            } else {
+                r.skip_any()
+            }
+        })?;
+        if present { count.map(Some) } else { Some(None) }
+    }
+
+    /// An object whose fields `field` reads, each after its key (unescaped, or it is serde's);
+    /// `Some(false)` for a null instead.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<bool> {
+        if self.null() {
+            return Some(false);
+        }
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(true);
+        }
+        loop {
+            let (key, escaped) = self.raw_string()?;
+            if escaped {
+                return None;
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            field(self, key)?;
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b'}' => return Some(true),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A plain non-negative integer that fits a `u64` (what serde accepts for one).
+    fn count(&mut self) -> Option<u64> {
+        let start = self.at;
+        if !self.plain_integer() {
+            return None;
+        }
+        self.text.get(start..self.at)?.parse().ok()
     }
 
     /// Takes a plain integer — digits without a leading zero, and no fraction or exponent
@@ -701,6 +763,101 @@ mod tests {
             if created.is_char_boundary(cut) {
                 check(&created[..cut]);
             }
+        }
+    }
+
+    /// `completed` is read here, its usage included, and agrees with serde on every count,
+    /// details object, missing, repeated and unknown field.
+    #[test]
+    fn usage_agrees_with_serde() {
+        let completed = r#"{"type":"response.completed","sequence_number":71,"response":{"id":"resp_123","object":"response","created_at":1700000000,"status":"completed","model":"gpt-5.5","output":[{"id":"msg_1","type":"message","status":"completed","content":[{"type":"output_text","annotations":[],"logprobs":[],"text":"Hello \"world\"\n"}],"role":"assistant","phase":"final_answer"}],"end_turn":true,"usage":{"input_tokens":2310,"input_tokens_details":{"cached_tokens":2048},"output_tokens":95,"output_tokens_details":{"reasoning_tokens":64},"total_tokens":2405}}}"#;
+        let event = read(completed).expect("completed is read here");
+        let usage = event.response.as_ref().unwrap().usage.unwrap();
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens, usage.total_tokens),
+            (2310, 95, 2405)
+        );
+        assert_eq!(usage.input_tokens_details.unwrap().cached_tokens, 2048);
+        assert_eq!(usage.output_tokens_details.unwrap().reasoning_tokens, 64);
+        check(completed);
+        for cut in 0..completed.len() {
+            check(&completed[..cut]);
+        }
+
+        let usage_event = |fields: &[String], spacing: &str| {
+            format!(
+                r#"{{"type":"response.completed","response":{{"id":"r","usage":{spacing}{{{spacing}{}{spacing}}}}}}}"#,
+                fields.join(&format!("{spacing},{spacing}"))
+            )
+        };
+        let field = |key: &str, value: &str| format!(r#""{key}":{value}"#);
+        let base = [
+            field("input_tokens", "5"),
+            field("output_tokens", "7"),
+            field("total_tokens", "12"),
+        ];
+        let counts = [
+            "0",
+            "12",
+            "18446744073709551615",
+            "18446744073709551616",
+            "01",
+            "-1",
+            "1.0",
+            "1e2",
+            "null",
+            r#""5""#,
+            "[]",
+        ];
+        let details = [
+            "null",
+            "{}",
+            r#"{"cached_tokens":3}"#,
+            r#"{"reasoning_tokens":3}"#,
+            r#"{"cached_tokens":3,"reasoning_tokens":4,"x":[1,{"y":2}]}"#,
+            r#"{"cached_tokens":null}"#,
+            r#"{"cached_tokens":1,"cached_tokens":2}"#,
+            r#"{"cached_tokens":-1}"#,
+            r#"{"c\u0061ched_tokens":1}"#,
+            "[]",
+            "3",
+        ];
+        for spacing in ["", " ", "\n\t"] {
+            let plain = usage_event(&base, spacing);
+            assert!(read(&plain).is_some(), "{plain}");
+            check(&plain);
+            assert!(read(&usage_event(&[], spacing)).is_none(), "counts required");
+            for i in 0..base.len() {
+                // Each count in every form, each one missing, each one repeated.
+                for count in counts {
+                    let mut fields = base.to_vec();
+                    fields[i] = format!("{}:{count}", base[i].split(':').next().unwrap());
+                    check(&usage_event(&fields, spacing));
+                }
+                let mut missing = base.to_vec();
+                missing.remove(i);
+                assert!(read(&usage_event(&missing, spacing)).is_none());
+                let mut repeated = base.to_vec();
+                repeated.push(base[i].clone());
+                assert!(read(&usage_event(&repeated, spacing)).is_none());
+            }
+            for key in ["input_tokens_details", "output_tokens_details", "other"] {
+                for value in details {
+                    for at in 0..=base.len() {
+                        let mut fields = base.to_vec();
+                        fields.insert(at, field(key, value));
+                        check(&usage_event(&fields, spacing));
+                    }
+                }
+            }
+        }
+        for text in [
+            r#"{"type":"response.completed","response":{"usage":null}}"#,
+            r#"{"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3,"input_tokens_details":{"cached_tokens":1}}}}"#,
+            r#"{"type":"response.created","response":{"usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3}}}"#,
+        ] {
+            assert!(read(text).is_some(), "{text}");
+            check(text);
         }
     }
 
