@@ -826,7 +826,10 @@ mod tests {
             let plain = usage_event(&base, spacing);
             assert!(read(&plain).is_some(), "{plain}");
             check(&plain);
-            assert!(read(&usage_event(&[], spacing)).is_none(), "counts required");
+            assert!(
+                read(&usage_event(&[], spacing)).is_none(),
+                "counts required"
+            );
             for i in 0..base.len() {
                 // Each count in every form, each one missing, each one repeated.
                 for count in counts {
