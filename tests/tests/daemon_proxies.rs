@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use codex_proxy_tests::fake::{FakeUpstream, MODELS_PATH, Options, RESPONSES_PATH};
-use codex_proxy_tests::harness::Daemon;
+use codex_proxy_tests::harness::{Daemon, DaemonBuilder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -178,14 +178,52 @@ async fn socks5_handshake(mut s: TcpStream, record: &Seen) -> Option<(TcpStream,
     Some((s, target))
 }
 
-fn https_port(fake: &FakeUpstream) -> u16 {
-    fake.base_url()
-        .trim_start_matches("https://127.0.0.1:")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+/// The fake over HTTPS, and its test CA in a file for `SSL_CERT_FILE`.
+struct TlsFake {
+    fake: FakeUpstream,
+    port: u16,
+    ca: tempfile::TempDir,
+}
+
+impl TlsFake {
+    async fn start() -> Self {
+        let fake = FakeUpstream::start_with(Options {
+            tls: true,
+            ..Options::default()
+        })
+        .await
+        .unwrap();
+        let port = fake
+            .base_url()
+            .trim_start_matches("https://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ca = tempfile::tempdir().unwrap();
+        std::fs::write(
+            ca.path().join("ca.pem"),
+            codex_proxy_tests::fake::tls::CA_PEM,
+        )
+        .unwrap();
+        Self { fake, port, ca }
+    }
+
+    /// A daemon on the fake that trusts its CA.
+    fn daemon(&self) -> DaemonBuilder {
+        Daemon::builder().fake(&self.fake, &[0]).env(
+            "SSL_CERT_FILE",
+            self.ca.path().join("ca.pem").to_str().unwrap(),
+        )
+    }
+
+    /// One chat through a daemon whose environment names `proxy`: its status and body.
+    async fn chat_via(&self, daemon: DaemonBuilder, proxy: &str, text: &str) -> (u16, String) {
+        let daemon = daemon.env("ALL_PROXY", proxy).start();
+        let (status, _, body) = daemon.chat(&user(text)).await;
+        (status, body)
+    }
 }
 
 /// HTTPS through an HTTP proxy: a `CONNECT` tunnel with the URL's credentials, the backend's
@@ -193,20 +231,10 @@ fn https_port(fake: &FakeUpstream) -> u16 {
 /// other way. Wrong credentials fail the request with the proxy's answer named.
 #[tokio::test]
 async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
-    let fake = FakeUpstream::start_with(Options {
-        tls: true,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let port = https_port(&fake);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
+    let tls = TlsFake::start().await;
     let (proxy, seen) = connect_proxy().await;
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+    let daemon = tls
+        .daemon()
         .set(
             "upstream",
             &format!("proxy = \"http://{}@127.0.0.1:{proxy}\"", credentials()),
@@ -215,10 +243,11 @@ async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
     let (status, _, body) = daemon.chat(&user("through the tunnel")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("through the tunnel"), "{body}");
-    let calls = fake.requests_to(RESPONSES_PATH);
+    let calls = tls.fake.requests_to(RESPONSES_PATH);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].version, "HTTP/2.0");
-    let models = fake
+    let models = tls
+        .fake
         .wait_for_requests(MODELS_PATH, 1, Duration::from_secs(5))
         .await;
     assert_eq!(models[0].version, "HTTP/2.0");
@@ -227,24 +256,19 @@ async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
     for line in &seen {
         assert_eq!(
             line,
-            &format!("CONNECT 127.0.0.1:{port} HTTP/1.1 authorized")
+            &format!("CONNECT 127.0.0.1:{} HTTP/1.1 authorized", tls.port)
         );
     }
 
+    // From the environment, with wrong credentials.
     let (proxy, seen) = connect_proxy().await;
-    let refused = Daemon::builder()
-        .fake(&fake, &[0])
-        .env("SSL_CERT_FILE", ca.to_str().unwrap())
-        .set(
-            "upstream",
-            &format!("proxy = \"http://{USER}:wrong@127.0.0.1:{proxy}\""),
-        )
-        .start();
-    let (status, _, body) = refused.chat(&user("x")).await;
+    let url = format!("http://{USER}:wrong@127.0.0.1:{proxy}");
+    let (status, body) = tls.chat_via(tls.daemon(), &url, "x").await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("proxy authorization required"), "{body}");
+    assert!(!seen.all().is_empty());
     assert!(seen.all().iter().all(|l| l.ends_with("refused")));
-    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 1);
+    assert_eq!(tls.fake.requests_to(RESPONSES_PATH).len(), 1);
 }
 
 /// SOCKS5 from the environment: `socks5h://` hands the proxy the host name, `socks5://` the
@@ -252,71 +276,37 @@ async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
 /// SOCKS still verifies the backend's certificate for its name.
 #[tokio::test]
 async fn socks5_proxies_from_the_environment_resolve_where_their_scheme_says() {
-    let fake = FakeUpstream::start_with(Options {
-        tls: true,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let port = https_port(&fake);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
-    let by_name = fake.base_url().replace("127.0.0.1", "localhost");
-
-    let (proxy, seen) = socks5_proxy().await;
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .base_url(&by_name)
-        .env("SSL_CERT_FILE", ca.to_str().unwrap())
-        .env(
-            "ALL_PROXY",
-            &format!("socks5h://{}@127.0.0.1:{proxy}", credentials()),
-        )
-        .start();
-    let (status, _, body) = daemon.chat(&user("by name")).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        seen.all()
-            .contains(&format!("CONNECT domain localhost:{port}")),
-        "{:?}",
-        seen.all()
-    );
-
-    let (proxy, seen) = socks5_proxy().await;
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .env("SSL_CERT_FILE", ca.to_str().unwrap())
-        .env(
-            "ALL_PROXY",
-            &format!("socks5://{}@127.0.0.1:{proxy}", credentials()),
-        )
-        .start();
-    let (status, _, body) = daemon.chat(&user("by address")).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        seen.all()
-            .contains(&format!("CONNECT ipv4 127.0.0.1:{port}")),
-        "{:?}",
-        seen.all()
-    );
-    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+    let tls = TlsFake::start().await;
+    let port = tls.port;
+    let by_name = tls.fake.base_url().replace("127.0.0.1", "localhost");
+    for (scheme, daemon, expected) in [
+        (
+            "socks5h",
+            tls.daemon().base_url(&by_name),
+            format!("CONNECT domain localhost:{port}"),
+        ),
+        (
+            "socks5",
+            tls.daemon(),
+            format!("CONNECT ipv4 127.0.0.1:{port}"),
+        ),
+    ] {
+        let (proxy, seen) = socks5_proxy().await;
+        let url = format!("{scheme}://{}@127.0.0.1:{proxy}", credentials());
+        let (status, body) = tls.chat_via(daemon, &url, scheme).await;
+        assert_eq!(status, 200, "{scheme}: {body}");
+        assert!(seen.all().contains(&expected), "{:?}", seen.all());
+    }
+    assert_eq!(tls.fake.requests_to(RESPONSES_PATH).len(), 2);
 
     // Wrong credentials: refused at the proxy, said so.
     let (proxy, seen) = socks5_proxy().await;
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .env("SSL_CERT_FILE", ca.to_str().unwrap())
-        .env(
-            "ALL_PROXY",
-            &format!("socks5://{USER}:wrong@127.0.0.1:{proxy}"),
-        )
-        .start();
-    let (status, _, body) = daemon.chat(&user("x")).await;
+    let url = format!("socks5://{USER}:wrong@127.0.0.1:{proxy}");
+    let (status, body) = tls.chat_via(tls.daemon(), &url, "x").await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("SOCKS"), "{body}");
     assert!(seen.all().contains(&"bad credentials".to_owned()));
-    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), 2);
+    assert_eq!(tls.fake.requests_to(RESPONSES_PATH).len(), 2);
 }
 
 /// `NO_PROXY` exempts hosts from the environment's proxy.
