@@ -18,6 +18,8 @@ use crate::config::Config;
 const COMPRESS_INLINE_MAX: usize = 256 << 10;
 /// Error bodies are read up to this size (enough for any JSON error or Cloudflare page).
 const ERROR_BODY_MAX: usize = 64 << 10;
+/// The appcast feed's whole exchange is bounded by this.
+const FEED_TIMEOUT_SECONDS: u64 = 60;
 /// The model catalog is refused beyond this size (the real one is tens of KiB).
 const CATALOG_MAX: usize = 8 << 20;
 
@@ -428,20 +430,34 @@ impl Upstream {
         );
         let body = self
             .call(
-                Duration::from_secs(60),
+                Duration::from_secs(FEED_TIMEOUT_SECONDS),
                 Method::GET,
                 url,
                 headers,
                 Bytes::new(),
-                async |status, _, mut body| {
+                async |status, headers, mut body| {
                     if !status.is_success() {
-                        return Ok(Err(format!("HTTP {status}")));
+                        return Err(UpstreamError::Status {
+                            status,
+                            headers: headers.clone(),
+                            body: String::new(),
+                        });
                     }
-                    Ok(body.read_to_end(max).await.map_err(|e| e.to_string()))
+                    body.read_to_end(max).await
                 },
             )
             .await
-            .map_err(|e| e.to_string())??;
+            // Said of the feed, not of the Codex backend (which `UpstreamError` names).
+            .map_err(|e| match e {
+                UpstreamError::Status { status, .. } => format!("HTTP {status}"),
+                // The caller names the URL.
+                UpstreamError::Transport(message) => message
+                    .strip_prefix(&format!("GET {url}: "))
+                    .map_or_else(|| message.clone(), str::to_owned),
+                UpstreamError::Timeout => {
+                    format!("no answer within {FEED_TIMEOUT_SECONDS} seconds")
+                }
+            })?;
         String::from_utf8(body).map_err(|_| "not UTF-8".to_owned())
     }
 }
