@@ -559,16 +559,34 @@ mod tests {
         assert_eq!(with_default_port(&uri, 1080), uri);
     }
 
-    fn client(proxy: &str) -> Http {
+    fn tls() -> Arc<rustls::ClientConfig> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
+        Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+    }
+
+    fn client(proxy: &str) -> Http {
         let config = UpstreamConfig {
             proxy: Some(proxy.to_owned().try_into().unwrap()),
             ..UpstreamConfig::default()
         };
-        Http::new(&config, Arc::new(tls)).unwrap()
+        Http::new(&config, tls()).unwrap()
+    }
+
+    #[test]
+    fn a_proxy_url_the_matcher_cannot_use_stops_the_daemon() {
+        // A URL the config accepts (the url crate encodes the space) but `http::Uri` refuses:
+        // going direct instead would bypass the proxy the user asked for.
+        let proxy = "http://us er:pw@proxy.local:3128".to_owned();
+        let config = UpstreamConfig {
+            proxy: Some(proxy.try_into().unwrap()),
+            ..UpstreamConfig::default()
+        };
+        let error = Http::new(&config, tls()).unwrap_err().to_string();
+        assert_eq!(error, "upstream.proxy is not usable as a proxy URL");
     }
 
     #[tokio::test]
