@@ -2,6 +2,7 @@
 //! the configured aliases and effort suffixes (`gpt-5.5-high`, `codex-low`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -37,7 +38,8 @@ pub enum CatalogSource {
 
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    pub models: Vec<ModelInfo>,
+    /// Shared: every request resolves one, and takes it without copying.
+    pub models: Vec<Arc<ModelInfo>>,
     pub source: CatalogSource,
     pub etag: Option<String>,
 }
@@ -120,7 +122,7 @@ impl Catalog {
             .iter()
             .map(
                 |&(slug, display, default_effort, efforts, listed, lite, context_window)| {
-                    ModelInfo {
+                    Arc::new(ModelInfo {
                         slug: slug.into(),
                         display_name: display.into(),
                         listed,
@@ -130,7 +132,7 @@ impl Catalog {
                         parallel_tool_calls: !lite,
                         context_window,
                         instructions: None,
-                    }
+                    })
                 },
             )
             .collect();
@@ -147,7 +149,7 @@ impl Catalog {
         let models = parsed
             .models
             .into_iter()
-            .map(UpstreamModel::into_info)
+            .map(|model| Arc::new(model.into_info()))
             .collect();
         Ok(Self {
             models,
@@ -156,7 +158,7 @@ impl Catalog {
         })
     }
 
-    pub fn find(&self, slug: &str) -> Option<&ModelInfo> {
+    pub fn find(&self, slug: &str) -> Option<&Arc<ModelInfo>> {
         self.models.iter().find(|m| m.slug == slug)
     }
 }
@@ -248,7 +250,7 @@ impl UpstreamModel {
 /// A request's model name, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
-    pub model: ModelInfo,
+    pub model: Arc<ModelInfo>,
     /// Effort named by a suffix (`-high`), if any.
     pub suffix_effort: Option<String>,
 }

@@ -1,16 +1,18 @@
-//! A reader for the events that make up almost all of a stream — text, reasoning and
-//! tool-argument deltas — which are flat JSON objects: strings, small integers and a few values
-//! the translation never reads. serde's derive walks every key and value through its visitor
-//! machinery (≈ 3 000 instructions per delta event, most of the daemon's work per response);
-//! this reads the same object in one pass over the bytes.
+//! A reader for the events of a stream — text, reasoning and tool-argument deltas, which are
+//! flat JSON objects, and the few richer ones: a `response` (ids, usage), an output `item`.
+//! serde's derive walks every key and value through its visitor machinery (≈ 3 000 instructions
+//! per delta event, most of the daemon's work per response); this reads the same object in one
+//! pass over the bytes, skipping what the translation never reads.
 //!
-//! It answers only when it is sure: an object with a nested `item` or `response`, an escaped
-//! key, a duplicate field, a number that is not a plain `u32` where one is expected, or any
-//! syntax it does not expect gives `None`, and the caller parses the event with serde. So it
-//! never disagrees with serde about an event serde accepts (tested against serde below).
+//! It answers only when it is sure: a response's error or incomplete details, an item whose
+//! `type` is not its first field, an escaped key, a duplicate field, a number that is not a
+//! plain integer where one is expected, or any syntax it does not expect gives `None`, and the
+//! caller parses the event with serde. So it never disagrees with serde about an event serde
+//! accepts (tested against serde below).
 
 use std::borrow::Cow;
 
+use super::items::{OutputContent, OutputItem, SummaryPart};
 use super::wire::{InputDetails, OutputDetails, ResponseObject, StreamEvent, Usage};
 use crate::json_text::plain_run;
 
@@ -60,8 +62,7 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
                 Key::OutputIndex => set(&mut event.output_index, r.nullable_u32()?)?,
                 Key::SummaryIndex => set(&mut event.summary_index, r.nullable_u32()?)?,
                 Key::Response => set(&mut event.response, r.response()?)?,
-                // Nested items are serde's (they are rare and rich).
-                Key::Nested => return None,
+                Key::Item => set(&mut event.item, r.item()?)?,
                 Key::Other => r.skip_any()?,
             }
             r.ws();
@@ -84,21 +85,15 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
         output_index: event.output_index.flatten(),
         delta: event.delta.flatten(),
         summary_index: event.summary_index.flatten(),
-        item: None,
+        item: event.item.flatten(),
         response: event.response.flatten(),
     })
 }
 
-/// The types whose events carry an output item, an error or the reason a response is
-/// incomplete: read by serde into their types. (`completed` is read here: its usage is.)
+/// The types whose events carry an error or the reason a response is incomplete: read by
+/// serde into their types. (`completed` is read here, its usage too; so are output items.)
 fn rich(kind: &str) -> bool {
-    matches!(
-        kind,
-        "response.incomplete"
-            | "response.failed"
-            | "response.output_item.added"
-            | "response.output_item.done"
-    )
+    matches!(kind, "response.incomplete" | "response.failed")
 }
 
 /// What a key means to the reader.
@@ -112,8 +107,8 @@ enum Key {
     /// `response`: read when it holds what `created` and `in_progress` carry (ids, names,
     /// nulls, values the translation skips); anything richer is serde's.
     Response,
-    /// `item`: the event is serde's.
-    Nested,
+    /// `item`: an output item.
+    Item,
     /// Anything else: its value is skipped.
     Other,
 }
@@ -129,7 +124,7 @@ fn known_key(rest: &[u8]) -> Option<(usize, Key)> {
     }
     match rest.first()? {
         b't' => is(rest, b"type\"", Key::Type),
-        b'i' => is(rest, b"item_id\"", Key::ItemId).or_else(|| is(rest, b"item\"", Key::Nested)),
+        b'i' => is(rest, b"item_id\"", Key::ItemId).or_else(|| is(rest, b"item\"", Key::Item)),
         b'd' => is(rest, b"delta\"", Key::Delta),
         b'o' => is(rest, b"output_index\"", Key::OutputIndex)
             .or_else(|| is(rest, b"obfuscation\"", Key::Other)),
@@ -151,6 +146,12 @@ struct Event<'a> {
     output_index: Option<Option<u32>>,
     summary_index: Option<Option<u32>>,
     response: Option<Option<Box<ResponseObject>>>,
+    item: Option<Option<Box<OutputItem>>>,
+}
+
+/// An optional string field as its owner keeps it (missing and null are both `None`).
+fn owned(field: Option<Option<Cow<'_, str>>>) -> Option<String> {
+    field.flatten().map(Cow::into_owned)
 }
 
 /// A field seen twice is an error to serde; here it hands the event to serde.
@@ -398,6 +399,179 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An output item as `items.rs` reads it, or null, when its `type` comes first (as the
+    /// upstream writes it): unknown types are `Other`, unknown fields skipped. A later or
+    /// repeated tag, a repeated field, an escaped key or tag, or a value of another type is
+    /// serde's.
+    fn item(&mut self) -> Option<Option<Box<OutputItem>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let tag = self.tag()?;
+        let (mut id, mut call_id, mut name, mut text) = (None, None, None, None);
+        let (mut content, mut summary) = (None, None);
+        let item = match tag {
+            "message" => {
+                self.fields(|r, key| match key {
+                    "id" => set(&mut id, r.nullable_string()?),
+                    "content" => set(&mut content, r.array(Self::content)?),
+                    _ => r.skip_any(),
+                })?;
+                OutputItem::Message {
+                    id: owned(id),
+                    content: content.unwrap_or_default(),
+                }
+            }
+            "reasoning" => {
+                self.fields(|r, key| match key {
+                    "id" => set(&mut id, r.nullable_string()?),
+                    "summary" => set(&mut summary, r.array(Self::summary_part)?),
+                    _ => r.skip_any(),
+                })?;
+                OutputItem::Reasoning {
+                    id: owned(id),
+                    summary: summary.unwrap_or_default(),
+                }
+            }
+            "function_call" | "custom_tool_call" => {
+                let body = if tag == "function_call" {
+                    "arguments"
+                } else {
+                    "input"
+                };
+                self.fields(|r, key| match key {
+                    "id" => set(&mut id, r.nullable_string()?),
+                    "call_id" => set(&mut call_id, r.string()?),
+                    "name" => set(&mut name, r.string()?),
+                    _ if key == body => set(&mut text, r.string()?),
+                    _ => r.skip_any(),
+                })?;
+                let (id, call_id, name) = (owned(id), call_id?.into_owned(), name?.into_owned());
+                let text = text.map(Cow::into_owned).unwrap_or_default();
+                if tag == "function_call" {
+                    OutputItem::FunctionCall {
+                        id,
+                        call_id,
+                        name,
+                        arguments: text,
+                    }
+                } else {
+                    OutputItem::CustomToolCall {
+                        id,
+                        call_id,
+                        name,
+                        input: text,
+                    }
+                }
+            }
+            _ => {
+                self.fields(|r, _| r.skip_any())?;
+                OutputItem::Other
+            }
+        };
+        Some(Some(Box::new(item)))
+    }
+
+    /// One part of a message's `content`, tagged like an item.
+    fn content(&mut self) -> Option<OutputContent> {
+        let tag = self.tag()?;
+        let mut text = None;
+        let field = match tag {
+            "output_text" => "text",
+            "refusal" => "refusal",
+            _ => {
+                self.fields(|r, _| r.skip_any())?;
+                return Some(OutputContent::Other);
+            }
+        };
+        self.fields(|r, key| {
+            if key == field {
+                set(&mut text, r.string()?)
+            } else {
+                r.skip_any()
+            }
+        })?;
+        let text = text?.into_owned();
+        Some(if tag == "output_text" {
+            OutputContent::OutputText { text }
+        } else {
+            OutputContent::Refusal { refusal: text }
+        })
+    }
+
+    /// A reasoning summary part: a plain struct (its `type` is just another field).
+    fn summary_part(&mut self) -> Option<SummaryPart> {
+        let mut text = None;
+        self.object(|r, key| {
+            if key == "text" {
+                set(&mut text, r.string()?)
+            } else {
+                r.skip_any()
+            }
+        })?
+        .then(|| SummaryPart {
+            text: text.map(Cow::into_owned).unwrap_or_default(),
+        })
+    }
+
+    /// The opening of a tagged object up to its tag's value: `{"type":"…"`, the tag first and
+    /// unescaped.
+    fn tag(&mut self) -> Option<&'a str> {
+        self.eat(b'{')?;
+        self.ws();
+        match self.raw_string()? {
+            ("type", false) => {}
+            _ => return None,
+        }
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        match self.raw_string()? {
+            (tag, false) => Some(tag),
+            _ => None,
+        }
+    }
+
+    /// The fields after a tag, up to the object's end; a second tag is serde's (it refuses it).
+    fn fields(&mut self, mut field: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+        loop {
+            self.ws();
+            match self.next()? {
+                b'}' => return Some(()),
+                b',' => self.ws(),
+                _ => return None,
+            }
+            let (key, escaped) = self.raw_string()?;
+            if escaped || key == "type" {
+                return None;
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            field(self, key)?;
+        }
+    }
+
+    /// An array whose elements `element` reads.
+    fn array<T>(&mut self, mut element: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.eat(b'[')?;
+        self.ws();
+        let mut items = Vec::new();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(items);
+        }
+        loop {
+            items.push(element(self)?);
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b']' => return Some(items),
+                _ => return None,
+            }
+        }
+    }
+
     /// A plain non-negative integer that fits a `u64` (what serde accepts for one).
     fn count(&mut self) -> Option<u64> {
         let start = self.at;
@@ -551,7 +725,7 @@ mod tests {
             && a.delta == b.delta
             && a.output_index == b.output_index
             && a.summary_index == b.summary_index
-            && a.item.is_none() == b.item.is_none()
+            && a.item == b.item
             && match (&a.response, &b.response) {
                 (Some(a), Some(b)) => {
                     a.id == b.id
@@ -599,7 +773,6 @@ mod tests {
     #[test]
     fn leaves_rich_and_odd_events_to_serde() {
         for text in [
-            r#"{"type":"response.output_item.done","item":{"type":"message","content":[]}}"#,
             r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":1}}}"#,
             r#"{"type":"response.failed","response":{"error":{"code":"x"}}}"#,
             r#"{"type":"x","response":{"id":"a","id":"b"}}"#,
@@ -860,6 +1033,74 @@ mod tests {
             r#"{"type":"response.created","response":{"usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3}}}"#,
         ] {
             assert!(read(text).is_some(), "{text}");
+            check(text);
+        }
+    }
+
+    /// Output items are read here when their tag comes first, and agree with serde on every
+    /// sample item in every rotation of its fields, inside `added` and `done` events.
+    #[test]
+    fn items_agree_with_serde() {
+        let done = r#"{"type":"response.output_item.done","sequence_number":68,"output_index":0,"item":{"id":"msg_1","type":"message","status":"completed","content":[{"type":"output_text","annotations":[],"logprobs":[],"text":"Hello \"world\"\n"}],"role":"assistant","phase":"final_answer"}}"#;
+        // (Its tag is not first: serde's.)
+        assert!(read(done).is_none());
+        check(done);
+        let done = done.replace(
+            r#""id":"msg_1","type":"message""#,
+            r#""type":"message","id":"msg_1""#,
+        );
+        let event = read(&done).expect("an item whose tag is first is read here");
+        assert_eq!(
+            event.item.as_deref(),
+            Some(&OutputItem::Message {
+                id: Some("msg_1".into()),
+                content: vec![OutputContent::OutputText {
+                    text: "Hello \"world\"\n".into()
+                }],
+            })
+        );
+        check(&done);
+        for cut in 0..done.len() {
+            check(&done[..cut]);
+        }
+        let mut read_here = 0;
+        for fields in super::super::items::SAMPLE_ITEMS {
+            for turn in 0..fields.len().max(1) {
+                let mut rotated = fields.to_vec();
+                rotated.rotate_left(turn.min(fields.len()));
+                let item = format!("{{{}}}", rotated.join(","));
+                for (kind, spacing) in [
+                    ("response.output_item.added", ""),
+                    ("response.output_item.done", " "),
+                ] {
+                    let event = format!(
+                        r#"{{"type":"{kind}","output_index":0,"item":{spacing}{item}{spacing},"sequence_number":3}}"#
+                    );
+                    read_here += usize::from(read(&event).is_some());
+                    check(&event);
+                }
+            }
+        }
+        // Each valid item once a rotation puts its tag first, in both events.
+        assert!(read_here >= 14, "{read_here}");
+        for text in [
+            r#"{"type":"response.output_item.added","item":null}"#,
+            r#"{"type":"response.output_item.added","item":{"type":"function_call","call_id":"c","name":"f","arguments":""}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"reasoning","summary":[{"type":"summary_text","text":"a","type":"again"}],"encrypted_content":"gAAA"}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"custom_tool_call","call_id":"c","name":"apply_patch","input":"*** Begin","arguments":5}}"#,
+        ] {
+            assert!(read(text).is_some(), "{text}");
+            check(text);
+        }
+        for text in [
+            r#"{"type":"response.output_item.done","item":{"type":"message","content":null}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"message","content":[null]}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"reasoning","summary":[{"text":null}]}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"function_call","call_id":"c"}}"#,
+            r#"{"type":"response.output_item.done","item":{"type":"mess\u0061ge"}}"#,
+            r#"{"type":"response.output_item.done","item":[]}"#,
+        ] {
+            assert!(read(text).is_none(), "should be serde's: {text}");
             check(text);
         }
     }

@@ -287,6 +287,75 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
+/// Output items as fields, read in every rotation by the tests here and by the event reader's
+/// (`flat.rs`): real items, missing, repeated and unknown fields, odd tags, an escaped key.
+#[cfg(test)]
+pub(super) const SAMPLE_ITEMS: &[&[&str]] = &[
+    &[
+        r#""type":"message""#,
+        r#""id":"msg_1""#,
+        r#""status":"completed""#,
+        r#""role":"assistant""#,
+        r#""content":[{"type":"output_text","text":"Hi \"there\"\n","annotations":[]},{"annotations":[],"type":"refusal","refusal":"no"},{"type":"image","url":"x"}]"#,
+    ],
+    &[r#""type":"message""#],
+    &[
+        r#""type":"message""#,
+        r#""content":[{"type":"output_text"}]"#,
+    ],
+    &[r#""type":"message""#, r#""content":[{"text":"no tag"}]"#],
+    &[
+        r#""type":"message""#,
+        r#""content":[{"type":"output_text","type":"refusal","text":"x"}]"#,
+    ],
+    &[r#""type":"message""#, r#""content":"not a list""#],
+    &[r#""type":"message""#, r#""id":null"#],
+    &[r#""type":"message""#, r#""id":"a""#, r#""id":"b""#],
+    &[r#""type":"message""#, r#""extra":1"#, r#""extra":2"#],
+    &[r#""type":"message""#, r#""type":"reasoning""#],
+    &[
+        r#""type":"reasoning""#,
+        r#""id":"rs_1""#,
+        r#""summary":[{"type":"summary_text","text":"Thinking"}]"#,
+        r#""encrypted_content":"gAAA""#,
+    ],
+    &[
+        r#""type":"function_call""#,
+        r#""id":"fc_1""#,
+        r#""call_id":"call_1""#,
+        r#""name":"get_weather""#,
+        r#""arguments":"{\"city\":\"Paris\"}""#,
+        r#""status":"completed""#,
+    ],
+    &[r#""type":"function_call""#, r#""name":"f""#],
+    &[
+        r#""type":"function_call""#,
+        r#""call_id":"c""#,
+        r#""name":5"#,
+    ],
+    &[
+        r#""type":"custom_tool_call""#,
+        r#""call_id":"c""#,
+        r#""name":"apply_patch""#,
+        r#""input":"*** Begin Patch""#,
+    ],
+    &[
+        r#""type":"web_search_call""#,
+        r#""id":"ws_1""#,
+        r#""action":{"type":"search","query":"q"}"#,
+        r#""content":"anything""#,
+    ],
+    &[r#""type":"future_kind""#, r#""type":"again""#],
+    &[r#""id":"x""#],
+    &[r#""type":null"#, r#""id":"x""#],
+    &[r#""type":1"#, r#""id":"rs_9""#],
+    &[r#""type":99"#, r#""id":"x""#],
+    &[r#""type":-1"#],
+    &[r#""type":true"#],
+    &[r#""typ\u0065":"message""#, r#""id":"escaped key""#],
+    &[],
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,71 +458,7 @@ mod tests {
     /// read by both: the same item, or both refuse.
     #[test]
     fn items_agree_with_serdes_derive() {
-        let objects: &[&[&str]] = &[
-            &[
-                r#""type":"message""#,
-                r#""id":"msg_1""#,
-                r#""status":"completed""#,
-                r#""role":"assistant""#,
-                r#""content":[{"type":"output_text","text":"Hi \"there\"\n","annotations":[]},{"annotations":[],"type":"refusal","refusal":"no"},{"type":"image","url":"x"}]"#,
-            ],
-            &[r#""type":"message""#],
-            &[
-                r#""type":"message""#,
-                r#""content":[{"type":"output_text"}]"#,
-            ],
-            &[r#""type":"message""#, r#""content":[{"text":"no tag"}]"#],
-            &[
-                r#""type":"message""#,
-                r#""content":[{"type":"output_text","type":"refusal","text":"x"}]"#,
-            ],
-            &[r#""type":"message""#, r#""content":"not a list""#],
-            &[r#""type":"message""#, r#""id":null"#],
-            &[r#""type":"message""#, r#""id":"a""#, r#""id":"b""#],
-            &[r#""type":"message""#, r#""extra":1"#, r#""extra":2"#],
-            &[r#""type":"message""#, r#""type":"reasoning""#],
-            &[
-                r#""type":"reasoning""#,
-                r#""id":"rs_1""#,
-                r#""summary":[{"type":"summary_text","text":"Thinking"}]"#,
-                r#""encrypted_content":"gAAA""#,
-            ],
-            &[
-                r#""type":"function_call""#,
-                r#""id":"fc_1""#,
-                r#""call_id":"call_1""#,
-                r#""name":"get_weather""#,
-                r#""arguments":"{\"city\":\"Paris\"}""#,
-                r#""status":"completed""#,
-            ],
-            &[r#""type":"function_call""#, r#""name":"f""#],
-            &[
-                r#""type":"function_call""#,
-                r#""call_id":"c""#,
-                r#""name":5"#,
-            ],
-            &[
-                r#""type":"custom_tool_call""#,
-                r#""call_id":"c""#,
-                r#""name":"apply_patch""#,
-                r#""input":"*** Begin Patch""#,
-            ],
-            &[
-                r#""type":"web_search_call""#,
-                r#""id":"ws_1""#,
-                r#""action":{"type":"search","query":"q"}"#,
-                r#""content":"anything""#,
-            ],
-            &[r#""type":"future_kind""#, r#""type":"again""#],
-            &[r#""id":"x""#],
-            &[r#""type":null"#, r#""id":"x""#],
-            &[r#""type":1"#, r#""id":"rs_9""#],
-            &[r#""type":99"#, r#""id":"x""#],
-            &[r#""type":-1"#],
-            &[r#""type":true"#],
-            &[r#""typ\u0065":"message""#, r#""id":"escaped key""#],
-            &[],
-        ];
+        let objects = SAMPLE_ITEMS;
         for fields in objects {
             for turn in 0..fields.len().max(1) {
                 let mut rotated = fields.to_vec();
