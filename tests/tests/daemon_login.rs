@@ -263,6 +263,31 @@ async fn a_declined_or_unavailable_device_login_says_so() {
     );
 }
 
+/// An auth server that cannot be reached is named as such, with the URL and the cause — not
+/// as the Codex backend.
+#[tokio::test]
+async fn an_unreachable_auth_server_is_named() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut config = Config::default();
+    config.upstream.auth_url = url.clone().try_into().unwrap();
+    let upstream = Upstream::new(&config, Identity::new(&config.client_identity, None)).unwrap();
+    let error = Logins::default()
+        .begin_device(&upstream)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(&format!(
+            "cannot reach the auth server: POST {url}/api/accounts/deviceauth/usercode: "
+        )),
+        "{error}"
+    );
+    assert!(error.contains("refused"), "{error}");
+    assert!(!error.contains("Codex backend"), "{error}");
+}
+
 #[tokio::test]
 async fn import_then_logout_revokes_and_forgets() {
     let s = setup().await;

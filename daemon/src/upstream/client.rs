@@ -37,6 +37,12 @@ pub enum UpstreamError {
     Timeout,
 }
 
+/// An auth-server call that got no answer: what happened, naming the URL. (Its callers say
+/// "cannot reach the auth server"; [`UpstreamError`] speaks of the Codex backend.)
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthUnreachable(String);
+
 #[derive(Debug)]
 pub struct Upstream {
     http: Http,
@@ -235,7 +241,7 @@ impl Upstream {
         path: &str,
         body: &serde_json::Value,
         timeout: Duration,
-    ) -> Result<(StatusCode, String), UpstreamError> {
+    ) -> Result<(StatusCode, String), AuthUnreachable> {
         self.auth_request(path, "application/json", body.to_string(), timeout)
             .await
     }
@@ -246,7 +252,7 @@ impl Upstream {
         content_type: &'static str,
         body: String,
         timeout: Duration,
-    ) -> Result<(StatusCode, String), UpstreamError> {
+    ) -> Result<(StatusCode, String), AuthUnreachable> {
         let identity = self.identity();
         let mut headers = HeaderMap::with_capacity(3);
         for (name, value) in [
@@ -271,6 +277,16 @@ impl Upstream {
             async |status, _, mut body| Ok((status, body.read_lossy(ERROR_BODY_MAX).await)),
         )
         .await
+        .map_err(|e| {
+            AuthUnreachable(match e {
+                UpstreamError::Transport(message) => message,
+                UpstreamError::Timeout => {
+                    format!("POST {url}: no answer within {} s", timeout.as_secs())
+                }
+                // The reader above takes every status as an answer.
+                UpstreamError::Status { status, .. } => format!("POST {url}: {status}"),
+            })
+        })
     }
 
     /// POSTs a form to the auth server (the authorization-code exchange is a form post, §1.2).
@@ -279,7 +295,7 @@ impl Upstream {
         path: &str,
         pairs: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<(StatusCode, String), UpstreamError> {
+    ) -> Result<(StatusCode, String), AuthUnreachable> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
             .finish();
