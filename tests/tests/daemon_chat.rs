@@ -845,7 +845,8 @@ async fn an_unreachable_backend_leaves_the_builtin_catalog_and_a_clear_502() {
     );
 }
 
-/// A tiny HTTP proxy that records request lines and answers 502.
+/// A tiny HTTP proxy that records request lines (with ` +auth` when a `Proxy-Authorization`
+/// header came along) and answers 502.
 async fn recording_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -858,12 +859,15 @@ async fn recording_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Strin
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let n = socket.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                record.lock().unwrap().push(head);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let mut lines = head.lines();
+                let mut line = lines.next().unwrap_or_default().to_owned();
+                // `user:pw`, as the test's proxy URL carries it.
+                if lines.any(|l| l.eq_ignore_ascii_case("proxy-authorization: Basic dXNlcjpwdw=="))
+                {
+                    line.push_str(" +auth");
+                }
+                record.lock().unwrap().push(line);
                 let _ = socket.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
             });
         }
@@ -877,11 +881,18 @@ async fn requests_go_through_the_configured_or_environment_proxy() {
     let (proxy, seen) = recording_proxy().await;
     let daemon = Daemon::builder()
         .fake(&fake, &[0])
-        .set("upstream", &format!("proxy = \"{proxy}\""))
+        .set(
+            "upstream",
+            &format!(
+                "proxy = \"{}\"",
+                proxy.replace("http://", "http://user:pw@")
+            ),
+        )
         .start();
     let (status, _, _) = daemon.chat(&user("x")).await;
     assert_eq!(status, 502);
-    let target = format!("POST {}/codex/responses HTTP/1.1", fake.base_url());
+    // Plain HTTP is forwarded in absolute form, the proxy's credentials on the request.
+    let target = format!("POST {}/codex/responses HTTP/1.1 +auth", fake.base_url());
     assert!(
         seen.lock().unwrap().contains(&target),
         "{:?}",
