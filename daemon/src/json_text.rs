@@ -24,10 +24,10 @@ pub(crate) fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let mut at = 0;
-    while let Some(word) = bytes
-        .get(at..at + 8)
-        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
-    {
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
         let word = u64::from_le_bytes(word);
         // A byte's high bit is set where it is below 0x20, a quote or a backslash (the lowest
         // flagged byte is exact; borrows can only flag bytes above it).
