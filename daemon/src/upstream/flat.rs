@@ -408,30 +408,14 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         let tag = self.tag()?;
-        let (mut id, mut call_id, mut name, mut text) = (None, None, None, None);
-        let (mut content, mut summary) = (None, None);
         let item = match tag {
             "message" => {
-                self.fields(|r, key| match key {
-                    "id" => set(&mut id, r.nullable_string()?),
-                    "content" => set(&mut content, r.array(Self::content)?),
-                    _ => r.skip_any(),
-                })?;
-                OutputItem::Message {
-                    id: owned(id),
-                    content: content.unwrap_or_default(),
-                }
+                let (id, content) = self.id_and_list("content", Self::content)?;
+                OutputItem::Message { id, content }
             }
             "reasoning" => {
-                self.fields(|r, key| match key {
-                    "id" => set(&mut id, r.nullable_string()?),
-                    "summary" => set(&mut summary, r.array(Self::summary_part)?),
-                    _ => r.skip_any(),
-                })?;
-                OutputItem::Reasoning {
-                    id: owned(id),
-                    summary: summary.unwrap_or_default(),
-                }
+                let (id, summary) = self.id_and_list("summary", Self::summary_part)?;
+                OutputItem::Reasoning { id, summary }
             }
             "function_call" | "custom_tool_call" => {
                 let body = if tag == "function_call" {
@@ -439,6 +423,7 @@ impl<'a> Reader<'a> {
                 } else {
                     "input"
                 };
+                let (mut id, mut call_id, mut name, mut text) = (None, None, None, None);
                 self.fields(|r, key| match key {
                     "id" => set(&mut id, r.nullable_string()?),
                     "call_id" => set(&mut call_id, r.string()?),
@@ -470,6 +455,21 @@ impl<'a> Reader<'a> {
             }
         };
         Some(Some(Box::new(item)))
+    }
+
+    /// An item's `id` and its one list field (`content`, `summary`); the rest is skipped.
+    fn id_and_list<T>(
+        &mut self,
+        list: &str,
+        element: fn(&mut Self) -> Option<T>,
+    ) -> Option<(Option<String>, Vec<T>)> {
+        let (mut id, mut items) = (None, None);
+        self.fields(|r, key| match key {
+            "id" => set(&mut id, r.nullable_string()?),
+            _ if key == list => set(&mut items, r.array(element)?),
+            _ => r.skip_any(),
+        })?;
+        Some((owned(id), items.unwrap_or_default()))
     }
 
     /// One part of a message's `content`, tagged like an item.
