@@ -855,7 +855,7 @@ mod tests {
                         r#"{spacing}{{{spacing}"type"{spacing}:{spacing}"t",{spacing}"{key}"{spacing}:{spacing}{value}{spacing}}}{spacing}"#
                     );
                     // On these flat objects the two agree on whether there is an event, too
-                    // (but `item` is always serde's, and `response` objects are when rich).
+                    // (but `item` and `response` objects are serde's when odd or rich).
                     for text in [text, format!(r#"{{"{key}":{value},"type":"t"}}"#)] {
                         check(&text);
                         if !matches!(key, "item" | "response") {
@@ -1118,7 +1118,7 @@ mod tests {
             assert_eq!(event.kind, "response.output_text.done");
             assert!(event.delta.is_none() && event.item_id.is_none());
         }
-        // Other types are read whole; a nested item before the type is still serde's.
+        // Other types are read whole; an item without a leading `type` is still serde's.
         let delta = super::read(DELTA, ignored).unwrap();
         assert_eq!(delta.delta.as_deref(), Some("Hello"));
         let nested = r#"{"item":{},"type":"response.output_text.done"}"#;
