@@ -1,7 +1,7 @@
 //! The daemon's one HTTP client for the backend, the auth server and the appcast: hyper-util's
 //! pooled client over rustls (the system's trust store, HTTP/2 where the server offers it,
-//! keep-alive, `TCP_NODELAY`), so every call shares one pool — one HTTP/2 connection to the
-//! backend, as the official client keeps.
+//! keep-alive, `TCP_NODELAY`), so every call shares one pool and its HTTP/2 connections (calls
+//! made at the same moment before a connection is up each open one, as in any hyper client).
 //!
 //! Proxies, from `upstream.proxy` or the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
 //! less `NO_PROXY`): an `http://` or `https://` proxy tunnels HTTPS with `CONNECT` and is sent
