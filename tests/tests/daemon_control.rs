@@ -474,6 +474,9 @@ async fn device_login_cancelled_by_the_client_stops_polling() {
         "{}",
         daemon.logs()
     );
+    // A poll already on the wire when the client left may still land at the fake: count from
+    // after it could have (polls are a second apart, so a live loop still shows within 2.5 s).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let polls = fake.requests_to("/api/accounts/deviceauth/token").len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
