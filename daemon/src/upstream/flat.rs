@@ -281,23 +281,7 @@ impl<'a> Reader<'a> {
         if self.null() {
             return Some(None);
         }
-        let start = self.at;
-        let mut value: u32 = 0;
-        while let Some(digit @ b'0'..=b'9') = self.peek() {
-            value = value
-                .checked_mul(10)?
-                .checked_add(u32::from(digit - b'0'))?;
-            self.at += 1;
-        }
-        let digits = self.at - start;
-        // No digits, a leading zero, or a fraction/exponent: serde's to judge.
-        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
-            return None;
-        }
-        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        Some(Some(value))
+        u32::try_from(self.count()?).ok().map(Some)
     }
 
     /// A `response` object, or null. Its `id`, `model` and `usage` are read; `error` and
@@ -319,8 +303,8 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         Some(Some(Box::new(ResponseObject {
-            id: id.flatten().map(Cow::into_owned),
-            model: model.flatten().map(Cow::into_owned),
+            id: owned(id),
+            model: owned(model),
             usage: usage.flatten(),
             ..ResponseObject::default()
         })))
@@ -572,13 +556,26 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A plain non-negative integer that fits a `u64` (what serde accepts for one).
+    /// A plain non-negative integer that fits a `u64` (what serde accepts for an unsigned
+    /// field); anything else — no digits, a leading zero, a fraction or exponent, an overflow —
+    /// is serde's to judge.
     fn count(&mut self) -> Option<u64> {
         let start = self.at;
-        if !self.plain_integer() {
+        let mut value: u64 = 0;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            value = value
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
             return None;
         }
-        self.text.get(start..self.at)?.parse().ok()
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some(value)
     }
 
     /// Takes a plain integer — digits without a leading zero, and no fraction or exponent
