@@ -11,9 +11,9 @@
 
 use bytes::Bytes;
 use codex_proxy::config::ReasoningOutput;
+use codex_proxy::translate::held::Held;
 use codex_proxy::translate::stream::{Assembler, StreamTranslator};
 use codex_proxy::upstream::sse::SseDecoder;
-use codex_proxy::upstream::wire::StreamEvent;
 
 /// One answer: the whole stream in one read, as the bench's mock sends a non-streamed answer.
 #[inline(never)]
@@ -22,11 +22,15 @@ fn answer(stream: &Bytes) -> anyhow::Result<usize> {
     decoder.feed(stream.clone())?;
     let mut translator = StreamTranslator::new(ReasoningOutput::default(), &[]);
     let mut assembled = Assembler::default();
-    while let Some(data) = decoder.next_event() {
-        StreamEvent::with(data, StreamTranslator::ignores, |event| {
-            translator.push(event, &mut assembled);
-        });
+    let mut held = Held::default();
+    while decoder.advance() {
+        if held.takes(decoder.event()) {
+            held.hold(decoder.event_bytes(), &mut translator, &mut assembled);
+        } else {
+            held.push(decoder.event(), &mut translator, &mut assembled);
+        }
     }
+    held.eof(&mut translator, &mut assembled);
     Ok(assembled.content.len())
 }
 

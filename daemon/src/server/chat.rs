@@ -24,6 +24,7 @@ use crate::translate::chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, ChunkChoice,
     CompletionChoice, Delta, FinishReason, UsageField,
 };
+use crate::translate::held::Held;
 use crate::translate::request::{self, Context, Translated};
 use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator};
 use crate::upstream::errors::{self as upstream_errors, unix_now};
@@ -455,6 +456,8 @@ struct Choice {
     pending: VecDeque<Emit>,
     /// Reused for every event, so translating allocates no vector per event.
     scratch: Vec<Emit>,
+    /// Non-streamed: deltas wait for their done item (which repeats them) instead of being read.
+    held: Option<Held>,
 }
 
 impl Choice {
@@ -472,6 +475,7 @@ impl Choice {
             finished: false,
             pending: VecDeque::new(),
             scratch: Vec::new(),
+            held: None,
         }
     }
 
@@ -496,12 +500,18 @@ impl Choice {
             return false;
         }
         match self.events.next().await {
-            Some(Ok(data)) => {
-                let translator = &mut self.translator;
-                StreamEvent::with(data, StreamTranslator::ignores, |event| {
-                    translator.push(event, out);
-                });
-            }
+            Some(Ok(data)) => match &mut self.held {
+                Some(held) if held.takes(data) => {
+                    held.hold(self.events.event_bytes(), &mut self.translator, out);
+                }
+                Some(held) => held.push(data, &mut self.translator, out),
+                None => {
+                    let translator = &mut self.translator;
+                    StreamEvent::with(data, StreamTranslator::ignores, |event| {
+                        translator.push(event, out);
+                    });
+                }
+            },
             Some(Err(error)) => {
                 out.emit(Emit::Failed(Failure {
                     code: None,
@@ -510,7 +520,10 @@ impl Choice {
                 self.finished = true;
             }
             None => {
-                self.translator.eof(out);
+                match &mut self.held {
+                    Some(held) => held.eof(&mut self.translator, out),
+                    None => self.translator.eof(out),
+                }
                 self.finished = true;
             }
         }
@@ -547,6 +560,7 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let runs = choices.into_iter().map(|mut choice| async move {
         let mut assembled = Assembler::default();
+        choice.held = Some(Held::default());
         while choice.step(&mut assembled).await {}
         (
             choice.index,

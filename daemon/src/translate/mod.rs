@@ -1,6 +1,7 @@
 //! Pure translation between the client protocols and the Codex Responses wire.
 
 pub mod chat;
+pub mod held;
 pub mod request;
 pub mod schema;
 pub mod stream;

@@ -666,4 +666,4 @@ impl Assembler {
 
 #[cfg(test)]
 #[path = "stream_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -20,7 +20,29 @@ fn run(mode: ReasoningOutput, stop: &[&str], events: &[Value]) -> (Vec<Emit>, St
         direct.push(ev(e.clone()), &mut assembled);
     }
     assert_eq!(assembled, assemble(&out));
+    // The non-streamed path as the daemon runs it: the wire bytes, deltas held for their done
+    // item. Both told the body ended, as a completion always is.
+    let mut held_translator = StreamTranslator::new(mode, &stop);
+    let mut held_assembled = Assembler::default();
+    super::super::held::tests::assemble_held(
+        &events.iter().map(wire).collect::<Vec<_>>(),
+        &mut held_translator,
+        &mut held_assembled,
+        usize::MAX,
+    );
+    direct.eof(&mut assembled);
+    assert_eq!(held_assembled, assembled, "held deltas changed the answer");
     (out, t)
+}
+
+/// The event as the upstream writes it: `type` first, no spaces.
+pub(crate) fn wire(event: &Value) -> bytes::Bytes {
+    let mut fields = event.as_object().expect("an event is an object").clone();
+    let kind = fields.remove("type").expect("an event has a type");
+    let rest = serde_json::to_string(&Value::Object(fields)).unwrap();
+    let rest = rest.strip_prefix('{').unwrap();
+    let comma = if rest == "}" { "" } else { "," };
+    bytes::Bytes::from(format!("{{\"type\":{kind}{comma}{rest}"))
 }
 
 fn assemble(out: &[Emit]) -> Assembler {

@@ -508,4 +508,9 @@ impl EventStream {
         }
         Some(Ok(self.decoder.event()))
     }
+
+    /// The data [`Self::next`] gave last, shared, to be read later.
+    pub fn event_bytes(&self) -> Bytes {
+        self.decoder.event_bytes()
+    }
 }

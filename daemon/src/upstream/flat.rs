@@ -40,15 +40,7 @@ pub fn read(text: &str, ignored: fn(&str) -> bool) -> Option<StreamEvent<'_>> {
                 Key::Type => {
                     let kind = r.string()?;
                     if ignored(&kind) {
-                        return Some(StreamEvent {
-                            kind,
-                            item_id: None,
-                            output_index: None,
-                            delta: None,
-                            summary_index: None,
-                            item: None,
-                            response: None,
-                        });
+                        return Some(StreamEvent::of_kind(kind));
                     }
                     // Events that carry an item or a full response are serde's whatever the
                     // rest says: stop here rather than read them twice.

@@ -112,6 +112,16 @@ impl SseDecoder {
         }
     }
 
+    /// [`Self::event`] as shared bytes, to keep past the next event: a slice of the read,
+    /// copied only when the event had several `data:` lines.
+    pub fn event_bytes(&self) -> Bytes {
+        match &self.event {
+            Some(Data::Read(range)) => self.current.slice(range.clone()),
+            Some(Data::Joined) => Bytes::copy_from_slice(&self.joined),
+            None => Bytes::new(),
+        }
+    }
+
     /// The `data` of the next complete event fed so far; `None` until another read is fed.
     pub fn next_event(&mut self) -> Option<&[u8]> {
         self.advance().then(|| self.event())

@@ -224,7 +224,20 @@ where
     deserializer.deserialize_option(Optional)
 }
 
-impl StreamEvent<'_> {
+impl<'a> StreamEvent<'a> {
+    /// An event of this type with no other field read.
+    pub fn of_kind(kind: Cow<'a, str>) -> Self {
+        Self {
+            kind,
+            item_id: None,
+            output_index: None,
+            delta: None,
+            summary_index: None,
+            item: None,
+            response: None,
+        }
+    }
+
     /// Parses one event's `data` and hands it to `f`; `None` when it is not an event (the
     /// official client skips those). Bytes that are not UTF-8 are replaced, not dropped.
     ///
@@ -235,6 +248,10 @@ impl StreamEvent<'_> {
         ignored: fn(&str) -> bool,
         f: impl FnOnce(StreamEvent<'_>) -> R,
     ) -> Option<R> {
+        // Such an event needs neither the rest of its bytes validated nor a parser.
+        if let Some(kind) = leading_type(data).filter(|kind| ignored(kind)) {
+            return Some(f(StreamEvent::of_kind(Cow::Borrowed(kind))));
+        }
         let text = match std::str::from_utf8(data) {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(data),
@@ -252,6 +269,54 @@ impl StreamEvent<'_> {
         }
     }
 }
+
+/// The type of the event in `data` when it comes first, written plainly — `{"type":"…",` as
+/// the upstream writes every event — and is one of [`KNOWN_TYPES`], found without validating
+/// or parsing the rest. `None` for any other spelling (space, escape, another key first) or
+/// type; the parser then decides.
+pub fn leading_type(data: &[u8]) -> Option<&'static str> {
+    let rest = data.strip_prefix(br#"{"type":""#)?;
+    let end = memchr::memchr(b'"', rest.get(..rest.len().min(MAX_TYPE_LEN))?)?;
+    if !matches!(rest.get(end + 1), Some(b',' | b'}')) {
+        return None;
+    }
+    let kind = &rest[..end];
+    KNOWN_TYPES
+        .iter()
+        .copied()
+        .find(|known| known.as_bytes() == kind)
+}
+
+/// Longer than any type of [`KNOWN_TYPES`].
+const MAX_TYPE_LEN: usize = 48;
+
+/// The event types of codex-protocol.md §3, the most frequent first.
+pub const KNOWN_TYPES: [&str; 24] = [
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.custom_tool_call_input.delta",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_text.delta",
+    "response.output_text.done",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.function_call_arguments.done",
+    "response.custom_tool_call_input.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_text.done",
+    "response.created",
+    "response.in_progress",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "response.metadata",
+    "codex.rate_limits",
+    "error",
+];
 
 pub use super::items::{OutputContent, OutputItem, SummaryPart};
 
@@ -327,6 +392,63 @@ mod tests {
             },
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_leading_type_is_read_only_when_plain_and_known() {
+        let cases: [(&[u8], Option<&str>); 9] = [
+            (
+                br#"{"type":"response.output_text.delta","delta":"x"}"#,
+                Some("response.output_text.delta"),
+            ),
+            (
+                br#"{"type":"response.completed"}"#,
+                Some("response.completed"),
+            ),
+            (br#"{"type":"error","code":"x"}"#, Some("error")),
+            (
+                br#"{"type":"response.output_text.delta_2","delta":"x"}"#,
+                None,
+            ),
+            (br#"{"type":"response.output_text.delt"#, None),
+            (br#"{"type":"response.completed" ,"x":1}"#, None),
+            (br#"{ "type":"response.completed"}"#, None),
+            (br#"{"type":"response.\u0063ompleted"}"#, None),
+            (
+                br#"{"delta":"x","type":"response.output_text.delta"}"#,
+                None,
+            ),
+        ];
+        for (data, expected) in cases {
+            assert_eq!(
+                leading_type(data),
+                expected,
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        for kind in KNOWN_TYPES {
+            assert!(kind.len() < MAX_TYPE_LEN, "{kind}");
+            let data = format!(r#"{{"type":"{kind}","x":1}}"#);
+            assert_eq!(leading_type(data.as_bytes()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn an_ignored_event_is_not_read_past_its_type() {
+        // Not UTF-8 and not JSON after the type: an ignored event is still just its type.
+        let data = b"{\"type\":\"response.output_text.done\",\"text\":\"\xff";
+        let kind = StreamEvent::with(
+            data,
+            |kind| kind == "response.output_text.done",
+            |event| {
+                assert!(event.delta.is_none() && event.item.is_none());
+                event.kind.into_owned()
+            },
+        );
+        assert_eq!(kind.as_deref(), Some("response.output_text.done"));
+        // The same bytes, not ignored, are no event.
+        assert!(StreamEvent::with(data, |_| false, |_| ()).is_none());
     }
 
     #[test]
