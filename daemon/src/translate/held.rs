@@ -69,8 +69,14 @@ impl Held {
     pub fn hold(&mut self, data: Bytes, translator: &mut StreamTranslator, out: &mut impl Sink) {
         if !self.mixed {
             match (item_id(&data), &self.item) {
-                (Some(range), None) => self.item = Some(data.slice(range)),
-                (Some(range), Some(item)) if **item == data[range.start..range.end] => {}
+                // The same item as the first: its id again, then the closing quote.
+                (Some(start), Some(item))
+                    if data.get(start..start + item.len()) == Some(&item[..])
+                        && data.get(start + item.len()) == Some(&b'"') => {}
+                (Some(start), None) => match string_at(&data, start) {
+                    Some(range) => self.item = Some(data.slice(range)),
+                    None => self.mixed = true,
+                },
                 _ => self.mixed = true,
             }
         }
@@ -138,16 +144,16 @@ impl Held {
     }
 }
 
-/// Where the value of the event's `"item_id"` is, when it is a plain string. The upstream
+/// Where the value of the event's `"item_id"` starts (after its quote), when it is a string. The upstream
 /// writes it among the first few fields, after the type and short numeric fields
 /// (`sequence_number`, `output_index`), so it is looked for there first.
-fn item_id(data: &[u8]) -> Option<Range<usize>> {
-    const KEY: &[u8] = br#""item_id":""#;
+fn item_id(data: &[u8]) -> Option<usize> {
+    const KEY: &[u8; 11] = br#""item_id":""#;
     let mut at = leading_type(data).map_or(0, |kind| br#"{"type":"","#.len() + kind.len());
     for _ in 0..4 {
         let rest = data.get(at..)?;
-        if rest.starts_with(KEY) {
-            return string_at(data, at + KEY.len());
+        if rest.first_chunk() == Some(KEY) {
+            return Some(at + KEY.len());
         }
         // Past one `"key":123,` field, or it is not where it is looked for first.
         let Some(skipped) = numeric_field(rest) else {
@@ -156,16 +162,25 @@ fn item_id(data: &[u8]) -> Option<Range<usize>> {
         at += skipped;
     }
     static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
-    string_at(data, FINDER.find(data)? + KEY.len())
+    Some(FINDER.find(data)? + KEY.len())
 }
 
-/// The length of a `"key":digits,` field at the start of `bytes`.
+/// The length of a `"key":digits,` field at the start of `bytes`, for the numeric fields the
+/// upstream writes before `item_id`.
 fn numeric_field(bytes: &[u8]) -> Option<usize> {
-    let key = bytes.strip_prefix(b"\"")?;
-    let close = memchr::memchr2(b'"', b'\\', key)?;
-    let value = key[close..].strip_prefix(b"\":")?;
+    // Fixed-size comparisons, which compile to a few loads.
+    let key = if bytes.first_chunk() == Some(br#""sequence_number":"#) {
+        18
+    } else if bytes.first_chunk() == Some(br#""output_index":"#) {
+        15
+    } else if bytes.first_chunk() == Some(br#""content_index":"#) {
+        16
+    } else {
+        return None;
+    };
+    let value = &bytes[key..];
     let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-    (digits > 0 && value.get(digits) == Some(&b',')).then_some(1 + close + 2 + digits + 1)
+    (digits > 0 && value.get(digits) == Some(&b',')).then_some(key + digits + 1)
 }
 
 /// The plain string (no escape) whose contents start at `start`.

@@ -252,7 +252,9 @@ fn the_item_id_is_found_wherever_it_is() {
         (br#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"open"#, None),
     ];
     for (data, expected) in cases {
-        let found = item_id(data).map(|range| std::str::from_utf8(&data[range]).unwrap());
+        let found = item_id(data)
+            .and_then(|start| string_at(data, start))
+            .map(|range| std::str::from_utf8(&data[range]).unwrap());
         assert_eq!(found, expected, "{}", String::from_utf8_lossy(data));
     }
 }
@@ -290,4 +292,21 @@ fn held_events_come_from_the_decoder_as_the_daemon_takes_them() {
         assert_eq!(out.content, "ab\ncd", "cut at {cut}");
         assert!(out.failure.is_none());
     }
+}
+
+#[test]
+fn an_item_id_that_only_starts_like_the_held_one_is_another_item() {
+    let mut events = vec![message_added("msg_a", 0), message_added("msg_ab", 1)];
+    events.push(text_delta("msg_a", 3, "A "));
+    events.push(text_delta("msg_ab", 4, "AB "));
+    events.push(message_done(Some("msg_a"), "A "));
+    // msg_ab never finishes: its delta is all there is of it.
+    events.push(
+        json!({"type": "response.incomplete", "response": {"id": "resp_1",
+        "incomplete_details": {"reason": "max_output_tokens"}}}),
+    );
+    let events = bytes(&events);
+    let held = assemble_with(&events, HELD_MAX);
+    assert_eq!(held.content, "A AB ");
+    assert_eq!(held, assemble_eager(&events));
 }

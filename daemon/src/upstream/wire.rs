@@ -274,8 +274,13 @@ impl<'a> StreamEvent<'a> {
 /// the upstream writes every event — and is one of [`KNOWN_TYPES`], found without validating
 /// or parsing the rest. `None` for any other spelling (space, escape, another key first) or
 /// type; the parser then decides.
+#[inline]
 pub fn leading_type(data: &[u8]) -> Option<&'static str> {
     let rest = data.strip_prefix(br#"{"type":""#)?;
+    // Most events are text deltas: those without a search.
+    if rest.first_chunk::<27>() == Some(b"response.output_text.delta\"") {
+        return matches!(rest.get(27), Some(b',' | b'}')).then_some(KNOWN_TYPES[0]);
+    }
     let end = memchr::memchr(b'"', rest.get(..rest.len().min(MAX_TYPE_LEN))?)?;
     if !matches!(rest.get(end + 1), Some(b',' | b'}')) {
         return None;
