@@ -17,6 +17,9 @@ use crate::upstream::wire::{OutputItem, StreamEvent, leading_type};
 /// Held bytes beyond which the deltas are read at once (and from then on, as they come).
 const HELD_MAX: usize = 1 << 20;
 
+/// The first allocation for held deltas (shared byte slices, 32 bytes each).
+const HELD_START: usize = 64;
+
 /// The deltas whose item's `done` event repeats them.
 fn holdable(kind: &str) -> bool {
     matches!(
@@ -79,6 +82,10 @@ impl Held {
                 },
                 _ => self.mixed = true,
             }
+        }
+        if self.events.capacity() == 0 {
+            // Room for a typical answer's deltas at once rather than growing from four.
+            self.events.reserve(HELD_START);
         }
         self.bytes += data.len();
         self.events.push(data);
@@ -144,8 +151,8 @@ impl Held {
     }
 }
 
-/// Where the value of the event's `"item_id"` starts (after its quote), when it is a string. The upstream
-/// writes it among the first few fields, after the type and short numeric fields
+/// Where the value of the event's `"item_id"` starts (after its quote), when it is a string.
+/// The upstream writes it among the first few fields, after the type and short numeric fields
 /// (`sequence_number`, `output_index`), so it is looked for there first.
 fn item_id(data: &[u8]) -> Option<usize> {
     const KEY: &[u8; 11] = br#""item_id":""#;
