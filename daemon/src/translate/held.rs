@@ -131,23 +131,23 @@ impl Held {
         matches!((id, &self.item), (Some(id), Some(item)) if id.as_bytes() == &item[..])
     }
 
+    /// Forgets what is held (the vector keeps its room).
     fn drop_held(&mut self) {
         self.events.clear();
         self.bytes = 0;
         self.item = None;
+        self.mixed = false;
     }
 
     /// Reads the held deltas, in order; later ones are read as they come.
     fn release(&mut self, translator: &mut StreamTranslator, out: &mut impl Sink) {
         self.eager = true;
-        for data in self.events.drain(..) {
-            StreamEvent::with(&data, StreamTranslator::ignores, |event| {
+        for data in &self.events {
+            StreamEvent::with(data, StreamTranslator::ignores, |event| {
                 translator.push(event, out);
             });
         }
-        self.bytes = 0;
-        self.item = None;
-        self.mixed = false;
+        self.drop_held();
     }
 }
 

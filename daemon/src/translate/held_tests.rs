@@ -39,7 +39,7 @@ fn assemble_eager(events: &[Bytes]) -> Assembler {
     out
 }
 
-/// Held with `limit`, counting what was parsed: the deltas it left unread.
+/// Assembled through a [`Held`] of `limit` bytes, as a completion is.
 fn assemble_with(events: &[Bytes], limit: usize) -> Assembler {
     let mut translator = StreamTranslator::new(ReasoningOutput::default(), &[]);
     let mut out = Assembler::default();

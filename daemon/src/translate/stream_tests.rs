@@ -24,7 +24,7 @@ fn run(mode: ReasoningOutput, stop: &[&str], events: &[Value]) -> (Vec<Emit>, St
     // item. Both told the body ended, as a completion always is.
     let mut held_translator = StreamTranslator::new(mode, &stop);
     let mut held_assembled = Assembler::default();
-    super::super::held::tests::assemble_held(
+    crate::translate::held::tests::assemble_held(
         &events.iter().map(wire).collect::<Vec<_>>(),
         &mut held_translator,
         &mut held_assembled,
