@@ -11,6 +11,9 @@
 # With EVENTS=1 it also counts the event path alone (SSE decoding, parsing, translation and
 # assembly of one answer's upstream stream, daemon/examples/event_path.rs), built next to BIN:
 #   cargo build --profile profiling -p codex-proxy --example event_path
+#
+# With FLOOR=1 it also counts the fetching floor of scenario [1] (codex-bench's own hop that does
+# the daemon's I/O and none of its work) the same way, for what any gateway on this stack spends.
 set -euo pipefail
 BIN=$(realpath "${1:?usage: bench/callgrind.sh DAEMON_BINARY}")
 BENCH=$(dirname "$(realpath "$0")")/../target/release/codex-bench
@@ -22,9 +25,19 @@ for n in 200 1200; do
   printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s --dump-instr=no %s "$@" 2>/dev/null\n' \
     "$OUT/cg.$n.out" "$BIN" >"$wrapper"
   chmod +x "$wrapper"
-  "$BENCH" --daemon "$wrapper" --only latency --samples "$n" --warmup 100 >/dev/null
+  floor=()
+  if [ "${FLOOR:-0}" = 1 ]; then
+    printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s --dump-instr=no "$@" 2>/dev/null\n' \
+      "$OUT/cg.floor.$n.out" >"$OUT/floor-$n"
+    chmod +x "$OUT/floor-$n"
+    floor=(--fetching-floor-wrapper "$OUT/floor-$n")
+  fi
+  "$BENCH" --daemon "$wrapper" "${floor[@]}" --only latency --samples "$n" --warmup 100 >/dev/null
 done
 echo "$BIN: $(( ($(total 1200) - $(total 200)) / 1000 )) user-space instructions per request (profiles in $OUT)"
+if [ "${FLOOR:-0}" = 1 ]; then
+  echo "fetching floor: $(( ($(total floor.1200) - $(total floor.200)) / 1000 )) user-space instructions per request"
+fi
 if [ "${EVENTS:-0}" = 1 ]; then
   EXAMPLE=$(dirname "$BIN")/examples/event_path
   [ -x "$EXAMPLE" ] || { echo "$EXAMPLE is not built" >&2; exit 1; }

@@ -74,8 +74,14 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Daemon {
-    /// `binary` is the daemon to run; `cpu` pins it (taskset) when given.
-    pub fn start(binary: &Path, upstream: SocketAddr, cpu: Option<usize>) -> anyhow::Result<Self> {
+    /// `binary` is the daemon to run; `cpu` pins it (taskset) when given; `compress` is its
+    /// `upstream.compress_requests` (zstd request bodies, on by default as in the official client).
+    pub fn start(
+        binary: &Path,
+        upstream: SocketAddr,
+        cpu: Option<usize>,
+        compress: bool,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let state = dir.path().join("state");
         std::fs::create_dir(&state)?;
@@ -91,7 +97,7 @@ impl Daemon {
             &config,
             format!(
                 "[server]\napi_keys = [\"{API_KEY}\"]\n\n[upstream]\nbase_url = \"http://{upstream}/backend-api\"\n\
-                 auth_url = \"http://{upstream}\"\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"error\"\n\n\
+                 auth_url = \"http://{upstream}\"\ncompress_requests = {compress}\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"error\"\n\n\
                  [auth]\nmax_concurrent_per_account = 16384\n"
             ),
         )?;
@@ -110,15 +116,32 @@ impl Daemon {
         Self::serving(cmd, port, dir)
     }
 
-    /// The pass-through proxy of [`crate::floor`] in front of `upstream`: this program again,
-    /// as its own process, pinned like the daemon.
-    pub fn floor(upstream: SocketAddr, cpu: Option<usize>) -> anyhow::Result<Self> {
+    /// A floor of [`crate::floor`] in front of `upstream` (the fetching one when `fetch`): this
+    /// program again, as its own process, pinned like the daemon; run under `wrapper` (given
+    /// this program's path and arguments) when given, as `bench/callgrind.sh` does.
+    pub fn floor(
+        upstream: SocketAddr,
+        cpu: Option<usize>,
+        fetch: bool,
+        wrapper: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
-        let mut cmd = pinned(&std::env::current_exe()?, cpu);
+        let exe = std::env::current_exe()?;
+        let mut cmd = match wrapper {
+            Some(wrapper) => {
+                let mut c = pinned(wrapper, cpu);
+                c.arg(exe);
+                c
+            }
+            None => pinned(&exe, cpu),
+        };
         cmd.arg("--floor-proxy-for")
             .arg(upstream.to_string())
             .args(["--floor-port", &port.to_string()]);
+        if fetch {
+            cmd.arg("--floor-fetches-responses");
+        }
         Self::serving(cmd, port, dir)
     }
 

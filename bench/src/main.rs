@@ -81,6 +81,17 @@ struct Cli {
     /// Internal: the floor proxy's port.
     #[arg(long, hide = true)]
     floor_port: Option<u16>,
+    /// Internal: the floor fetches the Responses stream and answers with the direct completion.
+    #[arg(long, hide = true)]
+    floor_fetches_responses: bool,
+    /// Run the fetching floor of [1] under this wrapper, given the floor's command line
+    /// (`bench/callgrind.sh` counts its instructions this way).
+    #[arg(long, value_name = "PATH")]
+    fetching_floor_wrapper: Option<std::path::PathBuf>,
+    /// Run the daemon with `compress_requests = false` (shows what zstd request bodies cost;
+    /// not the standard setting: the official client compresses, and so does the daemon).
+    #[arg(long)]
+    uncompressed: bool,
     /// The daemon's core (set from the machine and the flags above).
     #[arg(skip)]
     daemon_cpu: Option<usize>,
@@ -185,7 +196,7 @@ pub fn pin_self(cpu: usize) {
 fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     if let (Some(upstream), Some(port)) = (cli.floor_proxy_for, cli.floor_port) {
-        return floor::run(upstream, port);
+        return floor::run(upstream, port, cli.floor_fetches_responses);
     }
     if cli.print_upstream_stream {
         let shape = Shape {
@@ -224,50 +235,92 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Stopped by a signal, the scenarios' future is dropped, and with it every daemon and floor
+    // it started (each is stopped from `Drop`), instead of leaving them running.
+    let stopped = runtime.block_on(async {
+        tokio::select! {
+            done = Box::pin(scenarios(&cli, &binary, daemon_cpu)) => done.map(|()| None),
+            signal = stop_signal() => Ok(Some(signal)),
+        }
+    })?;
+    if let Some((name, number)) = stopped {
+        eprintln!("codex-bench: stopped by {name}; the daemons and floors it started are stopped");
+        std::process::exit(128 + number);
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP, with its name and number.
+async fn stop_signal() -> (&'static str, i32) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => ("SIGINT", 2),
+        _ = term.recv() => ("SIGTERM", 15),
+        _ = hup.recv() => ("SIGHUP", 1),
+    }
+}
+
+/// Every scenario `cli` asks for, in order.
+async fn scenarios(
+    cli: &Cli,
+    binary: &std::path::Path,
+    daemon_cpu: Option<usize>,
+) -> anyhow::Result<()> {
     let wants = |s: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == s);
-    runtime.block_on(async {
-        let shape = Shape {
-            deltas: cli.deltas,
-            delta_bytes: cli.delta_bytes,
-            pace: Duration::ZERO,
-        };
-        // Latency: the mock beside the daemon, so both legs cross cores equally often.
-        let upstream = mock::start(shape, cli.mock_cpu).await?;
-        let d = Daemon::start(&binary, upstream, daemon_cpu)?;
-        if wants("idle") {
-            // Let start-up work (catalog, quota) settle first.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            println!(
-                "\n[6] idle RSS after start-up: {} KiB (target ≤ 8192)",
-                d.rss_kib()
-            );
+    let shape = Shape {
+        deltas: cli.deltas,
+        delta_bytes: cli.delta_bytes,
+        pace: Duration::ZERO,
+    };
+    // Latency: the mock beside the daemon, so both legs cross cores equally often.
+    let upstream = mock::start(shape, cli.mock_cpu).await?;
+    let d = Daemon::start(binary, upstream, daemon_cpu, !cli.uncompressed)?;
+    if wants("idle") {
+        // Let start-up work (catalog, quota) settle first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!(
+            "\n[6] idle RSS after start-up: {} KiB (target ≤ 8192)",
+            d.rss_kib()
+        );
+    }
+    if wants("latency") || wants("streaming") {
+        let floor = Daemon::floor(upstream, daemon_cpu, false, None)?;
+        if wants("latency") {
+            let fetching = Daemon::floor(
+                upstream,
+                daemon_cpu,
+                true,
+                cli.fetching_floor_wrapper.as_deref(),
+            )?;
+            latency(cli, upstream, &d, &floor, &fetching).await?;
         }
-        if wants("latency") || wants("streaming") {
-            let floor = Daemon::floor(upstream, daemon_cpu)?;
-            if wants("latency") {
-                latency(&cli, upstream, &d, &floor).await?;
-            }
-            if wants("streaming") {
-                streaming(&cli, &binary, daemon_cpu, upstream, &d, &floor).await?;
-            }
+        if wants("streaming") {
+            streaming(cli, binary, daemon_cpu, upstream, &d, &floor).await?;
         }
-        drop(d);
-        // CPU and throughput: the mock on the load side's core, the daemon's core its own.
-        if wants("cpu") || wants("frontier") {
-            let upstream = mock::start(shape, cli.load_cpu()).await?;
-            let d = Daemon::start(&binary, upstream, daemon_cpu)?;
-            if wants("cpu") {
-                cpu(&cli, &d).await?;
-            }
-            if wants("frontier") {
-                frontier(&cli, &d).await?;
-            }
+    }
+    drop(d);
+    // CPU and throughput: the mock on the load side's core, the daemon's core its own.
+    if wants("cpu") || wants("frontier") {
+        let upstream = mock::start(shape, cli.load_cpu()).await?;
+        let d = Daemon::start(binary, upstream, daemon_cpu, !cli.uncompressed)?;
+        if wants("cpu") {
+            cpu(cli, &d).await?;
         }
-        if wants("streams") {
-            open_streams(&cli, &binary, daemon_cpu).await?;
+        if wants("frontier") {
+            frontier(cli, &d).await?;
         }
-        anyhow::Ok(())
-    })
+    }
+    if wants("streams") {
+        open_streams(cli, binary, daemon_cpu).await?;
+    }
+    Ok(())
 }
 
 /// [1] Added latency at concurrency 1, non-streamed; the direct, floor and daemon legs
@@ -277,18 +330,22 @@ async fn latency(
     upstream: std::net::SocketAddr,
     d: &Daemon,
     floor: &Daemon,
+    fetching: &Daemon,
 ) -> anyhow::Result<()> {
     let body = chat_body(false);
     let (mut direct, mut hop, mut via) = legs(upstream, floor, d).await?;
-    let (mut hd, mut hf, mut hv) = (hist(), hist(), hist());
+    let mut fetch = Conn::open(fetching.addr, API_KEY).await?;
+    let (mut hd, mut hf, mut hv, mut hr) = (hist(), hist(), hist(), hist());
     let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
     for i in 0..cli.warmup + cli.samples {
         let a = direct.complete(&body, &expect).await?;
         let f = hop.complete(&body, &expect).await?;
+        let r = fetch.complete(&body, &expect).await?;
         let b = via.complete(&body, &expect).await?;
         if i >= cli.warmup {
             hd.record(us(a))?;
             hf.record(us(f))?;
+            hr.record(us(r))?;
             hv.record(us(b))?;
         }
     }
@@ -298,8 +355,28 @@ async fn latency(
     );
     line("direct", &hd);
     line("via floor proxy", &hf);
+    line("via fetching floor", &hr);
     line("via daemon", &hv);
     compare(&hd, &hf, &hv, "(targets 60 / 100)");
+    let row = |name: &str, a: &Histogram<u64>, b: &Histogram<u64>, note: &str| {
+        println!(
+            "  {name:<22} p50 {:>8} µs  p99 {:>8} µs   {note}",
+            added(a, b, 0.5),
+            added(a, b, 0.99)
+        );
+    };
+    row(
+        "fetching floor adds",
+        &hd,
+        &hr,
+        "(a hop that reads the Responses stream)",
+    );
+    row(
+        "daemon over it",
+        &hr,
+        &hv,
+        "(translation, accounts, compression)",
+    );
     println!("  samples in 30–50 ms: {}", stall_band(&hv));
     Ok(())
 }
@@ -368,7 +445,7 @@ async fn streaming(
         pace: Duration::from_millis(cli.pace_ms),
     };
     let paced_upstream = mock::start(paced, cli.mock_cpu).await?;
-    let paced_daemon = Daemon::start(binary, paced_upstream, cpu)?;
+    let paced_daemon = Daemon::start(binary, paced_upstream, cpu, !cli.uncompressed)?;
     let mut direct = Conn::open(paced_upstream, API_KEY).await?;
     let mut via = Conn::open(paced_daemon.addr, API_KEY).await?;
     let (mut gd, mut gv) = (hist(), hist());
@@ -552,7 +629,7 @@ async fn open_streams(
     let upstream = mock::start(shape, cli.load_cpu()).await?;
     let body = chat_body(true);
     for round in 0..cli.repeats {
-        let d = Daemon::start(binary, upstream, cpu)?;
+        let d = Daemon::start(binary, upstream, cpu, !cli.uncompressed)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let base = d.rss_kib();
         let mut points = Vec::new();
