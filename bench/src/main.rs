@@ -358,20 +358,13 @@ async fn latency(
     line("via fetching floor", &hr);
     line("via daemon", &hv);
     compare(&hd, &hf, &hv, "(targets 60 / 100)");
-    let row = |name: &str, a: &Histogram<u64>, b: &Histogram<u64>, note: &str| {
-        println!(
-            "  {name:<22} p50 {:>8} µs  p99 {:>8} µs   {note}",
-            added(a, b, 0.5),
-            added(a, b, 0.99)
-        );
-    };
-    row(
+    difference(
         "fetching floor adds",
         &hd,
         &hr,
         "(a hop that reads the Responses stream)",
     );
-    row(
+    difference(
         "daemon over it",
         &hr,
         &hv,
@@ -397,16 +390,18 @@ async fn legs(
 /// The three differences: what the floor adds, what the daemon adds (the target figure), and
 /// what the daemon adds over the floor (its own work).
 fn compare(direct: &Histogram<u64>, floor: &Histogram<u64>, via: &Histogram<u64>, target: &str) {
-    let row = |name: &str, a: &Histogram<u64>, b: &Histogram<u64>, note: &str| {
-        println!(
-            "  {name:<22} p50 {:>8} µs  p99 {:>8} µs   {note}",
-            added(a, b, 0.5),
-            added(a, b, 0.99)
-        );
-    };
-    row("floor adds", direct, floor, "(any HTTP hop here)");
-    row("daemon adds", direct, via, target);
-    row("daemon over floor", floor, via, "(the daemon's own work)");
+    difference("floor adds", direct, floor, "(any HTTP hop here)");
+    difference("daemon adds", direct, via, target);
+    difference("daemon over floor", floor, via, "(the daemon's own work)");
+}
+
+/// One row: what leg `b` adds over leg `a` at p50 and p99.
+fn difference(name: &str, a: &Histogram<u64>, b: &Histogram<u64>, note: &str) {
+    println!(
+        "  {name:<22} p50 {:>8} µs  p99 {:>8} µs   {note}",
+        added(a, b, 0.5),
+        added(a, b, 0.99)
+    );
 }
 
 /// [2] Streaming: time to the first delta (unpaced) and the gap between deltas (paced).
