@@ -533,6 +533,45 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
     );
 }
 
+/// A response that has ended is closed as HTTP means it to be: the daemon reads the body to
+/// its end (HTTP/2's END_STREAM, HTTP/1.1's last chunk) even when that comes a moment after
+/// `response.completed`, instead of resetting the request — servers count reset streams
+/// against "rapid reset" floods, and h2 closes a connection, with every stream on it, once late
+/// frames for streams it reset add up to 1 024. Streamed and not, over HTTP/1.1 and HTTP/2.
+#[tokio::test]
+async fn an_ended_response_is_read_to_its_end_not_reset() {
+    for tls in [false, true] {
+        let fake = FakeUpstream::start_with(Options {
+            tls,
+            ..Options::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
+        let daemon = Daemon::builder()
+            .fake(&fake, &[0])
+            .env("SSL_CERT_FILE", ca.to_str().unwrap())
+            .start();
+        for stream in [false, true] {
+            fake.enqueue(Script::text("the whole answer").slow_end(300));
+            let mut body = user("x");
+            body["stream"] = json!(stream);
+            let (status, _, text) = daemon.chat(&body).await;
+            assert_eq!(status, 200, "{text}");
+            assert!(text.contains("whole"), "{text}");
+            let call = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+            assert_eq!(call.version, if tls { "HTTP/2.0" } else { "HTTP/1.1" });
+            assert_eq!(
+                fake.wait_for_end(call.seq, Duration::from_secs(10)).await,
+                Some(true),
+                "tls {tls}, stream {stream}: the daemon read the body to its end"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn api_keys_are_required() {
     let (_fake, daemon) = setup().await;

@@ -527,9 +527,12 @@ impl Choice {
                 self.finished = true;
             }
         }
-        if self.translator.is_terminal()
-            || (self.translator.stopped_by_sequence() && !self.want_usage)
-        {
+        if self.translator.is_terminal() {
+            // The response is over: end the upstream request cleanly rather than reset it.
+            self.events.finish();
+            self.finished = true;
+        } else if self.translator.stopped_by_sequence() && !self.want_usage {
+            // Stopped early: dropping the events resets the request, so generation stops.
             self.finished = true;
         }
         true

@@ -210,7 +210,7 @@ impl Upstream {
         }
         Ok(EventStream {
             headers: head.headers,
-            body,
+            body: Some(body),
             decoder: SseDecoder::default(),
         })
     }
@@ -483,13 +483,20 @@ impl Upstream {
     }
 }
 
-/// The events of one streamed response. Dropping it closes the upstream request.
+/// The events of one streamed response. Dropping it closes the upstream request (an HTTP/2
+/// stream is reset, an HTTP/1.1 connection closed): the way to stop a response the client no
+/// longer wants. A response that has ended is closed with [`finish`](Self::finish) instead.
 pub struct EventStream {
     pub headers: HeaderMap,
-    body: Body,
+    /// `None` once the body has ended (or been handed to [`finish`](Self::finish)'s task).
+    body: Option<Body>,
     /// Hands out the events of each read as slices of it, one by one.
     decoder: SseDecoder,
 }
+
+/// What [`EventStream::finish`] reads after the terminal event at most, and for how long.
+const FINISH_MAX: usize = 64 * 1024;
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -502,16 +509,59 @@ impl EventStream {
     /// read it came in; `None` when the body ended.
     pub async fn next(&mut self) -> Option<Result<&[u8], UpstreamError>> {
         while !self.decoder.advance() {
-            match self.body.next().await? {
-                Ok(chunk) => {
+            let body = self.body.as_mut()?;
+            match body.next().await {
+                Some(Ok(chunk)) => {
                     if let Err(e) = self.decoder.feed(chunk) {
                         return Some(Err(UpstreamError::Transport(e.to_string())));
                     }
                 }
-                Err(e) => return Some(Err(e)),
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    self.body = None;
+                    return None;
+                }
             }
         }
         Some(Ok(self.decoder.event()))
+    }
+
+    /// Ends a response whose terminal event has been read by reading its body to the end, so
+    /// the request closes as HTTP means it to: an HTTP/1.1 connection goes back to the pool
+    /// and an HTTP/2 stream ends with the backend's END_STREAM, not with our RST_STREAM. (Reset
+    /// streams are what servers count against "rapid reset" floods, and h2 closes a connection
+    /// whose late frames for streams it reset add up to 1 024 — with every stream on it.)
+    /// What has already arrived is read now; the rest, normally nothing or one empty frame, by
+    /// a task, for at most 5 s and 64 KiB, after which the stream is reset after all.
+    pub fn finish(&mut self) {
+        let Some(mut body) = self.body.take() else {
+            return;
+        };
+        let mut left = FINISH_MAX;
+        loop {
+            match futures_util::FutureExt::now_or_never(body.next()) {
+                // The end: nothing to reset.
+                Some(None) => return,
+                Some(Some(Ok(chunk))) if chunk.len() <= left => left -= chunk.len(),
+                // More than a response's end, or broken: stop it.
+                Some(Some(_)) => return,
+                None => break,
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(FINISH_WITHIN, async move {
+                while let Some(Ok(chunk)) = body.next().await {
+                    left = match left.checked_sub(chunk.len()) {
+                        Some(left) => left,
+                        None => return,
+                    };
+                }
+            })
+            .await;
+        });
     }
 
     /// The data [`Self::next`] gave last, shared, to be read later.

@@ -559,6 +559,23 @@ impl FakeUpstream {
         }
     }
 
+    /// Polls until the response to request `seq` has ended: `Some(true)` when its whole body
+    /// was delivered, `Some(false)` when the client hung up first, `None` after `timeout`.
+    pub async fn wait_for_end(&self, seq: usize, timeout: Duration) -> Option<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let ended = self.shared.with(|inner| {
+                let r = inner.records.get(seq)?;
+                (r.completed || r.client_hung_up).then_some(r.completed && !r.client_hung_up)
+            });
+            if ended.is_some() {
+                return ended;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
+
     /// Polls until request `seq` is known to have been hung up on by the client.
     pub async fn wait_for_hangup(&self, seq: usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -137,7 +137,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
     }
     let body = Body::from_stream(frame_stream(
         frames,
-        script.pace_ms,
+        Timing {
+            pace: Duration::from_millis(script.pace_ms),
+            end_delay: Duration::from_millis(script.end_delay_ms),
+        },
         cut_after,
         stall,
         watch,
@@ -349,10 +352,19 @@ fn with_headers(mut response: Response, extra: &[(String, String)]) -> Response 
     response
 }
 
-/// Streams frames, sleeping `pace_ms` before each delta; cuts the connection after `cut_after`.
+/// When the frames of a stream go out.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Before each delta.
+    pace: Duration,
+    /// Between the last frame and the end of the body.
+    end_delay: Duration,
+}
+
+/// Streams frames as `timing` says; cuts the connection after `cut_after`.
 fn frame_stream(
     frames: Vec<Frame>,
-    pace_ms: u64,
+    timing: Timing,
     cut_after: Option<usize>,
     stall: bool,
     watch: HangupWatch,
@@ -363,7 +375,6 @@ fn frame_stream(
         stopped: bool,
         watch: HangupWatch,
     }
-    let pace = Duration::from_millis(pace_ms);
     let state = St {
         frames: frames.into_iter(),
         sent: 0,
@@ -388,11 +399,15 @@ fn frame_stream(
             return Some((Err(std::io::Error::other("scripted disconnect")), st));
         }
         let Some(frame) = st.frames.next() else {
+            if !timing.end_delay.is_zero() {
+                // A client that resets the request now drops this stream, and its watch.
+                tokio::time::sleep(timing.end_delay).await;
+            }
             st.watch.finish();
             return None;
         };
-        if frame.paced && !pace.is_zero() {
-            tokio::time::sleep(pace).await;
+        if frame.paced && !timing.pace.is_zero() {
+            tokio::time::sleep(timing.pace).await;
         }
         st.sent += 1;
         Some((Ok(frame.bytes), st))

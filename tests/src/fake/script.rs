@@ -15,6 +15,10 @@ pub struct Script {
     /// Delay before the response head is sent.
     #[serde(default)]
     pub first_byte_delay_ms: u64,
+    /// Delay between the last event and the end of the body (a backend whose HTTP/2
+    /// END_STREAM or final chunk comes a moment after `response.completed`).
+    #[serde(default)]
+    pub end_delay_ms: u64,
     /// Extra response headers.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
@@ -142,6 +146,7 @@ impl Script {
             reply,
             pace_ms: 0,
             first_byte_delay_ms: 0,
+            end_delay_ms: 0,
             headers: Vec::new(),
         }
     }
@@ -276,6 +281,12 @@ impl Script {
     #[must_use]
     pub fn slow_first_byte(mut self, delay_ms: u64) -> Self {
         self.first_byte_delay_ms = delay_ms;
+        self
+    }
+
+    #[must_use]
+    pub fn slow_end(mut self, delay_ms: u64) -> Self {
+        self.end_delay_ms = delay_ms;
         self
     }
 
