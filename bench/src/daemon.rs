@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::mock::Mock;
+
 pub const API_KEY: &str = "bench-key-0123456789abcdef";
 
 #[derive(Debug)]
@@ -73,16 +75,28 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// How the daemon under test runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Pinned to this core (taskset) when given.
+    pub cpu: Option<usize>,
+    /// Its `upstream.compress_requests` (zstd request bodies, on by default as in the official
+    /// client).
+    pub compress: bool,
+    /// Its `log.level` (its log goes to the bench's standard error).
+    pub log: String,
+}
+
 impl Daemon {
-    /// `binary` is the daemon to run; `cpu` pins it (taskset) when given; `compress` is its
-    /// `upstream.compress_requests` (zstd request bodies, on by default as in the official client).
-    pub fn start(
-        binary: &Path,
-        upstream: SocketAddr,
-        cpu: Option<usize>,
-        compress: bool,
-    ) -> anyhow::Result<Self> {
+    /// Starts `binary` against `mock` as `settings` say; with a mock serving HTTPS the daemon
+    /// talks to it over HTTPS, trusting its CA.
+    pub fn start(binary: &Path, mock: Mock, settings: &Settings) -> anyhow::Result<Self> {
+        let Settings { cpu, compress, log } = settings;
         let dir = tempfile::tempdir()?;
+        let upstream = match mock.tls {
+            Some(tls) => format!("https://{tls}"),
+            None => format!("http://{}", mock.addr),
+        };
         let state = dir.path().join("state");
         std::fs::create_dir(&state)?;
         std::fs::write(
@@ -96,17 +110,19 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "[server]\napi_keys = [\"{API_KEY}\"]\n\n[upstream]\nbase_url = \"http://{upstream}/backend-api\"\n\
-                 auth_url = \"http://{upstream}\"\ncompress_requests = {compress}\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"error\"\n\n\
+                "[server]\napi_keys = [\"{API_KEY}\"]\n\n[upstream]\nbase_url = \"{upstream}/backend-api\"\n\
+                 auth_url = \"{upstream}\"\ncompress_requests = {compress}\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"{log}\"\n\n\
                  [auth]\nmax_concurrent_per_account = 16384\n"
             ),
         )?;
+        std::fs::write(dir.path().join("ca.pem"), crate::mock::CA_PEM)?;
         let port = free_port()?;
-        let mut cmd = pinned(binary, cpu);
+        let mut cmd = pinned(binary, *cpu);
         cmd.env_clear()
             .env("HOME", dir.path())
             .env("CODEX_PROXY_STATE_DIR", &state)
             .env("CODEX_PROXY_SOCKET", dir.path().join("control.sock"))
+            .env("SSL_CERT_FILE", dir.path().join("ca.pem"))
             .arg("--config")
             .arg(&config)
             .args(["--port", &port.to_string()]);

@@ -88,10 +88,21 @@ struct Cli {
     /// (`bench/callgrind.sh` counts its instructions this way).
     #[arg(long, value_name = "PATH")]
     fetching_floor_wrapper: Option<std::path::PathBuf>,
+    /// Serve the daemon's upstream over HTTPS (HTTP/2 by ALPN, a test CA given to the daemon),
+    /// as the real backend is; the direct leg and the floors stay on plain HTTP, so the
+    /// daemon's figures then include TLS.
+    #[arg(long)]
+    tls: bool,
+    /// With `--tls`, offer only HTTP/1.1 by ALPN (tells HTTP/2's cost from TLS's).
+    #[arg(long, requires = "tls")]
+    tls_http1: bool,
     /// Run the daemon with `compress_requests = false` (shows what zstd request bodies cost;
     /// not the standard setting: the official client compresses, and so does the daemon).
     #[arg(long)]
     uncompressed: bool,
+    /// The daemon's log level (`error`, `warn`, `info`, `debug`); its log goes to standard error.
+    #[arg(long, default_value = "error", value_name = "LEVEL")]
+    daemon_log: String,
     /// The daemon's core (set from the machine and the flags above).
     #[arg(skip)]
     daemon_cpu: Option<usize>,
@@ -101,6 +112,24 @@ struct Cli {
 }
 
 impl Cli {
+    /// What the mock serves the daemon over.
+    fn tls(&self) -> Option<mock::Tls> {
+        match (self.tls, self.tls_http1) {
+            (false, _) => None,
+            (true, false) => Some(mock::Tls::Offered),
+            (true, true) => Some(mock::Tls::Http1Only),
+        }
+    }
+
+    /// How the daemon under test runs.
+    fn daemon_settings(&self) -> daemon::Settings {
+        daemon::Settings {
+            cpu: self.daemon_cpu,
+            compress: !self.uncompressed,
+            log: self.daemon_log.clone(),
+        }
+    }
+
     /// The load side's core (when pinning at all).
     fn load_cpu(&self) -> Option<usize> {
         self.daemon_cpu.map(|_| 1)
@@ -239,7 +268,7 @@ fn main() -> anyhow::Result<()> {
     // it started (each is stopped from `Drop`), instead of leaving them running.
     let stopped = runtime.block_on(async {
         tokio::select! {
-            done = Box::pin(scenarios(&cli, &binary, daemon_cpu)) => done.map(|()| None),
+            done = Box::pin(scenarios(&cli, &binary)) => done.map(|()| None),
             signal = stop_signal() => Ok(Some(signal)),
         }
     })?;
@@ -268,11 +297,7 @@ async fn stop_signal() -> (&'static str, i32) {
 }
 
 /// Every scenario `cli` asks for, in order.
-async fn scenarios(
-    cli: &Cli,
-    binary: &std::path::Path,
-    daemon_cpu: Option<usize>,
-) -> anyhow::Result<()> {
+async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     let wants = |s: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == s);
     let shape = Shape {
         deltas: cli.deltas,
@@ -280,8 +305,8 @@ async fn scenarios(
         pace: Duration::ZERO,
     };
     // Latency: the mock beside the daemon, so both legs cross cores equally often.
-    let upstream = mock::start(shape, cli.mock_cpu).await?;
-    let d = Daemon::start(binary, upstream, daemon_cpu, !cli.uncompressed)?;
+    let upstream = mock::start(shape, cli.mock_cpu, cli.tls()).await?;
+    let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
     if wants("idle") {
         // Let start-up work (catalog, quota) settle first.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -291,25 +316,25 @@ async fn scenarios(
         );
     }
     if wants("latency") || wants("streaming") {
-        let floor = Daemon::floor(upstream, daemon_cpu, false, None)?;
+        let floor = Daemon::floor(upstream.addr, cli.daemon_cpu, false, None)?;
         if wants("latency") {
             let fetching = Daemon::floor(
-                upstream,
-                daemon_cpu,
+                upstream.addr,
+                cli.daemon_cpu,
                 true,
                 cli.fetching_floor_wrapper.as_deref(),
             )?;
-            latency(cli, upstream, &d, &floor, &fetching).await?;
+            latency(cli, upstream.addr, &d, &floor, &fetching).await?;
         }
         if wants("streaming") {
-            streaming(cli, binary, daemon_cpu, upstream, &d, &floor).await?;
+            streaming(cli, binary, upstream.addr, &d, &floor).await?;
         }
     }
     drop(d);
     // CPU and throughput: the mock on the load side's core, the daemon's core its own.
     if wants("cpu") || wants("frontier") {
-        let upstream = mock::start(shape, cli.load_cpu()).await?;
-        let d = Daemon::start(binary, upstream, daemon_cpu, !cli.uncompressed)?;
+        let upstream = mock::start(shape, cli.load_cpu(), cli.tls()).await?;
+        let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
         if wants("cpu") {
             cpu(cli, &d).await?;
         }
@@ -318,7 +343,7 @@ async fn scenarios(
         }
     }
     if wants("streams") {
-        open_streams(cli, binary, daemon_cpu).await?;
+        open_streams(cli, binary).await?;
     }
     Ok(())
 }
@@ -408,7 +433,6 @@ fn difference(name: &str, a: &Histogram<u64>, b: &Histogram<u64>, note: &str) {
 async fn streaming(
     cli: &Cli,
     binary: &std::path::Path,
-    cpu: Option<usize>,
     upstream: std::net::SocketAddr,
     d: &Daemon,
     floor: &Daemon,
@@ -439,9 +463,9 @@ async fn streaming(
         delta_bytes: cli.delta_bytes,
         pace: Duration::from_millis(cli.pace_ms),
     };
-    let paced_upstream = mock::start(paced, cli.mock_cpu).await?;
-    let paced_daemon = Daemon::start(binary, paced_upstream, cpu, !cli.uncompressed)?;
-    let mut direct = Conn::open(paced_upstream, API_KEY).await?;
+    let paced_upstream = mock::start(paced, cli.mock_cpu, cli.tls()).await?;
+    let paced_daemon = Daemon::start(binary, paced_upstream, &cli.daemon_settings())?;
+    let mut direct = Conn::open(paced_upstream.addr, API_KEY).await?;
     let mut via = Conn::open(paced_daemon.addr, API_KEY).await?;
     let (mut gd, mut gv) = (hist(), hist());
     let mut batched = 0;
@@ -604,11 +628,7 @@ async fn frontier(cli: &Cli, d: &Daemon) -> anyhow::Result<()> {
 }
 
 /// [5] Holding N paced streams: RSS, lost frames, long gaps; slope of RSS over N.
-async fn open_streams(
-    cli: &Cli,
-    binary: &std::path::Path,
-    cpu: Option<usize>,
-) -> anyhow::Result<()> {
+async fn open_streams(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     let pace = Duration::from_millis(500);
     // 12 s per stream: long enough for thousands to be open at once.
     let deltas = 24;
@@ -621,10 +641,10 @@ async fn open_streams(
         delta_bytes: cli.delta_bytes,
         pace,
     };
-    let upstream = mock::start(shape, cli.load_cpu()).await?;
+    let upstream = mock::start(shape, cli.load_cpu(), cli.tls()).await?;
     let body = chat_body(true);
     for round in 0..cli.repeats {
-        let d = Daemon::start(binary, upstream, cpu, !cli.uncompressed)?;
+        let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let base = d.rss_kib();
         let mut points = Vec::new();

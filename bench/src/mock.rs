@@ -280,10 +280,35 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
     })
 }
 
+/// Where a running mock listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Mock {
+    /// Plain HTTP/1.1: the direct leg, the floors, and the daemon unless `tls`.
+    pub addr: SocketAddr,
+    /// With `--tls`: HTTPS, HTTP/2 or HTTP/1.1 by ALPN as the real backend offers, for the
+    /// daemon (certificate for 127.0.0.1 signed by [`CA_PEM`]).
+    pub tls: Option<SocketAddr>,
+}
+
+/// What the HTTPS listener offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// HTTP/2 and HTTP/1.1, as the real backend.
+    Offered,
+    /// HTTP/1.1 only (to tell HTTP/2's cost from TLS's).
+    Http1Only,
+}
+
+/// The test CA of the fake upstream (`tests/src/fake/tls`), which signed the certificate the
+/// mock serves with `--tls`; the daemon is given it as `SSL_CERT_FILE`.
+pub const CA_PEM: &str = include_str!("../../tests/src/fake/tls/ca.pem");
+const CERT_PEM: &str = include_str!("../../tests/src/fake/tls/server.pem");
+const KEY_PEM: &str = include_str!("../../tests/src/fake/tls/server.key");
+
 /// Serves `shape` on a thread of its own (as a real upstream is another process, not the
-/// client's own event loop), pinned to `cpu` when given, until the process ends; returns its
-/// address.
-pub async fn start(shape: Shape, cpu: Option<usize>) -> anyhow::Result<SocketAddr> {
+/// client's own event loop), pinned to `cpu` when given, until the process ends; over HTTPS too
+/// when `tls` is given.
+pub async fn start(shape: Shape, cpu: Option<usize>, tls: Option<Tls>) -> anyhow::Result<Mock> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("mock-upstream".into())
@@ -302,14 +327,14 @@ pub async fn start(shape: Shape, cpu: Option<usize>) -> anyhow::Result<SocketAdd
                 }
             };
             runtime.block_on(async move {
-                let _ = tx.send(serve(shape).await);
+                let _ = tx.send(serve(shape, tls).await);
                 std::future::pending::<()>().await;
             });
         })?;
     rx.await?
 }
 
-async fn serve(shape: Shape) -> anyhow::Result<SocketAddr> {
+async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
     let (chat, chat_whole) = chat_frames(shape);
     let rendered = Arc::new(Rendered {
         responses: responses_frames(shape),
@@ -319,18 +344,73 @@ async fn serve(shape: Shape) -> anyhow::Result<SocketAddr> {
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let plain = rendered.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let r = rendered.clone();
+            let r = plain.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(r.clone(), req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), service)
                     .await;
+            });
+        }
+    });
+    let tls = match tls {
+        Some(tls) => Some(serve_tls(rendered, tls).await?),
+        None => None,
+    };
+    Ok(Mock { addr, tls })
+}
+
+/// The HTTPS listener: HTTP/2 when the client offers it (the daemon does, as the official
+/// client's stack) unless `tls` says HTTP/1.1 only, else HTTP/1.1.
+async fn serve_tls(rendered: Arc<Rendered>, tls: Tls) -> anyhow::Result<SocketAddr> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs =
+        CertificateDer::pem_slice_iter(CERT_PEM.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(KEY_PEM.as_bytes())?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = match tls {
+        Tls::Offered => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        Tls::Http1Only => vec![b"http/1.1".to_vec()],
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, r) = (acceptor.clone(), rendered.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service = hyper::service::service_fn(move |req| handle(r.clone(), req));
+                let io = TokioIo::new(tls);
+                let _ = if h2 {
+                    // As many streams at once as the open-streams scenario holds.
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .max_concurrent_streams(65_536)
+                        .serve_connection(io, service)
+                        .await
+                } else {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                };
             });
         }
     });
