@@ -64,6 +64,8 @@ pub struct DaemonBuilder {
     sections: std::collections::BTreeMap<&'static str, Vec<String>>,
     /// A state directory the test owns (to restart a daemon on the same state).
     state_dir: Option<PathBuf>,
+    /// Trust the HTTPS fake's test CA (`SSL_CERT_FILE`).
+    test_ca: bool,
 }
 
 /// The API key e2e daemons are configured with.
@@ -123,6 +125,14 @@ impl DaemonBuilder {
         self
     }
 
+    /// Trusts the test CA that signed the HTTPS fake's certificate (through `SSL_CERT_FILE`,
+    /// as the system's trust store is read), as an operator would add a private CA.
+    #[must_use]
+    pub fn trusting_test_ca(mut self) -> Self {
+        self.test_ca = true;
+        self
+    }
+
     /// Points `[upstream] base_url` elsewhere, replacing what [`fake`](Self::fake) set.
     #[must_use]
     pub fn base_url(mut self, url: &str) -> Self {
@@ -178,6 +188,11 @@ impl DaemonBuilder {
             .env("CODEX_PROXY_LOG_FORMAT", "text")
             .arg("--port")
             .arg("0");
+        if self.test_ca {
+            let ca = dir.path().join("test-ca.pem");
+            std::fs::write(&ca, crate::fake::tls::CA_PEM).expect("write the test CA");
+            cmd.env("SSL_CERT_FILE", &ca);
+        }
         // Tests run as root in CI; only the privilege-drop tests leave this out.
         if nix::unistd::Uid::effective().is_root() && !self.args.iter().any(|a| a == NO_ALLOW_ROOT)
         {

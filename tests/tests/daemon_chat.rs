@@ -547,12 +547,9 @@ async fn an_ended_response_is_read_to_its_end_not_reset() {
         })
         .await
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
         let daemon = Daemon::builder()
             .fake(&fake, &[0])
-            .env("SSL_CERT_FILE", ca.to_str().unwrap())
+            .trusting_test_ca()
             .start();
         for stream in [false, true] {
             fake.enqueue(Script::text("the whole answer").slow_end(300));
@@ -1104,12 +1101,9 @@ async fn an_https_backend_is_verified_and_spoken_to_over_http2() {
     .await
     .unwrap();
     assert!(fake.base_url().starts_with("https://127.0.0.1:"));
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, codex_proxy_tests::fake::tls::CA_PEM).unwrap();
     let daemon = Daemon::builder()
         .fake(&fake, &[0])
-        .env("SSL_CERT_FILE", ca.to_str().unwrap())
+        .trusting_test_ca()
         .start();
     let (status, _, body) = daemon.chat(&user("hello")).await;
     assert_eq!(status, 200, "{body}");

@@ -178,11 +178,10 @@ async fn socks5_handshake(mut s: TcpStream, record: &Seen) -> Option<(TcpStream,
     Some((s, target))
 }
 
-/// The fake over HTTPS, and its test CA in a file for `SSL_CERT_FILE`.
+/// The fake over HTTPS, and the port it listens on.
 struct TlsFake {
     fake: FakeUpstream,
     port: u16,
-    ca: tempfile::TempDir,
 }
 
 impl TlsFake {
@@ -201,21 +200,12 @@ impl TlsFake {
             .unwrap()
             .parse()
             .unwrap();
-        let ca = tempfile::tempdir().unwrap();
-        std::fs::write(
-            ca.path().join("ca.pem"),
-            codex_proxy_tests::fake::tls::CA_PEM,
-        )
-        .unwrap();
-        Self { fake, port, ca }
+        Self { fake, port }
     }
 
     /// A daemon on the fake that trusts its CA.
     fn daemon(&self) -> DaemonBuilder {
-        Daemon::builder().fake(&self.fake, &[0]).env(
-            "SSL_CERT_FILE",
-            self.ca.path().join("ca.pem").to_str().unwrap(),
-        )
+        Daemon::builder().fake(&self.fake, &[0]).trusting_test_ca()
     }
 
     /// One chat through a daemon whose environment names `proxy`: its status and body.
