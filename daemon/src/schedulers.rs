@@ -61,7 +61,7 @@ pub async fn refresh_catalog(state: &AppState) {
                 let cache = CatalogCache {
                     client_version: state.upstream().identity().version.clone(),
                     etag,
-                    fetched_at: crate::upstream::errors::unix_now(),
+                    fetched_at: crate::clock::unix_now(),
                     catalog: serde_json::from_slice(&body).unwrap_or_default(),
                 };
                 let path = state.state_dir().join(MODELS_CACHE_FILE);
@@ -101,7 +101,7 @@ pub async fn refresh_quota(state: &AppState, id: &str) -> Result<(), String> {
         .usage(&account)
         .await
         .map_err(|e| e.to_string())?;
-    let now = crate::upstream::errors::unix_now();
+    let now = crate::clock::unix_now();
     let quota = crate::accounts::Quota::from_usage(&usage, now);
     let plan = usage
         .get("plan_type")
@@ -127,7 +127,7 @@ const REFRESH_JITTER: i64 = 60;
 pub async fn token_refresher(state: AppState) {
     let mut backoff: HashMap<String, (i64, i64)> = HashMap::new();
     loop {
-        let now = crate::upstream::errors::unix_now();
+        let now = crate::clock::unix_now();
         let margin = state.config().auth.refresh_margin_seconds as i64;
         for account in state.accounts().all() {
             if account.state != crate::accounts::AccountState::Active {
@@ -274,7 +274,7 @@ async fn apply_appcast(state: &AppState, release: crate::upstream::appcast::Rele
         state.catalog_is_stale();
     }
     let dir = state.state_dir().to_owned();
-    let now = crate::upstream::errors::unix_now();
+    let now = crate::clock::unix_now();
     let save = move || crate::upstream::appcast::save(&dir, &release, now);
     match tokio::task::spawn_blocking(save).await {
         Ok(Ok(())) => {}

@@ -426,7 +426,7 @@ async fn exchange_code(
 
 /// Builds the account from fresh tokens and saves it (replacing an existing one in place).
 async fn store(accounts: &Accounts, tokens: CodeTokens) -> Result<LoginOutcome, LoginError> {
-    let now = crate::upstream::errors::unix_now();
+    let now = crate::clock::unix_now();
     let account = super::account_from_tokens(
         tokens.id_token,
         tokens.access_token,

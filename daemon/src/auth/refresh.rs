@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::jwt;
 use crate::accounts::{Account, AccountState, Accounts, Secret};
+use crate::clock::unix_now;
 use crate::upstream::Upstream;
-use crate::upstream::errors::unix_now;
 
 /// The official client's OAuth client id (§1.1).
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";

@@ -4,8 +4,8 @@ use codex_proxy_proto::{ErrorKind, ErrorReply, Response};
 
 use super::views::{self, error};
 use crate::accounts::{AccountState, ResolveError};
+use crate::clock::unix_now;
 use crate::server::AppState;
-use crate::upstream::errors::unix_now;
 
 /// The longest label accepted.
 const MAX_LABEL: usize = 64;

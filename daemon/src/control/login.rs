@@ -6,8 +6,8 @@ use codex_proxy_proto::{ErrorKind, Response};
 use super::Connection;
 use super::views::{self, error};
 use crate::auth::login::{DEVICE_TTL, LoginError, LoginOutcome};
+use crate::clock::unix_now;
 use crate::server::AppState;
-use crate::upstream::errors::unix_now;
 
 fn failed(e: &LoginError) -> Response {
     let kind = match e {

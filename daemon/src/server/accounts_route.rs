@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::accounts::{AccountState, Window};
-use crate::upstream::errors::unix_now;
+use crate::clock::unix_now;
 
 fn window(w: Option<Window>, now: i64) -> Value {
     match w {

@@ -19,6 +19,7 @@ use super::conversations::fingerprint;
 use super::{ApiError, AppState};
 use crate::accounts::{Account, AccountState, PickError, Quota};
 use crate::auth::{self, AuthError};
+use crate::clock::unix_now;
 use crate::models;
 use crate::translate::chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, ChunkChoice,
@@ -27,7 +28,7 @@ use crate::translate::chat::{
 use crate::translate::held::Held;
 use crate::translate::request::{self, Context, Translated};
 use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator};
-use crate::upstream::errors::{self as upstream_errors, unix_now};
+use crate::upstream::errors as upstream_errors;
 use crate::upstream::wire::StreamEvent;
 use crate::upstream::{EventStream, UpstreamError};
 
@@ -339,7 +340,7 @@ async fn start_on_an_account(
                 tracing::warn!(
                     account = %account.display_name(),
                     "usage limit reached; cooling down until {}",
-                    upstream_errors::utc_clock(until, now)
+                    crate::clock::utc_clock(until, now)
                 );
                 if let Err(e) = accounts.persist().await {
                     tracing::error!("cannot save accounts: {e:#}");

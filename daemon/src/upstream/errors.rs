@@ -3,47 +3,9 @@
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
+use crate::clock::{human_duration, unix_now, utc_clock};
 use crate::server::ApiError;
 use crate::translate::stream::Failure;
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// `2h 14m`, `5m`, `40s`.
-pub fn human_duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
-
-/// `14:05 UTC` for a Unix time (with the date when it is not today).
-pub fn utc_clock(ts: i64, now: i64) -> String {
-    let (h, m) = (ts.rem_euclid(86_400) / 3600, ts.rem_euclid(3600) / 60);
-    if ts.div_euclid(86_400) == now.div_euclid(86_400) {
-        format!("{h:02}:{m:02} UTC")
-    } else {
-        // Civil date from days since epoch (Howard Hinnant's algorithm).
-        let z = ts.div_euclid(86_400) + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02} UTC")
-    }
-}
 
 /// The usage-limit error: 429 with the reset time in words and in `Retry-After`.
 pub fn usage_limit(resets_at: Option<i64>, plan: Option<&str>) -> ApiError {
@@ -310,17 +272,6 @@ fn retry_delay(message: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_and_clock() {
-        assert_eq!(human_duration(8040), "2h 14m");
-        assert_eq!(human_duration(300), "5m");
-        assert_eq!(human_duration(40), "40s");
-        assert_eq!(human_duration(200_000), "2d 7h");
-        let now = 1_786_000_000; // 2026-08-06 07:06:40 UTC
-        assert_eq!(utc_clock(now + 3600, now), "08:06 UTC");
-        assert_eq!(utc_clock(now + 86_400, now), "2026-08-07 07:06 UTC");
-    }
 
     #[test]
     fn usage_limit_says_when_and_sets_retry_after() {
