@@ -125,6 +125,25 @@ pub fn account_block(a: &AccountView, now: i64, style: Style) -> String {
         heading.push_str("  (pinned)");
     }
     let _ = writeln!(out, "{heading}");
+    if let Some(reason) = &a.login_reason
+        && a.state == AccountState::NeedsLogin
+    {
+        let _ = writeln!(out, "    {}", style.paint("31", &format!("why: {reason}")));
+    }
+    if let Some(at) = a.refresh_interrupted_at {
+        let _ = writeln!(
+            out,
+            "    {}",
+            style.paint(
+                "33",
+                &format!(
+                    "a token refresh {} ago did not finish (codex-proxy stopped mid-exchange); \
+                     the next refresh tells whether this sign-in survived",
+                    duration(now - at)
+                )
+            )
+        );
+    }
     if a.primary.is_none() && a.secondary.is_none() {
         let _ = writeln!(
             out,
@@ -164,6 +183,36 @@ pub fn status(report: &StatusReport, style: Style) -> String {
             .map_or(String::new(), |p| format!(" (pinned: {p})")),
         report.in_flight,
     );
+    if let Some(failure) = &report.save_failure {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint(
+                "31",
+                &format!(
+                    "cannot save the state for {} ({} attempts): {}",
+                    duration(report.now - failure.since),
+                    failure.attempts,
+                    failure.error
+                )
+            )
+        );
+    }
+    if !report.unsaved_tokens.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint(
+                "31",
+                &format!(
+                    "new tokens of {} are only in memory: fix the state directory ({}) before \
+                     stopping codex-proxy, or these sign-ins are lost",
+                    report.unsaved_tokens.join(", "),
+                    report.state_dir
+                )
+            )
+        );
+    }
     let _ = writeln!(out);
     if report.accounts.is_empty() {
         let _ = writeln!(out, "No account yet: sign in with `codexctl login`.");
@@ -319,6 +368,8 @@ mod tests {
             requests: 42,
             last_refresh: None,
             token_expires_at: None,
+            login_reason: None,
+            refresh_interrupted_at: None,
         }
     }
 
@@ -341,8 +392,10 @@ mod tests {
         fresh.secondary = None;
         fresh.plan = None;
         fresh.state = AccountState::NeedsLogin;
+        fresh.login_reason = Some("refresh_token_reused".into());
         fresh.requests = 0;
         let mut first = account("acct_1", "bob@example.com");
+        first.refresh_interrupted_at = Some(NOW - 120);
         first.pinned = true;
         let report = StatusReport {
             daemon_version: "0.1.0".into(),
@@ -358,15 +411,25 @@ mod tests {
             in_flight: 3,
             now: NOW,
             accounts: vec![first, limited, fresh],
+            save_failure: Some(codex_proxy_proto::SaveFailure {
+                since: NOW - 45,
+                attempts: 9,
+                error: "cannot write /var/lib/codex-proxy/accounts.json: No space left on device"
+                    .into(),
+            }),
+            unsaved_tokens: vec!["acct_1".into()],
         };
         assert_eq!(
             status(&report, PLAIN),
             "\
 codex-proxy 0.1.0 — up 2h 14m — http://127.0.0.1:8080 — system mode
 strategy least_used (pinned: acct_1) · 3 in flight
+cannot save the state for 45s (9 attempts): cannot write /var/lib/codex-proxy/accounts.json: No space left on device
+new tokens of acct_1 are only in memory: fix the state directory (/var/lib/codex-proxy) before stopping codex-proxy, or these sign-ins are lost
 
 Accounts (3):
   bob@example.com  acct_1  pro  active  (pinned)
+    a token refresh 2m ago did not finish (codex-proxy stopped mid-exchange); the next refresh tells whether this sign-in survived
     5-hour   [██████░░░░░░░░░░░░░░]  31%  resets in 2h 14m
     weekly   [██░░░░░░░░░░░░░░░░░░]  12%  resets in 5d 3h
     42 requests served
@@ -374,6 +437,7 @@ Accounts (3):
     5-hour   [████████████████████] 100%  resets in 1h 2m
     1 request served
   carol@example.com  acct_3  needs login (`codexctl login`)
+    why: refresh_token_reused
     quota not known yet (`codexctl accounts refresh acct_3` asks now)
     0 requests served
 "

@@ -5,7 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use crate::accounts::AccountState;
+use crate::auth::{AuthError, Need};
+use crate::clock::unix_now;
 use crate::models::{Catalog, CatalogSource};
 use crate::server::AppState;
 use crate::state::{MODELS_CACHE_FILE, write_private_atomic};
@@ -34,10 +38,15 @@ pub fn load_cached_catalog(state_dir: &Path, client_version: &str) -> Option<Cat
 }
 
 /// Fetches the live catalog now, then hourly and whenever a response carries a new ETag.
-pub async fn catalog_refresher(state: AppState) {
+pub async fn catalog_refresher(state: AppState, stop: CancellationToken) {
     loop {
-        refresh_catalog(&state).await;
+        // A fetch dropped at a stop loses nothing: the catalog is only read.
         tokio::select! {
+            () = stop.cancelled() => return,
+            () = refresh_catalog(&state) => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(CATALOG_INTERVAL) => {}
             () = state.catalog_stale() => {}
         }
@@ -61,7 +70,7 @@ pub async fn refresh_catalog(state: &AppState) {
                 let cache = CatalogCache {
                     client_version: state.upstream().identity().version.clone(),
                     etag,
-                    fetched_at: crate::clock::unix_now(),
+                    fetched_at: unix_now(),
                     catalog: serde_json::from_slice(&body).unwrap_or_default(),
                 };
                 let path = state.state_dir().join(MODELS_CACHE_FILE);
@@ -93,7 +102,9 @@ const QUOTA_MAX_AGE: i64 = 15 * 60;
 /// Fetches an account's plan and quota from `/wham/usage` into the store.
 pub async fn refresh_quota(state: &AppState, id: &str) -> Result<(), String> {
     let margin = state.config().auth.refresh_margin_seconds as i64;
-    let account = crate::auth::fresh_account(state.accounts(), state.upstream(), id, margin, None)
+    let account = state
+        .refresher()
+        .fresh(id, Need::ValidFor(margin))
         .await
         .map_err(|e| e.to_string())?;
     let usage = state
@@ -101,7 +112,7 @@ pub async fn refresh_quota(state: &AppState, id: &str) -> Result<(), String> {
         .usage(&account)
         .await
         .map_err(|e| e.to_string())?;
-    let now = crate::clock::unix_now();
+    let now = unix_now();
     let quota = crate::accounts::Quota::from_usage(&usage, now);
     let plan = usage
         .get("plan_type")
@@ -116,81 +127,131 @@ pub async fn refresh_quota(state: &AppState, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// How often the token scheduler looks at the accounts (and saves usage counters).
-const TOKEN_TICK: Duration = Duration::from_secs(30);
+/// Counters and quota changed by requests are saved this long after the first change.
+const FLUSH_EVERY: i64 = 30;
+/// While writes fail, they are tried again this often (a rotated token may be at stake).
+const SAVE_RETRY: i64 = 5;
+/// A failed quota fetch of an idle account is tried again after this long.
+const QUOTA_RETRY: i64 = 60;
 /// Refreshes are spread over up to this many seconds before they are due.
 const REFRESH_JITTER: i64 = 60;
+/// The scheduler looks again at least this often, whatever it expects.
+const LONGEST_SLEEP: i64 = 3600;
 
-/// Refreshes each account's token `refresh_margin_seconds` (plus a little jitter) before it
-/// expires. Transient failures back off (30 s doubling to 15 min); permanent ones leave the
-/// account in `needs_login` and are not retried.
-pub async fn token_refresher(state: AppState) {
-    let mut backoff: HashMap<String, (i64, i64)> = HashMap::new();
+/// When the token of `account` should be refreshed: `margin` (plus a little jitter) before it
+/// expires; at once when a refresh was left unfinished by a stop (to learn whether the sign-in
+/// survived); never for a token without an expiry.
+fn refresh_due(account: &crate::accounts::Account, margin: i64, refreshing: bool) -> Option<i64> {
+    if account.refresh_started_at.is_some() && !refreshing {
+        return Some(0);
+    }
+    // Ordinary jitter, stable per account, so refreshes do not all fire at once.
+    let jitter = account
+        .id
+        .bytes()
+        .fold(0i64, |h, b| (h * 31 + i64::from(b)) % REFRESH_JITTER);
+    account
+        .access_expires_at()
+        .map(|expires| expires - margin - jitter)
+}
+
+/// The token scheduler: refreshes each account's token before it expires, fetches the quota of
+/// idle accounts, and saves what requests changed — retrying every few seconds while writes
+/// fail. It sleeps until the next of these is due, or until the accounts change (a login), or
+/// until `stop`; stopping between steps leaves nothing half done (a refresh in progress belongs
+/// to the refresher, which a stop waits for).
+pub async fn token_refresher(state: AppState, stop: CancellationToken) {
+    let mut quota_retry: HashMap<String, i64> = HashMap::new();
+    let mut last_save: i64 = 0;
     loop {
-        let now = crate::clock::unix_now();
+        let now = unix_now();
         let margin = state.config().auth.refresh_margin_seconds as i64;
-        for account in state.accounts().all() {
-            if account.state != crate::accounts::AccountState::Active {
+        let accounts = state.accounts();
+        let refresher = state.refresher();
+        let mut next = now + LONGEST_SLEEP;
+        for account in accounts.all() {
+            if account.state != AccountState::Active {
                 continue;
             }
-            if backoff
-                .get(&account.id)
-                .is_some_and(|(next, _)| *next > now)
-            {
-                continue;
-            }
-            // Ordinary jitter, stable per account, so refreshes do not all fire at once.
-            let jitter = account
-                .id
-                .bytes()
-                .fold(0i64, |h, b| (h * 31 + i64::from(b)) % REFRESH_JITTER);
-            let Some(expires) = account.access_expires_at() else {
+            let refreshing = refresher.is_running(&account.id);
+            let Some(due) = refresh_due(&account, margin, refreshing) else {
                 continue;
             };
-            if expires - margin - jitter > now {
+            let due = due.max(refresher.next_attempt(&account.id).unwrap_or(0));
+            if due > now {
+                next = next.min(due);
                 continue;
             }
-            match crate::auth::fresh_account(
-                state.accounts(),
-                state.upstream(),
-                &account.id,
-                margin + jitter,
-                None,
-            )
-            .await
-            {
-                Ok(_) => {
-                    backoff.remove(&account.id);
-                }
-                Err(error @ crate::auth::AuthError::Transient { .. }) => {
-                    let delay = backoff
-                        .get(&account.id)
-                        .map_or(30, |(_, d)| (d * 2).min(900));
-                    backoff.insert(account.id.clone(), (now + delay, delay));
-                    tracing::warn!("{error}; retrying in {delay} s");
-                }
+            // Due: a new token whatever the one held (after an unfinished refresh, the one held
+            // may still be valid; only the exchange tells whether the sign-in survived).
+            let held = account.tokens.access_token.expose().to_owned();
+            let refreshed = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                refreshed = refresher.fresh(&account.id, Need::Replacing(&held)) => refreshed,
+            };
+            match refreshed {
+                Ok(_) | Err(AuthError::Transient { .. }) => {}
                 Err(error) => tracing::warn!("{error}"),
             }
+            // Whatever happened, look at this account again soon (a backoff may apply).
+            next = next.min(unix_now() + 1);
         }
         // Idle accounts learn their quota from /wham/usage; busy ones from response headers.
-        for account in state.accounts().all() {
-            let stale = account
+        for account in accounts.all() {
+            if account.state != AccountState::Active {
+                continue;
+            }
+            let due = account
                 .quota
                 .updated_at
-                .is_none_or(|t| now - t > QUOTA_MAX_AGE);
-            if account.state == crate::accounts::AccountState::Active
-                && stale
-                && let Err(e) = refresh_quota(&state, &account.id).await
-            {
+                .map_or(0, |t| t + QUOTA_MAX_AGE)
+                .max(quota_retry.get(&account.id).copied().unwrap_or(0));
+            if due > now {
+                next = next.min(due);
+                continue;
+            }
+            let fetched = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                fetched = refresh_quota(&state, &account.id) => fetched,
+            };
+            if let Err(e) = fetched {
                 tracing::debug!(account = %account.display_name(), "cannot fetch quota: {e}");
+                quota_retry.insert(account.id.clone(), unix_now() + QUOTA_RETRY);
+                next = next.min(unix_now() + QUOTA_RETRY);
+            } else {
+                quota_retry.remove(&account.id);
             }
         }
-        // Request counters and quota change on every request; they are saved here, not per request.
-        if let Err(e) = state.accounts().persist_if_changed().await {
-            tracing::error!("cannot save accounts: {e:#}");
+        // Request counters and quota change on every request; they are saved here, not per
+        // request. A write that failed is retried soon and loudly: it may hold a new token.
+        if accounts.is_dirty() {
+            let failing = accounts.save_health().failure.is_some();
+            let due = last_save + if failing { SAVE_RETRY } else { FLUSH_EVERY };
+            let now = unix_now();
+            if due <= now {
+                last_save = now;
+                // The write runs to its end in its own task, even if this stops waiting.
+                let saved = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    saved = accounts.persist() => saved,
+                };
+                if saved.is_err() {
+                    next = next.min(now + SAVE_RETRY);
+                }
+                state.upstream().save_cookies().await;
+            } else {
+                next = next.min(due);
+            }
         }
-        state.upstream().save_cookies().await;
-        tokio::time::sleep(TOKEN_TICK).await;
+        let wait = u64::try_from(next - unix_now()).unwrap_or(0);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = accounts.changed() => {}
+        }
     }
 }
 
@@ -199,7 +260,7 @@ const APPCAST_RETRY: Duration = Duration::from_secs(300);
 
 /// Polls the Desktop appcast every `interval_hours` when its values are used: the identity is
 /// `Codex Desktop` and leaves the version or build unpinned. Failures are logged and retried.
-pub async fn appcast_refresher(state: AppState) {
+pub async fn appcast_refresher(state: AppState, stop: CancellationToken) {
     use crate::upstream::appcast::{self, DESKTOP_ORIGINATOR};
     let config = state.config();
     let identity = &config.client_identity;
@@ -224,11 +285,11 @@ pub async fn appcast_refresher(state: AppState) {
     let mut retry = APPCAST_RETRY;
     loop {
         let url = config.appcast.url.as_str();
-        let polled = match state
-            .upstream()
-            .fetch_feed(url, appcast::MAX_FEED_BYTES)
-            .await
-        {
+        let fetched = tokio::select! {
+            () = stop.cancelled() => return,
+            fetched = state.upstream().fetch_feed(url, appcast::MAX_FEED_BYTES) => fetched,
+        };
+        let polled = match fetched {
             Ok(xml) => appcast::parse(&xml),
             Err(e) => Err(e),
         };
@@ -248,7 +309,10 @@ pub async fn appcast_refresher(state: AppState) {
                 wait
             }
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
     }
 }
 
@@ -274,7 +338,7 @@ async fn apply_appcast(state: &AppState, release: crate::upstream::appcast::Rele
         state.catalog_is_stale();
     }
     let dir = state.state_dir().to_owned();
-    let now = crate::clock::unix_now();
+    let now = unix_now();
     let save = move || crate::upstream::appcast::save(&dir, &release, now);
     match tokio::task::spawn_blocking(save).await {
         Ok(Ok(())) => {}

@@ -26,7 +26,8 @@ pub struct ProtocolVersion {
     pub minor: u16,
 }
 
-pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+/// 1.1: save failures, unsaved tokens, login reasons and interrupted refreshes in the views.
+pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
 
 impl std::fmt::Display for ProtocolVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

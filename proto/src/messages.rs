@@ -240,6 +240,21 @@ pub struct StatusReport {
     /// The daemon's clock (Unix seconds), for "resets in".
     pub now: i64,
     pub accounts: Vec<AccountView>,
+    /// Set while saving the accounts fails (1.1).
+    #[serde(default)]
+    pub save_failure: Option<SaveFailure>,
+    /// Accounts whose newest tokens are only in memory: stopping the daemon now would lose
+    /// their sign-in (1.1).
+    #[serde(default)]
+    pub unsaved_tokens: Vec<String>,
+}
+
+/// Writes of the state directory have been failing since `since` (1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveFailure {
+    pub since: i64,
+    pub attempts: u32,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +285,13 @@ pub struct AccountView {
     pub requests: u64,
     pub last_refresh: Option<i64>,
     pub token_expires_at: Option<i64>,
+    /// Why the account needs a new login (1.1).
+    #[serde(default)]
+    pub login_reason: Option<String>,
+    /// A token refresh started then and did not finish: the daemon stopped mid-exchange. The
+    /// next refresh tells whether the sign-in survived (1.1).
+    #[serde(default)]
+    pub refresh_interrupted_at: Option<i64>,
 }
 
 impl AccountView {

@@ -4,6 +4,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
+
 use codex_proxy::accounts::{AccountState, Accounts};
 use codex_proxy::auth::login::{LoginError, Logins};
 use codex_proxy::config::{Config, RotationStrategy};
@@ -13,8 +15,8 @@ use codex_proxy_tests::fake::{FakeUpstream, TOKEN_PATH};
 struct Setup {
     fake: FakeUpstream,
     _dir: tempfile::TempDir,
-    accounts: Accounts,
-    upstream: Upstream,
+    accounts: Arc<Accounts>,
+    upstream: Arc<Upstream>,
     logins: Logins,
 }
 
@@ -24,8 +26,9 @@ async fn setup() -> Setup {
     config.upstream.base_url = fake.base_url().try_into().unwrap();
     config.upstream.auth_url = fake.auth_url().try_into().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let accounts = Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap();
-    let upstream = Upstream::new(&config, Identity::new(&config.client_identity, None)).unwrap();
+    let accounts = Arc::new(Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap());
+    let upstream =
+        Arc::new(Upstream::new(&config, Identity::new(&config.client_identity, None)).unwrap());
     Setup {
         fake,
         _dir: dir,

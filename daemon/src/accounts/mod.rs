@@ -2,6 +2,7 @@
 //! directory (0600, replaced atomically). Tokens only ever live in [`Secret`], whose `Debug`
 //! hides them.
 
+mod disk;
 mod quota;
 mod store;
 
@@ -9,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use disk::{SaveError, SaveFailure, SaveHealth};
 pub use quota::{Quota, Window};
 pub use store::{Accounts, PickError, ResolveError, StoreError};
 
@@ -87,6 +89,14 @@ pub struct Account {
     /// Unix seconds of the last successful refresh.
     #[serde(default)]
     pub last_refresh: Option<i64>,
+    /// Saved just before a refresh exchange and cleared with its outcome. Found set when no
+    /// refresh is running, it means the daemon stopped mid-exchange (kill -9, OOM, power loss):
+    /// the auth server may have retired the saved refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_started_at: Option<i64>,
+    /// Why the account needs a new login, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_reason: Option<String>,
     /// A usage limit was hit; not used for new requests before this time.
     #[serde(default)]
     pub cooldown_until: Option<i64>,

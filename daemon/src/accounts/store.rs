@@ -1,13 +1,25 @@
 //! The live account store: in memory behind a short lock, persisted atomically.
+//!
+//! Two kinds of change (mullvad's settings persister for the first, a dirty flag for the second):
+//! - a person's changes (login, enable, label, remove) go through [`Accounts::transact`]: the
+//!   change is written to disk first and reaches memory only once it is saved, so the caller
+//!   learns when it did not stick;
+//! - what the daemon learns as it runs (counters, quota, cool-downs, refreshed tokens) changes
+//!   memory at once ([`Accounts::update`]) and is saved by [`Accounts::persist`]. A refreshed
+//!   token cannot wait for the disk (the auth server has already retired the old one), so it is
+//!   kept in memory, reported as unsaved, and saved again until a write succeeds.
+//!
+//! Every write runs to its end in a task of its own: a caller that is dropped (a client hanging
+//! up, a shutdown) never leaves a write half done or two writes interleaved.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::disk::{Disk, SaveError, SaveHealth};
 use super::{ACCOUNTS_FILE, Account, AccountState, AccountsFile, SCHEMA_VERSION, Status};
 use crate::config::RotationStrategy;
-use crate::state::write_private_atomic;
 
 /// How many conversations remember their account.
 const AFFINITY_CAPACITY: usize = 10_000;
@@ -47,11 +59,15 @@ pub enum PickError {
 
 #[derive(Debug)]
 pub struct Accounts {
-    path: PathBuf,
     list: Mutex<Vec<Account>>,
-    /// Serialises file writes so they land in order; held across the blocking write on purpose.
-    write: tokio::sync::Mutex<()>,
-    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bumped, under the `list` lock, by every change; compared with what the disk holds.
+    generation: AtomicU64,
+    disk: Arc<Disk>,
+    /// One write at a time, from its snapshot to its bookkeeping; held by the write's own task.
+    writes: tokio::sync::Mutex<()>,
+    /// Wakes the token scheduler: accounts were added, removed or changed state, or the store
+    /// became dirty.
+    changed: tokio::sync::Notify,
     affinity: Mutex<HashMap<String, (String, u64)>>,
     clock: AtomicUsize,
     strategy: AtomicU8,
@@ -61,8 +77,6 @@ pub struct Accounts {
     sticky: AtomicUsize,
     /// Preferred for every request while it is usable (`rotate pin`); runtime only.
     pinned: Mutex<Option<String>>,
-    /// Changed in memory since the last write.
-    dirty: AtomicBool,
     /// Per-account request slots (`max_concurrent_per_account`); FIFO-fair waiting.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     slots_per_account: usize,
@@ -87,17 +101,17 @@ impl Accounts {
         let path = state_dir.join(ACCOUNTS_FILE);
         let list = read(&path)?;
         Ok(Self {
-            path,
             list: Mutex::new(list),
-            write: tokio::sync::Mutex::new(()),
-            refresh_locks: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            disk: Arc::new(Disk::new(path)),
+            writes: tokio::sync::Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
             affinity: Mutex::new(HashMap::new()),
             clock: AtomicUsize::new(0),
             strategy: AtomicU8::new(strategy as u8),
             next: AtomicUsize::new(0),
             sticky: AtomicUsize::new(0),
             pinned: Mutex::new(None),
-            dirty: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
             slots_per_account: slots_per_account.max(1),
         })
@@ -160,82 +174,124 @@ impl Accounts {
         lock(&self.list).iter().find(|a| a.id == id).cloned()
     }
 
-    /// Changes one account in memory; call [`persist`](Self::persist) to keep it.
+    /// Changes one account in memory at once; [`persist`](Self::persist), or the token
+    /// scheduler within seconds, saves it.
     pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Account) -> R) -> Option<R> {
-        let result = lock(&self.list).iter_mut().find(|a| a.id == id).map(f);
-        self.dirty.store(true, Ordering::Release);
+        let mut list = lock(&self.list);
+        let result = list.iter_mut().find(|a| a.id == id).map(f);
+        self.bump(&list);
         result
     }
 
-    /// Adds an account, or replaces the tokens and identity of the one with the same ChatGPT
-    /// account id (logging in again never duplicates). Returns its id and whether it existed.
-    pub fn upsert(&self, mut account: Account) -> (String, bool) {
-        self.dirty.store(true, Ordering::Release);
+    /// As [`update`](Self::update), for new tokens: until a write holds them, the account is
+    /// reported as holding unsaved tokens.
+    pub fn update_tokens<R>(&self, id: &str, f: impl FnOnce(&mut Account) -> R) -> Option<R> {
         let mut list = lock(&self.list);
-        if let Some(existing) = list
-            .iter_mut()
-            .find(|a| a.chatgpt_account_id == account.chatgpt_account_id)
-        {
-            existing.tokens = account.tokens;
-            existing.email = account.email.or(existing.email.take());
-            existing.plan = account.plan.or(existing.plan.take());
-            existing.user_id = account.user_id.or(existing.user_id.take());
-            existing.fedramp = account.fedramp;
-            existing.last_refresh = account.last_refresh;
-            // A fresh login clears "needs login"; a disabled account stays disabled.
-            if existing.state == AccountState::NeedsLogin {
-                existing.state = AccountState::Active;
-            }
-            return (existing.id.clone(), true);
+        let result = list.iter_mut().find(|a| a.id == id).map(f);
+        let generation = self.bump(&list);
+        if result.is_some() {
+            self.disk.tokens_changed(id, generation);
         }
-        if account.id.is_empty() || list.iter().any(|a| a.id == account.id) {
-            let n = (1..)
-                .find(|n| !list.iter().any(|a| a.id == format!("acct_{n}")))
-                .unwrap_or(0);
-            account.id = format!("acct_{n}");
-        }
-        let id = account.id.clone();
-        list.push(account);
-        (id, false)
+        result
     }
 
-    pub fn remove(&self, id: &str) -> Option<Account> {
-        self.dirty.store(true, Ordering::Release);
-        {
+    /// Counts a change (the caller holds the list lock, so changes are numbered in the order
+    /// they happen); wakes the scheduler when the store was clean, so it knows to save.
+    fn bump(&self, _list: &MutexGuard<'_, Vec<Account>>) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        if generation == self.disk.saved() + 1 {
+            self.changed.notify_one();
+        }
+        generation
+    }
+
+    /// Changed in memory since the last successful write.
+    pub fn is_dirty(&self) -> bool {
+        self.generation.load(Ordering::Acquire) != self.disk.saved()
+    }
+
+    /// Whether writes fail, and which accounts hold tokens that are only in memory.
+    pub fn save_health(&self) -> SaveHealth {
+        self.disk.health()
+    }
+
+    /// Resolves when accounts were added, removed or changed state, or the store became dirty.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Writes the accounts as they are in memory (temp file, fsync, rename, fsync directory),
+    /// unless the file holds them already. Runs to its end even if the caller goes away.
+    pub async fn persist(self: &Arc<Self>) -> Result<(), SaveError> {
+        self.transact(|_| ()).await
+    }
+
+    /// Applies a person's change: `change` runs on a copy of the accounts, the copy is saved,
+    /// and only then does the change reach memory (`change` runs again, on the live list, so it
+    /// must do the same thing both times). When the write fails, memory is as it was and the
+    /// error says why. Runs to its end even if the caller goes away.
+    pub async fn transact<R: Send + 'static>(
+        self: &Arc<Self>,
+        mut change: impl FnMut(&mut Vec<Account>) -> R + Send + 'static,
+    ) -> Result<R, SaveError> {
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let _one_at_a_time = this.writes.lock().await;
+            let (generation, before) = {
+                let list = lock(&this.list);
+                (this.generation.load(Ordering::Acquire), list.clone())
+            };
+            let mut after = before.clone();
+            let result = change(&mut after);
+            let unchanged = after == before;
+            if !unchanged || this.disk.saved() < generation {
+                let disk = this.disk.clone();
+                tokio::task::spawn_blocking(move || disk.write(generation, after))
+                    .await
+                    .map_err(|e| stopped(&e))??;
+            }
+            if unchanged {
+                return Ok(result);
+            }
+            let mut list = lock(&this.list);
+            let result = change(&mut list);
+            let now = this.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            // Nothing else changed meanwhile: the file holds exactly what memory holds now.
+            if now == generation + 1 {
+                this.disk.covers(now);
+            }
+            drop(list);
+            this.changed.notify_one();
+            Ok(result)
+        });
+        task.await.unwrap_or_else(|e| Err(stopped(&e)))
+    }
+
+    /// Adds an account, or replaces the tokens and identity of the one with the same ChatGPT
+    /// account id (logging in again never duplicates), and saves it. Returns its id and whether
+    /// it existed.
+    pub async fn upsert(self: &Arc<Self>, account: Account) -> Result<(String, bool), SaveError> {
+        self.transact(move |list| upsert_into(list, account.clone()))
+            .await
+    }
+
+    /// Forgets an account and saves the list without it.
+    pub async fn remove(self: &Arc<Self>, id: &str) -> Result<Option<Account>, SaveError> {
+        let target = id.to_owned();
+        let removed = self
+            .transact(move |list| {
+                let index = list.iter().position(|a| a.id == target)?;
+                Some(list.remove(index))
+            })
+            .await?;
+        if removed.is_some() {
             let mut pinned = lock(&self.pinned);
             if pinned.as_deref() == Some(id) {
                 *pinned = None;
             }
+            self.disk.forget(id);
         }
-        let mut list = lock(&self.list);
-        let index = list.iter().position(|a| a.id == id)?;
-        Some(list.remove(index))
-    }
-
-    /// Writes the current accounts to disk: temp file, fsync, rename, fsync directory.
-    pub async fn persist(&self) -> anyhow::Result<()> {
-        let _ordered = self.write.lock().await;
-        // Cleared before the snapshot: a change racing with this write marks it dirty again.
-        self.dirty.store(false, Ordering::Release);
-        let file = AccountsFile {
-            schema_version: SCHEMA_VERSION,
-            accounts: self.all(),
-        };
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let bytes = serde_json::to_vec_pretty(&file)?;
-            write_private_atomic(&path, &bytes)
-        })
-        .await?
-    }
-
-    /// Writes only when something changed since the last write.
-    pub async fn persist_if_changed(&self) -> anyhow::Result<()> {
-        if self.dirty.load(Ordering::Acquire) {
-            self.persist().await
-        } else {
-            Ok(())
-        }
+        Ok(removed)
     }
 
     /// The request slots of one account.
@@ -248,14 +304,6 @@ impl Accounts {
 
     pub fn slots_per_account(&self) -> usize {
         self.slots_per_account
-    }
-
-    /// The lock that makes refreshes of one account single-flight.
-    pub fn refresh_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.refresh_locks)
-            .entry(id.to_owned())
-            .or_default()
-            .clone()
     }
 
     /// Picks an account for a request. A conversation stays on its account while that account
@@ -375,6 +423,45 @@ impl Accounts {
     }
 }
 
+fn stopped(e: &tokio::task::JoinError) -> SaveError {
+    SaveError {
+        path: ACCOUNTS_FILE.into(),
+        reason: format!("the write stopped: {e}"),
+    }
+}
+
+/// Adds `account` to the list, or updates the one with its ChatGPT account id in place.
+fn upsert_into(list: &mut Vec<Account>, mut account: Account) -> (String, bool) {
+    if let Some(existing) = list
+        .iter_mut()
+        .find(|a| a.chatgpt_account_id == account.chatgpt_account_id)
+    {
+        existing.tokens = account.tokens;
+        existing.email = account.email.or(existing.email.take());
+        existing.plan = account.plan.or(existing.plan.take());
+        existing.user_id = account.user_id.or(existing.user_id.take());
+        existing.fedramp = account.fedramp;
+        existing.last_refresh = account.last_refresh;
+        // New tokens: whatever happened to the old ones no longer matters.
+        existing.refresh_started_at = None;
+        existing.login_reason = None;
+        // A fresh login clears "needs login"; a disabled account stays disabled.
+        if existing.state == AccountState::NeedsLogin {
+            existing.state = AccountState::Active;
+        }
+        return (existing.id.clone(), true);
+    }
+    if account.id.is_empty() || list.iter().any(|a| a.id == account.id) {
+        let n = (1..)
+            .find(|n| !list.iter().any(|a| a.id == format!("acct_{n}")))
+            .unwrap_or(0);
+        account.id = format!("acct_{n}");
+    }
+    let id = account.id.clone();
+    list.push(account);
+    (id, false)
+}
+
 fn read(path: &Path) -> Result<Vec<Account>, StoreError> {
     let shown = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
@@ -436,6 +523,8 @@ mod tests {
                 id_token: None,
             },
             last_refresh: None,
+            refresh_started_at: None,
+            login_reason: None,
             cooldown_until: None,
             quota: Quota::default(),
             requests: 0,
@@ -443,13 +532,128 @@ mod tests {
         }
     }
 
-    fn new_store(accounts: Vec<Account>) -> (tempfile::TempDir, Accounts) {
+    fn new_store(accounts: Vec<Account>) -> (tempfile::TempDir, Arc<Accounts>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Accounts::load(dir.path(), RotationStrategy::LeastUsed).unwrap();
         for a in accounts {
-            store.upsert(a);
+            let mut list = lock(&store.list);
+            upsert_into(&mut list, a);
+            store.bump(&list);
         }
-        (dir, store)
+        (dir, Arc::new(store))
+    }
+
+    /// Makes every write of `accounts.json` in `dir` fail (a directory where the temp file
+    /// goes, which even root cannot open as a file) until the returned guard is dropped.
+    struct FailingWrites(std::path::PathBuf);
+
+    impl FailingWrites {
+        fn new(dir: &Path) -> Self {
+            let blocker = dir.join(format!(".{ACCOUNTS_FILE}.tmp-{}", std::process::id()));
+            std::fs::create_dir(&blocker).unwrap();
+            Self(blocker)
+        }
+    }
+
+    impl Drop for FailingWrites {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    fn on_disk(dir: &Path) -> Vec<Account> {
+        let text = std::fs::read_to_string(dir.join(ACCOUNTS_FILE)).unwrap_or_default();
+        serde_json::from_str::<AccountsFile>(&text)
+            .map(|f| f.accounts)
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_stays_dirty_and_the_next_one_saves_everything() {
+        let (dir, store) = new_store(vec![account("a", "acc-a")]);
+        store.persist().await.unwrap();
+        assert!(!store.is_dirty());
+        let failing = FailingWrites::new(dir.path());
+        store.update_tokens("a", |a| {
+            a.tokens.refresh_token = Secret::new("rt-rotated".into());
+        });
+        assert!(store.is_dirty());
+        let error = store.persist().await.unwrap_err();
+        assert!(error.to_string().contains("accounts.json"), "{error}");
+        assert!(store.is_dirty(), "a failed write leaves the change to save");
+        let health = store.save_health();
+        assert_eq!(health.unsaved_tokens, ["a"]);
+        let failure = health.failure.unwrap();
+        assert_eq!(failure.attempts, 1);
+        assert!(store.persist().await.is_err());
+        assert_eq!(store.save_health().failure.unwrap().attempts, 2);
+        assert_eq!(
+            on_disk(dir.path())[0].tokens.refresh_token.expose(),
+            "rt-a",
+            "the file still holds the old state, whole"
+        );
+
+        drop(failing);
+        store.persist().await.unwrap();
+        assert!(!store.is_dirty());
+        assert!(store.save_health().is_ok());
+        assert_eq!(
+            on_disk(dir.path())[0].tokens.refresh_token.expose(),
+            "rt-rotated"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_cannot_be_saved_changes_nothing() {
+        let (dir, store) = new_store(vec![account("a", "acc-a")]);
+        store.persist().await.unwrap();
+        let failing = FailingWrites::new(dir.path());
+        let error = store
+            .transact(|list| list[0].label = Some("work".into()))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("cannot save"), "{error}");
+        assert_eq!(store.get("a").unwrap().label, None, "memory as it was");
+        assert!(
+            store.upsert(account("", "acc-b")).await.is_err(),
+            "a login that cannot be saved did not happen"
+        );
+        assert_eq!(store.all().len(), 1);
+        drop(failing);
+        store
+            .transact(|list| list[0].label = Some("work".into()))
+            .await
+            .unwrap();
+        assert_eq!(store.get("a").unwrap().label.as_deref(), Some("work"));
+        assert_eq!(on_disk(dir.path())[0].label.as_deref(), Some("work"));
+        assert!(
+            !store.is_dirty(),
+            "the file holds exactly what memory holds"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_finishes_even_when_its_caller_is_dropped() {
+        let (dir, store) = new_store(vec![account("a", "acc-a")]);
+        store.update_tokens("a", |a| {
+            a.tokens.refresh_token = Secret::new("rt-rotated".into());
+        });
+        // Polled once, then dropped: the write already belongs to its own task.
+        let mut write = Box::pin(store.persist());
+        let _ = futures_util::poll!(write.as_mut());
+        drop(write);
+        let saved = async {
+            while store.is_dirty() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), saved)
+            .await
+            .unwrap();
+        assert_eq!(
+            on_disk(dir.path())[0].tokens.refresh_token.expose(),
+            "rt-rotated"
+        );
     }
 
     #[test]
@@ -504,20 +708,26 @@ mod tests {
         assert!(text.contains("\"schema_version\": 2"));
     }
 
-    #[test]
-    fn logging_in_again_replaces_tokens_in_place() {
-        let (_dir, store) = new_store(vec![account("a", "acc-a")]);
-        store.update("a", |a| a.state = AccountState::NeedsLogin);
+    #[tokio::test]
+    async fn logging_in_again_replaces_tokens_in_place() {
+        let (dir, store) = new_store(vec![account("a", "acc-a")]);
+        store.update("a", |a| {
+            a.state = AccountState::NeedsLogin;
+            a.login_reason = Some("refresh_token_reused".into());
+            a.refresh_started_at = Some(1);
+        });
         let mut again = account("", "acc-a");
         again.tokens.refresh_token = Secret::new("rt-new".into());
-        let (id, existed) = store.upsert(again);
+        let (id, existed) = store.upsert(again).await.unwrap();
         assert_eq!((id.as_str(), existed), ("a", true));
         assert_eq!(store.all().len(), 1);
         let a = store.get("a").unwrap();
         assert_eq!(a.tokens.refresh_token.expose(), "rt-new");
         assert_eq!(a.state, AccountState::Active);
-        let (id, existed) = store.upsert(account("", "acc-b"));
+        assert_eq!((a.login_reason, a.refresh_started_at), (None, None));
+        let (id, existed) = store.upsert(account("", "acc-b")).await.unwrap();
         assert_eq!((id.as_str(), existed), ("acct_1", false));
+        assert_eq!(on_disk(dir.path()).len(), 2, "saved before it returned");
     }
 
     #[test]

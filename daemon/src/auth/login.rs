@@ -3,7 +3,7 @@
 //! a callback or a pasted URL).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use sha2::Digest;
 
 use super::import::{self, ImportError};
 use super::refresh::CLIENT_ID;
-use crate::accounts::{Account, Accounts};
+use crate::accounts::{Account, Accounts, Secret};
 use crate::upstream::Upstream;
 
 /// The scopes the official client asks for (§1.2).
@@ -68,7 +68,7 @@ pub struct BrowserLogin {
 
 #[derive(Debug)]
 struct Pending {
-    verifier: String,
+    verifier: Secret,
     redirect_uri: String,
     started: Instant,
 }
@@ -164,7 +164,7 @@ impl Logins {
         pending.insert(
             state.clone(),
             Pending {
-                verifier,
+                verifier: Secret::new(verifier),
                 redirect_uri: redirect_uri.clone(),
                 started: Instant::now(),
             },
@@ -179,8 +179,8 @@ impl Logins {
     /// Completes a browser login from its callback's `code` and `state`.
     pub async fn complete_browser(
         &self,
-        accounts: &Accounts,
-        upstream: &Upstream,
+        accounts: &Arc<Accounts>,
+        upstream: &Arc<Upstream>,
         state: &str,
         code: &str,
     ) -> Result<LoginOutcome, LoginError> {
@@ -193,16 +193,21 @@ impl Logins {
                 .filter(|p| p.started.elapsed() < self.ttl)
                 .ok_or(LoginError::UnknownState)?
         };
-        let tokens =
-            exchange_code(upstream, code, &pending.redirect_uri, &pending.verifier).await?;
-        store(accounts, tokens).await
+        finish(
+            accounts,
+            upstream,
+            code.to_owned(),
+            pending.redirect_uri,
+            pending.verifier,
+        )
+        .await
     }
 
     /// Completes a browser login from the whole redirect URL a person pasted.
     pub async fn complete_paste(
         &self,
-        accounts: &Accounts,
-        upstream: &Upstream,
+        accounts: &Arc<Accounts>,
+        upstream: &Arc<Upstream>,
         pasted: &str,
     ) -> Result<LoginOutcome, LoginError> {
         let url = url::Url::parse(pasted.trim()).map_err(|e| LoginError::BadUrl(e.to_string()))?;
@@ -270,8 +275,8 @@ impl Logins {
     /// Polls until the person approves (then stores the account), declines, or the code expires.
     pub async fn wait_device(
         &self,
-        accounts: &Accounts,
-        upstream: &Upstream,
+        accounts: &Arc<Accounts>,
+        upstream: &Arc<Upstream>,
         device: &DeviceLogin,
     ) -> Result<LoginOutcome, LoginError> {
         let started = Instant::now();
@@ -294,14 +299,14 @@ impl Logins {
                             .to_owned()
                     };
                     let redirect = format!("{}/deviceauth/callback", upstream.auth_url());
-                    let tokens = exchange_code(
+                    return finish(
+                        accounts,
                         upstream,
-                        &field("authorization_code"),
-                        &redirect,
-                        &field("code_verifier"),
+                        field("authorization_code"),
+                        redirect,
+                        Secret::new(field("code_verifier")),
                     )
-                    .await?;
-                    return store(accounts, tokens).await;
+                    .await;
                 }
                 // Still pending (§1.3).
                 403 | 404 => {}
@@ -327,7 +332,7 @@ impl Logins {
     /// Imports a Codex `auth.json` (§1.5).
     pub async fn import(
         &self,
-        accounts: &Accounts,
+        accounts: &Arc<Accounts>,
         text: &str,
     ) -> Result<LoginOutcome, LoginError> {
         let account = import::from_auth_json(text)?;
@@ -337,7 +342,7 @@ impl Logins {
     /// Signs an account out: revokes its refresh token (best effort) and forgets it.
     pub async fn logout(
         &self,
-        accounts: &Accounts,
+        accounts: &Arc<Accounts>,
         upstream: &Upstream,
         id: &str,
     ) -> Result<Account, LoginError> {
@@ -361,14 +366,11 @@ impl Logins {
                 tracing::warn!(account = %account.display_name(), "cannot revoke the refresh token ({e}); forgetting it anyway")
             }
         }
-        let removed = accounts
-            .remove(id)
-            .ok_or_else(|| LoginError::UnknownAccount(id.to_owned()))?;
         accounts
-            .persist()
+            .remove(id)
             .await
-            .map_err(|e| LoginError::Save(format!("{e:#}")))?;
-        Ok(removed)
+            .map_err(|e| LoginError::Save(e.to_string()))?
+            .ok_or_else(|| LoginError::UnknownAccount(id.to_owned()))
     }
 }
 
@@ -424,8 +426,26 @@ async fn exchange_code(
         .map_err(|_| LoginError::Exchange("the answer lacks id, access or refresh token".into()))
 }
 
+/// The code exchange and the save of its tokens, in a task of its own: once the auth server has
+/// spent the code, its tokens are kept even if whoever asked has gone.
+async fn finish(
+    accounts: &Arc<Accounts>,
+    upstream: &Arc<Upstream>,
+    code: String,
+    redirect_uri: String,
+    verifier: Secret,
+) -> Result<LoginOutcome, LoginError> {
+    let (accounts, upstream) = (accounts.clone(), upstream.clone());
+    tokio::spawn(async move {
+        let tokens = exchange_code(&upstream, &code, &redirect_uri, verifier.expose()).await?;
+        store(&accounts, tokens).await
+    })
+    .await
+    .unwrap_or_else(|e| Err(LoginError::Save(format!("the login stopped: {e}"))))
+}
+
 /// Builds the account from fresh tokens and saves it (replacing an existing one in place).
-async fn store(accounts: &Accounts, tokens: CodeTokens) -> Result<LoginOutcome, LoginError> {
+async fn store(accounts: &Arc<Accounts>, tokens: CodeTokens) -> Result<LoginOutcome, LoginError> {
     let now = crate::clock::unix_now();
     let account = super::account_from_tokens(
         tokens.id_token,
@@ -438,14 +458,13 @@ async fn store(accounts: &Accounts, tokens: CodeTokens) -> Result<LoginOutcome, 
     save(accounts, account).await
 }
 
-async fn save(accounts: &Accounts, account: Account) -> Result<LoginOutcome, LoginError> {
+async fn save(accounts: &Arc<Accounts>, account: Account) -> Result<LoginOutcome, LoginError> {
     let (email, plan) = (account.email.clone(), account.plan.clone());
-    let (account_id, replaced) = accounts.upsert(account);
-    // The new refresh token must be on disk before anyone relies on it.
-    accounts
-        .persist()
+    // On disk before anyone relies on it; when the write fails the login did not happen.
+    let (account_id, replaced) = accounts
+        .upsert(account)
         .await
-        .map_err(|e| LoginError::Save(format!("{e:#}")))?;
+        .map_err(|e| LoginError::Save(e.to_string()))?;
     tracing::info!(account = %email.as_deref().unwrap_or(&account_id), replaced, "signed in");
     Ok(LoginOutcome {
         account_id,

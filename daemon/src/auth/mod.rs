@@ -5,7 +5,7 @@ pub mod jwt;
 pub mod login;
 pub mod refresh;
 
-pub use refresh::{AuthError, fresh_account};
+pub use refresh::{AuthError, Need, Refresher};
 
 use crate::accounts::{Account, AccountState, Quota, Secret, Tokens};
 
@@ -34,6 +34,8 @@ pub fn account_from_tokens(
             id_token: Some(Secret::new(id_token)),
         },
         last_refresh,
+        refresh_started_at: None,
+        login_reason: None,
         cooldown_until: None,
         quota: Quota::default(),
         requests: 0,

@@ -3,7 +3,7 @@
 use codex_proxy_proto::{ErrorKind, ErrorReply, Response};
 
 use super::views::{self, error};
-use crate::accounts::{AccountState, ResolveError};
+use crate::accounts::{Account, AccountState, ResolveError};
 use crate::clock::unix_now;
 use crate::server::AppState;
 
@@ -11,15 +11,8 @@ use crate::server::AppState;
 const MAX_LABEL: usize = 64;
 
 pub fn list(state: &AppState) -> Response {
-    let now = unix_now();
-    let pinned = state.accounts().pinned();
     Response::Accounts {
-        accounts: state
-            .accounts()
-            .all()
-            .iter()
-            .map(|a| views::account(a, pinned.as_deref(), now))
-            .collect(),
+        accounts: views::accounts(state, unix_now()),
     }
 }
 
@@ -36,10 +29,9 @@ pub fn resolve(state: &AppState, query: &str) -> Result<String, ErrorReply> {
 
 /// The account as it is now, with `message`.
 pub fn changed(state: &AppState, id: &str, message: String) -> Response {
-    let pinned = state.accounts().pinned();
     match state.accounts().get(id) {
         Some(a) => Response::Account {
-            account: views::account(&a, pinned.as_deref(), unix_now()),
+            account: views::one(state, &a, unix_now()),
             message,
         },
         None => error(
@@ -49,13 +41,19 @@ pub fn changed(state: &AppState, id: &str, message: String) -> Response {
     }
 }
 
-async fn save(state: &AppState) -> Result<(), ErrorReply> {
-    state.accounts().persist().await.map_err(|e| {
-        ErrorReply::new(
-            ErrorKind::Failed,
-            format!("cannot save the accounts: {e:#}"),
-        )
-    })
+/// Changes one account the transactional way: saved first, then in memory; when the write
+/// fails nothing changed and the error says why.
+async fn change<R: Send + 'static>(
+    state: &AppState,
+    id: &str,
+    f: impl Fn(&mut Account) -> R + Send + 'static,
+) -> Result<Option<R>, ErrorReply> {
+    let id = id.to_owned();
+    state
+        .accounts()
+        .transact(move |list| list.iter_mut().find(|a| a.id == id).map(&f))
+        .await
+        .map_err(|e| ErrorReply::new(ErrorKind::Failed, format!("{e}; nothing was changed")))
 }
 
 pub async fn set_enabled(state: &AppState, query: &str, enabled: bool) -> Response {
@@ -63,7 +61,7 @@ pub async fn set_enabled(state: &AppState, query: &str, enabled: bool) -> Respon
         Ok(id) => id,
         Err(e) => return Response::Error(e),
     };
-    let outcome = state.accounts().update(&id, |a| match (a.state, enabled) {
+    let outcome = change(state, &id, move |a| match (a.state, enabled) {
         (AccountState::NeedsLogin, true) => Err(format!(
             "{} needs a new sign-in, not enabling: run `codexctl login`",
             a.display_name()
@@ -79,17 +77,16 @@ pub async fn set_enabled(state: &AppState, query: &str, enabled: bool) -> Respon
                 a.display_name()
             ))
         }
-    });
+    })
+    .await;
     match outcome {
-        Some(Ok(message)) => {
-            if let Err(e) = save(state).await {
-                return Response::Error(e);
-            }
+        Err(e) => Response::Error(e),
+        Ok(Some(Ok(message))) => {
             tracing::info!(account = %id, "{message}");
             changed(state, &id, message)
         }
-        Some(Err(message)) => error(ErrorKind::Invalid, message),
-        None => error(ErrorKind::NotFound, format!("no account {query}")),
+        Ok(Some(Err(message))) => error(ErrorKind::Invalid, message),
+        Ok(None) => error(ErrorKind::NotFound, format!("no account {query}")),
     }
 }
 
@@ -116,10 +113,8 @@ pub async fn label(state: &AppState, query: &str, label: Option<&str>) -> Respon
             );
         }
     }
-    state
-        .accounts()
-        .update(&id, |a| a.label = label.map(str::to_owned));
-    if let Err(e) = save(state).await {
+    let new_label = label.map(str::to_owned);
+    if let Err(e) = change(state, &id, move |a| a.label.clone_from(&new_label)).await {
         return Response::Error(e);
     }
     let message = match label {
@@ -147,16 +142,12 @@ pub async fn refresh(state: &AppState, query: &str) -> Response {
             ),
         );
     }
-    let margin = state.config().auth.refresh_margin_seconds as i64;
+    // A forced refresh: the person asked for new tokens, however long the old ones last.
     let stale = account.tokens.access_token.expose().to_owned();
-    if let Err(e) = crate::auth::fresh_account(
-        state.accounts(),
-        state.upstream(),
-        &id,
-        margin,
-        Some(&stale),
-    )
-    .await
+    if let Err(e) = state
+        .refresher()
+        .fresh(&id, crate::auth::Need::Replacing(&stale))
+        .await
     {
         return error(ErrorKind::Failed, e.to_string());
     }

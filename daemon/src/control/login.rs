@@ -21,9 +21,24 @@ fn failed(e: &LoginError) -> Response {
     error(kind, e.to_string())
 }
 
-fn logged_in(state: &AppState, result: Result<LoginOutcome, LoginError>) -> Response {
+/// A new sign-in's quota is fetched before the answer, so `codexctl status` shows it at once.
+const QUOTA_AT_LOGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn logged_in(state: &AppState, result: Result<LoginOutcome, LoginError>) -> Response {
     match result {
         Ok(outcome) => {
+            let id = &outcome.account_id;
+            match tokio::time::timeout(QUOTA_AT_LOGIN, crate::schedulers::refresh_quota(state, id))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(account = %id, "signed in; the quota could not be read yet: {e}")
+                }
+                Err(_) => {
+                    tracing::warn!(account = %id, "signed in; the quota did not come within {} s", QUOTA_AT_LOGIN.as_secs())
+                }
+            }
             let Some(account) = state.accounts().get(&outcome.account_id) else {
                 return error(ErrorKind::Failed, "the account vanished right after login");
             };
@@ -32,9 +47,8 @@ fn logged_in(state: &AppState, result: Result<LoginOutcome, LoginError>) -> Resp
                 replaced = outcome.replaced,
                 "signed in through the control socket"
             );
-            let pinned = state.accounts().pinned();
             Response::LoggedIn {
-                account: views::account(&account, pinned.as_deref(), unix_now()),
+                account: views::one(state, &account, unix_now()),
                 replaced: outcome.replaced,
             }
         }
@@ -59,7 +73,7 @@ pub async fn complete_browser(state: &AppState, login_state: &str, code: &str) -
         .logins()
         .complete_browser(state.accounts(), state.upstream(), login_state, code)
         .await;
-    logged_in(state, result)
+    logged_in(state, result).await
 }
 
 pub async fn paste(state: &AppState, url: &str) -> Response {
@@ -67,7 +81,7 @@ pub async fn paste(state: &AppState, url: &str) -> Response {
         .logins()
         .complete_paste(state.accounts(), state.upstream(), url)
         .await;
-    logged_in(state, result)
+    logged_in(state, result).await
 }
 
 /// Streams the device code, then waits for approval; a client that hangs up cancels the wait.
@@ -88,7 +102,10 @@ pub async fn device(state: &AppState, conn: &mut Connection) -> bool {
         .logins()
         .wait_device(state.accounts(), state.upstream(), &device);
     tokio::select! {
-        result = wait => conn.send(&logged_in(state, result)).await,
+        result = wait => {
+            let response = logged_in(state, result).await;
+            conn.send(&response).await
+        }
         () = conn.closed() => {
             tracing::info!("device-code login abandoned by the client");
             false
@@ -98,7 +115,7 @@ pub async fn device(state: &AppState, conn: &mut Connection) -> bool {
 
 pub async fn import(state: &AppState, auth_json: &str) -> Response {
     let result = state.logins().import(state.accounts(), auth_json).await;
-    logged_in(state, result)
+    logged_in(state, result).await
 }
 
 pub async fn logout(state: &AppState, query: &str) -> Response {
@@ -115,7 +132,7 @@ pub async fn logout(state: &AppState, query: &str) -> Response {
         Ok(account) => {
             tracing::info!(account = %account.display_name(), "signed out through the control socket");
             Response::LoggedOut {
-                account: views::account(&account, pinned.as_deref(), unix_now()),
+                account: views::account(&account, pinned.as_deref(), unix_now(), false),
             }
         }
         Err(e) => failed(&e),

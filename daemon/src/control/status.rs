@@ -11,6 +11,7 @@ use crate::server::AppState;
 pub fn report(state: &AppState) -> Response {
     let now = unix_now();
     let pinned = state.accounts().pinned();
+    let health = state.accounts().save_health();
     let paths = state.paths();
     let config = state.config();
     let listen = state.listen().map_or_else(
@@ -27,15 +28,16 @@ pub fn report(state: &AppState) -> Response {
         config_file: paths.config_file.as_ref().map(|p| p.display().to_string()),
         state_dir: paths.state_dir.display().to_string(),
         strategy: super::views::strategy(state.accounts().strategy()),
-        pinned: pinned.clone(),
+        pinned,
         in_flight: state.in_flight(),
         now,
-        accounts: state
-            .accounts()
-            .all()
-            .iter()
-            .map(|a| super::views::account(a, pinned.as_deref(), now))
-            .collect(),
+        accounts: super::views::accounts(state, now),
+        save_failure: health.failure.map(|f| codex_proxy_proto::SaveFailure {
+            since: f.since,
+            attempts: f.attempts,
+            error: f.error,
+        }),
+        unsaved_tokens: health.unsaved_tokens,
     })
 }
 

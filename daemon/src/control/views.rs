@@ -5,7 +5,14 @@ use codex_proxy_proto as proto;
 use crate::accounts::{Account, Status, Window};
 use crate::config::RotationStrategy;
 
-pub fn account(a: &Account, pinned: Option<&str>, now: i64) -> proto::AccountView {
+/// `refreshing`: a refresh of this account is running now (so a set refresh mark is its own,
+/// not one left by a stop).
+pub fn account(
+    a: &Account,
+    pinned: Option<&str>,
+    now: i64,
+    refreshing: bool,
+) -> proto::AccountView {
     let (state, cooldown_until) = match a.status(now) {
         Status::Active => (proto::AccountState::Active, None),
         Status::CoolingDown { until } => (proto::AccountState::CoolingDown, Some(until)),
@@ -34,7 +41,38 @@ pub fn account(a: &Account, pinned: Option<&str>, now: i64) -> proto::AccountVie
         requests: a.requests,
         last_refresh: a.last_refresh,
         token_expires_at: a.access_expires_at(),
+        login_reason: a.login_reason.clone(),
+        refresh_interrupted_at: a.refresh_started_at.filter(|_| !refreshing),
     }
+}
+
+/// Every account as the control protocol shows it.
+pub fn accounts(state: &crate::server::AppState, now: i64) -> Vec<proto::AccountView> {
+    let pinned = state.accounts().pinned();
+    state
+        .accounts()
+        .all()
+        .iter()
+        .map(|a| {
+            account(
+                a,
+                pinned.as_deref(),
+                now,
+                state.refresher().is_running(&a.id),
+            )
+        })
+        .collect()
+}
+
+/// One account as the control protocol shows it.
+pub fn one(state: &crate::server::AppState, a: &Account, now: i64) -> proto::AccountView {
+    let pinned = state.accounts().pinned();
+    account(
+        a,
+        pinned.as_deref(),
+        now,
+        state.refresher().is_running(&a.id),
+    )
 }
 
 pub fn strategy(s: RotationStrategy) -> proto::Strategy {

@@ -65,10 +65,14 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>)
                     "secondary": window(a.quota.secondary, now),
                     "updated_at": a.quota.updated_at,
                 },
-                                "requests": a.requests,
+                "requests": a.requests,
                 "usage": a.usage,
                 "last_refresh": a.last_refresh,
                 "token_expires_at": a.access_expires_at(),
+                "login_reason": a.login_reason,
+                "refresh_interrupted_at": a
+                    .refresh_started_at
+                    .filter(|_| !state.refresher().is_running(&a.id)),
             })
         })
         .collect();

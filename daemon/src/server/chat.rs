@@ -18,7 +18,7 @@ use super::auth::ClientKey;
 use super::conversations::fingerprint;
 use super::{ApiError, AppState};
 use crate::accounts::{Account, AccountState, PickError, Quota};
-use crate::auth::{self, AuthError};
+use crate::auth::{AuthError, Need};
 use crate::clock::unix_now;
 use crate::models;
 use crate::translate::chat::{
@@ -176,10 +176,13 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
 /// Why no account can serve: none signed in, signed out ones, or disabled ones.
 fn none_usable(state: &AppState) -> ApiError {
     let accounts = state.accounts().all();
-    let needs_login: Vec<&str> = accounts
+    let needs_login: Vec<String> = accounts
         .iter()
         .filter(|a| a.state == AccountState::NeedsLogin)
-        .map(Account::display_name)
+        .map(|a| match &a.login_reason {
+            Some(reason) => format!("{} ({reason})", a.display_name()),
+            None => a.display_name().to_owned(),
+        })
         .collect();
     if !needs_login.is_empty() {
         return ApiError::new(
@@ -283,15 +286,18 @@ async fn start_on_an_account(
         };
         // A slot on the account for as long as the response runs.
         let (candidate, slot) = take_slot(state, candidate, session, &tried).await?;
-        let account =
-            match auth::fresh_account(accounts, state.upstream(), &candidate, margin, None).await {
-                Ok(account) => account,
-                Err(error) => {
-                    last_error = Some(auth_error(&error));
-                    tried.push(candidate);
-                    continue;
-                }
-            };
+        let account = match state
+            .refresher()
+            .fresh(&candidate, Need::ValidFor(margin))
+            .await
+        {
+            Ok(account) => account,
+            Err(error) => {
+                last_error = Some(auth_error(&error));
+                tried.push(candidate);
+                continue;
+            }
+        };
         let error = match start_streams(state, &account, session, translated).await {
             Ok(streams) => return Ok((account, streams, slot)),
             Err(error) => error,
@@ -300,14 +306,10 @@ async fn start_on_an_account(
             UpstreamError::Status { status, .. } if status == StatusCode::UNAUTHORIZED => {
                 // The backend rejected a token we thought valid: refresh once, retry once.
                 let stale = account.tokens.access_token.expose().to_owned();
-                match auth::fresh_account(
-                    accounts,
-                    state.upstream(),
-                    &account.id,
-                    margin,
-                    Some(&stale),
-                )
-                .await
+                match state
+                    .refresher()
+                    .fresh(&account.id, Need::Replacing(&stale))
+                    .await
                 {
                     Ok(refreshed) => {
                         match start_streams(state, &refreshed, session, translated).await {
@@ -343,7 +345,7 @@ async fn start_on_an_account(
                     crate::clock::utc_clock(until, now)
                 );
                 if let Err(e) = accounts.persist().await {
-                    tracing::error!("cannot save accounts: {e:#}");
+                    tracing::error!("{e}");
                 }
                 last_error = Some(upstream_error(error));
                 tried.push(account.id);

@@ -28,6 +28,8 @@ pub async fn fingerprint(State(state): State<AppState>) -> Json<Value> {
             id_token: None,
         },
         last_refresh: None,
+        refresh_started_at: None,
+        login_reason: None,
         cooldown_until: None,
         quota: Quota::default(),
         requests: 0,

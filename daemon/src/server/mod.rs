@@ -47,8 +47,9 @@ struct Inner {
     listen: OnceLock<SocketAddr>,
     in_flight: AtomicU64,
     api_keys: RwLock<Arc<Vec<Secret>>>,
-    upstream: Upstream,
-    accounts: Accounts,
+    upstream: Arc<Upstream>,
+    accounts: Arc<Accounts>,
+    refresher: crate::auth::Refresher,
     /// Replaced whole on refresh; readers clone the `Arc` and never hold the lock.
     catalog: RwLock<Arc<Catalog>>,
     conversations: Conversations,
@@ -81,8 +82,22 @@ impl AppState {
         let cookies = Arc::new(crate::upstream::cookies::CloudflareCookies::load(
             &state_dir,
         ));
-        let upstream = Upstream::with_cookies(&config, identity, Some(cookies))
-            .context("cannot set up the upstream client")?;
+        let upstream = Arc::new(
+            Upstream::with_cookies(&config, identity, Some(cookies))
+                .context("cannot set up the upstream client")?,
+        );
+        let accounts = Arc::new(accounts);
+        for account in accounts.all() {
+            if let Some(at) = account.refresh_started_at {
+                tracing::warn!(
+                    account = %account.display_name(),
+                    "a token refresh at {} did not finish (codex-proxy stopped mid-exchange); \
+                     checking now whether the sign-in survived",
+                    crate::clock::utc_clock(at, crate::clock::unix_now())
+                );
+            }
+        }
+        let refresher = crate::auth::Refresher::new(accounts.clone(), upstream.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
@@ -94,6 +109,7 @@ impl AppState {
                 api_keys: RwLock::new(Arc::new(api_keys)),
                 upstream,
                 accounts,
+                refresher,
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
                 catalog_stale: tokio::sync::Notify::new(),
@@ -159,7 +175,7 @@ impl AppState {
         Ok(key)
     }
 
-    pub fn upstream(&self) -> &Upstream {
+    pub fn upstream(&self) -> &Arc<Upstream> {
         &self.inner.upstream
     }
 
@@ -205,8 +221,13 @@ impl AppState {
         &self.inner.logins
     }
 
-    pub fn accounts(&self) -> &Accounts {
+    pub fn accounts(&self) -> &Arc<Accounts> {
         &self.inner.accounts
+    }
+
+    /// Token refreshes: one per account at a time, each finishing whoever waits for it.
+    pub fn refresher(&self) -> &crate::auth::Refresher {
+        &self.inner.refresher
     }
 
     /// An active account for background calls (catalog), if there is one.

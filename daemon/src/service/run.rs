@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Loaded;
 use crate::server;
@@ -90,16 +92,30 @@ pub async fn serve(
         .context("listener has no local address")?;
     state.set_listen(local);
     let app = server::router(state.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut control_stop = stop_rx.clone();
+    // Background work is told to stop (pueue's cooperative stop) and waited for: each task ends
+    // at a point where nothing is half done. Token refreshes belong to the refresher, whose
+    // running exchanges a stop waits for — a refresh dropped mid-way loses the sign-in.
+    let stop = CancellationToken::new();
+    let background = TaskTracker::new();
     let socket = control.path().display().to_string();
-    let control = tokio::spawn(control.serve(state.clone(), async move {
-        let _ = control_stop.wait_for(|stop| *stop).await;
-    }));
-    let reloads = tokio::spawn(super::signals::reload_on_hangup(state.clone()));
-    let refresher = tokio::spawn(crate::schedulers::catalog_refresher(state.clone()));
-    let tokens = tokio::spawn(crate::schedulers::token_refresher(state.clone()));
-    let appcast = tokio::spawn(crate::schedulers::appcast_refresher(state.clone()));
+    background.spawn(control.serve(state.clone(), stop.clone().cancelled_owned()));
+    background.spawn(super::signals::reload_on_hangup(
+        state.clone(),
+        stop.clone(),
+    ));
+    background.spawn(crate::schedulers::catalog_refresher(
+        state.clone(),
+        stop.clone(),
+    ));
+    background.spawn(crate::schedulers::token_refresher(
+        state.clone(),
+        stop.clone(),
+    ));
+    background.spawn(crate::schedulers::appcast_refresher(
+        state.clone(),
+        stop.clone(),
+    ));
+    background.close();
     // Before the "listening" line, so whoever waits for that line has seen this one too.
     tracing::debug!(socket = %socket, "resolved paths");
     tracing::info!(
@@ -119,14 +135,19 @@ pub async fn serve(
             None
         }
     };
+    // The watchdog is kept fed until the very end: waiting for a refresh must not look like a hang.
     let keep_alive = tokio::spawn(super::notify::keep_alive(state.clone()));
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let graceful = async move {
-        shutdown.await;
-        super::notify::stopping();
-        let _ = stop_tx.send(true);
-        let _ = stopping_tx.send(());
+    let graceful = {
+        let (stop, state) = (stop.clone(), state.clone());
+        async move {
+            shutdown.await;
+            super::notify::stopping();
+            stop.cancel();
+            state.refresher().stop();
+            let _ = stopping_tx.send(());
+        }
     };
     // Every accepted connection gets TCP_NODELAY: small SSE frames must not wait for Nagle.
     let listener = listener.tap_io(|tcp| {
@@ -145,20 +166,69 @@ pub async fn serve(
         result = server => result.context("HTTP server failed")?,
         () = drain_deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
-    refresher.abort();
-    tokens.abort();
-    appcast.abort();
-    reloads.abort();
+    finish(&state, &background).await;
     keep_alive.abort();
-    // The accept loop has stopped; waiting lets it remove the socket file.
-    let _ = control.await;
-    // Counters and quota since the last save.
-    if let Err(e) = state.accounts().persist_if_changed().await {
-        tracing::error!("cannot save accounts: {e:#}");
-    }
-    state.upstream().save_cookies().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Background tasks get this long to finish their step after a stop.
+const BACKGROUND_STOP: Duration = Duration::from_secs(5);
+/// Token refreshes already sent get this long to finish and be saved (one exchange's timeout,
+/// and the writes around it). `TimeoutStopSec=` of the units covers the drain plus this.
+pub const REFRESH_STOP: Duration = Duration::from_secs(40);
+/// A failing final save is tried this many times, a second apart.
+const FINAL_SAVE_ATTEMPTS: u32 = 3;
+
+/// The end of a stop: background tasks finish their step, running refreshes finish and are
+/// saved, then whatever changed since the last save is written — retried, and named loudly
+/// when it cannot be.
+async fn finish(state: &server::AppState, background: &TaskTracker) {
+    if tokio::time::timeout(BACKGROUND_STOP, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "background tasks did not stop within {} s; leaving them",
+            BACKGROUND_STOP.as_secs()
+        );
+    }
+    if !state.refresher().wait(REFRESH_STOP).await {
+        tracing::error!(
+            "a token refresh did not finish within {} s of the stop; its account may need \
+             `codexctl login` after the restart",
+            REFRESH_STOP.as_secs()
+        );
+    }
+    let accounts = state.accounts();
+    for attempt in 1..=FINAL_SAVE_ATTEMPTS {
+        if !accounts.is_dirty() {
+            break;
+        }
+        if accounts.persist().await.is_ok() {
+            break;
+        }
+        if attempt < FINAL_SAVE_ATTEMPTS {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let health = accounts.save_health();
+    if !health.unsaved_tokens.is_empty() {
+        let names: Vec<String> = health
+            .unsaved_tokens
+            .iter()
+            .map(|id| {
+                accounts
+                    .get(id)
+                    .map_or_else(|| id.clone(), |a| a.display_name().to_owned())
+            })
+            .collect();
+        tracing::error!(
+            "stopping with new tokens that could not be saved: {} will need `codexctl login`",
+            names.join(", ")
+        );
+    }
+    state.upstream().save_cookies().await;
 }
 
 /// Creates the state directory 0700, or tightens an existing one that we own.

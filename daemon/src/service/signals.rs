@@ -20,12 +20,18 @@ pub async fn terminated() {
 }
 
 /// Reloads the configuration on every SIGHUP (as `codexctl reload` does).
-pub async fn reload_on_hangup(state: crate::server::AppState) {
+pub async fn reload_on_hangup(
+    state: crate::server::AppState,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot install the SIGHUP handler; use `codexctl reload`");
         return;
     };
-    while hup.recv().await.is_some() {
+    while let Some(()) = tokio::select! {
+        () = stop.cancelled() => None,
+        hup = hup.recv() => hup,
+    } {
         tracing::info!("SIGHUP received, reloading the configuration");
         // The outcome is logged by the reload itself.
         let _ = crate::control::reload(&state).await;

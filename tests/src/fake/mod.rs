@@ -43,6 +43,7 @@ use serde_json::Value;
 
 pub use accounts::{Account, Limits, TokenSet};
 pub use jwt::decode_claims;
+pub use oauth::RefreshState;
 pub use record::Recorded;
 pub use script::{Ending, OutputItem, Reply, Script, Usage, n_deltas, word_deltas};
 
@@ -467,19 +468,25 @@ impl FakeUpstream {
             .with(|inner| inner.auth.token_delay_ms = delay.as_millis() as u64);
     }
 
+    /// What the auth server thinks of `token`: `Active` is the one live refresh token of its
+    /// account; `Rotated` was exchanged already (presenting it again is reuse).
+    pub fn refresh_token_state(&self, token: &str) -> Option<RefreshState> {
+        oauth::refresh_state(&self.shared, token)
+    }
+
     /// Marks every live refresh token of the account as expired / invalidated.
     pub fn expire_refresh_tokens(&self, index: usize) {
-        oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Expired);
+        oauth::set_refresh_state(&self.shared, index, RefreshState::Expired);
     }
 
     /// As if another client had refreshed: the account's current refresh tokens become "used",
     /// and presenting one is reuse (`refresh_token_reused`).
     pub fn rotate_refresh_tokens(&self, index: usize) {
-        oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Rotated);
+        oauth::set_refresh_state(&self.shared, index, RefreshState::Rotated);
     }
 
     pub fn invalidate_refresh_tokens(&self, index: usize) {
-        oauth::set_refresh_state(&self.shared, index, oauth::RefreshState::Revoked);
+        oauth::set_refresh_state(&self.shared, index, RefreshState::Revoked);
     }
 
     /// A user approves device code `user_code` for account `index`.

@@ -132,6 +132,11 @@ pub fn set_refresh_state(shared: &Shared, index: usize, state: RefreshState) {
     });
 }
 
+/// What the auth server thinks of a refresh token (`None`: it never issued it).
+pub fn refresh_state(shared: &Shared, token: &str) -> Option<RefreshState> {
+    shared.with(|inner| inner.auth.refresh.get(token).map(|r| r.state))
+}
+
 pub fn decide_device(shared: &Shared, user_code: &str, account: Option<usize>) -> bool {
     shared.with(|inner| {
         let valid_account = account.is_none_or(|i| i < inner.accounts.len());
