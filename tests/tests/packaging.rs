@@ -112,6 +112,41 @@ fn system_unit_is_hardened_and_verifies() {
     assert!(exposure <= 2.0, "the unit's exposure rose to {exposure}");
 }
 
+/// The seconds of `key=Ns` in a unit.
+fn unit_seconds(unit: &str, key: &str) -> u64 {
+    unit.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().strip_suffix('s'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{key}Ns` in the unit"))
+}
+
+#[test]
+fn stop_timeouts_cover_the_drain_and_a_running_refresh() {
+    let bound = codex_proxy::service::run::STOP_BOUND.as_secs();
+    for file in [
+        "packaging/systemd/codex-proxy.service",
+        "packaging/systemd/user/codex-proxy.service",
+    ] {
+        let stop = unit_seconds(&read(file), "TimeoutStopSec=");
+        assert!(stop >= bound, "{file}: TimeoutStopSec={stop}s < {bound}s");
+    }
+    for file in [
+        "packaging/launchd/com.codex-proxy.daemon.plist",
+        "packaging/launchd/com.codex-proxy.agent.plist",
+    ] {
+        let plist = read(file);
+        let stop: u64 = plist
+            .split("<key>ExitTimeOut</key>")
+            .nth(1)
+            .and_then(|rest| rest.split("<integer>").nth(1))
+            .and_then(|rest| rest.split("</integer>").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{file} has no ExitTimeOut"));
+        assert!(stop >= bound, "{file}: ExitTimeOut {stop} < {bound}");
+    }
+}
+
 #[test]
 fn user_unit_verifies() {
     let unit = read("packaging/systemd/user/codex-proxy.service");

@@ -179,6 +179,14 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 pub const REFRESH_STOP: Duration = Duration::from_secs(40);
 /// A failing final save is tried this many times, a second apart.
 const FINAL_SAVE_ATTEMPTS: u32 = 3;
+/// The longest a stop takes: the drain, background tasks, running refreshes, the final saves.
+/// The service units' stop timeouts (`TimeoutStopSec=`, launchd's `ExitTimeOut`) must cover it.
+pub const STOP_BOUND: Duration = Duration::from_secs(
+    DRAIN_TIMEOUT.as_secs()
+        + BACKGROUND_STOP.as_secs()
+        + REFRESH_STOP.as_secs()
+        + FINAL_SAVE_ATTEMPTS as u64,
+);
 
 /// The end of a stop: background tasks finish their step, running refreshes finish and are
 /// saved, then whatever changed since the last save is written — retried, and named loudly
