@@ -58,6 +58,9 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         api_keys: _,
         cors_origins: _,
         keepalive_seconds: _,
+        max_connections: _,
+        header_timeout_seconds: _,
+        idle_timeout_seconds: _,
     } = server;
     let UpstreamConfig {
         base_url: _,

@@ -46,6 +46,12 @@ pub struct ServerConfig {
     pub cors_origins: Vec<CorsOrigin>,
     /// A stream with nothing to send for this long sends a `: keepalive` comment.
     pub keepalive_seconds: u64,
+    /// Connections open at once; 0 derives it from the descriptor limit.
+    pub max_connections: usize,
+    /// A request head must arrive within this long of its first byte.
+    pub header_timeout_seconds: u64,
+    /// A connection with no request in progress is closed after this long.
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +62,9 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             cors_origins: Vec::new(),
             keepalive_seconds: 15,
+            max_connections: 0,
+            header_timeout_seconds: 10,
+            idle_timeout_seconds: 120,
         }
     }
 }
@@ -322,6 +331,24 @@ impl Config {
             self.server.keepalive_seconds,
             1,
             300,
+        )?;
+        range(
+            "server.max_connections",
+            self.server.max_connections as u64,
+            0,
+            1 << 20,
+        )?;
+        range(
+            "server.header_timeout_seconds",
+            self.server.header_timeout_seconds,
+            1,
+            300,
+        )?;
+        range(
+            "server.idle_timeout_seconds",
+            self.server.idle_timeout_seconds,
+            1,
+            86_400,
         )?;
         range(
             "upstream.connect_timeout_seconds",

@@ -133,6 +133,18 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
             "server.cors_origins",
             e.server.cors_origins != o.server.cors_origins,
         ),
+        (
+            "server.max_connections/header_timeout_seconds/idle_timeout_seconds",
+            (
+                e.server.max_connections,
+                e.server.header_timeout_seconds,
+                e.server.idle_timeout_seconds,
+            ) != (
+                o.server.max_connections,
+                o.server.header_timeout_seconds,
+                o.server.idle_timeout_seconds,
+            ),
+        ),
         ("upstream", e.upstream != o.upstream),
         (
             "auth.max_concurrent_per_account",
@@ -148,6 +160,9 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
     effective.server.host = old.server.host.clone();
     effective.server.port = old.server.port;
     effective.server.cors_origins = old.server.cors_origins.clone();
+    effective.server.max_connections = old.server.max_connections;
+    effective.server.header_timeout_seconds = old.server.header_timeout_seconds;
+    effective.server.idle_timeout_seconds = old.server.idle_timeout_seconds;
     effective.upstream = old.upstream.clone();
     effective.auth.max_concurrent_per_account = old.auth.max_concurrent_per_account;
     effective.auth.token_store = old.auth.token_store;

@@ -7,6 +7,7 @@ mod conversations;
 mod errors;
 mod fingerprint;
 mod health;
+pub mod listen;
 mod models;
 
 use std::net::SocketAddr;

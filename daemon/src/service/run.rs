@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -139,31 +138,34 @@ pub async fn serve(
     let keep_alive = tokio::spawn(super::notify::keep_alive(state.clone()));
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let graceful = {
+    {
         let (stop, state) = (stop.clone(), state.clone());
-        async move {
+        tokio::spawn(async move {
             shutdown.await;
             super::notify::stopping();
             stop.cancel();
             state.refresher().stop();
             let _ = stopping_tx.send(());
-        }
-    };
-    // Every accepted connection gets TCP_NODELAY: small SSE frames must not wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {err}");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        });
+    }
+    let limits = server::listen::Limits::from_config(&loaded.config.server);
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
+        "listener limits"
+    );
+    let stop_serving = CancellationToken::new();
+    let server = server::listen::serve(listener, app, limits, stop_serving.clone());
     let drain_deadline = async {
         if stopping_rx.await.is_err() {
             return std::future::pending().await;
         }
+        stop_serving.cancel();
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
     tokio::select! {
-        result = server => result.context("HTTP server failed")?,
+        () = server => {}
         () = drain_deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
     finish(&state, &background).await;
