@@ -61,6 +61,8 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         max_connections: _,
         header_timeout_seconds: _,
         idle_timeout_seconds: _,
+        body_timeout_seconds: _,
+        request_memory_mb: _,
     } = server;
     let UpstreamConfig {
         base_url: _,

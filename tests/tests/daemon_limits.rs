@@ -229,3 +229,173 @@ async fn an_idle_http2_connection_is_closed() {
         started.elapsed().as_millis()
     );
 }
+
+fn json_error(status: u16, head: &str, body: &str) -> Value {
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/json"),
+        "{status}: {head}\n{body}"
+    );
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(json["error"]["message"].is_string(), "{json}");
+    json
+}
+
+fn post(path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\n{headers}\r\n",
+        codex_proxy_tests::harness::TEST_API_KEY
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[tokio::test]
+async fn bad_bodies_and_urls_get_json_errors() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    let addr = daemon.addr;
+    let checks = tokio::task::spawn_blocking(move || {
+        // Trailing data after the JSON object.
+        let body = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}garbage"#;
+        let request = post(
+            "/v1/chat/completions",
+            &format!("Content-Length: {}\r\n", body.len()),
+            body,
+        );
+        let (status, head, text) = raw(addr, &request);
+        assert_eq!(status, 400, "{text}");
+        let json = json_error(status, &head, &text);
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("trailing"),
+            "{json}"
+        );
+
+        // An oversized Content-Length is refused before any body is sent.
+        let request = post("/v1/chat/completions", "Content-Length: 104857600\r\n", b"");
+        let started = Instant::now();
+        let (status, head, text) = raw(addr, &request);
+        assert_eq!(status, 413, "{text}");
+        assert_eq!(
+            json_error(status, &head, &text)["error"]["code"],
+            "request_too_large"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // A chunked body that grows past the limit.
+        let mut chunked = post(
+            "/v1/chat/completions",
+            "Transfer-Encoding: chunked\r\n",
+            b"",
+        );
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..33 {
+            chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            chunked.extend_from_slice(&chunk);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let (status, head, text) = raw(addr, &chunked);
+        assert_eq!(status, 413, "{text}");
+        json_error(status, &head, &text);
+
+        // `model: ""` is a 400, as OpenAI answers; a huge model name is not echoed back.
+        let body = br#"{"model":"","messages":[{"role":"user","content":"hi"}]}"#;
+        let request = post(
+            "/v1/chat/completions",
+            &format!("Content-Length: {}\r\n", body.len()),
+            body,
+        );
+        let (status, head, text) = raw(addr, &request);
+        assert_eq!(status, 400, "{text}");
+        assert_eq!(json_error(status, &head, &text)["error"]["param"], "model");
+        let body = format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
+            "m".repeat(100_000)
+        );
+        let request = post(
+            "/v1/chat/completions",
+            &format!("Content-Length: {}\r\n", body.len()),
+            body.as_bytes(),
+        );
+        let (status, head, text) = raw(addr, &request);
+        assert_eq!(status, 404, "{}", &text[..text.len().min(300)]);
+        json_error(status, &head, &text);
+        assert!(text.len() < 2048, "the error echoed {} bytes", text.len());
+
+        // The framework's own rejections.
+        for path in ["/v1/models/%FF", "/auth/accounts?refresh=maybe"] {
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                codex_proxy_tests::harness::TEST_API_KEY
+            );
+            let (status, head, text) = raw(addr, request.as_bytes());
+            assert_eq!(status, 400, "{path}: {text}");
+            json_error(status, &head, &text);
+        }
+    });
+    checks.await.unwrap();
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_memory_budget_wait_then_get_a_503_and_slow_bodies_a_408() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("server", "request_memory_mb = 32")
+        .set("server", "body_timeout_seconds = 2")
+        .config("[auth]\nqueue_timeout_seconds = 1")
+        .start();
+    let addr = daemon.addr;
+    tokio::task::spawn_blocking(move || {
+        // One 30 MB body takes most of the budget while it trickles in.
+        let mut first = TcpStream::connect(addr).unwrap();
+        first
+            .write_all(&post(
+                "/v1/chat/completions",
+                "Content-Length: 31457280\r\n",
+                b"{",
+            ))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // A second one finds no room, waits queue_timeout_seconds, and is told to retry.
+        let started = Instant::now();
+        let (status, head, text) = raw(
+            addr,
+            &post("/v1/chat/completions", "Content-Length: 31457280\r\n", b""),
+        );
+        assert_eq!(status, 503, "{text}");
+        assert!(head.to_lowercase().contains("retry-after: 1"), "{head}");
+        assert_eq!(
+            json_error(status, &head, &text)["error"]["code"],
+            "request_memory_exhausted"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        // A small request still fits beside it.
+        let body = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}"#;
+        let (status, _, text) = raw(
+            addr,
+            &post(
+                "/v1/chat/completions",
+                &format!("Content-Length: {}\r\n", body.len()),
+                body,
+            ),
+        );
+        assert_eq!(status, 200, "{text}");
+        // The trickling body runs out of time.
+        let mut answer = Vec::new();
+        first
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = first.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    })
+    .await
+    .unwrap();
+}

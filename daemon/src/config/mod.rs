@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub header_timeout_seconds: u64,
     /// A connection with no request in progress is closed after this long.
     pub idle_timeout_seconds: u64,
+    /// A request body must arrive whole within this long.
+    pub body_timeout_seconds: u64,
+    /// The request bodies being read and translated at once may take this much memory together.
+    pub request_memory_mb: u64,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +69,8 @@ impl Default for ServerConfig {
             max_connections: 0,
             header_timeout_seconds: 10,
             idle_timeout_seconds: 120,
+            body_timeout_seconds: 120,
+            request_memory_mb: 256,
         }
     }
 }
@@ -349,6 +355,18 @@ impl Config {
             self.server.idle_timeout_seconds,
             1,
             86_400,
+        )?;
+        range(
+            "server.body_timeout_seconds",
+            self.server.body_timeout_seconds,
+            1,
+            3600,
+        )?;
+        range(
+            "server.request_memory_mb",
+            self.server.request_memory_mb,
+            32,
+            1 << 20,
         )?;
         range(
             "upstream.connect_timeout_seconds",

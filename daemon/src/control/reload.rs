@@ -104,6 +104,10 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
             "server.keepalive_seconds",
             e.server.keepalive_seconds != o.server.keepalive_seconds,
         ),
+        (
+            "server.body_timeout_seconds",
+            e.server.body_timeout_seconds != o.server.body_timeout_seconds,
+        ),
         ("model", e.model != o.model),
         (
             "auth.rotation_strategy",
@@ -132,6 +136,10 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
         (
             "server.cors_origins",
             e.server.cors_origins != o.server.cors_origins,
+        ),
+        (
+            "server.request_memory_mb",
+            e.server.request_memory_mb != o.server.request_memory_mb,
         ),
         (
             "server.max_connections/header_timeout_seconds/idle_timeout_seconds",
@@ -163,6 +171,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
     effective.server.max_connections = old.server.max_connections;
     effective.server.header_timeout_seconds = old.server.header_timeout_seconds;
     effective.server.idle_timeout_seconds = old.server.idle_timeout_seconds;
+    effective.server.request_memory_mb = old.server.request_memory_mb;
     effective.upstream = old.upstream.clone();
     effective.auth.max_concurrent_per_account = old.auth.max_concurrent_per_account;
     effective.auth.token_store = old.auth.token_store;

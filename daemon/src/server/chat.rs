@@ -15,6 +15,7 @@ use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::ClientKey;
+use super::body::JsonBody;
 use super::conversations::fingerprint;
 use super::{ApiError, AppState};
 use crate::accounts::{Account, AccountState, PickError, Quota};
@@ -26,28 +27,54 @@ use crate::translate::chat::{
     CompletionChoice, Delta, FinishReason, UsageField,
 };
 use crate::translate::held::Held;
-use crate::translate::request::{self, Context, Translated};
+use crate::translate::request::{self, Context};
 use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator};
 use crate::upstream::errors as upstream_errors;
 use crate::upstream::wire::StreamEvent;
-use crate::upstream::{EventStream, UpstreamError};
+use crate::upstream::{EventStream, UpstreamError, WireBody};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
-    body: Bytes,
+    body: JsonBody,
 ) -> Response {
-    match handle(&state, client, &body).await {
+    match handle(&state, client, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Response, ApiError> {
-    let in_flight = state.track_request();
-    let chat = parse(body)?;
+/// Bodies above this size are parsed, translated and encoded off the async workers, so a
+/// large one never stalls other requests.
+const OFF_WORKER_BYTES: usize = 256 << 10;
+
+/// A chat request made ready for the backend; the client's body is gone by then.
+struct Prepared {
+    model: String,
+    session: String,
+    wire: WireBody,
+    n: u32,
+    lite: bool,
+    stream: bool,
+    include_usage: bool,
+    stop: Vec<String>,
+    ignored: Vec<String>,
+}
+
+/// Parse, resolve, translate and encode: CPU work in proportion to the body.
+fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared, ApiError> {
+    let chat = parse(&body)?;
+    // The parsed request holds everything now; the raw bytes go at once.
+    drop(body);
     let config = state.config();
     let catalog = state.catalog();
+    if chat.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(ApiError::invalid(
+            "'model' is empty: name a model (GET /v1/models lists them), or leave the field out \
+             to use the configured default.",
+            Some("model"),
+        ));
+    }
     let resolved = models::resolve(
         chat.model.as_deref(),
         &catalog,
@@ -80,7 +107,61 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         ("thread_id", session.clone()),
         ("x-codex-window-id", format!("{session}:0")),
     ]);
-    let (account, streams, slot) = start_on_an_account(state, &session, &translated).await?;
+    let wire = state.upstream().encode(&translated.body).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal",
+            format!("The request could not be encoded for the backend: {e}"),
+        )
+    })?;
+    Ok(Prepared {
+        model: resolved.model.slug.clone(),
+        session,
+        wire,
+        n: translated.n,
+        lite: translated.lite,
+        stream: translated.stream,
+        include_usage: translated.include_usage,
+        stop: translated.stop,
+        ignored: translated.ignored,
+    })
+}
+
+async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<Response, ApiError> {
+    let in_flight = state.track_request();
+    let JsonBody { bytes, reservation } = body;
+    let prepared = if bytes.len() > OFF_WORKER_BYTES {
+        let owned = state.clone();
+        tokio::task::spawn_blocking(move || prepare(&owned, client, bytes))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal",
+                    format!("Preparing the request failed: {e}"),
+                )
+            })??
+    } else {
+        prepare(state, client, bytes)?
+    };
+    let (account, streams, slot) = start_on_an_account(state, &prepared).await?;
+    let Prepared {
+        model,
+        session,
+        wire,
+        stream,
+        include_usage,
+        stop,
+        ignored,
+        ..
+    } = prepared;
+    // Sent: the request's memory goes back (to the budget, and after a large one to the system).
+    drop(wire);
+    drop(reservation);
+    let config = state.config();
+    let catalog = state.catalog();
     let quota = streams
         .first()
         .and_then(|s| Quota::from_headers(&s.headers, unix_now()));
@@ -105,7 +186,7 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         state.catalog_is_stale();
     }
 
-    let want_usage = translated.include_usage || !translated.stream;
+    let want_usage = include_usage || !stream;
     let choices: Vec<Choice> = streams
         .into_iter()
         .enumerate()
@@ -113,13 +194,12 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
             Choice::new(
                 index as u32,
                 events,
-                StreamTranslator::new(config.model.reasoning_output, &translated.stop),
+                StreamTranslator::new(config.model.reasoning_output, &stop),
                 want_usage,
             )
         })
         .collect();
-    let ignored = translated.ignored.join(", ");
-    let model = resolved.model.slug.clone();
+    let ignored = ignored.join(", ");
     let keepalive = Duration::from_secs(config.server.keepalive_seconds);
     let recorder = UsageRecorder {
         state: state.clone(),
@@ -127,16 +207,8 @@ async fn handle(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Resp
         model: model.clone(),
         _in_flight: in_flight,
     };
-    let mut response = if translated.stream {
-        stream_response(
-            choices,
-            model,
-            translated.include_usage,
-            keepalive,
-            slot,
-            recorder,
-        )
-        .await?
+    let mut response = if stream {
+        stream_response(choices, model, include_usage, keepalive, slot, recorder).await?
     } else {
         // The slot is released when the assembled response is ready.
         let response = complete(choices, model, recorder).await?;
@@ -159,7 +231,7 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
         return Ok(chat);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let chat = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -170,7 +242,15 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
         } else {
             ApiError::invalid(format!("Invalid request at '{path}': {inner}"), Some(&path))
         }
-    })
+    })?;
+    // The object reads fine, yet the plain parser refused the body: something follows it.
+    de.end().map_err(|e| {
+        ApiError::invalid(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+        )
+    })?;
+    Ok(chat)
 }
 
 /// Why no account can serve: none signed in, signed out ones, or disabled ones.
@@ -265,9 +345,9 @@ const TRANSIENT_RETRIES: u32 = 2;
 /// one retry, a 5xx or network failure a bounded retry with backoff.
 async fn start_on_an_account(
     state: &AppState,
-    session: &str,
-    translated: &Translated,
+    prepared: &Prepared,
 ) -> Result<(Account, Vec<EventStream>, OwnedSemaphorePermit), ApiError> {
+    let session = prepared.session.as_str();
     let accounts = state.accounts();
     let config = state.config();
     let margin = config.auth.refresh_margin_seconds as i64;
@@ -298,7 +378,7 @@ async fn start_on_an_account(
                 continue;
             }
         };
-        let error = match start_streams(state, &account, session, translated).await {
+        let error = match start_streams(state, &account, prepared).await {
             Ok(streams) => return Ok((account, streams, slot)),
             Err(error) => error,
         };
@@ -311,12 +391,10 @@ async fn start_on_an_account(
                     .fresh(&account.id, Need::Replacing(&stale))
                     .await
                 {
-                    Ok(refreshed) => {
-                        match start_streams(state, &refreshed, session, translated).await {
-                            Ok(streams) => return Ok((refreshed, streams, slot)),
-                            Err(error) => last_error = Some(upstream_error(error)),
-                        }
-                    }
+                    Ok(refreshed) => match start_streams(state, &refreshed, prepared).await {
+                        Ok(streams) => return Ok((refreshed, streams, slot)),
+                        Err(error) => last_error = Some(upstream_error(error)),
+                    },
                     Err(error) => last_error = Some(auth_error(&error)),
                 }
                 tried.push(account.id);
@@ -420,13 +498,12 @@ async fn backoff(attempt: u32) {
 async fn start_streams(
     state: &AppState,
     account: &Account,
-    session: &str,
-    translated: &Translated,
+    prepared: &Prepared,
 ) -> Result<Vec<EventStream>, UpstreamError> {
-    let starts = (0..translated.n).map(|_| {
+    let starts = (0..prepared.n).map(|_| {
         state
             .upstream()
-            .responses(account, session, translated.lite, &translated.body)
+            .responses(account, &prepared.session, prepared.lite, &prepared.wire)
     });
     futures_util::future::try_join_all(starts).await
 }

@@ -1,8 +1,32 @@
 //! Errors in the OpenAI shape: `{"error":{"message","type","param","code"}}`.
 
+use std::borrow::Cow;
+
 use axum::Json;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+
+/// The longest message an error carries (client input it quotes is cut shorter still).
+const MAX_MESSAGE: usize = 1024;
+/// The longest piece of client input an error quotes.
+const MAX_QUOTED: usize = 120;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` when cut.
+fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// Client input as an error quotes it: short enough that a huge value is not echoed back.
+pub fn quoted(input: &str) -> Cow<'_, str> {
+    cut(input, MAX_QUOTED)
+}
 
 /// An error answered to an API client.
 #[derive(Debug, Clone)]
@@ -21,9 +45,9 @@ impl ApiError {
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            message: message.into(),
+            message: bounded(message.into()),
             kind: "invalid_request_error",
-            param: param.map(str::to_owned),
+            param: param.map(|p| quoted(p).into_owned()),
             code: None,
             retry_after: None,
         }
@@ -33,11 +57,12 @@ impl ApiError {
     pub fn model_not_found(requested: &str, available: &[&str]) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
-            message: format!(
-                "The model '{requested}' does not exist or is not available through codex-proxy. \
+            message: bounded(format!(
+                "The model '{}' does not exist or is not available through codex-proxy. \
                  Available: {}.",
+                quoted(requested),
                 available.join(", ")
-            ),
+            )),
             kind: "invalid_request_error",
             param: Some("model".into()),
             code: Some("model_not_found"),
@@ -53,7 +78,7 @@ impl ApiError {
     ) -> Self {
         Self {
             status,
-            message: message.into(),
+            message: bounded(message.into()),
             kind,
             param: None,
             code: Some(code),
@@ -84,9 +109,16 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+                .insert(header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+fn bounded(message: String) -> String {
+    match cut(&message, MAX_MESSAGE) {
+        Cow::Borrowed(_) => message,
+        Cow::Owned(cut) => cut,
     }
 }
 
@@ -95,7 +127,7 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         "not_found",
-        format!("Unknown endpoint: {method} {}", uri.path()),
+        format!("Unknown endpoint: {method} {}", quoted(uri.path())),
     )
 }
 
@@ -104,6 +136,80 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request_error",
         "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
+        format!("{method} is not allowed on {}", quoted(uri.path())),
     )
+}
+
+/// The last layer: an error response that is not JSON yet (the framework's own rejections:
+/// a path that does not decode, a query string that does not parse) becomes OpenAI-shaped
+/// JSON with the same status, quoting the framework's reason.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let reason = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let (kind, code) = match status.as_u16() {
+        404 => ("invalid_request_error", "not_found"),
+        405 => ("invalid_request_error", "method_not_allowed"),
+        408 => ("invalid_request_error", "request_timeout"),
+        413 => ("invalid_request_error", "request_too_large"),
+        415 => ("invalid_request_error", "unsupported_media_type"),
+        400..=499 => ("invalid_request_error", "invalid_request"),
+        _ => ("server_error", "internal"),
+    };
+    let message = if reason.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("The request failed")
+            .to_owned()
+    } else {
+        reason
+    };
+    let mut json = ApiError::new(status, kind, code, message).into_response();
+    if let Some(retry) = retry_after {
+        json.headers_mut().insert(header::RETRY_AFTER, retry);
+    }
+    json.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_quotes_are_bounded_at_character_boundaries() {
+        let huge = "é".repeat(10_000);
+        let e = ApiError::model_not_found(&huge, &["gpt-5.5"]);
+        assert!(e.message.len() < 400, "{}", e.message.len());
+        assert!(e.message.contains('…') && e.message.contains("gpt-5.5"));
+        let e = ApiError::invalid(huge.clone(), Some(&huge));
+        assert!(e.message.len() <= MAX_MESSAGE + '…'.len_utf8());
+        assert!(e.param.unwrap().len() <= MAX_QUOTED + '…'.len_utf8());
+        assert_eq!(quoted("short"), "short");
+    }
+
+    #[tokio::test]
+    async fn plain_text_errors_become_json_with_their_status() {
+        let plain = (StatusCode::BAD_REQUEST, "Invalid URL: bad escape").into_response();
+        let json = json_errors(plain).await;
+        assert_eq!(json.status(), 400);
+        let body = axum::body::to_bytes(json.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["message"], "Invalid URL: bad escape");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let ok = json_errors((StatusCode::OK, "fine").into_response()).await;
+        assert_eq!(ok.status(), 200);
+    }
 }

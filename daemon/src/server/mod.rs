@@ -2,6 +2,7 @@
 
 mod accounts_route;
 mod auth;
+pub mod body;
 mod chat;
 mod conversations;
 mod errors;
@@ -17,7 +18,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use conversations::Conversations;
@@ -29,8 +29,7 @@ use crate::models::Catalog;
 use crate::state;
 use crate::upstream::{Identity, Upstream};
 
-/// Largest request body accepted (images inline as data URLs make bodies big).
-pub const MAX_BODY_BYTES: usize = 32 << 20;
+pub use body::MAX_BODY_BYTES;
 
 /// Shared, read-mostly state of the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -57,6 +56,7 @@ struct Inner {
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
+    body_budget: body::BodyBudget,
 }
 
 impl AppState {
@@ -99,6 +99,7 @@ impl AppState {
             }
         }
         let refresher = crate::auth::Refresher::new(accounts.clone(), upstream.clone());
+        let body_budget = body::BodyBudget::new(config.server.request_memory_mb);
         Ok(Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
@@ -116,6 +117,7 @@ impl AppState {
                 catalog_stale: tokio::sync::Notify::new(),
                 logins: crate::auth::login::Logins::default(),
                 installation_id,
+                body_budget,
             }),
         })
     }
@@ -226,6 +228,11 @@ impl AppState {
         &self.inner.accounts
     }
 
+    /// The memory request bodies in flight may take together.
+    pub fn body_budget(&self) -> &body::BodyBudget {
+        &self.inner.body_budget
+    }
+
     /// Token refreshes: one per account at a time, each finishing whoever waits for it.
     pub fn refresher(&self) -> &crate::auth::Refresher {
         &self.inner.refresher
@@ -291,14 +298,14 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
-        ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        ));
     let cors = cors_layer(&state.config().server.cors_origins);
     let app = Router::new()
         .route("/health", get(health::health))
         .merge(api)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(axum::middleware::map_response(errors::json_errors))
         .with_state(state);
     // Outermost, so browsers' preflights (which carry no API key) are answered before auth.
     match cors {

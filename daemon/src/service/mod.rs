@@ -2,6 +2,7 @@
 
 pub mod daemonize;
 pub mod logging;
+pub mod memory;
 pub mod notify;
 pub mod privileges;
 pub mod run;

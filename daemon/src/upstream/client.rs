@@ -14,8 +14,6 @@ use super::wire::ResponsesRequest;
 use crate::accounts::Account;
 use crate::config::Config;
 
-/// Bodies above this size are compressed off the async threads.
-const COMPRESS_INLINE_MAX: usize = 256 << 10;
 /// Error bodies are read up to this size (enough for any JSON error or Cloudflare page).
 const ERROR_BODY_MAX: usize = 64 << 10;
 /// The appcast feed's whole exchange is bounded by this.
@@ -157,20 +155,35 @@ impl Upstream {
         }
     }
 
-    /// Starts `POST /codex/responses`; returns once the backend answered 200 (or an error).
-    pub async fn responses(
-        &self,
-        account: &Account,
-        session: &str,
-        lite: bool,
-        body: &ResponsesRequest,
-    ) -> Result<EventStream, UpstreamError> {
+    /// The request body as it goes on the wire: serialised, and zstd-compressed when the
+    /// daemon compresses (as the official client does). Work in proportion to the body: a
+    /// caller with a large one runs this off the async workers.
+    pub fn encode(&self, body: &ResponsesRequest) -> Result<WireBody, UpstreamError> {
         // Room for the instructions and a short conversation at once (`to_vec` starts at 128
         // bytes and doubles: four allocations and three copies for a small request).
         let room = 1024 + body.instructions.as_ref().map_or(0, String::len);
         let mut json = Vec::with_capacity(room);
         serde_json::to_writer(&mut json, body)
             .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        let (bytes, zstd) = if self.compress {
+            (zstd_compress(&json)?, true)
+        } else {
+            (json, false)
+        };
+        Ok(WireBody {
+            bytes: Bytes::from(bytes),
+            zstd,
+        })
+    }
+
+    /// Starts `POST /codex/responses`; returns once the backend answered 200 (or an error).
+    pub async fn responses(
+        &self,
+        account: &Account,
+        session: &str,
+        lite: bool,
+        body: &WireBody,
+    ) -> Result<EventStream, UpstreamError> {
         let mut headers = self.headers(account, session);
         let mut put = |name: &'static str, value: &'static str| {
             headers.insert(
@@ -183,19 +196,16 @@ impl Upstream {
         if lite {
             put("x-openai-internal-codex-responses-lite", "true");
         }
-        let body = if self.compress {
+        if body.zstd {
             put("content-encoding", "zstd");
-            compress(json).await?
-        } else {
-            json
-        };
+        }
         let response = self
             .http
             .send(
                 Method::POST,
                 &self.responses_uri,
                 headers,
-                Bytes::from(body),
+                body.bytes.clone(),
             )
             .await?;
         let (head, body) = response.into_parts();
@@ -411,34 +421,42 @@ impl Upstream {
 }
 
 /// zstd level 3, as the official client; large bodies are compressed off the async threads.
-async fn compress(json: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
-    let inline = json.len() <= COMPRESS_INLINE_MAX;
-    let encode = move || {
-        // One compression context per thread, reused: creating one costs more than
-        // compressing a typical request.
-        thread_local! {
-            static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        ZSTD.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            if cell.is_none() {
-                *cell = Some(zstd::bulk::Compressor::new(3)?);
-            }
-            match cell.as_mut() {
-                Some(compressor) => compressor.compress(&json),
-                None => zstd::bulk::compress(&json, 3),
-            }
-        })
-        .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))
-    };
-    if inline {
-        encode()
-    } else {
-        tokio::task::spawn_blocking(encode)
-            .await
-            .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))?
+/// A Responses request body ready to send, as often as attempts and choices need it.
+#[derive(Debug, Clone)]
+pub struct WireBody {
+    bytes: Bytes,
+    zstd: bool,
+}
+
+impl WireBody {
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+fn zstd_compress(json: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    // One compression context per thread, reused: creating one costs more than compressing a
+    // typical request.
+    thread_local! {
+        static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    ZSTD.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(zstd::bulk::Compressor::new(3)?);
+        }
+        match cell.as_mut() {
+            Some(compressor) => compressor.compress(json),
+            None => zstd::bulk::compress(json, 3),
+        }
+    })
+    .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))
 }
 
 impl Upstream {

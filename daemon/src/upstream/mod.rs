@@ -11,5 +11,5 @@ mod items;
 pub mod sse;
 pub mod wire;
 
-pub use client::{EventStream, Upstream, UpstreamError};
+pub use client::{EventStream, Upstream, UpstreamError, WireBody};
 pub use identity::Identity;
