@@ -70,7 +70,7 @@ impl Default for ServerConfig {
             header_timeout_seconds: 10,
             idle_timeout_seconds: 120,
             body_timeout_seconds: 120,
-            request_memory_mb: 256,
+            request_memory_mb: 128,
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn start(loaded: Loaded, options: &StartOptions) -> anyhow::Result<()> {
         super::privileges::hand_over(target, &loaded.paths.state_dir)?;
         super::privileges::drop_to(target)?;
     }
+    super::memory::configure();
     let state = server::AppState::load(&loaded)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
