@@ -399,3 +399,58 @@ async fn bodies_beyond_the_memory_budget_wait_then_get_a_503_and_slow_bodies_a_4
     .await
     .unwrap();
 }
+
+/// A strict `response_format` schema with `n` properties (about 40 bytes each).
+fn schema_bomb(n: usize) -> Value {
+    let names: Vec<String> = (0..n).map(|i| format!("property_{i:07}")).collect();
+    let properties: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|name| (name.clone(), serde_json::json!({"type": "string"})))
+        .collect();
+    serde_json::json!({
+        "model": "gpt-5.5",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "bomb", "strict": true,
+            "schema": {"type": "object", "additionalProperties": false, "required": names, "properties": properties}}},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_bomb_is_refused_without_stalling_health() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    let bomb = serde_json::to_vec(&schema_bomb(100_000)).unwrap();
+    println!("schema bomb: {} bytes", bomb.len());
+    let sends = (0..2).map(|_| {
+        daemon
+            .client()
+            .post(daemon.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(bomb.clone())
+            .send()
+    });
+    let bombs = futures_util::future::join_all(sends);
+    let watch = async {
+        let mut worst = 0;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            worst = worst.max(health_millis(&daemon).await);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worst
+    };
+    let (answers, worst) = tokio::join!(bombs, watch);
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 400);
+        let json: Value = answer.json().await.unwrap();
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 5000 properties"),
+            "{json}"
+        );
+    }
+    println!("/health while two schema bombs were checked: worst {worst} ms");
+}
