@@ -57,6 +57,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         port: _,
         api_keys: _,
         cors_origins: _,
+        allowed_hosts: _,
         keepalive_seconds: _,
         max_connections: _,
         header_timeout_seconds: _,

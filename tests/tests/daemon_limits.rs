@@ -454,3 +454,47 @@ async fn a_schema_bomb_is_refused_without_stalling_health() {
     }
     println!("/health while two schema bombs were checked: worst {worst} ms");
 }
+
+#[tokio::test]
+async fn requests_by_a_foreign_host_name_are_refused_on_every_route() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("server", r#"allowed_hosts = ["proxy.lan"]"#)
+        .set("server", r#"cors_origins = ["*"]"#)
+        .start();
+    let addr = daemon.addr;
+    let key = codex_proxy_tests::harness::TEST_API_KEY;
+    tokio::task::spawn_blocking(move || {
+        let ask = |method: &str, path: &str, host: &str| {
+            raw(
+                addr,
+                format!(
+                    "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nOrigin: http://{host}\r\nAccess-Control-Request-Method: POST\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+        };
+        for (method, path) in [
+            ("GET", "/health"),
+            ("GET", "/v1/models"),
+            ("POST", "/v1/chat/completions"),
+            ("GET", "/auth/accounts"),
+            ("GET", "/no/such/route"),
+            ("OPTIONS", "/v1/chat/completions"),
+        ] {
+            let (status, head, body) = ask(method, path, "rebind.evil.example:8080");
+            assert_eq!(status, 403, "{method} {path}: {head}");
+            assert_eq!(
+                json_error(status, &head, &body)["error"]["code"],
+                "host_not_allowed"
+            );
+            for good in ["localhost:8080", "127.0.0.1", "proxy.lan:8080"] {
+                let (status, head, _) = ask(method, path, good);
+                assert_ne!(status, 403, "{method} {path} as {good}: {head}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+}

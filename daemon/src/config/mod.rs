@@ -15,8 +15,8 @@ use serde::Deserialize;
 pub use load::{ConfigError, ConfigSource, Loaded, Overrides, load};
 pub use paths::{Environment, Mode, ResolvedPaths};
 pub use values::{
-    ApiKey, BindHost, ConfigPath, CorsOrigin, HeaderText, HttpUrl, LogFilter, PosixName, ProxyUrl,
-    log_targets,
+    ApiKey, BindHost, ConfigPath, CorsOrigin, HeaderText, HostName, HttpUrl, LogFilter, PosixName,
+    ProxyUrl, log_targets,
 };
 
 /// The whole configuration file. Every key is optional.
@@ -44,6 +44,8 @@ pub struct ServerConfig {
     /// When empty, a key `codex-proxy-<random>` is generated once and kept in the state dir.
     pub api_keys: Vec<ApiKey>,
     pub cors_origins: Vec<CorsOrigin>,
+    /// Names clients may reach the daemon by, besides loopback names and IP addresses.
+    pub allowed_hosts: Vec<HostName>,
     /// A stream with nothing to send for this long sends a `: keepalive` comment.
     pub keepalive_seconds: u64,
     /// Connections open at once; 0 derives it from the descriptor limit.
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             port: 8080,
             api_keys: Vec::new(),
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             keepalive_seconds: 15,
             max_connections: 0,
             header_timeout_seconds: 10,

@@ -142,6 +142,48 @@ impl TryFrom<String> for CorsOrigin {
     }
 }
 
+/// A name clients reach the daemon by (`[server] allowed_hosts`): a DNS name, lower-cased, or
+/// `*.` and a domain for every name under it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostName(String);
+
+impl HostName {
+    /// Whether `host` (lower-case, without a port) is this name or, for `*.domain`, under it.
+    pub fn matches(&self, host: &str) -> bool {
+        match self.0.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => host == self.0,
+        }
+    }
+}
+
+impl TryFrom<String> for HostName {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let name = text.trim().to_ascii_lowercase();
+        let bare = name.strip_prefix("*.").unwrap_or(&name);
+        let valid = !bare.is_empty()
+            && bare.len() <= 253
+            && bare.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "`{text}` is not a host name (e.g. \"proxy.lan\" or \"*.example.internal\"; no port, no scheme)"
+            ))
+        }
+    }
+}
+
 /// An `http://` or `https://` base URL, kept without a trailing slash so paths append cleanly.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]

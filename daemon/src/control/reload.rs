@@ -101,6 +101,10 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
     let applied = changed(&[
         ("server.api_keys", e.server.api_keys != o.server.api_keys),
         (
+            "server.allowed_hosts",
+            e.server.allowed_hosts != o.server.allowed_hosts,
+        ),
+        (
             "server.keepalive_seconds",
             e.server.keepalive_seconds != o.server.keepalive_seconds,
         ),

@@ -8,6 +8,7 @@ mod conversations;
 mod errors;
 mod fingerprint;
 mod health;
+mod host;
 pub mod listen;
 mod models;
 
@@ -305,13 +306,18 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .layer(axum::middleware::map_response(errors::json_errors))
-        .with_state(state);
-    // Outermost, so browsers' preflights (which carry no API key) are answered before auth.
-    match cors {
+        .layer(axum::middleware::map_response(errors::json_errors));
+    // Browsers' preflights (which carry no API key) are answered before auth; the Host check
+    // comes first of all, so a rebinding page gets nothing, not even a preflight.
+    let app = match cors {
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        host::check_host,
+    ))
+    .with_state(state)
 }
 
 /// CORS for the browser origins in `server.cors_origins`; none configured means no CORS headers.
