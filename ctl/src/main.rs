@@ -311,20 +311,7 @@ fn find_socket() -> Result<PathBuf, Failure> {
 }
 
 fn is_root() -> bool {
-    // The effective uid, without unsafe code or a libc dependency: /proc where it exists,
-    // else `id -u`.
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
-        && let Some(uid) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-    {
-        return uid == "0";
-    }
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    nix::unistd::geteuid().is_root()
 }
 
 fn main() -> ExitCode {

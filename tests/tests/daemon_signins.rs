@@ -288,6 +288,17 @@ async fn quota_and_status_never_rotate_a_token_far_from_expiry() {
     let (status, _, _) = daemon.chat(&user("x")).await;
     assert_eq!(status, 200);
     assert_eq!(refresh_requests(&fake), 0);
+    // Quota just learned is not fetched again for every `?refresh=true`.
+    daemon.get_json("/auth/accounts?refresh=true").await;
+    let usage_calls = fake.requests_to(codex_proxy_tests::fake::USAGE_PATH).len();
+    for _ in 0..5 {
+        daemon.get_json("/auth/accounts?refresh=true").await;
+    }
+    assert_eq!(
+        fake.requests_to(codex_proxy_tests::fake::USAGE_PATH).len(),
+        usage_calls,
+        "fresh quota was fetched again"
+    );
     // Asked for by name, a refresh happens: the person wants exactly that.
     daemon.ctl_json(&["accounts", "refresh", "acct_1"]).await;
     assert_eq!(refresh_requests(&fake), 1);

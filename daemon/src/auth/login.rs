@@ -473,3 +473,30 @@ async fn save(accounts: &Arc<Accounts>, account: Account) -> Result<LoginOutcome
         replaced,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::upstream::Identity;
+
+    #[test]
+    fn the_pkce_verifier_never_shows_in_debug() {
+        let config = Config::default();
+        let upstream = Upstream::new(&config, Identity::new(&config.client_identity, None))
+            .expect("upstream client");
+        let logins = Logins::default();
+        let login = logins.begin_browser(&upstream, CALLBACK_PORT);
+        let verifier = logins
+            .pending
+            .lock()
+            .expect("pending logins")
+            .get(&login.state)
+            .map(|p| p.verifier.expose().to_owned())
+            .expect("the login is pending");
+        assert!(verifier.len() >= 43);
+        let shown = format!("{logins:?}");
+        assert!(!shown.contains(&verifier), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

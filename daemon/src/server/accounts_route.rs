@@ -22,18 +22,28 @@ fn window(w: Option<Window>, now: i64) -> Value {
 
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
-    /// Fetch every active account's quota from the backend first.
+    /// Fetch every active account's quota from the backend first (unless it is fresh).
     #[serde(default)]
     refresh: bool,
 }
 
+/// Quota learned this recently is not fetched again for `?refresh=true`: a page that polls with
+/// it must not turn into a request to the backend per account per call.
+const FRESH_QUOTA_SECONDS: i64 = 30;
+
 pub async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Json<Value> {
     if query.refresh {
+        let now = unix_now();
         let ids: Vec<String> = state
             .accounts()
             .all()
             .into_iter()
             .filter(|a| a.state == AccountState::Active)
+            .filter(|a| {
+                a.quota
+                    .updated_at
+                    .is_none_or(|t| now - t >= FRESH_QUOTA_SECONDS)
+            })
             .map(|a| a.id)
             .collect();
         let fetches = ids
