@@ -37,7 +37,7 @@ Environment:
   CODEX_HOME          the Codex CLI's home, for `login --import` [default: ~/.codex]
   NO_COLOR            no colours even on a terminal
 
-Exit status: 0 ok, 1 failed, 2 usage error, 69 daemon not reachable, 77 permission denied.";
+Exit status: 0 ok, 1 failed, 2 usage error, 69 daemon not reachable or busy, 77 permission denied.";
 
 /// Control the codex-proxy daemon: sign in, rotate accounts, show status and quota.
 #[derive(Debug, Parser)]
@@ -203,6 +203,7 @@ impl Failure {
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         match &e {
+            ClientError::Busy(_) => Self::new(exit::UNAVAILABLE, "busy", e.to_string()),
             ClientError::Unreachable { .. } | ClientError::Timeout => Self::new(
                 exit::UNAVAILABLE,
                 "unreachable",
@@ -233,7 +234,8 @@ impl From<ErrorReply> for Failure {
             ErrorKind::Invalid => (exit::FAILURE, "invalid"),
             ErrorKind::ProtocolMismatch => (exit::FAILURE, "protocol_mismatch"),
             ErrorKind::BadFrame => (exit::FAILURE, "bad_frame"),
-            ErrorKind::Failed => (exit::FAILURE, "failed"),
+            ErrorKind::Failed | ErrorKind::Other => (exit::FAILURE, "failed"),
+            ErrorKind::Busy => (exit::UNAVAILABLE, "busy"),
         };
         Self::new(code, kind, e.message)
     }

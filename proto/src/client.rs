@@ -27,6 +27,8 @@ pub enum ClientError {
     ProtocolMismatch {
         daemon: ProtocolVersion,
     },
+    /// The daemon has too many connections open (from this user, or in all).
+    Busy(String),
     /// The daemon refused for another reason.
     Refused(String),
     /// No answer in time.
@@ -51,6 +53,7 @@ impl std::fmt::Display for ClientError {
                 f,
                 "the daemon speaks control protocol {daemon}, this codexctl {PROTOCOL}; install matching versions"
             ),
+            Self::Busy(reason) => write!(f, "codex-proxy is busy: {reason}"),
             Self::Refused(reason) => write!(f, "the daemon refused: {reason}"),
             Self::Timeout => f.write_str("the daemon did not answer in time"),
             Self::Frame(e) => write!(f, "{e}"),
@@ -125,6 +128,7 @@ impl Client {
                         path: path.to_owned(),
                         reason: error.message,
                     },
+                    ErrorKind::Busy => ClientError::Busy(error.message),
                     _ => ClientError::Refused(error.message),
                 });
             }

@@ -26,7 +26,8 @@ pub struct ProtocolVersion {
     pub minor: u16,
 }
 
-/// 1.1: save failures, unsaved tokens, login reasons and interrupted refreshes in the views.
+/// 1.1: save failures, unsaved tokens, login reasons and interrupted refreshes in the views;
+/// the `busy` refusal.
 pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
 
 impl std::fmt::Display for ProtocolVersion {

@@ -202,6 +202,11 @@ pub enum ErrorKind {
     ProtocolMismatch,
     /// The frame was too large or malformed.
     BadFrame,
+    /// Too many connections are open (from this user, or in all); try again shortly (1.1).
+    Busy,
+    /// A kind this client does not know (a newer daemon).
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -835,3 +835,51 @@ async fn failover_still_works_when_a_pinned_account_is_limited() {
     let status = daemon.ctl_json(&["status"]).await;
     assert_eq!(status["accounts"][0]["state"], "cooling_down");
 }
+
+#[tokio::test]
+async fn one_user_cannot_hold_every_control_connection() {
+    let (_fake, daemon) = two_accounts().await;
+    let socket = daemon.socket();
+    // Sixteen connections of this user, past the handshake and idle.
+    let held = tokio::task::spawn_blocking(move || {
+        (0..codex_proxy::control::MAX_PER_USER)
+            .map(|_| {
+                let mut stream = UnixStream::connect(&socket).unwrap();
+                write_frame(
+                    &mut stream,
+                    &Hello {
+                        protocol: codex_proxy_proto::PROTOCOL,
+                        client: "holder".into(),
+                    },
+                )
+                .unwrap();
+                let welcome: ServerHello = read_frame(&mut stream).unwrap();
+                assert!(matches!(welcome, ServerHello::Welcome(_)), "{welcome:?}");
+                stream
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let out = daemon.ctl(&["status"]).await;
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(
+        out.stderr.contains("busy") && out.stderr.contains("control connections open"),
+        "{out:?}"
+    );
+    let out = daemon.ctl(&["--json", "status"]).await;
+    assert_eq!(out.code, 69, "{out:?}");
+    drop(held);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            std::process::Command::new(codex_proxy_tests::harness::workspace_binary("codexctl"))
+                .env_clear()
+                .env("CODEX_PROXY_SOCKET", daemon.socket())
+                .arg("status")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .await,
+        "served again once the connections closed"
+    );
+}

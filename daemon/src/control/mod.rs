@@ -3,8 +3,9 @@
 //! Each connection: peer credentials checked, a `Hello`/`Welcome` handshake within
 //! [`HANDSHAKE_TIMEOUT`], then requests one at a time, each answered by the handler of its
 //! family (one file each). Frames are capped before they are read, connections are capped in
-//! number and time out when idle, so a slow or hostile peer cannot block the accept loop or
-//! exhaust memory.
+//! number (in all and per user, so one user cannot lock the others out) and time out when
+//! idle, so a slow or hostile peer cannot block the accept loop or exhaust memory. A
+//! connection over a cap is told so (`busy`), which `codexctl` reports with exit status 69.
 
 mod accounts;
 mod key;
@@ -34,12 +35,17 @@ use crate::server::AppState;
 
 /// A peer must complete the handshake within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection with no request for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A connection with no request for this long is closed (`codexctl` opens one per command and
+/// reads whatever it asks a person for before connecting).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A peer that does not read its responses for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once; more are refused as busy.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Connections of one user served at once.
+pub const MAX_PER_USER: usize = 16;
+/// Busy refusals being written at once; beyond that a new connection is just closed.
+const MAX_REFUSING: usize = 8;
 
 /// The bound socket and who may use it, made before the runtime starts.
 #[derive(Debug)]
@@ -81,6 +87,8 @@ impl Control {
             }
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
+        let per_user = Arc::new(PerUser::default());
         tokio::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -96,14 +104,28 @@ impl Control {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tracing::warn!(
-                    "control socket: {MAX_CONNECTIONS} connections already open; closing a new one"
+                    "control socket: {MAX_CONNECTIONS} connections already open; refusing a new one"
                 );
+                if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        let mut conn = Connection { stream };
+                        refuse_busy(
+                            &mut conn,
+                            format!(
+                                "all {MAX_CONNECTIONS} control connections are in use; try again shortly"
+                            ),
+                        )
+                        .await;
+                        drop(refusal);
+                    });
+                }
                 continue;
             };
             let state = state.clone();
             let policy = self.policy.clone();
+            let per_user = per_user.clone();
             tokio::spawn(async move {
-                handle(stream, state, policy).await;
+                handle(stream, state, policy, &per_user).await;
                 drop(slot);
             });
         }
@@ -155,7 +177,59 @@ impl Connection {
     }
 }
 
-async fn handle(stream: UnixStream, state: AppState, policy: Arc<peer::Policy>) {
+/// Open connections per user.
+#[derive(Debug, Default)]
+struct PerUser(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
+
+/// One of a user's connections; frees its place when dropped.
+struct UserSlot<'a> {
+    users: &'a PerUser,
+    uid: u32,
+}
+
+impl PerUser {
+    fn take(&self, uid: u32) -> Option<UserSlot<'_>> {
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(uid).or_default();
+        if *count >= MAX_PER_USER {
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot { users: self, uid })
+    }
+}
+
+impl Drop for UserSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self
+            .users
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Takes the peer's hello (bounded, briefly) so our refusal is what it reads rather than a
+/// broken pipe while it is still writing, then says why it is refused.
+async fn refuse(conn: &mut Connection, error: ErrorReply) {
+    let _ = conn.read::<serde_json::Value>(Duration::from_secs(1)).await;
+    conn.send(&ServerHello::Refused(error)).await;
+}
+
+async fn refuse_busy(conn: &mut Connection, reason: String) {
+    refuse(conn, ErrorReply::new(ErrorKind::Busy, reason)).await;
+}
+
+async fn handle(stream: UnixStream, state: AppState, policy: Arc<peer::Policy>, users: &PerUser) {
     let (uid, gid, pid) = match stream.peer_cred() {
         Ok(cred) => (cred.uid(), cred.gid(), cred.pid()),
         Err(e) => {
@@ -167,18 +241,33 @@ async fn handle(stream: UnixStream, state: AppState, policy: Arc<peer::Policy>) 
     let verdict = tokio::task::spawn_blocking(move || policy.check(uid, gid, pid)).await;
     let verdict = verdict.unwrap_or_else(|e| Err(format!("peer check failed: {e}")));
     if let Err(reason) = verdict {
-        // Take the peer's hello first (bounded, briefly), so our refusal is what it reads
-        // rather than a broken pipe while it is still writing.
-        let _ = conn.read::<serde_json::Value>(Duration::from_secs(1)).await;
         tracing::warn!(
             uid,
             pid = pid.unwrap_or(0),
             "control socket: refused a peer: {reason}"
         );
-        let refusal = ErrorReply::new(ErrorKind::PermissionDenied, reason);
-        conn.send(&ServerHello::Refused(refusal)).await;
+        refuse(
+            &mut conn,
+            ErrorReply::new(ErrorKind::PermissionDenied, reason),
+        )
+        .await;
         return;
     }
+    let Some(_user_slot) = users.take(uid) else {
+        tracing::warn!(
+            uid,
+            "control socket: uid {uid} already has {MAX_PER_USER} connections open; refusing another"
+        );
+        refuse_busy(
+            &mut conn,
+            format!(
+                "this user already has {MAX_PER_USER} control connections open (a stuck \
+                 `codexctl status --watch`?); close some and try again"
+            ),
+        )
+        .await;
+        return;
+    };
 
     let hello: Hello = match conn.read(HANDSHAKE_TIMEOUT).await {
         Some(Ok(hello)) => hello,
