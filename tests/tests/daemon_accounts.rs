@@ -687,3 +687,41 @@ async fn the_appcast_never_touches_a_cli_or_pinned_identity() {
         "the feed is not polled when its values would not be used"
     );
 }
+
+#[tokio::test]
+async fn a_5xx_storm_opens_the_circuit_instead_of_tripling_the_load() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    fake.set_default(Some(Script::new(Reply::InternalError)));
+    let requests = 6;
+    let mut statuses = Vec::new();
+    for i in 0..requests {
+        let (status, headers, text) = daemon.chat(&user(&format!("storm {i}"))).await;
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert!(error["error"]["message"].is_string(), "{text}");
+        if i > 0 {
+            assert_eq!(status, 503, "{text}");
+            assert_eq!(error["error"]["code"], "upstream_unavailable");
+            assert!(headers.contains_key("retry-after"));
+        }
+        statuses.push(status);
+    }
+    let calls = fake.requests_to(RESPONSES_PATH).len();
+    println!(
+        "5xx storm: {requests} client requests made {calls} backend calls (3 each without a breaker: {}); statuses {statuses:?}",
+        requests * 3
+    );
+    assert_eq!(calls, 3, "one request's attempts, then the circuit is open");
+
+    // The backend recovers: after the hold-off one request probes, and serving resumes.
+    fake.set_default(None);
+    let mut served = false;
+    for _ in 0..100 {
+        if daemon.chat(&user("after the storm")).await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served, "serving did not resume after the storm");
+}

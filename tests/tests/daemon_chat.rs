@@ -430,11 +430,12 @@ async fn upstream_errors_before_the_first_byte_keep_their_meaning() {
             "cyber_policy",
         ),
     ];
-    // Another account, since the first one is now limited.
-    let daemon = Daemon::builder().fake(&fake, &[1]).start();
     for (script, attempts, status, code) in cases {
         // The same error whether the client streams or not: nothing had reached it yet.
         for stream in [false, true] {
+            // Another account, since the first one is now limited; a daemon of its own each
+            // time, since three 500s in a row open an account's circuit.
+            let daemon = Daemon::builder().fake(&fake, &[1]).start();
             for _ in 0..attempts {
                 fake.enqueue(script.clone());
             }

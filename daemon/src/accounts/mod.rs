@@ -2,6 +2,7 @@
 //! directory (0600, replaced atomically). Tokens only ever live in [`Secret`], whose `Debug`
 //! hides them.
 
+pub mod breaker;
 mod disk;
 mod quota;
 mod store;

@@ -80,6 +80,8 @@ pub struct Accounts {
     /// Per-account request slots (`max_concurrent_per_account`); FIFO-fair waiting.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     slots_per_account: usize,
+    /// Whether the backend keeps failing an account (runtime only).
+    breakers: super::breaker::Breakers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +116,7 @@ impl Accounts {
             pinned: Mutex::new(None),
             slots: Mutex::new(HashMap::new()),
             slots_per_account: slots_per_account.max(1),
+            breakers: super::breaker::Breakers::default(),
         })
     }
 
@@ -304,6 +307,11 @@ impl Accounts {
 
     pub fn slots_per_account(&self) -> usize {
         self.slots_per_account
+    }
+
+    /// Each account's circuit breaker: how the backend has been answering it.
+    pub fn breakers(&self) -> &super::breaker::Breakers {
+        &self.breakers
     }
 
     /// Picks an account for a request. A conversation stays on its account while that account

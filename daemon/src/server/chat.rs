@@ -366,6 +366,12 @@ async fn start_on_an_account(
         };
         // A slot on the account for as long as the response runs.
         let (candidate, slot) = take_slot(state, candidate, session, &tried).await?;
+        // An account the backend keeps failing is left alone for a while.
+        if let Err(open) = accounts.breakers().allow(&candidate) {
+            last_error = Some(circuit_open(&candidate, &open));
+            tried.push(candidate);
+            continue;
+        }
         let account = match state
             .refresher()
             .fresh(&candidate, Need::ValidFor(margin))
@@ -379,9 +385,41 @@ async fn start_on_an_account(
             }
         };
         let error = match start_streams(state, &account, prepared).await {
-            Ok(streams) => return Ok((account, streams, slot)),
+            Ok(streams) => {
+                accounts.breakers().success(&account.id);
+                return Ok((account, streams, slot));
+            }
             Err(error) => error,
         };
+        // 5xx answers (but an overloaded model's), broken connections and timeouts count
+        // against the account's circuit; retries are spent only while it is closed.
+        let backend_failure = match &error {
+            UpstreamError::Transport(_) | UpstreamError::Timeout => true,
+            UpstreamError::Status { status, body, .. } => {
+                status.is_server_error() && !upstream_errors::is_overloaded(body)
+            }
+        };
+        if backend_failure {
+            let may_retry = accounts.breakers().may_retry(&account.id);
+            if let Some(open_for) = accounts.breakers().failure(&account.id, &error.to_string()) {
+                tracing::warn!(
+                    account = %account.display_name(),
+                    "the Codex backend failed {} requests in a row on this account ({error}); \
+                     holding off for {} s",
+                    crate::accounts::breaker::THRESHOLD,
+                    open_for.as_secs()
+                );
+                last_error = Some(upstream_error(error));
+                tried.push(account.id);
+                continue;
+            }
+            if may_retry && transient_retries < TRANSIENT_RETRIES {
+                transient_retries += 1;
+                backoff(transient_retries).await;
+                continue;
+            }
+            return Err(upstream_error(error));
+        }
         match error {
             UpstreamError::Status { status, .. } if status == StatusCode::UNAUTHORIZED => {
                 // The backend rejected a token we thought valid: refresh once, retry once.
@@ -428,25 +466,26 @@ async fn start_on_an_account(
                 last_error = Some(upstream_error(error));
                 tried.push(account.id);
             }
-            UpstreamError::Transport(_) | UpstreamError::Timeout
-                if transient_retries < TRANSIENT_RETRIES =>
-            {
-                transient_retries += 1;
-                backoff(transient_retries).await;
-            }
             // An overloaded model is not retried: the official client does not either.
-            UpstreamError::Status {
-                status, ref body, ..
-            } if status.is_server_error()
-                && !upstream_errors::is_overloaded(body)
-                && transient_retries < TRANSIENT_RETRIES =>
-            {
-                transient_retries += 1;
-                backoff(transient_retries).await;
-            }
             other => return Err(upstream_error(other)),
         }
     }
+}
+
+/// The error for an account whose circuit is open (when no other account could serve).
+fn circuit_open(id: &str, open: &crate::accounts::breaker::Open) -> ApiError {
+    let seconds = open.retry_in.as_secs().max(1);
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream_error",
+        "upstream_unavailable",
+        format!(
+            "The Codex backend failed the last {} requests on account {id} ({}); codex-proxy \
+             holds off for {seconds} s before trying it again.",
+            open.failures, open.last_error
+        ),
+    )
+    .retry_after(seconds)
 }
 
 /// A request slot on `candidate`, or — when it is full — on another usable account with one
