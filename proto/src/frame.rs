@@ -34,7 +34,15 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-impl std::error::Error for FrameError {}
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Malformed(e) => Some(e),
+            Self::Io(e) => Some(e),
+            Self::Closed | Self::TooLarge(_) => None,
+        }
+    }
+}
 
 impl From<io::Error> for FrameError {
     fn from(e: io::Error) -> Self {
@@ -154,5 +162,95 @@ mod tests {
             read_frame::<serde_json::Value>(&mut wire.as_slice()),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::{Request, Sensitive};
+
+        fn text() -> impl Strategy<Value = String> {
+            prop::collection::vec(any::<char>(), 0..40).prop_map(|c| c.into_iter().collect())
+        }
+
+        fn request() -> impl Strategy<Value = Request> {
+            prop_oneof![
+                Just(Request::Status),
+                any::<u64>().prop_map(|interval_ms| Request::WatchStatus { interval_ms }),
+                (text(), prop::option::of(text()))
+                    .prop_map(|(account, label)| Request::AccountLabel { account, label }),
+                text().prop_map(|url| Request::LoginPaste {
+                    url: Sensitive::new(url)
+                }),
+                text().prop_map(|account| Request::RotatePin { account }),
+            ]
+        }
+
+        /// A reader that counts what was taken from it.
+        struct Counting<'a> {
+            bytes: &'a [u8],
+            taken: usize,
+        }
+
+        impl Read for Counting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.bytes.read(buf)?;
+                self.taken += n;
+                Ok(n)
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 1024,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Messages written one after another are read back, the same and in order.
+            #[test]
+            fn frames_round_trip_in_order(requests in prop::collection::vec(request(), 1..6)) {
+                let mut wire = Vec::new();
+                for r in &requests {
+                    write_frame(&mut wire, r).unwrap();
+                }
+                let mut reader = wire.as_slice();
+                for r in &requests {
+                    prop_assert_eq!(&read_frame::<Request>(&mut reader).unwrap(), r);
+                }
+                prop_assert!(matches!(read_frame::<Request>(&mut reader), Err(FrameError::Closed)));
+            }
+
+            /// A frame cut anywhere is `Closed`, never a message or a panic.
+            #[test]
+            fn a_cut_frame_is_closed(request in request(), cut in any::<prop::sample::Index>()) {
+                let wire = encode(&request).unwrap();
+                let cut = cut.index(wire.len());
+                prop_assert!(matches!(
+                    read_frame::<Request>(&mut &wire[..cut]),
+                    Err(FrameError::Closed)
+                ));
+            }
+
+            /// Any bytes at all: an error or a message, never a panic, and never more read (or
+            /// allocated) than the prefix allows.
+            #[test]
+            fn any_bytes_are_read_within_the_cap(
+                prefix in any::<u32>(),
+                body in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let mut wire = prefix.to_be_bytes().to_vec();
+                wire.extend_from_slice(&body);
+                let mut reader = Counting { bytes: &wire, taken: 0 };
+                let result = read_frame::<serde_json::Value>(&mut reader);
+                if prefix as usize > MAX_FRAME {
+                    prop_assert!(matches!(result, Err(FrameError::TooLarge(_))));
+                    prop_assert_eq!(reader.taken, 4, "the body was read past an oversize prefix");
+                } else {
+                    prop_assert!(reader.taken <= 4 + prefix as usize);
+                }
+            }
+        }
     }
 }

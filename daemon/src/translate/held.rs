@@ -4,6 +4,11 @@
 //! those items alone). When that item arrives, its held deltas are dropped without ever being
 //! parsed; in any other case they are read after all, in order, before the event that came
 //! after them, so nothing is lost. A stream answer's deltas are most of its bytes.
+//!
+//! The contract, held by a property test against reading every event: consumers take an
+//! item's content from its done item, the done item repeats its deltas, and item ids are
+//! unique within a response (the backend's are; a done item of a reused id would settle
+//! deltas of another item).
 
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -15,7 +20,7 @@ use super::stream::{Sink, StreamTranslator};
 use crate::upstream::wire::{OutputItem, StreamEvent, leading_type};
 
 /// Held bytes beyond which the deltas are read at once (and from then on, as they come).
-const HELD_MAX: usize = 1 << 20;
+pub(crate) const HELD_MAX: usize = 1 << 20;
 
 /// The first allocation for held deltas (shared byte slices, 32 bytes each).
 const HELD_START: usize = 64;

@@ -310,3 +310,141 @@ fn an_item_id_that_only_starts_like_the_held_one_is_another_item() {
     assert_eq!(held.content, "A AB ");
     assert_eq!(held, assemble_eager(&events));
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::{assemble_eager, assemble_with, bytes, completed, message_added, text_delta};
+    use crate::translate::held::HELD_MAX;
+
+    /// One output item's events, in order, as the backend sends them.
+    #[derive(Debug, Clone)]
+    struct Item {
+        tool: bool,
+        deltas: Vec<String>,
+        /// Its `…done` events (`output_text.done` / `arguments.done`, then the done item).
+        done: bool,
+    }
+
+    /// Item ids, unique within a response as the backend's are; some share a prefix, one
+    /// holds an escape.
+    const IDS: [&str; 3] = ["a", "ab", "\"q"];
+
+    impl Item {
+        fn events(&self, index: u32) -> Vec<Value> {
+            let whole = self.deltas.concat();
+            let prefix = if self.tool { "fc_" } else { "msg_" };
+            let id = format!("{prefix}{}", IDS[index as usize % IDS.len()]);
+            let id = id.as_str();
+            let mut events = Vec::new();
+            if self.tool {
+                events.push(json!({"type": "response.output_item.added", "output_index": index,
+                    "item": {"type": "function_call", "id": id, "call_id": format!("call_{index}"), "name": "shell", "arguments": ""}}));
+                for delta in &self.deltas {
+                    events.push(json!({"type": "response.function_call_arguments.delta", "item_id": id, "output_index": index, "delta": delta}));
+                }
+                if self.done {
+                    events.push(json!({"type": "response.function_call_arguments.done", "item_id": id, "arguments": whole}));
+                    events.push(json!({"type": "response.output_item.done", "output_index": index,
+                        "item": {"type": "function_call", "id": id, "call_id": format!("call_{index}"), "name": "shell", "arguments": whole}}));
+                }
+            } else {
+                events.push(message_added(id, index));
+                for (seq, delta) in self.deltas.iter().enumerate() {
+                    events.push(text_delta(id, seq as u32 + 3, delta));
+                }
+                if self.done {
+                    events.push(
+                        json!({"type": "response.output_text.done", "item_id": id, "text": whole}),
+                    );
+                    events.push(json!({"type": "response.output_item.done", "output_index": index,
+                        "item": {"type": "message", "id": id, "status": "completed", "role": "assistant",
+                                 "content": [{"type": "output_text", "text": whole, "annotations": []}]}}));
+                }
+            }
+            events
+        }
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        let delta = prop::sample::select(vec![
+            "Hel",
+            "lo ",
+            "\"q\"",
+            "\\",
+            "é",
+            "😀",
+            "",
+            "{\"cmd\":",
+            "\"ls\"}",
+            "\n",
+        ])
+        .prop_map(str::to_owned);
+        (
+            any::<bool>(),
+            prop::collection::vec(delta, 0..6),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(|(tool, deltas, done)| Item { tool, deltas, done })
+    }
+
+    /// Events the translation does not read, dropped in between.
+    fn other() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            json!({"type": "response.output_text.annotation.added", "item_id": "msg_a", "annotation": {"type": "url_citation"}}),
+            json!({"type": "response.in_progress", "response": {"id": "resp_1"}}),
+            json!({"type": "response.content_part.done", "item_id": "msg_a", "part": {"type": "output_text", "text": "x"}}),
+            json!({"type": "codex.rate_limits", "rate_limits": {}}),
+            json!({"type": "response.future_event", "item_id": "msg_a"}),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 1024,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever the order of items' events, whether their done items come, what else is
+        /// between and how the stream ends: holding deltas until their done item assembles the
+        /// same answer as reading every event, at every hold limit.
+        #[test]
+        fn held_and_eager_readings_assemble_the_same_answer(
+            items in prop::collection::vec(item(), 1..4),
+            order in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
+            others in prop::collection::vec((any::<prop::sample::Index>(), other()), 0..3),
+            ending in 0..3u8,
+            limit in prop::sample::select(vec![0usize, 1, 64, 300, HELD_MAX]),
+        ) {
+            // The items' events, interleaved in a random order that keeps each item's own.
+            let mut queues: Vec<std::collections::VecDeque<Value>> = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| item.events(i as u32).into())
+                .collect();
+            let mut events = Vec::new();
+            let mut picks = order.iter();
+            while queues.iter().any(|q| !q.is_empty()) {
+                let live: Vec<usize> = (0..queues.len()).filter(|i| !queues[*i].is_empty()).collect();
+                let at = picks.next().map_or(0, |p| p.index(live.len()));
+                if let Some(event) = queues[live[at]].pop_front() {
+                    events.push(event);
+                }
+            }
+            for (at, event) in others {
+                let at = at.index(events.len() + 1);
+                events.insert(at, event);
+            }
+            match ending {
+                0 => events.push(completed()),
+                1 => events.push(json!({"type": "response.incomplete", "response": {"id": "resp_1",
+                    "incomplete_details": {"reason": "max_output_tokens"}}})),
+                _ => {}
+            }
+            let events = bytes(&events);
+            prop_assert_eq!(assemble_with(&events, limit), assemble_eager(&events));
+        }
+    }
+}

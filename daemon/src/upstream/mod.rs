@@ -5,6 +5,8 @@ pub mod client;
 pub mod cookies;
 pub mod errors;
 mod flat;
+#[cfg(test)]
+mod flat_props;
 mod http;
 pub mod identity;
 mod items;

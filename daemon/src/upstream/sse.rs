@@ -180,7 +180,9 @@ impl Boundary {
     }
 }
 
-/// The next blank line at or after `from`: `\n\n`, `\r\n\r\n` or `\r\r`.
+/// The next blank line at or after `from`: a line break (`\n`, `\r\n` or `\r`, as the SSE
+/// specification allows, mixed or not) followed at once by another. A `\r` at the very end
+/// may be the first half of `\r\n`: the search stops there until the next read tells.
 fn find_boundary(buf: &[u8], from: usize) -> Option<Boundary> {
     let mut i = from;
     let mut breaks = 0;
@@ -190,24 +192,33 @@ fn find_boundary(buf: &[u8], from: usize) -> Option<Boundary> {
         .and_then(|rest| memchr::memchr2(b'\n', b'\r', rest))
     {
         let at = i + offset;
-        let len = match (buf[at], buf.get(at + 1)) {
-            (b'\n', Some(b'\n')) | (b'\r', Some(b'\r')) => 2,
-            (b'\r', Some(b'\n')) if buf.get(at + 2..at + 4) == Some(b"\r\n") => 4,
-            _ => {
-                // A `\r` counts twice, so an event with one never takes the two-line path.
-                breaks += if buf[at] == b'\n' { 1 } else { 2 };
-                last_break = at;
-                i = at + 1;
-                continue;
-            }
+        let first = match (buf[at], buf.get(at + 1)) {
+            (b'\r', Some(b'\n')) => 2,
+            (b'\r', None) => return None,
+            _ => 1,
         };
-        return Some(Boundary {
-            at,
-            len,
-            from,
-            breaks,
-            last_break,
-        });
+        let next = at + first;
+        let second = match (buf.get(next), buf.get(next + 1)) {
+            (Some(b'\n'), _) => Some(1),
+            (Some(b'\r'), Some(b'\n')) => Some(2),
+            // A `\r` ends the blank line whether or not a `\n` follows (one that comes in the
+            // next read is an empty line of the next event, which carries no data).
+            (Some(b'\r'), _) => Some(1),
+            _ => None,
+        };
+        if let Some(second) = second {
+            return Some(Boundary {
+                at,
+                len: first + second,
+                from,
+                breaks,
+                last_break,
+            });
+        }
+        // A `\r` counts twice, so an event with one never takes the two-line path.
+        breaks += if buf[at] == b'\n' { 1 } else { 2 };
+        last_break = at;
+        i = next;
     }
     None
 }
@@ -373,5 +384,116 @@ mod tests {
         let half = vec![b'x'; MAX_EVENT_BYTES / 2 + 1];
         assert!(feed(&mut decoder, &half).is_ok());
         assert_eq!(feed(&mut decoder, &half), Err(EventTooLarge));
+    }
+
+    /// The SSE specification's reading of a whole stream, line by line (the fields this
+    /// decoder serves: `data`, with comments and other fields skipped).
+    fn reference(stream: &[u8]) -> Vec<Vec<u8>> {
+        let mut events = Vec::new();
+        let mut data: Option<Vec<u8>> = None;
+        let mut i = 0;
+        while i < stream.len() {
+            let Some(end) = stream[i..]
+                .iter()
+                .position(|b| *b == b'\n' || *b == b'\r')
+                .map(|p| i + p)
+            else {
+                break; // an unterminated last line is not a line yet
+            };
+            let line = &stream[i..end];
+            i = end
+                + if stream[end..].starts_with(b"\r\n") {
+                    2
+                } else {
+                    1
+                };
+            if line.is_empty() {
+                if let Some(mut d) = data.take() {
+                    d.pop(); // the last line's `\n`
+                    events.push(d);
+                }
+                continue;
+            }
+            if line[0] == b':' {
+                continue;
+            }
+            let (field, value) = match line.iter().position(|b| *b == b':') {
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &b""[..]),
+            };
+            if field == b"data" {
+                let d = data.get_or_insert_with(Vec::new);
+                d.extend_from_slice(value);
+                d.push(b'\n');
+            }
+        }
+        events
+    }
+
+    fn line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let text = prop::collection::vec(
+            prop::sample::select(vec!["a", "{\"k\":1}", ":", " ", "é", "😀", "data", "x y"]),
+            0..4,
+        )
+        .prop_map(|parts| parts.concat());
+        prop_oneof![
+            4 => text.clone().prop_map(|t| format!("data: {t}")),
+            2 => text.clone().prop_map(|t| format!("data:{t}")),
+            1 => text.clone().prop_map(|t| format!("data:  {t}")),
+            1 => text.clone().prop_map(|t| format!("event: {t}")),
+            1 => text.clone().prop_map(|t| format!("id:{t}")),
+            1 => text.prop_map(|t| format!(":{t}")),
+            1 => Just(String::new()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2048,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Any stream — line breaks of every kind, mixed — fed in reads cut anywhere gives the
+        /// events the specification reads from it whole.
+        #[test]
+        fn decodes_as_the_specification_reads(
+            lines in proptest::collection::vec(
+                (line(), proptest::sample::select(vec!["\n", "\r\n", "\r"])),
+                0..24,
+            ),
+            cuts in proptest::collection::vec(
+                proptest::prelude::any::<proptest::sample::Index>(),
+                0..6,
+            ),
+        ) {
+            let stream: Vec<u8> = lines
+                .iter()
+                .flat_map(|(line, end)| [line.as_bytes(), end.as_bytes()].concat())
+                .collect();
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+            at.push(0);
+            at.push(stream.len());
+            at.sort_unstable();
+            let mut decoder = SseDecoder::default();
+            let mut out = Vec::new();
+            for pair in at.windows(2) {
+                decoder.feed(Bytes::copy_from_slice(&stream[pair[0]..pair[1]])).unwrap();
+                while let Some(event) = decoder.next_event() {
+                    out.push(event.to_vec());
+                }
+            }
+            proptest::prop_assert_eq!(
+                out,
+                reference(&stream),
+                "stream {:?} cut at {:?}",
+                String::from_utf8_lossy(&stream),
+                at
+            );
+        }
     }
 }

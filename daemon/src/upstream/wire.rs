@@ -177,7 +177,7 @@ pub enum ToolChoice {
 
 /// The envelope of every SSE `data:`; only the fields the translation reads. The strings of
 /// the frequent events (type, item id, delta) borrow from the event's bytes when they can.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StreamEvent<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
@@ -325,7 +325,7 @@ pub const KNOWN_TYPES: [&str; 24] = [
 
 pub use super::items::{OutputContent, OutputItem, SummaryPart};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ResponseObject {
     #[serde(default)]
     pub id: Option<String>,
@@ -360,7 +360,7 @@ pub struct OutputDetails {
     pub reasoning_tokens: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ResponseError {
     #[serde(default)]
     pub code: Option<String>,
@@ -370,7 +370,7 @@ pub struct ResponseError {
     pub resets_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct IncompleteDetails {
     #[serde(default)]
     pub reason: Option<String>,
