@@ -322,3 +322,92 @@ async fn a_new_sign_in_shows_its_quota_at_once() {
     );
     assert_eq!(status["accounts"][0]["secondary"]["used_percent"], 7.0);
 }
+
+/// A small tmpfs, unmounted when dropped; `None` where this user may not mount.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Fills what is left, returning the filler's path.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut file, &block).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_disk_that_fills_up_during_a_refresh_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        println!("skipped: this user cannot mount a tmpfs (the directory test covers the logic)");
+        return;
+    };
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.set_token_delay(Duration::from_millis(800));
+    let state = disk.path().join("state");
+    let daemon = expiring(&fake, &state);
+    let before = stored_refresh_token(&state);
+    assert!(poll_until(Duration::from_secs(10), || refresh_requests(&fake) == 1).await);
+    let filler = disk.fill();
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            fake.refresh_token_state(&before) == Some(RefreshState::Rotated)
+        })
+        .await
+    );
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        seen = health(&daemon).await;
+        if seen["problems"].to_string().contains("No space left") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["status"], "degraded", "{seen}");
+    assert!(
+        seen["problems"].to_string().contains("No space left"),
+        "{seen}"
+    );
+    assert!(!saved_token_is_live(&fake, &state));
+    // Space comes back; the scheduler's retry saves the new token, unasked.
+    std::fs::remove_file(filler).unwrap();
+    assert!(
+        poll_until(Duration::from_secs(20), || saved_token_is_live(
+            &fake, &state
+        ))
+        .await,
+        "not saved once space came back; logs:\n{}",
+        daemon.logs()
+    );
+    drop(daemon);
+}
