@@ -190,6 +190,16 @@ impl Daemon {
         proc_status(self.pid(), "VmRSS:")
     }
 
+    /// Resident memory in KiB: (all, anonymous, the peak since start).
+    pub fn memory_kib(&self) -> (u64, u64, u64) {
+        let pid = self.pid();
+        (
+            proc_status(pid, "VmRSS:"),
+            proc_status(pid, "RssAnon:"),
+            proc_status(pid, "VmHWM:"),
+        )
+    }
+
     /// user + system CPU time so far, in microseconds.
     pub fn cpu_us(&self) -> u64 {
         let stat =

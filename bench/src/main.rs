@@ -68,7 +68,8 @@ struct Cli {
     /// keeps the crossings equal (two per request on each leg).
     #[arg(long)]
     mock_on_load_core: bool,
-    /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle); all by default.
+    /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle, bodies); all by
+    /// default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the mock upstream's Responses stream of one answer and exit (the input of
@@ -345,6 +346,76 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     if wants("streams") {
         open_streams(cli, binary).await?;
     }
+    if wants("bodies") {
+        let upstream = mock::start(shape, cli.load_cpu(), cli.tls()).await?;
+        let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
+        bodies(cli, &d).await?;
+    }
+    Ok(())
+}
+
+/// A chat request of about `megabytes` MB: a long history of 10 KB messages.
+fn big_chat_body(megabytes: usize) -> Bytes {
+    let messages: Vec<serde_json::Value> = (0..megabytes * 100)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            serde_json::json!({"role": role, "content": format!("{i:08} {}", "x".repeat(9990))})
+        })
+        .collect();
+    Bytes::from(serde_json::json!({"model": "gpt-5.5", "messages": messages}).to_string())
+}
+
+/// [7] A burst of large requests at once: how far memory rises (the request memory budget
+/// bounds it) and how much of it the daemon keeps afterwards.
+async fn bodies(cli: &Cli, d: &Daemon) -> anyhow::Result<()> {
+    let (count, megabytes) = if cli.quick { (4, 8) } else { (8, 30) };
+    let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
+    let mut warm = Conn::open(d.addr, API_KEY).await?;
+    warm.complete(&chat_body(false), &expect).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = d.memory_kib();
+    let body = big_chat_body(megabytes);
+    let started = Instant::now();
+    let runs = (0..count).map(|_| {
+        let (body, expect) = (body.clone(), expect.clone());
+        async move {
+            let mut conn = Conn::open(d.addr, API_KEY).await?;
+            conn.complete(&body, &expect).await
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let took = started.elapsed();
+    let served = results.iter().filter(|r| r.is_ok()).count();
+    let right_after = d.memory_kib();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_5 = d.memory_kib();
+    // Blocking-pool threads (which prepared the bodies) exit after 10 idle seconds.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after_15 = d.memory_kib();
+    println!(
+        "\n[7] large bodies: {count} concurrent requests of {:.1} MB each (a history of 10 KB messages)",
+        body.len() as f64 / 1e6
+    );
+    println!(
+        "  served {served}/{count}, all done in {} ms",
+        took.as_millis()
+    );
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        println!("  first failure: {e}");
+    }
+    println!(
+        "  RSS KiB (anonymous): before {} ({}), peak {}, right after {} ({}), 5 s later {} ({}), \
+         15 s later {} ({})",
+        before.0,
+        before.1,
+        after_15.2,
+        right_after.0,
+        right_after.1,
+        after_5.0,
+        after_5.1,
+        after_15.0,
+        after_15.1
+    );
     Ok(())
 }
 
