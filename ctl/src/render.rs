@@ -31,6 +31,11 @@ impl Style {
         self.paint("2", text)
     }
 
+    /// Something the person must act on.
+    fn alarm(self, text: &str) -> String {
+        self.paint("31", text)
+    }
+
     fn state(self, state: AccountState, text: &str) -> String {
         let code = match state {
             AccountState::Active => "32",
@@ -128,7 +133,7 @@ pub fn account_block(a: &AccountView, now: i64, style: Style) -> String {
     if let Some(reason) = &a.login_reason
         && a.state == AccountState::NeedsLogin
     {
-        let _ = writeln!(out, "    {}", style.paint("31", &format!("why: {reason}")));
+        let _ = writeln!(out, "    {}", style.alarm(&format!("why: {reason}")));
     }
     if let Some(at) = a.refresh_interrupted_at {
         let _ = writeln!(
@@ -187,30 +192,24 @@ pub fn status(report: &StatusReport, style: Style) -> String {
         let _ = writeln!(
             out,
             "{}",
-            style.paint(
-                "31",
-                &format!(
-                    "cannot save the state for {} ({} attempts): {}",
-                    duration(report.now - failure.since),
-                    failure.attempts,
-                    failure.error
-                )
-            )
+            style.alarm(&format!(
+                "cannot save the state for {} ({} attempts): {}",
+                duration(report.now - failure.since),
+                failure.attempts,
+                failure.error
+            ))
         );
     }
     if !report.unsaved_tokens.is_empty() {
         let _ = writeln!(
             out,
             "{}",
-            style.paint(
-                "31",
-                &format!(
-                    "new tokens of {} are only in memory: fix the state directory ({}) before \
-                     stopping codex-proxy, or these sign-ins are lost",
-                    report.unsaved_tokens.join(", "),
-                    report.state_dir
-                )
-            )
+            style.alarm(&format!(
+                "new tokens of {} are only in memory: fix the state directory ({}) before \
+                 stopping codex-proxy, or these sign-ins are lost",
+                report.unsaved_tokens.join(", "),
+                report.state_dir
+            ))
         );
     }
     let _ = writeln!(out);

@@ -6,24 +6,13 @@
 
 use std::time::Duration;
 
-use codex_proxy_tests::fake::{Ending, FakeUpstream, RESPONSES_PATH, Reply, Script, TOKEN_PATH};
+use codex_proxy_tests::fake::{Ending, FakeUpstream, RESPONSES_PATH, Reply, Script};
 use codex_proxy_tests::harness::{Daemon, DaemonBuilder, chat_chunks};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 fn user(text: &str) -> Value {
     json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": text}]})
-}
-
-fn refreshes(fake: &FakeUpstream) -> usize {
-    fake.requests_to(TOKEN_PATH)
-        .iter()
-        .filter(|r| {
-            r.body
-                .as_ref()
-                .is_some_and(|b| b["grant_type"] == "refresh_token")
-        })
-        .count()
 }
 
 async fn accounts_view(daemon: &Daemon) -> Value {
@@ -61,7 +50,7 @@ async fn an_expiring_token_is_refreshed_once_for_fifty_concurrent_requests() {
         "{:?}",
         results.iter().map(|r| r.0).collect::<Vec<_>>()
     );
-    assert_eq!(refreshes(&fake), 1, "single-flight");
+    assert_eq!(fake.refresh_requests(), 1, "single-flight");
 
     // The refreshed token is used upstream and kept on disk (the old refresh token is spent).
     let stored: Value = serde_json::from_str(
@@ -99,7 +88,11 @@ async fn a_reused_refresh_token_means_a_new_login_and_no_retry_loop() {
     for _ in 0..3 {
         assert_eq!(daemon.chat(&user("x")).await.0, 503);
     }
-    assert_eq!(refreshes(&fake), 1, "a permanent failure is not retried");
+    assert_eq!(
+        fake.refresh_requests(),
+        1,
+        "a permanent failure is not retried"
+    );
     let view = accounts_view(&daemon).await;
     assert_eq!(view["accounts"][0]["status"]["state"], "needs_login");
     assert!(fake.requests_to(RESPONSES_PATH).is_empty());
@@ -112,7 +105,7 @@ async fn a_401_gets_one_refresh_and_the_retry_succeeds() {
     fake.enqueue(Script::new(Reply::TokenExpired));
     let (status, _, text) = daemon.chat(&user("x")).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(refreshes(&fake), 1);
+    assert_eq!(fake.refresh_requests(), 1);
     let responses = fake.requests_to(RESPONSES_PATH);
     assert_eq!(
         responses.iter().map(|r| r.status).collect::<Vec<_>>(),
@@ -267,7 +260,7 @@ async fn state_survives_a_restart() {
     let mut first =
         with_expiring_tokens(&fake, &[0], Daemon::builder().state_dir(state.path())).start();
     assert_eq!(first.chat(&user("x")).await.0, 200);
-    assert_eq!(refreshes(&fake), 1);
+    assert_eq!(fake.refresh_requests(), 1);
     assert!(
         first
             .stop_with(Signal::SIGTERM, Duration::from_secs(10))
@@ -280,7 +273,7 @@ async fn state_survives_a_restart() {
         .fake(&fake, &[])
         .start();
     assert_eq!(second.chat(&user("y")).await.0, 200);
-    assert_eq!(refreshes(&fake), 1, "the saved token is still fresh");
+    assert_eq!(fake.refresh_requests(), 1, "the saved token is still fresh");
     let view = accounts_view(&second).await;
     assert_eq!(view["accounts"][0]["requests"], 2, "counters survive too");
 }
@@ -530,9 +523,9 @@ async fn kill_9_aimed_at_the_auth_servers_answer_figures() {
         let state = tempfile::tempdir().unwrap();
         let mut daemon =
             with_expiring_tokens(&fake, &[0], Daemon::builder().state_dir(state.path())).start();
-        let before = refreshes(&fake);
+        let before = fake.refresh_requests();
         let arrived = std::time::Instant::now() + Duration::from_secs(10);
-        while refreshes(&fake) == before && std::time::Instant::now() < arrived {
+        while fake.refresh_requests() == before && std::time::Instant::now() < arrived {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // From 5 ms before the answer to 25 ms after it, one step a round.

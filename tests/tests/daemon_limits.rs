@@ -241,6 +241,15 @@ fn json_error(status: u16, head: &str, body: &str) -> Value {
     json
 }
 
+/// A chat completion request with this body (its length declared).
+fn chat_post(body: &[u8]) -> Vec<u8> {
+    post(
+        "/v1/chat/completions",
+        &format!("Content-Length: {}\r\n", body.len()),
+        body,
+    )
+}
+
 fn post(path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\n{headers}\r\n",
@@ -259,11 +268,7 @@ async fn bad_bodies_and_urls_get_json_errors() {
     let checks = tokio::task::spawn_blocking(move || {
         // Trailing data after the JSON object.
         let body = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}garbage"#;
-        let request = post(
-            "/v1/chat/completions",
-            &format!("Content-Length: {}\r\n", body.len()),
-            body,
-        );
+        let request = chat_post(body);
         let (status, head, text) = raw(addr, &request);
         assert_eq!(status, 400, "{text}");
         let json = json_error(status, &head, &text);
@@ -305,11 +310,7 @@ async fn bad_bodies_and_urls_get_json_errors() {
 
         // `model: ""` is a 400, as OpenAI answers; a huge model name is not echoed back.
         let body = br#"{"model":"","messages":[{"role":"user","content":"hi"}]}"#;
-        let request = post(
-            "/v1/chat/completions",
-            &format!("Content-Length: {}\r\n", body.len()),
-            body,
-        );
+        let request = chat_post(body);
         let (status, head, text) = raw(addr, &request);
         assert_eq!(status, 400, "{text}");
         assert_eq!(json_error(status, &head, &text)["error"]["param"], "model");
@@ -317,11 +318,7 @@ async fn bad_bodies_and_urls_get_json_errors() {
             r#"{{"model":"{}","messages":[{{"role":"user","content":"hi"}}]}}"#,
             "m".repeat(100_000)
         );
-        let request = post(
-            "/v1/chat/completions",
-            &format!("Content-Length: {}\r\n", body.len()),
-            body.as_bytes(),
-        );
+        let request = chat_post(body.as_bytes());
         let (status, head, text) = raw(addr, &request);
         assert_eq!(status, 404, "{}", &text[..text.len().min(300)]);
         json_error(status, &head, &text);
@@ -377,14 +374,7 @@ async fn bodies_beyond_the_memory_budget_wait_then_get_a_503_and_slow_bodies_a_4
         assert!(started.elapsed() >= Duration::from_millis(900));
         // A small request still fits beside it.
         let body = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}"#;
-        let (status, _, text) = raw(
-            addr,
-            &post(
-                "/v1/chat/completions",
-                &format!("Content-Length: {}\r\n", body.len()),
-                body,
-            ),
-        );
+        let (status, _, text) = raw(addr, &chat_post(body));
         assert_eq!(status, 200, "{text}");
         // The trickling body runs out of time.
         let mut answer = Vec::new();

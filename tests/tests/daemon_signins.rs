@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use codex_proxy_tests::fake::{FakeUpstream, RefreshState, Reply, Script, TOKEN_PATH};
+use codex_proxy_tests::fake::{FakeUpstream, RefreshState, Reply, Script};
 use codex_proxy_tests::harness::{Daemon, poll_until};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -33,17 +33,6 @@ fn stored_refresh_token(state_dir: &Path) -> String {
 /// Whether the refresh token on disk is the one the auth server will still accept.
 fn saved_token_is_live(fake: &FakeUpstream, state_dir: &Path) -> bool {
     fake.refresh_token_state(&stored_refresh_token(state_dir)) == Some(RefreshState::Active)
-}
-
-fn refresh_requests(fake: &FakeUpstream) -> usize {
-    fake.requests_to(TOKEN_PATH)
-        .iter()
-        .filter(|r| {
-            r.body
-                .as_ref()
-                .is_some_and(|b| b["grant_type"] == "refresh_token")
-        })
-        .count()
 }
 
 /// A daemon whose account's access token expires within the refresh margin, so the token
@@ -142,7 +131,7 @@ async fn a_stop_during_a_refresh_waits_for_it_and_the_restart_is_signed_in() {
         let mut daemon = expiring(&fake, state.path());
         // SIGTERM while the auth server holds the exchange.
         assert!(
-            poll_until(Duration::from_secs(10), || refresh_requests(&fake) == 1).await,
+            poll_until(Duration::from_secs(10), || fake.refresh_requests() == 1).await,
             "round {round}: no refresh started"
         );
         let status = daemon.stop_with(Signal::SIGTERM, Duration::from_secs(60));
@@ -184,7 +173,7 @@ async fn a_failed_save_is_retried_until_it_sticks_and_reported_meanwhile() {
     let daemon = expiring(&fake, state.path());
     let before = stored_refresh_token(state.path());
     // The disk fails after the exchange began: the new token cannot be saved.
-    assert!(poll_until(Duration::from_secs(10), || refresh_requests(&fake) == 1).await);
+    assert!(poll_until(Duration::from_secs(10), || fake.refresh_requests() == 1).await);
     let failing = FailingWrites::new(&daemon);
     assert!(
         poll_until(Duration::from_secs(10), || {
@@ -256,7 +245,7 @@ async fn no_refresh_starts_while_its_mark_cannot_be_saved() {
         out.stderr.contains("cannot be saved") && out.stderr.contains("stays valid"),
         "{out:?}"
     );
-    assert_eq!(refresh_requests(&fake), 0, "the token was not put at risk");
+    assert_eq!(fake.refresh_requests(), 0, "the token was not put at risk");
     assert_eq!(
         fake.refresh_token_state(&before),
         Some(RefreshState::Active)
@@ -287,7 +276,7 @@ async fn quota_and_status_never_rotate_a_token_far_from_expiry() {
     }
     let (status, _, _) = daemon.chat(&user("x")).await;
     assert_eq!(status, 200);
-    assert_eq!(refresh_requests(&fake), 0);
+    assert_eq!(fake.refresh_requests(), 0);
     // Quota just learned is not fetched again for every `?refresh=true`.
     daemon.get_json("/auth/accounts?refresh=true").await;
     let usage_calls = fake.requests_to(codex_proxy_tests::fake::USAGE_PATH).len();
@@ -301,7 +290,7 @@ async fn quota_and_status_never_rotate_a_token_far_from_expiry() {
     );
     // Asked for by name, a refresh happens: the person wants exactly that.
     daemon.ctl_json(&["accounts", "refresh", "acct_1"]).await;
-    assert_eq!(refresh_requests(&fake), 1);
+    assert_eq!(fake.refresh_requests(), 1);
 }
 
 #[tokio::test]
@@ -377,7 +366,7 @@ async fn a_disk_that_fills_up_during_a_refresh_loses_nothing() {
     let state = disk.path().join("state");
     let daemon = expiring(&fake, &state);
     let before = stored_refresh_token(&state);
-    assert!(poll_until(Duration::from_secs(10), || refresh_requests(&fake) == 1).await);
+    assert!(poll_until(Duration::from_secs(10), || fake.refresh_requests() == 1).await);
     let filler = disk.fill();
     assert!(
         poll_until(Duration::from_secs(10), || {

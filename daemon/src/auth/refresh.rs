@@ -131,8 +131,9 @@ impl Refresher {
                 .get(id)
                 .ok_or_else(|| AuthError::Gone(id.to_owned()))
         };
-        if need.met_by(&get()?, unix_now()) {
-            return get();
+        let account = get()?;
+        if need.met_by(&account, unix_now()) {
+            return Ok(account);
         }
         let mut outcome = {
             let mut running = lock(&inner.running);

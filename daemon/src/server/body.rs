@@ -167,7 +167,7 @@ impl FromRequest<AppState> for JsonBody {
                     }
                 }
             }
-            Ok(bytes)
+            Ok(Bytes::from(bytes))
         };
         let limit = Duration::from_secs(config.server.body_timeout_seconds);
         let bytes = tokio::time::timeout(limit, read).await.map_err(|_| {
@@ -183,7 +183,7 @@ impl FromRequest<AppState> for JsonBody {
         })??;
         let size = bytes.len();
         Ok(Self {
-            bytes: Bytes::from(bytes),
+            bytes,
             reservation: Reservation {
                 _permit: permit,
                 bytes: size,

@@ -270,10 +270,11 @@ impl Activity {
         self.busy.load(Ordering::Acquire) > 0
     }
 
-    /// Bytes arrived (`first`: the first bytes of the connection).
+    /// Bytes arrived.
     fn read(&self, bytes: &[u8]) {
         let seen = self.seen.fetch_add(bytes.len() as u64, Ordering::AcqRel);
-        if seen == 0 && bytes.starts_with(b"PRI * HTTP/2.0") {
+        // HTTP/2's preface starts `PRI `, which no HTTP/1 method does.
+        if seen == 0 && bytes.starts_with(b"PRI ") {
             self.http2.store(true, Ordering::Release);
         }
         if !self.http2.load(Ordering::Acquire) && !self.is_busy() {
@@ -485,7 +486,11 @@ impl AsyncWrite for Guarded {
 /// The JSON answer to send instead of `head`, when `head` is hyper's own empty answer to a
 /// request it could not parse: `HTTP/1.1 4xx …`, `connection: close`, `content-length: 0`.
 fn replacement_for(head: &[u8]) -> Option<Vec<u8>> {
+    // Every response head passes here: the status rules out almost all of them at once.
     let rest = head.strip_prefix(b"HTTP/1.1 ")?;
+    if !matches!(rest.first(), Some(b'4' | b'5')) {
+        return None;
+    }
     let status: u16 = std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()?;
     let end = memchr::memmem::find(head, b"\r\n\r\n")?;
     let fields = &head[..end];

@@ -468,6 +468,18 @@ impl FakeUpstream {
             .with(|inner| inner.auth.token_delay_ms = delay.as_millis() as u64);
     }
 
+    /// Refresh-token exchanges the auth server received.
+    pub fn refresh_requests(&self) -> usize {
+        self.requests_to(TOKEN_PATH)
+            .iter()
+            .filter(|r| {
+                r.body
+                    .as_ref()
+                    .is_some_and(|b| b["grant_type"] == "refresh_token")
+            })
+            .count()
+    }
+
     /// What the auth server thinks of `token`: `Active` is the one live refresh token of its
     /// account; `Rotated` was exchanged already (presenting it again is reuse).
     pub fn refresh_token_state(&self, token: &str) -> Option<RefreshState> {
