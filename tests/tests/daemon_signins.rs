@@ -73,6 +73,19 @@ async fn health(daemon: &Daemon) -> Value {
         .unwrap()
 }
 
+/// `/health` once `until` holds of it, or as it is after 10 s.
+async fn health_when(daemon: &Daemon, until: impl Fn(&Value) -> bool) -> Value {
+    let mut seen = health(daemon).await;
+    for _ in 0..200 {
+        if until(&seen) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = health(daemon).await;
+    }
+    seen
+}
+
 #[tokio::test]
 async fn a_client_that_hangs_up_during_a_refresh_never_loses_the_sign_in() {
     let rounds = 3;
@@ -182,14 +195,10 @@ async fn a_failed_save_is_retried_until_it_sticks_and_reported_meanwhile() {
         .await
     );
 
-    let mut degraded = Value::Null;
-    for _ in 0..200 {
-        degraded = health(&daemon).await;
-        if degraded["status"] == "degraded" && degraded["problems"].to_string().contains("memory") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let degraded = health_when(&daemon, |h| {
+        h["status"] == "degraded" && h["problems"].to_string().contains("memory")
+    })
+    .await;
     assert_eq!(degraded["status"], "degraded", "{degraded}");
     assert!(
         degraded["problems"][0]
@@ -220,14 +229,7 @@ async fn a_failed_save_is_retried_until_it_sticks_and_reported_meanwhile() {
         "not saved after the disk came back; logs:\n{}",
         daemon.logs()
     );
-    let mut healthy = health(&daemon).await;
-    for _ in 0..100 {
-        if healthy["status"] == "ok" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        healthy = health(&daemon).await;
-    }
+    let healthy = health_when(&daemon, |h| h["status"] == "ok").await;
     assert_eq!(healthy["status"], "ok", "{healthy}");
     assert!(healthy.get("problems").is_none());
     assert!(daemon.logs().contains("accounts saved again"));
@@ -374,14 +376,10 @@ async fn a_disk_that_fills_up_during_a_refresh_loses_nothing() {
         })
         .await
     );
-    let mut seen = Value::Null;
-    for _ in 0..200 {
-        seen = health(&daemon).await;
-        if seen["problems"].to_string().contains("No space left") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = health_when(&daemon, |h| {
+        h["problems"].to_string().contains("No space left")
+    })
+    .await;
     assert_eq!(seen["status"], "degraded", "{seen}");
     assert!(
         seen["problems"].to_string().contains("No space left"),
