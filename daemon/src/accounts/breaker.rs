@@ -3,7 +3,9 @@
 //! backend that is already down. After [`THRESHOLD`] failures in a row the account's circuit
 //! opens: for a while no request is sent on it (requests fail over, or fail at once with the
 //! time to wait). When the time is up, one request goes through as a probe; its success closes
-//! the circuit, its failure opens it again for twice as long (up to [`MAX_OPEN`]).
+//! the circuit, its failure opens it again for twice as long (up to [`MAX_OPEN`]). A probe that
+//! never reports (its client left, its token could not be refreshed) is replaced by another
+//! after [`PROBE_GRACE`], so the account is never shut out for good.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 /// Failures in a row that open an account's circuit.
 pub const THRESHOLD: u32 = 3;
 const FIRST_OPEN: Duration = Duration::from_secs(5);
-pub const MAX_OPEN: Duration = Duration::from_secs(60);
+const MAX_OPEN: Duration = Duration::from_secs(60);
+/// A probe without a verdict after this long no longer holds the others back.
+const PROBE_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub struct Breakers(Mutex<HashMap<String, Breaker>>);
@@ -23,8 +27,8 @@ struct Breaker {
     /// Open until then; past it, the next request is the probe.
     open_until: Option<Instant>,
     open_for: Duration,
-    /// A probe is out.
-    probing: bool,
+    /// A probe went out then and has not reported.
+    probing: Option<Instant>,
     last_error: String,
 }
 
@@ -62,11 +66,13 @@ impl Breakers {
         if until > now {
             return Err(open(until - now, breaker));
         }
-        if breaker.probing {
+        if let Some(sent) = breaker.probing
+            && now.duration_since(sent) < PROBE_GRACE
+        {
             // The probe is still out; others wait for its verdict.
             return Err(open(Duration::from_secs(1), breaker));
         }
-        breaker.probing = true;
+        breaker.probing = Some(now);
         Ok(())
     }
 
@@ -87,7 +93,7 @@ impl Breakers {
         let breaker = map.entry(id.to_owned()).or_default();
         breaker.failures += 1;
         breaker.last_error = error.chars().take(300).collect();
-        let reopen = breaker.probing || breaker.open_until.is_some();
+        let reopen = breaker.probing.is_some() || breaker.open_until.is_some();
         if !reopen && breaker.failures < THRESHOLD {
             return None;
         }
@@ -97,7 +103,7 @@ impl Breakers {
             FIRST_OPEN
         };
         breaker.open_until = Some(Instant::now() + breaker.open_for);
-        breaker.probing = false;
+        breaker.probing = None;
         Some(breaker.open_for)
     }
 }
@@ -134,5 +140,20 @@ mod tests {
         assert!(b.allow("a").is_ok());
         b.success("a");
         assert!(b.allow("a").is_ok() && b.allow("a").is_ok() && b.may_retry("a"));
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_is_replaced() {
+        let b = Breakers::default();
+        for _ in 0..THRESHOLD {
+            b.failure("a", "502");
+        }
+        b.lock().get_mut("a").unwrap().open_until = Some(Instant::now());
+        assert!(b.allow("a").is_ok(), "the probe goes");
+        // Its client leaves: neither success nor failure is recorded.
+        assert!(b.allow("a").is_err());
+        let long_ago = Instant::now().checked_sub(PROBE_GRACE).unwrap();
+        b.lock().get_mut("a").unwrap().probing = Some(long_ago);
+        assert!(b.allow("a").is_ok(), "another probe after the grace");
     }
 }
