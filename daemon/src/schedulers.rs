@@ -141,8 +141,8 @@ const LONGEST_SLEEP: i64 = 3600;
 /// When the token of `account` should be refreshed: `margin` (plus a little jitter) before it
 /// expires; at once when a refresh was left unfinished by a stop (to learn whether the sign-in
 /// survived); never for a token without an expiry.
-fn refresh_due(account: &crate::accounts::Account, margin: i64, refreshing: bool) -> Option<i64> {
-    if account.refresh_started_at.is_some() && !refreshing {
+fn refresh_due(account: &crate::accounts::Account, margin: i64, interrupted: bool) -> Option<i64> {
+    if interrupted {
         return Some(0);
     }
     // Ordinary jitter, stable per account, so refreshes do not all fire at once.
@@ -173,8 +173,8 @@ pub async fn token_refresher(state: AppState, stop: CancellationToken) {
             if account.state != AccountState::Active {
                 continue;
             }
-            let refreshing = refresher.is_running(&account.id);
-            let Some(due) = refresh_due(&account, margin, refreshing) else {
+            let interrupted = refresher.interrupted_at(&account).is_some();
+            let Some(due) = refresh_due(&account, margin, interrupted) else {
                 continue;
             };
             let due = due.max(refresher.next_attempt(&account.id).unwrap_or(0));

@@ -41,12 +41,6 @@ pub struct SaveHealth {
     pub unsaved_tokens: Vec<String>,
 }
 
-impl SaveHealth {
-    pub fn is_ok(&self) -> bool {
-        self.failure.is_none() && self.unsaved_tokens.is_empty()
-    }
-}
-
 #[derive(Debug)]
 pub struct Disk {
     path: PathBuf,

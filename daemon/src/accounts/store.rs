@@ -604,7 +604,7 @@ mod tests {
         drop(failing);
         store.persist().await.unwrap();
         assert!(!store.is_dirty());
-        assert!(store.save_health().is_ok());
+        assert_eq!(store.save_health(), SaveHealth::default());
         assert_eq!(
             on_disk(dir.path())[0].tokens.refresh_token.expose(),
             "rt-rotated"

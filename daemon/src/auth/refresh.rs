@@ -29,7 +29,7 @@ use crate::upstream::Upstream;
 /// The official client's OAuth client id (§1.1).
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 /// The longest one exchange with the auth server may take.
-pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a transient failure, the next attempt on that account waits this long, doubling.
 const FIRST_BACKOFF: i64 = 10;
 const MAX_BACKOFF: i64 = 300;
@@ -204,6 +204,14 @@ impl Refresher {
     /// Whether a refresh of this account is running now.
     pub fn is_running(&self, id: &str) -> bool {
         lock(&self.inner.running).contains_key(id)
+    }
+
+    /// When a refresh of `account` started that did not finish: its mark is set and no refresh
+    /// of it is running (the daemon stopped mid-exchange, or got no answer).
+    pub fn interrupted_at(&self, account: &Account) -> Option<i64> {
+        account
+            .refresh_started_at
+            .filter(|_| !self.is_running(&account.id))
     }
 
     /// When the next attempt on `id` may start, after a transient failure.

@@ -132,7 +132,7 @@ pub async fn logout(state: &AppState, query: &str) -> Response {
         Ok(account) => {
             tracing::info!(account = %account.display_name(), "signed out through the control socket");
             Response::LoggedOut {
-                account: views::account(&account, pinned.as_deref(), unix_now(), false),
+                account: views::account(&account, pinned.as_deref(), unix_now(), None),
             }
         }
         Err(e) => failed(&e),

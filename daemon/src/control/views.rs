@@ -5,13 +5,13 @@ use codex_proxy_proto as proto;
 use crate::accounts::{Account, Status, Window};
 use crate::config::RotationStrategy;
 
-/// `refreshing`: a refresh of this account is running now (so a set refresh mark is its own,
-/// not one left by a stop).
+/// `interrupted_at`: when a refresh of it started that did not finish
+/// ([`crate::auth::Refresher::interrupted_at`]).
 pub fn account(
     a: &Account,
     pinned: Option<&str>,
     now: i64,
-    refreshing: bool,
+    interrupted_at: Option<i64>,
 ) -> proto::AccountView {
     let (state, cooldown_until) = match a.status(now) {
         Status::Active => (proto::AccountState::Active, None),
@@ -42,7 +42,7 @@ pub fn account(
         last_refresh: a.last_refresh,
         token_expires_at: a.access_expires_at(),
         login_reason: a.login_reason.clone(),
-        refresh_interrupted_at: a.refresh_started_at.filter(|_| !refreshing),
+        refresh_interrupted_at: interrupted_at,
     }
 }
 
@@ -58,7 +58,7 @@ pub fn accounts(state: &crate::server::AppState, now: i64) -> Vec<proto::Account
                 a,
                 pinned.as_deref(),
                 now,
-                state.refresher().is_running(&a.id),
+                state.refresher().interrupted_at(a),
             )
         })
         .collect()
@@ -71,7 +71,7 @@ pub fn one(state: &crate::server::AppState, a: &Account, now: i64) -> proto::Acc
         a,
         pinned.as_deref(),
         now,
-        state.refresher().is_running(&a.id),
+        state.refresher().interrupted_at(a),
     )
 }
 

@@ -80,9 +80,7 @@ pub async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>)
                 "last_refresh": a.last_refresh,
                 "token_expires_at": a.access_expires_at(),
                 "login_reason": a.login_reason,
-                "refresh_interrupted_at": a
-                    .refresh_started_at
-                    .filter(|_| !state.refresher().is_running(&a.id)),
+                "refresh_interrupted_at": state.refresher().interrupted_at(a),
             })
         })
         .collect();

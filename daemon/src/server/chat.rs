@@ -108,12 +108,9 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
         ("x-codex-window-id", format!("{session}:0")),
     ]);
     let wire = state.upstream().encode(&translated.body).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal",
-            format!("The request could not be encoded for the backend: {e}"),
-        )
+        ApiError::internal(format!(
+            "The request could not be encoded for the backend: {e}"
+        ))
     })?;
     Ok(Prepared {
         model: resolved.model.slug.clone(),
@@ -135,14 +132,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
         let owned = state.clone();
         tokio::task::spawn_blocking(move || prepare(&owned, client, bytes))
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "internal",
-                    format!("Preparing the request failed: {e}"),
-                )
-            })??
+            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
     } else {
         prepare(state, client, bytes)?
     };
@@ -798,14 +788,7 @@ async fn stream_response(
         .header(header::CACHE_CONTROL, "no-cache")
         .header("x-accel-buffering", "no")
         .body(Body::from_stream(stream))
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "internal",
-                e.to_string(),
-            )
-        })
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Renders `chat.completion.chunk`s. Everything but the choice is the same on every chunk of

@@ -30,8 +30,6 @@ use crate::models::Catalog;
 use crate::state;
 use crate::upstream::{Identity, Upstream};
 
-pub use body::MAX_BODY_BYTES;
-
 /// Shared, read-mostly state of the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {

@@ -428,17 +428,6 @@ pub struct WireBody {
     zstd: bool,
 }
 
-impl WireBody {
-    /// Bytes on the wire.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
 fn zstd_compress(json: &[u8]) -> Result<Vec<u8>, UpstreamError> {
     // One compression context per thread, reused: creating one costs more than compressing a
     // typical request.
