@@ -3,11 +3,14 @@
 //! The binary is a thin wrapper around [`cli::main`]; tests can also drive [`serve`] in-process.
 
 pub mod accounts;
+pub mod api_error;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod engine;
 pub mod json_text;
 pub mod models;
 pub mod schedulers;

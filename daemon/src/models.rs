@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::server::ApiError;
+use crate::api_error::ApiError;
 
 /// Reasoning effort wire values (§6); `ultra` is a UI level sent as `max`.
 pub const EFFORTS: [&str; 7] = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountState;
+use crate::app::AppState;
 use crate::auth::{AuthError, Need};
 use crate::clock::unix_now;
 use crate::models::{Catalog, CatalogSource};
-use crate::server::AppState;
 use crate::state::{MODELS_CACHE_FILE, write_private_atomic};
 
 /// How often the catalog is refetched without a hint from the backend.

@@ -155,6 +155,44 @@ async fn a_usage_limit_moves_the_request_to_the_next_account() {
 }
 
 #[tokio::test]
+async fn a_usage_limit_as_the_first_event_fails_over_like_a_429() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    // The backend answers 200, then fails the response before any output.
+    fake.enqueue(Script::failed_at_once(
+        "usage_limit_reached",
+        "The usage limit has been reached",
+    ));
+    for stream in [false, true] {
+        let mut body = user("x");
+        body["stream"] = json!(stream);
+        let (status, _, text) = daemon.chat(&body).await;
+        assert_eq!(status, 200, "stream={stream}: {text}");
+        assert!(!text.contains("\"error\""), "{text}");
+    }
+    let responses = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(responses.len(), 3, "one failed start, then two served");
+    let limited = responses[0].account_id.clone().unwrap();
+    assert!(
+        responses[1..]
+            .iter()
+            .all(|r| r.account_id.as_deref() != Some(limited.as_str())),
+        "the limited account cools down"
+    );
+    let view = accounts_view(&daemon).await;
+    assert_eq!(
+        view["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["status"]["state"] == "cooling_down")
+            .count(),
+        1,
+        "{view}"
+    );
+}
+
+#[tokio::test]
 async fn when_every_account_is_limited_the_client_gets_the_earliest_reset() {
     let fake = FakeUpstream::start().await.unwrap();
     let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
@@ -376,6 +414,52 @@ async fn a_queue_that_does_not_move_ends_in_a_clear_503() {
         "queue_timeout"
     );
     assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_queued_request_takes_the_first_slot_that_frees_on_any_account() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0, 1])
+        .config("[auth]\nmax_concurrent_per_account = 1\nqueue_timeout_seconds = 30\n")
+        .start();
+    // Account one: a stream that runs for a long time (and is never read).
+    fake.enqueue(Script::deltas((0..40).map(|i| format!("s{i} "))).paced(500));
+    let mut body = user("long");
+    body["stream"] = json!(true);
+    let _long = daemon
+        .client()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    fake.wait_for_requests(RESPONSES_PATH, 1, Duration::from_secs(5))
+        .await;
+    // Account two: a short one.
+    let short = slow_stream(&daemon, &fake, 2).await;
+    // Both are full; this one waits in line on both, whichever the rotation would pick.
+    let waiting_body = user("waiting");
+    let waiting = daemon.chat(&waiting_body);
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err()
+    );
+    // The short one ends, and the waiting request takes its slot at once.
+    assert!(short.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    let (status, _, text) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served when the second account's slot freed, not after the long stream");
+    assert_eq!(status, 200, "{text}");
+    let accounts: Vec<String> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| r.account_id.clone().unwrap())
+        .collect();
+    assert_eq!(accounts.len(), 3);
+    assert_eq!(accounts[2], accounts[1], "on the account whose slot freed");
 }
 
 #[tokio::test]

@@ -22,7 +22,6 @@ use super::{ACCOUNTS_FILE, Account, AccountState, AccountsFile, SCHEMA_VERSION, 
 use crate::config::RotationStrategy;
 
 /// How many conversations remember their account.
-const AFFINITY_CAPACITY: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,8 +67,6 @@ pub struct Accounts {
     /// Wakes the token scheduler: accounts were added, removed or changed state, or the store
     /// became dirty.
     changed: tokio::sync::Notify,
-    affinity: Mutex<HashMap<String, (String, u64)>>,
-    clock: AtomicUsize,
     strategy: AtomicU8,
     /// The round-robin cursor.
     next: AtomicUsize,
@@ -108,8 +105,6 @@ impl Accounts {
             disk: Arc::new(Disk::new(path)),
             writes: tokio::sync::Mutex::new(()),
             changed: tokio::sync::Notify::new(),
-            affinity: Mutex::new(HashMap::new()),
-            clock: AtomicUsize::new(0),
             strategy: AtomicU8::new(strategy as u8),
             next: AtomicUsize::new(0),
             sticky: AtomicUsize::new(0),
@@ -314,17 +309,17 @@ impl Accounts {
         &self.breakers
     }
 
-    /// Picks an account for a request. A conversation stays on its account while that account
-    /// is usable (prompt cache and encrypted reasoning are account-bound); `exclude` lists
-    /// accounts that already failed this request. Gives the account's id (a request takes its
+    /// Picks an account for a request. `prefer` is the account the request's conversation is
+    /// bound to (prompt cache and encrypted reasoning are account-bound): it is taken while it
+    /// is usable. `exclude` lists accounts that already failed this request. Gives the account's id (a request takes its
     /// fresh tokens separately; a whole copy of the account here would go unused).
     pub fn pick(
         &self,
-        conversation: Option<&str>,
+        prefer: Option<&str>,
         exclude: &[String],
         now: i64,
     ) -> Result<String, PickError> {
-        self.select(conversation, exclude, now, true, |a| a.id.clone())
+        self.select(prefer, exclude, now, true, |a| a.id.clone())
     }
 
     /// The account a new request would get now, without moving any rotation position.
@@ -334,7 +329,7 @@ impl Accounts {
 
     fn select<T>(
         &self,
-        conversation: Option<&str>,
+        prefer: Option<&str>,
         exclude: &[String],
         now: i64,
         advance: bool,
@@ -365,8 +360,7 @@ impl Accounts {
         {
             return Ok(take(account));
         }
-        if let Some(key) = conversation
-            && let Some(bound) = self.bound_account(key)
+        if let Some(bound) = prefer
             && let Some(account) = usable.iter().find(|a| a.id == bound)
         {
             return Ok(take(account));
@@ -397,37 +391,17 @@ impl Accounts {
     }
 
     /// Adds a completed response's usage to the account's counters for `model`.
-    pub fn record_usage(&self, id: &str, model: &str, usage: &crate::translate::chat::ChatUsage) {
+    pub fn record_usage(&self, id: &str, model: &str, usage: &crate::upstream::wire::Usage) {
         self.update(id, |a| {
             let counters = a.usage.entry(model.to_owned()).or_default();
             counters.responses += 1;
-            counters.input_tokens += usage.prompt_tokens;
-            counters.cached_tokens += usage.prompt_tokens_details.cached_tokens;
-            counters.output_tokens += usage.completion_tokens;
-            counters.reasoning_tokens += usage.completion_tokens_details.reasoning_tokens;
+            counters.input_tokens += usage.input_tokens;
+            counters.cached_tokens += usage.input_tokens_details.map_or(0, |d| d.cached_tokens);
+            counters.output_tokens += usage.output_tokens;
+            counters.reasoning_tokens += usage
+                .output_tokens_details
+                .map_or(0, |d| d.reasoning_tokens);
         });
-    }
-
-    /// Remembers which account a conversation uses.
-    pub fn bind(&self, conversation: &str, account_id: &str) {
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed) as u64;
-        let mut map = lock(&self.affinity);
-        if map.len() >= AFFINITY_CAPACITY
-            && !map.contains_key(conversation)
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(conversation.to_owned(), (account_id.to_owned(), tick));
-    }
-
-    fn bound_account(&self, conversation: &str) -> Option<String> {
-        lock(&self.affinity)
-            .get(conversation)
-            .map(|(id, _)| id.clone())
     }
 }
 
@@ -775,16 +749,15 @@ mod tests {
     #[test]
     fn conversations_keep_their_account_while_it_is_usable() {
         let (_dir, store) = new_store(vec![account("a", "1"), account("b", "2")]);
-        store.bind("conv", "b");
-        assert_eq!(store.pick(Some("conv"), &[], 0).unwrap(), "b");
+        assert_eq!(store.pick(Some("b"), &[], 0).unwrap(), "b");
         store.update("b", |b| b.cooldown_until = Some(100));
         assert_eq!(
-            store.pick(Some("conv"), &[], 50).unwrap(),
+            store.pick(Some("b"), &[], 50).unwrap(),
             "a",
             "fails over while b cools down"
         );
         assert_eq!(
-            store.pick(Some("conv"), &[], 150).unwrap(),
+            store.pick(Some("b"), &[], 150).unwrap(),
             "b",
             "and returns after"
         );

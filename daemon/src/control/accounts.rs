@@ -4,8 +4,8 @@ use codex_proxy_proto::{ErrorKind, ErrorReply, Response};
 
 use super::views::{self, error};
 use crate::accounts::{Account, AccountState, ResolveError};
+use crate::app::AppState;
 use crate::clock::unix_now;
-use crate::server::AppState;
 
 /// The longest label accepted.
 const MAX_LABEL: usize = 64;

@@ -3,7 +3,7 @@
 use codex_proxy_proto::{ErrorKind, Response, Sensitive};
 
 use super::views::error;
-use crate::server::AppState;
+use crate::app::AppState;
 
 pub fn show(state: &AppState) -> Response {
     let configured = !state.config().server.api_keys.is_empty();

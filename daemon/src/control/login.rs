@@ -5,9 +5,9 @@ use codex_proxy_proto::{ErrorKind, Response};
 
 use super::Connection;
 use super::views::{self, error};
+use crate::app::AppState;
 use crate::auth::login::{DEVICE_TTL, LoginError, LoginOutcome};
 use crate::clock::unix_now;
-use crate::server::AppState;
 
 fn failed(e: &LoginError) -> Response {
     let kind = match e {

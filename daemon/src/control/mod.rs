@@ -30,8 +30,8 @@ use tokio::net::UnixStream;
 
 pub use reload::reload;
 
+use crate::app::AppState;
 use crate::config::Loaded;
-use crate::server::AppState;
 
 /// A peer must complete the handshake within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -8,8 +8,8 @@
 use codex_proxy_proto::{ErrorKind, ReloadReport, Response};
 
 use super::views::error;
+use crate::app::AppState;
 use crate::config::{Config, Environment};
-use crate::server::AppState;
 
 /// Reloads and reports; on a bad file nothing changes. systemd hears `RELOADING=1` first and
 /// `READY=1` after, either way.

@@ -4,9 +4,9 @@
 use codex_proxy_proto::{ErrorKind, Response, RotationView, Strategy};
 
 use super::views::{self, error};
+use crate::app::AppState;
 use crate::clock::unix_now;
 use crate::config::RotationStrategy;
-use crate::server::AppState;
 
 fn view(state: &AppState, message: String) -> Response {
     let accounts = state.accounts();

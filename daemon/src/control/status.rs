@@ -5,8 +5,8 @@ use std::time::Duration;
 use codex_proxy_proto::{PROTOCOL, Response, StatusReport};
 
 use super::Connection;
+use crate::app::AppState;
 use crate::clock::unix_now;
-use crate::server::AppState;
 
 pub fn report(state: &AppState) -> Response {
     let now = unix_now();

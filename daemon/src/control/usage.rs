@@ -2,7 +2,7 @@
 
 use codex_proxy_proto::{AccountUsage, ModelUsage, Response, UsageReport};
 
-use crate::server::AppState;
+use crate::app::AppState;
 
 pub fn report(state: &AppState) -> Response {
     let accounts = state

@@ -47,7 +47,7 @@ pub fn account(
 }
 
 /// Every account as the control protocol shows it.
-pub fn accounts(state: &crate::server::AppState, now: i64) -> Vec<proto::AccountView> {
+pub fn accounts(state: &crate::app::AppState, now: i64) -> Vec<proto::AccountView> {
     let pinned = state.accounts().pinned();
     state
         .accounts()
@@ -65,7 +65,7 @@ pub fn accounts(state: &crate::server::AppState, now: i64) -> Vec<proto::Account
 }
 
 /// One account as the control protocol shows it.
-pub fn one(state: &crate::server::AppState, a: &Account, now: i64) -> proto::AccountView {
+pub fn one(state: &crate::app::AppState, a: &Account, now: i64) -> proto::AccountView {
     let pinned = state.accounts().pinned();
     account(
         a,

@@ -12,15 +12,12 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::ClientKey;
 use super::body::JsonBody;
-use super::conversations::fingerprint;
 use super::{ApiError, AppState};
-use crate::accounts::{Account, AccountState, PickError, Quota};
-use crate::auth::{AuthError, Need};
 use crate::clock::unix_now;
+use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint};
 use crate::models;
 use crate::translate::chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, ChunkChoice,
@@ -28,10 +25,10 @@ use crate::translate::chat::{
 };
 use crate::translate::held::Held;
 use crate::translate::request::{self, Context};
-use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator};
+use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator, wire_usage};
 use crate::upstream::errors as upstream_errors;
 use crate::upstream::wire::StreamEvent;
-use crate::upstream::{EventStream, UpstreamError, WireBody};
+use crate::upstream::{EventStream, WireBody};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -51,6 +48,7 @@ const OFF_WORKER_BYTES: usize = 256 << 10;
 /// A chat request made ready for the backend; the client's body is gone by then.
 struct Prepared {
     model: String,
+    conversation: ConversationId,
     session: String,
     wire: WireBody,
     n: u32,
@@ -114,6 +112,7 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
     })?;
     Ok(Prepared {
         model: resolved.model.slug.clone(),
+        conversation,
         session,
         wire,
         n: translated.n,
@@ -136,10 +135,24 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
     } else {
         prepare(state, client, bytes)?
     };
-    let (account, streams, slot) = start_on_an_account(state, &prepared).await?;
+    let config = state.config();
+    let turn = engine::start(
+        state,
+        &TurnRequest {
+            conversation: prepared.conversation,
+            session: &prepared.session,
+            wire: &prepared.wire,
+            lite: prepared.lite,
+            fan_out: prepared.n,
+            model: &prepared.model,
+            prefer: None,
+            first_event_within: Duration::from_secs(config.server.keepalive_seconds),
+        },
+        in_flight,
+    )
+    .await?;
     let Prepared {
         model,
-        session,
         wire,
         stream,
         include_usage,
@@ -150,31 +163,8 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
     // Sent: the request's memory goes back (to the budget, and after a large one to the system).
     drop(wire);
     drop(reservation);
-    let config = state.config();
-    let catalog = state.catalog();
-    let quota = streams
-        .first()
-        .and_then(|s| Quota::from_headers(&s.headers, unix_now()));
-    state.accounts().update(&account.id, |a| {
-        a.requests += 1;
-        if let Some(quota) = quota {
-            a.quota = quota;
-        }
-    });
-    state.accounts().bind(&session, &account.id);
-    if let Some(announced) = streams
-        .first()
-        .and_then(|s| s.headers.get("x-models-etag"))
-        .and_then(|v| v.to_str().ok())
-        && catalog
-            .etag
-            .as_deref()
-            .is_some_and(|held| held != announced)
-    {
-        // Only a live catalog is revalidated on a new ETag; a built-in one (the fetch failed)
-        // waits for the hourly retry instead of refetching on every response.
-        state.catalog_is_stale();
-    }
+    let streams = turn.streams;
+    let guard = turn.guard;
 
     let want_usage = include_usage || !stream;
     let choices: Vec<Choice> = streams
@@ -191,19 +181,10 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
         .collect();
     let ignored = ignored.join(", ");
     let keepalive = Duration::from_secs(config.server.keepalive_seconds);
-    let recorder = UsageRecorder {
-        state: state.clone(),
-        account_id: account.id.clone(),
-        model: model.clone(),
-        _in_flight: in_flight,
-    };
     let mut response = if stream {
-        stream_response(choices, model, include_usage, keepalive, slot, recorder).await?
+        stream_response(choices, model, include_usage, keepalive, guard).await?
     } else {
-        // The slot is released when the assembled response is ready.
-        let response = complete(choices, model, recorder).await?;
-        drop(slot);
-        response
+        complete(choices, model, guard).await?
     };
     if !ignored.is_empty()
         && let Ok(value) = HeaderValue::from_str(&ignored)
@@ -243,315 +224,14 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
     Ok(chat)
 }
 
-/// Why no account can serve: none signed in, signed out ones, or disabled ones.
-fn none_usable(state: &AppState) -> ApiError {
-    let accounts = state.accounts().all();
-    let needs_login: Vec<String> = accounts
-        .iter()
-        .filter(|a| a.state == AccountState::NeedsLogin)
-        .map(|a| match &a.login_reason {
-            Some(reason) => format!("{} ({reason})", a.display_name()),
-            None => a.display_name().to_owned(),
-        })
-        .collect();
-    if !needs_login.is_empty() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "account_needs_login",
-            format!(
-                "The sign-in of {} has ended and no other account can serve; sign in again with `codexctl login`.",
-                needs_login.join(", ")
-            ),
-        );
+/// A stream failure, as the client is told it.
+fn failure_error(failure: &Failure) -> ApiError {
+    let mut error =
+        engine::EngineError::from(upstream_errors::from_failure(failure)).to_api_error();
+    if error.code == Some("context_length_exceeded") && error.param.is_none() {
+        error.param = Some("messages".into());
     }
-    if !accounts.is_empty() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "accounts_disabled",
-            "Every account is disabled; enable one with `codexctl accounts enable ID`.",
-        );
-    }
-    no_account()
-}
-
-fn no_account() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server_error",
-        "no_account",
-        "No ChatGPT account is signed in to codex-proxy; add one with `codexctl login`.",
-    )
-}
-
-pub fn upstream_error(error: UpstreamError) -> ApiError {
-    match error {
-        UpstreamError::Status {
-            status,
-            headers,
-            body,
-        } => upstream_errors::from_status(status, &headers, &body),
-        UpstreamError::Transport(message) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_unreachable",
-            format!("Cannot reach the Codex backend: {message}"),
-        ),
-        UpstreamError::Timeout => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_error",
-            "upstream_timeout",
-            "The Codex backend did not answer in time.",
-        ),
-    }
-}
-
-/// Adds a finished response's usage to its account's per-model counters.
-struct UsageRecorder {
-    state: AppState,
-    account_id: String,
-    model: String,
-    /// The request counts as in flight while its response is produced.
-    _in_flight: super::InFlight,
-}
-
-impl UsageRecorder {
-    fn record(self, usage: &ChatUsage) {
-        // A response without usage (the backend may omit it) counts as a request only.
-        if usage.total_tokens > 0 {
-            self.state
-                .accounts()
-                .record_usage(&self.account_id, &self.model, usage);
-        }
-    }
-}
-
-/// Retries of a 5xx or network failure before anything reached the client.
-const TRANSIENT_RETRIES: u32 = 2;
-
-/// Starts the request's upstream streams on one account, moving to another while nothing has
-/// reached the client: a usage limit cools the account down, a 401 gets one forced refresh and
-/// one retry, a 5xx or network failure a bounded retry with backoff.
-async fn start_on_an_account(
-    state: &AppState,
-    prepared: &Prepared,
-) -> Result<(Account, Vec<EventStream>, OwnedSemaphorePermit), ApiError> {
-    let session = prepared.session.as_str();
-    let accounts = state.accounts();
-    let config = state.config();
-    let margin = config.auth.refresh_margin_seconds as i64;
-    let mut tried: Vec<String> = Vec::new();
-    let mut last_error: Option<ApiError> = None;
-    let mut transient_retries = 0;
-    loop {
-        let candidate = match accounts.pick(Some(session), &tried, unix_now()) {
-            Ok(account) => account,
-            Err(PickError::AllLimited { earliest }) => {
-                return Err(upstream_errors::usage_limit(earliest, None));
-            }
-            Err(PickError::NoneUsable) => {
-                return Err(last_error.unwrap_or_else(|| none_usable(state)));
-            }
-        };
-        // A slot on the account for as long as the response runs.
-        let (candidate, slot) = take_slot(state, candidate, session, &tried).await?;
-        // An account the backend keeps failing is left alone for a while.
-        if let Err(open) = accounts.breakers().allow(&candidate) {
-            last_error = Some(circuit_open(&candidate, &open));
-            tried.push(candidate);
-            continue;
-        }
-        let account = match state
-            .refresher()
-            .fresh(&candidate, Need::ValidFor(margin))
-            .await
-        {
-            Ok(account) => account,
-            Err(error) => {
-                last_error = Some(auth_error(&error));
-                tried.push(candidate);
-                continue;
-            }
-        };
-        let error = match start_streams(state, &account, prepared).await {
-            Ok(streams) => {
-                accounts.breakers().success(&account.id);
-                return Ok((account, streams, slot));
-            }
-            Err(error) => error,
-        };
-        // 5xx answers (but an overloaded model's), broken connections and timeouts count
-        // against the account's circuit; retries are spent only while it is closed.
-        let backend_failure = match &error {
-            UpstreamError::Transport(_) | UpstreamError::Timeout => true,
-            UpstreamError::Status { status, body, .. } => {
-                status.is_server_error() && !upstream_errors::is_overloaded(body)
-            }
-        };
-        if backend_failure {
-            let may_retry = accounts.breakers().may_retry(&account.id);
-            if let Some(open_for) = accounts.breakers().failure(&account.id, &error.to_string()) {
-                tracing::warn!(
-                    account = %account.display_name(),
-                    "the Codex backend failed {} requests in a row on this account ({error}); \
-                     holding off for {} s",
-                    crate::accounts::breaker::THRESHOLD,
-                    open_for.as_secs()
-                );
-                last_error = Some(upstream_error(error));
-                tried.push(account.id);
-                continue;
-            }
-            if may_retry && transient_retries < TRANSIENT_RETRIES {
-                transient_retries += 1;
-                backoff(transient_retries).await;
-                continue;
-            }
-            return Err(upstream_error(error));
-        }
-        match error {
-            UpstreamError::Status { status, .. } if status == StatusCode::UNAUTHORIZED => {
-                // The backend rejected a token we thought valid: refresh once, retry once.
-                let stale = account.tokens.access_token.expose().to_owned();
-                match state
-                    .refresher()
-                    .fresh(&account.id, Need::Replacing(&stale))
-                    .await
-                {
-                    Ok(refreshed) => match start_streams(state, &refreshed, prepared).await {
-                        Ok(streams) => return Ok((refreshed, streams, slot)),
-                        Err(error) => last_error = Some(upstream_error(error)),
-                    },
-                    Err(error) => last_error = Some(auth_error(&error)),
-                }
-                tried.push(account.id);
-            }
-            UpstreamError::Status {
-                status,
-                ref headers,
-                ref body,
-            } if status == StatusCode::TOO_MANY_REQUESTS
-                && upstream_errors::is_usage_limit(body) =>
-            {
-                let now = unix_now();
-                let until = upstream_errors::usage_limit_resets_at(body)
-                    .filter(|t| *t > now)
-                    .unwrap_or(now + config.auth.rate_limit_backoff_seconds as i64);
-                let quota = Quota::from_headers(headers, now);
-                accounts.update(&account.id, |a| {
-                    a.cooldown_until = Some(until);
-                    if let Some(quota) = quota {
-                        a.quota = quota;
-                    }
-                });
-                tracing::warn!(
-                    account = %account.display_name(),
-                    "usage limit reached; cooling down until {}",
-                    crate::clock::utc_clock(until, now)
-                );
-                if let Err(e) = accounts.persist().await {
-                    tracing::error!("{e}");
-                }
-                last_error = Some(upstream_error(error));
-                tried.push(account.id);
-            }
-            // An overloaded model is not retried: the official client does not either.
-            other => return Err(upstream_error(other)),
-        }
-    }
-}
-
-/// The error for an account whose circuit is open (when no other account could serve).
-fn circuit_open(id: &str, open: &crate::accounts::breaker::Open) -> ApiError {
-    let seconds = open.retry_in.as_secs().max(1);
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "upstream_error",
-        "upstream_unavailable",
-        format!(
-            "The Codex backend failed the last {} requests on account {id} ({}); codex-proxy \
-             holds off for {seconds} s before trying it again.",
-            open.failures, open.last_error
-        ),
-    )
-    .retry_after(seconds)
-}
-
-/// A request slot on `candidate`, or — when it is full — on another usable account with one
-/// free; otherwise waits in line on `candidate` for up to `queue_timeout_seconds`.
-async fn take_slot(
-    state: &AppState,
-    candidate: String,
-    session: &str,
-    tried: &[String],
-) -> Result<(String, OwnedSemaphorePermit), ApiError> {
-    let accounts = state.accounts();
-    if let Ok(slot) = accounts.slots(&candidate).try_acquire_owned() {
-        return Ok((candidate, slot));
-    }
-    let mut others: Vec<String> = tried.to_vec();
-    others.push(candidate.clone());
-    while let Ok(other) = accounts.pick(Some(session), &others, unix_now()) {
-        if let Ok(slot) = accounts.slots(&other).try_acquire_owned() {
-            return Ok((other, slot));
-        }
-        others.push(other);
-    }
-    let wait = Duration::from_secs(state.config().auth.queue_timeout_seconds);
-    match tokio::time::timeout(wait, accounts.slots(&candidate).acquire_owned()).await {
-        Ok(Ok(slot)) => Ok((candidate, slot)),
-        _ => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "queue_timeout",
-            format!(
-                "Every account is busy ({} requests each at most); waited {} s for a free slot. \
-                 Try again, or raise [auth] max_concurrent_per_account.",
-                accounts.slots_per_account(),
-                wait.as_secs()
-            ),
-        )
-        .retry_after(1)),
-    }
-}
-
-/// 200 ms, 400 ms, … with ordinary jitter.
-async fn backoff(attempt: u32) {
-    let base = 200u64 << attempt.saturating_sub(1).min(6);
-    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % (base / 5 + 1);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-}
-
-/// n upstream requests at once on one account; the first failure cancels the others.
-async fn start_streams(
-    state: &AppState,
-    account: &Account,
-    prepared: &Prepared,
-) -> Result<Vec<EventStream>, UpstreamError> {
-    let starts = (0..prepared.n).map(|_| {
-        state
-            .upstream()
-            .responses(account, &prepared.session, prepared.lite, &prepared.wire)
-    });
-    futures_util::future::try_join_all(starts).await
-}
-
-fn auth_error(error: &AuthError) -> ApiError {
-    match error {
-        AuthError::NeedsLogin { .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "account_needs_login",
-            error.to_string(),
-        ),
-        AuthError::Transient { .. } | AuthError::Gone(_) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "token_refresh_failed",
-            error.to_string(),
-        ),
-    }
+    error
 }
 
 /// One choice: its upstream events through its own translator.
@@ -625,6 +305,7 @@ impl Choice {
                 out.emit(Emit::Failed(Failure {
                     code: None,
                     message: format!("The upstream stream broke: {error}"),
+                    resets_at: None,
                 }));
                 self.finished = true;
             }
@@ -668,7 +349,7 @@ fn completion_id(response_id: Option<&str>) -> String {
 async fn complete(
     choices: Vec<Choice>,
     model: String,
-    recorder: UsageRecorder,
+    mut guard: TurnGuard,
 ) -> Result<Response, ApiError> {
     let runs = choices.into_iter().map(|mut choice| async move {
         let mut assembled = Assembler::default();
@@ -686,7 +367,7 @@ async fn complete(
     let mut id = None;
     for (index, assembled, response_id) in results {
         if let Some(failure) = &assembled.failure {
-            return Err(upstream_errors::from_failure(failure));
+            return Err(failure_error(failure));
         }
         id = id.or(response_id);
         if let Some(u) = &assembled.usage {
@@ -709,7 +390,10 @@ async fn complete(
             finish_reason: assembled.finish.unwrap_or(FinishReason::Stop),
         });
     }
-    recorder.record(&usage);
+    guard.add_usage(&wire_usage(&usage));
+    // The response is complete: the slot goes back before it is rendered.
+    guard.release_slot();
+    drop(guard);
     let completion = ChatCompletion {
         id: completion_id(id.as_deref()),
         object: "chat.completion",
@@ -737,8 +421,7 @@ async fn stream_response(
     model: String,
     include_usage: bool,
     keepalive: Duration,
-    slot: OwnedSemaphorePermit,
-    recorder: UsageRecorder,
+    guard: TurnGuard,
 ) -> Result<Response, ApiError> {
     let count = choices.len() as u32;
     let mut merged: SelectAll<BoxStream<'static, (u32, Emit)>> =
@@ -747,7 +430,7 @@ async fn stream_response(
     // Until something reaches the client, a failure is still an HTTP error.
     let first = match tokio::time::timeout(keepalive, merged.next()).await {
         Ok(Some((_, Emit::Failed(failure)))) => {
-            return Err(upstream_errors::from_failure(&failure));
+            return Err(failure_error(&failure));
         }
         Ok(first) => first,
         Err(_elapsed) => None,
@@ -775,8 +458,7 @@ async fn stream_response(
         writer,
         pending,
         done: false,
-        _slot: slot,
-        recorder: Some(recorder),
+        guard: Some(guard),
     };
     let stream = stream::unfold(body, |mut body| async move {
         let bytes = body.next().await?;
@@ -901,9 +583,7 @@ impl ChunkWriter {
             Emit::Finish(reason) => self.chunk(index, Delta::default(), Some(reason), out),
             Emit::Usage(usage) => self.usage.add(&usage),
             Emit::Failed(failure) => {
-                out.push_back(sse_data(
-                    &upstream_errors::from_failure(&failure).body_json(),
-                ));
+                out.push_back(sse_data(&failure_error(&failure).body_json()));
                 out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                 return true;
             }
@@ -943,10 +623,9 @@ struct SseBody {
     writer: ChunkWriter,
     pending: VecDeque<Bytes>,
     done: bool,
-    /// The account's request slot, held until the client has the whole stream (or left).
-    _slot: OwnedSemaphorePermit,
-    /// Counts the usage once the stream is complete.
-    recorder: Option<UsageRecorder>,
+    /// The account's request slot, held until the client has the whole stream (or left);
+    /// counts the usage once the stream is complete.
+    guard: Option<TurnGuard>,
 }
 
 impl SseBody {
@@ -969,8 +648,8 @@ impl SseBody {
                 Some(item) => self.done = self.writer.render(item, &mut self.pending),
                 None => {
                     self.writer.finish(&mut self.pending);
-                    if let Some(recorder) = self.recorder.take() {
-                        recorder.record(&self.writer.usage);
+                    if let Some(mut guard) = self.guard.take() {
+                        guard.add_usage(&wire_usage(&self.writer.usage));
                     }
                     self.done = true;
                 }

@@ -10,8 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::errors::quoted;
 use super::{ApiError, AppState};
+use crate::api_error::quoted;
 use crate::config::ServerConfig;
 
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 use crate::accounts::Status;
+use crate::app::AppState;
 use crate::clock::unix_now;
-use crate::server::AppState;
 
 /// How often `STATUS=` is refreshed when no watchdog asks for more.
 const STATUS_EVERY: Duration = Duration::from_secs(30);

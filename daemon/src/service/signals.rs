@@ -21,7 +21,7 @@ pub async fn terminated() {
 
 /// Reloads the configuration on every SIGHUP (as `codexctl reload` does).
 pub async fn reload_on_hangup(
-    state: crate::server::AppState,
+    state: crate::app::AppState,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {

@@ -11,9 +11,9 @@ use super::chat::{
     ResponseFormat, Stop, ToolCall,
 };
 use super::schema;
+use crate::api_error::ApiError;
 use crate::config::{ModelConfig, ReasoningOutput, SystemPromptStrategy};
 use crate::models::Resolved;
-use crate::server::ApiError;
 use crate::upstream::wire::{
     ContentPart, InputItem, Reasoning, ResponsesRequest, Role, TextControls, TextFormat, Tool,
     ToolChoice, ToolOutput,

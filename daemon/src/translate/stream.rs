@@ -24,12 +24,7 @@ pub enum Emit {
     Failed(Failure),
 }
 
-/// An upstream failure inside the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub code: Option<String>,
-    pub message: String,
-}
+pub use crate::upstream::wire::Failure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ToolKind {
@@ -246,6 +241,7 @@ impl StreamTranslator {
                     message: error
                         .message
                         .unwrap_or_else(|| "The upstream response failed.".into()),
+                    resets_at: error.resets_at,
                 }));
                 self.terminal = true;
             }
@@ -262,6 +258,7 @@ impl StreamTranslator {
         out.emit(Emit::Failed(Failure {
             code: None,
             message: "The upstream stream closed before the response completed.".into(),
+            resets_at: None,
         }));
         self.terminal = true;
     }
@@ -511,6 +508,21 @@ fn tool_args(index: u32, kind: ToolKind, text: String) -> Delta {
     Delta {
         tool_calls: Some(vec![call]),
         ..Delta::default()
+    }
+}
+
+/// The usage a chat client was told, back in the backend's terms (for the account's counters).
+pub fn wire_usage(usage: &ChatUsage) -> Usage {
+    Usage {
+        input_tokens: usage.prompt_tokens,
+        output_tokens: usage.completion_tokens,
+        total_tokens: usage.total_tokens,
+        input_tokens_details: Some(crate::upstream::wire::InputDetails {
+            cached_tokens: usage.prompt_tokens_details.cached_tokens,
+        }),
+        output_tokens_details: Some(crate::upstream::wire::OutputDetails {
+            reasoning_tokens: usage.completion_tokens_details.reasoning_tokens,
+        }),
     }
 }
 

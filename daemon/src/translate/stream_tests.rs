@@ -338,7 +338,8 @@ fn failures_and_truncated_streams_are_reported() {
         out,
         vec![Emit::Failed(Failure {
             code: Some("context_length_exceeded".into()),
-            message: "Your input exceeds the context window of this model.".into()
+            message: "Your input exceeds the context window of this model.".into(),
+            resets_at: None,
         })]
     );
 

@@ -31,6 +31,10 @@ pub enum UpstreamError {
     },
     #[error("cannot reach the Codex backend: {0}")]
     Transport(String),
+    /// The TLS connection failed: a certificate that does not verify, a refused handshake.
+    /// Retrying does not help.
+    #[error("the TLS connection to the Codex backend failed: {0}")]
+    Tls(String),
     #[error("the Codex backend did not answer in time")]
     Timeout,
 }
@@ -176,6 +180,21 @@ impl Upstream {
         })
     }
 
+    /// A body already serialised (a pass-through surface's), made ready as [`encode`] does.
+    ///
+    /// [`encode`]: Self::encode
+    pub fn encode_json(&self, json: Vec<u8>) -> Result<WireBody, UpstreamError> {
+        let (bytes, zstd) = if self.compress {
+            (zstd_compress(&json)?, true)
+        } else {
+            (json, false)
+        };
+        Ok(WireBody {
+            bytes: Bytes::from(bytes),
+            zstd,
+        })
+    }
+
     /// Starts `POST /codex/responses`; returns once the backend answered 200 (or an error).
     pub async fn responses(
         &self,
@@ -222,6 +241,8 @@ impl Upstream {
             headers: head.headers,
             body: Some(body),
             decoder: SseDecoder::default(),
+            peeked: std::collections::VecDeque::new(),
+            current: None,
         })
     }
 
@@ -294,7 +315,7 @@ impl Upstream {
         .await
         .map_err(|e| {
             AuthUnreachable(match e {
-                UpstreamError::Transport(message) => message,
+                UpstreamError::Transport(message) | UpstreamError::Tls(message) => message,
                 UpstreamError::Timeout => {
                     format!("POST {url}: no answer within {} s", timeout.as_secs())
                 }
@@ -479,7 +500,7 @@ impl Upstream {
             .map_err(|e| match e {
                 UpstreamError::Status { status, .. } => format!("HTTP {status}"),
                 // The caller names the URL.
-                UpstreamError::Transport(message) => message
+                UpstreamError::Transport(message) | UpstreamError::Tls(message) => message
                     .strip_prefix(&format!("GET {url}: "))
                     .map_or_else(|| message.clone(), str::to_owned),
                 UpstreamError::Timeout => {
@@ -499,6 +520,10 @@ pub struct EventStream {
     body: Option<Body>,
     /// Hands out the events of each read as slices of it, one by one.
     decoder: SseDecoder,
+    /// Events read ahead by [`Self::first_failure`], handed out again by [`Self::next`].
+    peeked: std::collections::VecDeque<Bytes>,
+    /// The peeked event [`Self::next`] gave last.
+    current: Option<Bytes>,
 }
 
 /// What [`EventStream::finish`] reads after the terminal event at most, and for how long.
@@ -515,6 +540,15 @@ impl EventStream {
     /// The `data` of the next event (parse it with [`StreamEvent::with`]), borrowed from the
     /// read it came in; `None` when the body ended.
     pub async fn next(&mut self) -> Option<Result<&[u8], UpstreamError>> {
+        if let Some(event) = self.peeked.pop_front() {
+            return Some(Ok(&self.current.insert(event)[..]));
+        }
+        self.current = None;
+        self.read().await
+    }
+
+    /// The next event from the body, past any read ahead.
+    async fn read(&mut self) -> Option<Result<&[u8], UpstreamError>> {
         while !self.decoder.advance() {
             let body = self.body.as_mut()?;
             match body.next().await {
@@ -571,8 +605,64 @@ impl EventStream {
         });
     }
 
+    /// Reads ahead to the first event after `response.created` / `response.in_progress` and
+    /// keeps what it read for [`Self::next`]: a response that fails before any output is
+    /// reported as that failure, a body that breaks or ends before its first output as a
+    /// transport error. Cancel-safe: dropped while waiting, no event is lost.
+    pub async fn first_failure(&mut self) -> Result<Option<super::wire::Failure>, UpstreamError> {
+        use super::wire::{Failure, StreamEvent, leading_type};
+        // The opening events, then the first that says something.
+        for _ in 0..4 {
+            let data = match self.read().await {
+                Some(Ok(data)) => data,
+                Some(Err(error)) => return Err(error),
+                None => {
+                    return Err(UpstreamError::Transport(
+                        "the response ended before its first output".into(),
+                    ));
+                }
+            };
+            // The type is usually first and plain; otherwise the event is parsed for it.
+            let (opening, failure) = match leading_type(data) {
+                Some("response.created" | "response.in_progress") => (true, None),
+                Some(kind) if kind != "response.failed" => (false, None),
+                _ => StreamEvent::with(
+                    data,
+                    |_| false,
+                    |event| {
+                        let failure = (event.kind == "response.failed").then(|| {
+                            let error = event.response.and_then(|r| r.error).unwrap_or_default();
+                            Failure {
+                                code: error.code,
+                                message: error
+                                    .message
+                                    .unwrap_or_else(|| "The upstream response failed.".into()),
+                                resets_at: error.resets_at,
+                            }
+                        });
+                        let opening = matches!(
+                            event.kind.as_ref(),
+                            "response.created" | "response.in_progress"
+                        );
+                        (opening, failure)
+                    },
+                )
+                .unwrap_or((false, None)),
+            };
+            let bytes = self.decoder.event_bytes();
+            self.peeked.push_back(bytes);
+            if !opening {
+                return Ok(failure);
+            }
+        }
+        Ok(None)
+    }
+
     /// The data [`Self::next`] gave last, shared, to be read later.
     pub fn event_bytes(&self) -> Bytes {
-        self.decoder.event_bytes()
+        match &self.current {
+            Some(event) => event.clone(),
+            None => self.decoder.event_bytes(),
+        }
     }
 }

@@ -1,85 +1,133 @@
-//! Upstream failures → errors a client can act on (protocol §4.1, §4.2; PRODUCT §4.1).
+//! Backend failures, classified (protocol §4.1, §4.2): what the engine decides on (fail over,
+//! cool down, retry) and what each surface renders in its own shape. Nothing here knows HTTP
+//! responses to clients.
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use crate::clock::{human_duration, unix_now, utc_clock};
-use crate::server::ApiError;
-use crate::translate::stream::Failure;
+use super::client::UpstreamError;
+use super::wire::Failure;
 
-/// The usage-limit error: 429 with the reset time in words and in `Retry-After`.
-pub fn usage_limit(resets_at: Option<i64>, plan: Option<&str>) -> ApiError {
-    let now = unix_now();
-    let plan = plan.map(|p| format!(" ({p} plan)")).unwrap_or_default();
-    let (message, retry) = match resets_at.filter(|t| *t > now) {
-        Some(at) => (
-            format!(
-                "The ChatGPT usage limit for Codex was reached{plan}; it resets at {} (in {}).",
-                utc_clock(at, now),
-                human_duration(at - now)
-            ),
-            Some((at - now) as u64),
-        ),
-        None => (
-            format!("The ChatGPT usage limit for Codex was reached{plan}; try again later."),
-            None,
-        ),
-    };
-    let error = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_error",
-        "usage_limit_reached",
-        message,
-    );
-    match retry {
-        Some(seconds) => error.retry_after(seconds),
-        None => error,
+impl UpstreamError {
+    /// What this error means for the request.
+    pub fn failure(&self) -> UpstreamFailure {
+        match self {
+            Self::Status {
+                status,
+                headers,
+                body,
+            } => from_status(*status, headers, body),
+            Self::Transport(message) => UpstreamFailure::Unreachable {
+                message: message.clone(),
+                retryable: true,
+            },
+            Self::Tls(message) => UpstreamFailure::Unreachable {
+                message: format!("the TLS connection failed: {message}"),
+                retryable: false,
+            },
+            Self::Timeout => UpstreamFailure::Timeout,
+        }
     }
 }
 
-/// A 429 body of type `usage_limit_reached` (the account is out of quota, not just busy).
-pub fn is_usage_limit(body: &str) -> bool {
-    fields(body).1.as_deref() == Some("usage_limit_reached")
+/// What went wrong at the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// The account's ChatGPT usage limit for Codex (429 `usage_limit_reached`).
+    UsageLimit {
+        resets_at: Option<i64>,
+        plan: Option<String>,
+    },
+    /// The plan does not include Codex; `message` is the backend's, when it gave one.
+    NotIncluded {
+        message: Option<String>,
+    },
+    /// Requests are being rate limited (not a spent quota).
+    RateLimited {
+        message: String,
+        retry_after: Option<u64>,
+    },
+    /// The backend refused the request itself (400s, policy codes, context length).
+    Invalid {
+        message: String,
+        code: Option<&'static str>,
+        param: Option<String>,
+    },
+    InsufficientQuota {
+        message: String,
+    },
+    /// The account's sign-in was rejected (401).
+    Unauthorized,
+    /// Cloudflare refused the connection (403 page).
+    Blocked,
+    Forbidden {
+        message: String,
+    },
+    /// The model is at capacity; `message` is the backend's, when it gave one.
+    Overloaded {
+        message: Option<String>,
+    },
+    /// 504 from the backend.
+    GatewayTimeout,
+    /// No answer in time.
+    Timeout,
+    /// The backend could not be reached (connection, TLS, proxy).
+    Unreachable {
+        message: String,
+        retryable: bool,
+    },
+    /// Anything else: a 5xx, an unknown stream failure code.
+    Other {
+        status: Option<u16>,
+        message: String,
+    },
 }
 
-/// A 503 saying the model is at capacity (`server_is_overloaded` / `slow_down`).
-pub fn is_overloaded(body: &str) -> bool {
-    matches!(
-        fields(body).2.as_deref(),
-        Some("server_is_overloaded" | "slow_down")
-    )
+impl UpstreamFailure {
+    /// A failure that says nothing about the request and may go better on another attempt or
+    /// account: 5xx answers (but an overloaded model's), broken connections, timeouts.
+    pub fn is_backend_fault(&self) -> bool {
+        match self {
+            Self::Timeout | Self::GatewayTimeout => true,
+            Self::Unreachable { retryable, .. } => *retryable,
+            Self::Other { status, .. } => status.is_some_and(|s| s >= 500),
+            _ => false,
+        }
+    }
 }
 
-/// The `resets_at` of a usage-limit body.
-pub fn usage_limit_resets_at(body: &str) -> Option<i64> {
-    fields(body)
-        .3
-        .as_ref()
-        .and_then(|e| e.get("resets_at"))
-        .and_then(Value::as_i64)
+/// The error body's `detail` / `error.message`, `error.type`, `error.code`, `error.param`,
+/// `error.resets_at`, `error.plan_type`, read in one parse.
+#[derive(Debug, Default)]
+struct Body {
+    message: Option<String>,
+    kind: Option<String>,
+    code: Option<String>,
+    param: Option<String>,
+    resets_at: Option<i64>,
+    plan: Option<String>,
 }
 
-/// Reads `detail`, `error.message`, `error.type`, `error.code` from an upstream error body.
-fn fields(
-    body: &str,
-) -> (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<Value>,
-) {
-    let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+fn read_body(body: &str) -> Body {
+    let Ok(json) = serde_json::from_str::<Value>(body) else {
+        return Body::default();
+    };
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let message = text(json.get("detail")).or_else(|| text(json.pointer("/error/message")));
-    (
-        message,
-        text(json.pointer("/error/type")),
-        text(json.pointer("/error/code")),
-        json.get("error").cloned(),
-    )
+    let error = json.get("error");
+    Body {
+        message: text(json.get("detail")).or_else(|| text(json.pointer("/error/message"))),
+        kind: text(error.and_then(|e| e.get("type"))),
+        code: text(error.and_then(|e| e.get("code"))),
+        param: text(error.and_then(|e| e.get("param"))),
+        resets_at: error
+            .and_then(|e| e.get("resets_at"))
+            .and_then(Value::as_i64),
+        plan: text(error.and_then(|e| e.get("plan_type"))),
+    }
 }
 
-fn shorten(text: &str) -> String {
+/// The first 300 characters of `text`, trimmed.
+pub fn shorten(text: &str) -> String {
     let trimmed = text.trim();
     if trimmed.chars().count() > 300 {
         format!("{}…", trimmed.chars().take(300).collect::<String>())
@@ -88,167 +136,104 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// A non-2xx upstream answer before anything reached the client.
-pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &str) -> ApiError {
-    let (message, kind, code, error) = fields(body);
-    let message_or = |fallback: &str| message.clone().unwrap_or_else(|| fallback.to_owned());
+/// A non-2xx answer to a request.
+pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &str) -> UpstreamFailure {
+    let fields = read_body(body);
+    let message_or = |fallback: &str| {
+        fields
+            .message
+            .clone()
+            .unwrap_or_else(|| fallback.to_owned())
+    };
     match status.as_u16() {
-        429 if kind.as_deref() == Some("usage_limit_reached") => {
-            let resets_at = error
-                .as_ref()
-                .and_then(|e| e.get("resets_at"))
-                .and_then(Value::as_i64);
-            let plan = error
-                .as_ref()
-                .and_then(|e| e.get("plan_type"))
-                .and_then(Value::as_str);
-            usage_limit(resets_at, plan)
-        }
-        429 if kind.as_deref() == Some("usage_not_included") => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "usage_not_included",
-            "This ChatGPT plan does not include Codex; it needs Plus, Pro, Business, Enterprise or Edu.",
-        ),
-        429 => {
-            let error = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                message_or("The Codex backend is rate limiting requests."),
-            );
-            match headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-            {
-                Some(seconds) => error.retry_after(seconds),
-                None => error,
+        429 if fields.kind.as_deref() == Some("usage_limit_reached") => {
+            UpstreamFailure::UsageLimit {
+                resets_at: fields.resets_at,
+                plan: fields.plan.clone(),
             }
         }
-        400 => {
-            let mut error =
-                ApiError::invalid(message_or("The Codex backend rejected the request."), None);
-            error.code = match code.as_deref() {
+        429 if fields.kind.as_deref() == Some("usage_not_included") => {
+            UpstreamFailure::NotIncluded { message: None }
+        }
+        429 => UpstreamFailure::RateLimited {
+            message: message_or("The Codex backend is rate limiting requests."),
+            retry_after: headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        },
+        400 => UpstreamFailure::Invalid {
+            message: message_or("The Codex backend rejected the request."),
+            code: match fields.code.as_deref() {
                 Some("context_length_exceeded") => Some("context_length_exceeded"),
                 Some("cyber_policy") => Some("cyber_policy"),
+                Some("previous_response_not_found") => Some("previous_response_not_found"),
                 _ => None,
-            };
-            error.param = error.param.or_else(|| error_param(body));
-            error
+            },
+            param: fields.param.clone(),
+        },
+        401 => UpstreamFailure::Unauthorized,
+        403 if body.contains("Cloudflare") => UpstreamFailure::Blocked,
+        403 => UpstreamFailure::Forbidden {
+            message: shorten(&message_or(body)),
+        },
+        503 if matches!(
+            fields.code.as_deref(),
+            Some("server_is_overloaded" | "slow_down")
+        ) =>
+        {
+            UpstreamFailure::Overloaded { message: None }
         }
-        401 => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_unauthorized",
-            "The ChatGPT account's sign-in was rejected by the Codex backend (expired or revoked). \
-             Sign in again with `codexctl login`.",
-        ),
-        403 if body.contains("Cloudflare") => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_blocked",
-            "Access blocked by Cloudflare: this usually happens when connecting from a restricted \
-             region or network (upstream 403).",
-        ),
-        403 => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_forbidden",
-            format!(
-                "The Codex backend refused the account (403): {}",
-                shorten(&message_or(body))
-            ),
-        ),
-        503 if matches!(code.as_deref(), Some("server_is_overloaded" | "slow_down")) => {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                "server_overloaded",
-                "The selected model is at capacity; try again shortly.",
-            )
-            .retry_after(5)
-        }
-        504 => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_error",
-            "upstream_timeout",
-            "The Codex backend timed out (504).",
-        ),
-        other => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_error",
-            format!(
+        504 => UpstreamFailure::GatewayTimeout,
+        other => UpstreamFailure::Other {
+            status: Some(other),
+            message: format!(
                 "The Codex backend failed ({other}): {}",
                 shorten(&message_or(body))
             ),
-        ),
+        },
     }
 }
 
-fn error_param(body: &str) -> Option<String> {
-    let json: Value = serde_json::from_str(body).ok()?;
-    json.pointer("/error/param")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// A `response.failed` (or truncated stream) before the first byte reached the client (§4.2).
-pub fn from_failure(failure: &Failure) -> ApiError {
+/// A `response.failed` (or a stream that broke or ended early).
+pub fn from_failure(failure: &Failure) -> UpstreamFailure {
     let message = failure.message.clone();
     match failure.code.as_deref() {
-        Some("context_length_exceeded") => {
-            let mut e = ApiError::invalid(message, Some("messages"));
-            e.code = Some("context_length_exceeded");
-            e
-        }
-        Some("insufficient_quota") => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "insufficient_quota",
-            "insufficient_quota",
+        Some("context_length_exceeded") => UpstreamFailure::Invalid {
             message,
-        ),
-        Some("usage_not_included") => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "usage_not_included",
-            message,
-        ),
+            code: Some("context_length_exceeded"),
+            param: None,
+        },
+        Some("insufficient_quota") => UpstreamFailure::InsufficientQuota { message },
+        Some("usage_not_included") => UpstreamFailure::NotIncluded {
+            message: Some(message),
+        },
+        Some("usage_limit_reached") => UpstreamFailure::UsageLimit {
+            resets_at: failure.resets_at,
+            plan: None,
+        },
         Some(code @ ("cyber_policy" | "invalid_prompt" | "bio_policy")) => {
-            let mut e = ApiError::invalid(message, None);
-            e.code = Some(match code {
-                "cyber_policy" => "cyber_policy",
-                "bio_policy" => "bio_policy",
-                _ => "invalid_prompt",
-            });
-            e
-        }
-        Some("server_is_overloaded" | "slow_down") => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "server_overloaded",
-            message,
-        )
-        .retry_after(5),
-        Some("rate_limit_exceeded") => {
-            let error = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                message.clone(),
-            );
-            match retry_delay(&message) {
-                Some(seconds) => error.retry_after(seconds),
-                None => error,
+            UpstreamFailure::Invalid {
+                message,
+                code: Some(match code {
+                    "cyber_policy" => "cyber_policy",
+                    "bio_policy" => "bio_policy",
+                    _ => "invalid_prompt",
+                }),
+                param: None,
             }
         }
-        _ => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_error",
+        Some("server_is_overloaded" | "slow_down") => UpstreamFailure::Overloaded {
+            message: Some(message),
+        },
+        Some("rate_limit_exceeded") => UpstreamFailure::RateLimited {
+            retry_after: retry_delay(&message),
             message,
-        ),
+        },
+        _ => UpstreamFailure::Other {
+            status: None,
+            message,
+        },
     }
 }
 
@@ -274,107 +259,137 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_limit_says_when_and_sets_retry_after() {
-        let at = unix_now() + 3600;
-        let body = format!(
-            r#"{{"error":{{"type":"usage_limit_reached","message":"The usage limit has been reached","plan_type":"plus","resets_at":{at},"resets_in_seconds":3600}}}}"#
-        );
-        let e = from_status(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), &body);
-        assert_eq!(
-            (e.status.as_u16(), e.code),
-            (429, Some("usage_limit_reached"))
-        );
-        assert!(e.message.contains("resets at"), "{}", e.message);
-        assert!(
-            e.message.contains("(in 1h 0m)") || e.message.contains("(in 59m)"),
-            "{}",
-            e.message
-        );
-        assert!(e.message.contains("plus plan"));
-        assert!((3590..=3600).contains(&e.retry_after.unwrap()));
-    }
-
-    #[test]
-    fn statuses_map_to_clear_errors() {
+    fn statuses_are_classified() {
         let h = HeaderMap::new();
-        let e = from_status(
-            StatusCode::BAD_REQUEST,
-            &h,
-            r#"{"detail":"Instructions are required"}"#,
+        let body = r#"{"error":{"type":"usage_limit_reached","message":"The usage limit has been reached","plan_type":"plus","resets_at":1700003600,"resets_in_seconds":3600}}"#;
+        assert_eq!(
+            from_status(StatusCode::TOO_MANY_REQUESTS, &h, body),
+            UpstreamFailure::UsageLimit {
+                resets_at: Some(1_700_003_600),
+                plan: Some("plus".into())
+            }
         );
         assert_eq!(
-            (e.status.as_u16(), e.message.as_str()),
-            (400, "Instructions are required")
-        );
-        let e = from_status(
-            StatusCode::BAD_REQUEST,
-            &h,
-            r#"{"error":{"message":"too long","type":"invalid_request_error","param":"input","code":"context_length_exceeded"}}"#,
+            from_status(
+                StatusCode::BAD_REQUEST,
+                &h,
+                r#"{"detail":"Instructions are required"}"#
+            ),
+            UpstreamFailure::Invalid {
+                message: "Instructions are required".into(),
+                code: None,
+                param: None
+            }
         );
         assert_eq!(
-            (e.code, e.param.as_deref()),
-            (Some("context_length_exceeded"), Some("input"))
+            from_status(
+                StatusCode::BAD_REQUEST,
+                &h,
+                r#"{"error":{"message":"too long","type":"invalid_request_error","param":"input","code":"context_length_exceeded"}}"#
+            ),
+            UpstreamFailure::Invalid {
+                message: "too long".into(),
+                code: Some("context_length_exceeded"),
+                param: Some("input".into())
+            }
         );
-        let e = from_status(StatusCode::UNAUTHORIZED, &h, r#"{"detail":"Unauthorized"}"#);
         assert_eq!(
-            (e.status.as_u16(), e.code),
-            (502, Some("upstream_unauthorized"))
+            from_status(StatusCode::UNAUTHORIZED, &h, r#"{"detail":"x"}"#),
+            UpstreamFailure::Unauthorized
         );
-        assert!(e.message.contains("codexctl login"));
-        let e = from_status(
-            StatusCode::FORBIDDEN,
-            &h,
-            "<html><title>Attention Required! | Cloudflare</title>blocked</html>",
+        assert_eq!(
+            from_status(
+                StatusCode::FORBIDDEN,
+                &h,
+                "<html><title>Attention Required! | Cloudflare</title>blocked</html>"
+            ),
+            UpstreamFailure::Blocked
         );
-        assert_eq!(e.code, Some("upstream_blocked"));
-        let e = from_status(
+        let overloaded = from_status(
             StatusCode::SERVICE_UNAVAILABLE,
             &h,
             r#"{"error":{"code":"server_is_overloaded","message":"busy"}}"#,
         );
-        assert_eq!((e.status.as_u16(), e.retry_after), (503, Some(5)));
-        let e = from_status(
+        assert_eq!(overloaded, UpstreamFailure::Overloaded { message: None });
+        assert!(!overloaded.is_backend_fault());
+        let boom = from_status(
             StatusCode::INTERNAL_SERVER_ERROR,
             &h,
             r#"{"error":{"message":"boom"}}"#,
         );
         assert_eq!(
-            (e.status.as_u16(), e.message.as_str()),
-            (502, "The Codex backend failed (500): boom")
+            boom,
+            UpstreamFailure::Other {
+                status: Some(500),
+                message: "The Codex backend failed (500): boom".into()
+            }
         );
-        let e = from_status(StatusCode::GATEWAY_TIMEOUT, &h, "");
-        assert_eq!(e.status.as_u16(), 504);
-        let e = from_status(
-            StatusCode::TOO_MANY_REQUESTS,
-            &h,
-            r#"{"error":{"type":"usage_not_included","message":"x"}}"#,
+        assert!(boom.is_backend_fault());
+        assert_eq!(
+            from_status(StatusCode::GATEWAY_TIMEOUT, &h, ""),
+            UpstreamFailure::GatewayTimeout
         );
-        assert_eq!(e.status.as_u16(), 403);
+        assert_eq!(
+            from_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                &h,
+                r#"{"error":{"type":"usage_not_included","message":"x"}}"#
+            ),
+            UpstreamFailure::NotIncluded { message: None }
+        );
     }
 
     #[test]
-    fn failures_map_by_code() {
+    fn failures_are_classified_by_code() {
         let f = |code: &str, message: &str| {
             from_failure(&Failure {
                 code: Some(code.into()),
                 message: message.into(),
+                resets_at: None,
             })
         };
-        assert_eq!(
-            f("context_length_exceeded", "too long").status.as_u16(),
-            400
-        );
-        assert_eq!(f("cyber_policy", "flagged").code, Some("cyber_policy"));
-        assert_eq!(f("server_is_overloaded", "busy").status.as_u16(), 503);
-        let e = f(
-            "rate_limit_exceeded",
-            "Rate limit reached. Please try again in 11.054s.",
-        );
-        assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(12)));
-        assert_eq!(
-            f("rate_limit_exceeded", "Please try again in 28ms.").retry_after,
-            Some(1)
-        );
-        assert_eq!(f("mystery", "??").status.as_u16(), 502);
+        assert!(matches!(
+            f("context_length_exceeded", "too long"),
+            UpstreamFailure::Invalid {
+                code: Some("context_length_exceeded"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            f("cyber_policy", "flagged"),
+            UpstreamFailure::Invalid {
+                code: Some("cyber_policy"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            f("server_is_overloaded", "busy"),
+            UpstreamFailure::Overloaded { .. }
+        ));
+        assert!(matches!(
+            f(
+                "rate_limit_exceeded",
+                "Rate limit reached. Please try again in 11.054s."
+            ),
+            UpstreamFailure::RateLimited {
+                retry_after: Some(12),
+                ..
+            }
+        ));
+        assert!(matches!(
+            f("rate_limit_exceeded", "Please try again in 28ms."),
+            UpstreamFailure::RateLimited {
+                retry_after: Some(1),
+                ..
+            }
+        ));
+        assert!(matches!(
+            f("usage_limit_reached", "limit"),
+            UpstreamFailure::UsageLimit { .. }
+        ));
+        assert!(matches!(
+            f("mystery", "??"),
+            UpstreamFailure::Other { status: None, .. }
+        ));
     }
 }

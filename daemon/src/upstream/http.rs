@@ -145,6 +145,9 @@ impl Http {
                 UpstreamError::Transport(message) => {
                     UpstreamError::Transport(format!("{method} {uri}: {message}"))
                 }
+                UpstreamError::Tls(message) => {
+                    UpstreamError::Tls(format!("{method} {uri}: {message}"))
+                }
                 other => other,
             }),
             Err(_) => Err(UpstreamError::Timeout),
@@ -474,18 +477,24 @@ impl Connection for Conn {
     }
 }
 
-/// A transport error: a timed-out connect is a timeout; otherwise the error and its causes
-/// (they name hosts and addresses, never our headers).
+/// A transport error: a timed-out connect is a timeout, a TLS failure (a certificate that does
+/// not verify, a refused handshake) is not transient; otherwise the error and its causes (they
+/// name hosts and addresses, never our headers).
 fn transport(error: &(dyn std::error::Error + 'static)) -> UpstreamError {
     let mut message = error.to_string();
     let mut cause = error.source();
+    let mut tls = false;
     while let Some(inner) = cause {
-        if inner
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return UpstreamError::Timeout;
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return UpstreamError::Timeout;
+            }
+            // An io::Error's source skips the error it wraps; rustls's is in there.
+            tls |= io
+                .get_ref()
+                .is_some_and(|wrapped| wrapped.downcast_ref::<rustls::Error>().is_some());
         }
+        tls |= inner.downcast_ref::<rustls::Error>().is_some();
         let text = inner.to_string();
         // Layers often repeat their cause's message; say it once.
         if !message.ends_with(&text) {
@@ -494,7 +503,11 @@ fn transport(error: &(dyn std::error::Error + 'static)) -> UpstreamError {
         }
         cause = inner.source();
     }
-    UpstreamError::Transport(message)
+    if tls {
+        UpstreamError::Tls(message)
+    } else {
+        UpstreamError::Transport(message)
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +552,16 @@ mod tests {
         assert!(
             matches!(transport(&repeated), UpstreamError::Transport(m) if m == "tcp connect error: refused")
         );
+    }
+
+    #[test]
+    fn a_certificate_failure_is_a_tls_error() {
+        let bad = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let error = Layer("client error (Connect)", Some(Box::new(bad)));
+        assert!(matches!(transport(&error), UpstreamError::Tls(m) if m.contains("certificate")));
     }
 
     #[test]

@@ -350,6 +350,27 @@ pub struct Usage {
     pub output_tokens_details: Option<OutputDetails>,
 }
 
+impl Usage {
+    /// Adds another response's usage (a request with several choices).
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.total_tokens += other.total_tokens;
+        let cached = self.input_tokens_details.map_or(0, |d| d.cached_tokens)
+            + other.input_tokens_details.map_or(0, |d| d.cached_tokens);
+        let reasoning = self.output_tokens_details.map_or(0, |d| d.reasoning_tokens)
+            + other
+                .output_tokens_details
+                .map_or(0, |d| d.reasoning_tokens);
+        self.input_tokens_details = Some(InputDetails {
+            cached_tokens: cached,
+        });
+        self.output_tokens_details = Some(OutputDetails {
+            reasoning_tokens: reasoning,
+        });
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct InputDetails {
     pub cached_tokens: u64,
@@ -358,6 +379,16 @@ pub struct InputDetails {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct OutputDetails {
     pub reasoning_tokens: u64,
+}
+
+/// A failure inside a response's stream: `response.failed`, a stream that broke, or one that
+/// ended without a terminal event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Option<String>,
+    pub message: String,
+    /// When a usage limit resets (`usage_limit_reached`).
+    pub resets_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
