@@ -38,6 +38,7 @@ struct Inner {
     /// Replaced whole on refresh; readers clone the `Arc` and never hold the lock.
     catalog: RwLock<Arc<Catalog>>,
     conversations: Conversations,
+    responses: crate::engine::store::ResponseStore,
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
@@ -85,6 +86,8 @@ impl AppState {
         }
         let refresher = crate::auth::Refresher::new(accounts.clone(), upstream.clone());
         let body_budget = body::BodyBudget::new(config.server.request_memory_mb);
+        let config_store_mb = config.responses.store_mb;
+        let config_store_ttl = config.responses.store_ttl_minutes as i64;
         Ok(Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
@@ -99,6 +102,10 @@ impl AppState {
                 refresher,
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
+                responses: crate::engine::store::ResponseStore::new(
+                    (config_store_mb as usize) << 20,
+                    config_store_ttl * 60,
+                ),
                 catalog_stale: tokio::sync::Notify::new(),
                 logins: crate::auth::login::Logins::default(),
                 installation_id,
@@ -169,6 +176,11 @@ impl AppState {
 
     pub fn conversations(&self) -> &Conversations {
         &self.inner.conversations
+    }
+
+    /// The responses `/v1/responses` keeps (for `previous_response_id` and retrieval).
+    pub fn responses(&self) -> &crate::engine::store::ResponseStore {
+        &self.inner.responses
     }
 
     pub fn api_keys(&self) -> Arc<Vec<Secret>> {

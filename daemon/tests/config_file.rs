@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use codex_proxy::config::load::parse_str;
 use codex_proxy::config::{
     AppcastConfig, AuthConfig, ClientIdentityConfig, Config, ConfigSource, LogConfig, ModelConfig,
-    PathsConfig, ServerConfig, ServiceConfig, UpstreamConfig,
+    PathsConfig, ResponsesConfig, ServerConfig, ServiceConfig, UpstreamConfig,
 };
 
 fn documented_file() -> (PathBuf, String) {
@@ -48,6 +48,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         model,
         auth,
         appcast,
+        responses,
         paths,
         service,
         log,
@@ -105,6 +106,10 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         url: _,
         interval_hours: _,
     } = appcast;
+    let ResponsesConfig {
+        store_mb: _,
+        store_ttl_minutes: _,
+    } = responses;
     let PathsConfig { state_dir, socket } = paths;
     assert!(state_dir.is_some() && socket.is_some());
     let ServiceConfig {

@@ -29,6 +29,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub auth: AuthConfig,
     pub appcast: AppcastConfig,
+    pub responses: ResponsesConfig,
     pub paths: PathsConfig,
     pub service: ServiceConfig,
     pub log: LogConfig,
@@ -273,6 +274,26 @@ impl Default for AppcastConfig {
     }
 }
 
+/// `[responses]`: the responses `/v1/responses` keeps, so `previous_response_id`, `GET
+/// /v1/responses/{id}` and item references work although the backend stores nothing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponsesConfig {
+    /// Memory the kept responses may take together; the oldest go first.
+    pub store_mb: u64,
+    /// A kept response is forgotten this long after it was made.
+    pub store_ttl_minutes: u64,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        Self {
+            store_mb: 256,
+            store_ttl_minutes: 24 * 60,
+        }
+    }
+}
+
 /// `[paths]`: unset means the mode's default (see [`ResolvedPaths`]).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -406,6 +427,13 @@ impl Config {
             self.auth.refresh_margin_seconds,
             30,
             86_400,
+        )?;
+        range("responses.store_mb", self.responses.store_mb, 0, 65_536)?;
+        range(
+            "responses.store_ttl_minutes",
+            self.responses.store_ttl_minutes,
+            1,
+            30 * 24 * 60,
         )?;
         range(
             "appcast.interval_hours",

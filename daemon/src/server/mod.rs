@@ -10,6 +10,7 @@ mod health;
 mod host;
 pub mod listen;
 mod models;
+mod responses;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -20,6 +21,11 @@ pub use crate::app::AppState;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .route("/debug/fingerprint", get(fingerprint::fingerprint))
@@ -67,7 +73,7 @@ fn cors_layer(origins: &[crate::config::CorsOrigin]) -> Option<tower_http::cors:
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

@@ -2,6 +2,8 @@
 
 pub mod chat;
 pub mod held;
+pub mod raw;
 pub mod request;
+pub mod responses;
 pub mod schema;
 pub mod stream;

@@ -176,17 +176,20 @@ fn check_model(
     Ok(model)
 }
 
-/// Classic requests must carry non-empty instructions; Responses-Lite requests (header set, lite
-/// model) carry them inside `input` instead (§2.4, §2.7).
+/// `instructions` may be left out: the official client (openai/codex `ResponsesApiRequest`,
+/// `skip_serializing_if = "String::is_empty"`; Codex CLI 0.169 recorded) sends none and puts its
+/// base instructions in the first `developer` message, and the backend serves it. Present, they
+/// must be a non-empty string ("Instructions are required" was the backend's answer to an empty
+/// or missing field in early 2026; the empty case is still refused here, to stay strict).
 fn check_instructions(
     map: &Map<String, Value>,
-    model: &ModelSpec,
-    lite_header: bool,
+    _model: &ModelSpec,
+    _lite_header: bool,
 ) -> Result<(), Rejection> {
     match map.get("instructions") {
-        None | Some(Value::Null) if lite_header && model.lite => Ok(()),
+        None | Some(Value::Null) => Ok(()),
         Some(Value::String(text)) if !text.trim().is_empty() => Ok(()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(Rejection::detail(
+        Some(Value::String(_)) => Err(Rejection::detail(
             StatusCode::BAD_REQUEST,
             "Instructions are required",
         )),

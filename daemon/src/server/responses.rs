@@ -1,0 +1,597 @@
+//! `POST /v1/responses` (stream and non-stream), `GET` / `DELETE /v1/responses/{id}`: OpenAI's
+//! Responses API as a faithful pass-through to the backend (see [`crate::translate::responses`]),
+//! on the engine like every surface. The backend's events go back as they came, each with its
+//! `event:` line; the daemon only watches them for the output items, the usage and the end.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::auth::ClientKey;
+use super::body::JsonBody;
+use super::{ApiError, AppState};
+use crate::clock::unix_now;
+use crate::engine::store::{Missing, StoredResponse};
+use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint, named};
+use crate::models;
+use crate::translate::raw::{RawObject, to_raw};
+use crate::translate::responses::{self as rewrite, Context};
+use crate::upstream::errors::from_failure;
+use crate::upstream::wire::{Failure, Usage, leading_type};
+use crate::upstream::{EventStream, WireBody};
+
+/// Bodies above this size are rewritten and encoded off the async workers.
+const OFF_WORKER_BYTES: usize = 256 << 10;
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientKey>,
+    body: JsonBody,
+) -> Response {
+    match handle(&state, client, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// A request made ready for the backend.
+struct Prepared {
+    model: String,
+    conversation: ConversationId,
+    session: String,
+    wire: WireBody,
+    lite: bool,
+    stream: bool,
+    keep: bool,
+    previous: Option<String>,
+    prefer: Option<String>,
+    input: Vec<Box<RawValue>>,
+    ignored: Vec<String>,
+}
+
+fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared, ApiError> {
+    let object = rewrite::parse(body)?;
+    let head = rewrite::head(&object)?;
+    let config = state.config();
+    let catalog = state.catalog();
+    let resolved = models::resolve(
+        head.model.as_deref(),
+        &catalog,
+        &config.model.aliases,
+        &config.model.default,
+    )?;
+    let now = unix_now();
+    let store = state.responses();
+    // The chain this request continues: its items, account and conversation.
+    let (history, previous) = match &head.previous_response_id {
+        Some(id) => {
+            let not_found = || {
+                let mut error = ApiError::invalid(
+                    format!(
+                        "Previous response with id '{}' not found.",
+                        crate::api_error::quoted(id)
+                    ),
+                    Some("previous_response_id"),
+                );
+                error.code = Some("previous_response_not_found");
+                error
+            };
+            let found = store.get(id, now).ok_or_else(not_found)?;
+            let history = store
+                .history(id, now)
+                .map_err(|Missing::Response(_)| not_found())?;
+            (history, Some(found))
+        }
+        None => (Vec::new(), None),
+    };
+    let (conversation, session) = match (&head.prompt_cache_key, &previous) {
+        (Some(key), _) => {
+            let id = named(client.0, key);
+            (id, state.conversations().open(id, Some(key)))
+        }
+        (None, Some(previous)) => (previous.conversation, previous.session.clone()),
+        (None, None) => {
+            let id = fingerprint(
+                client.0,
+                &resolved.model.slug,
+                head.instructions.as_deref().unwrap_or_default(),
+                &head.first_item,
+                None,
+            );
+            (id, state.conversations().key_for(id))
+        }
+    };
+    let keep = head.store && store.enabled();
+    let rewritten = rewrite::rewrite(
+        object,
+        Context {
+            model: &resolved.model.slug,
+            suffix_effort: resolved.suffix_effort.as_deref(),
+            history,
+            session: &session,
+            keep,
+        },
+        &|item_id| store.item(item_id, now),
+    )?;
+    let wire = state
+        .upstream()
+        .encode_json(rewritten.body)
+        .map_err(|e| ApiError::internal(format!("The request could not be encoded: {e}")))?;
+    Ok(Prepared {
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        wire,
+        lite: rewritten.lite,
+        stream: head.stream,
+        keep,
+        prefer: previous.as_ref().map(|p| p.account.clone()),
+        previous: head.previous_response_id,
+        input: rewritten.input,
+        ignored: rewritten.ignored,
+    })
+}
+
+async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<Response, ApiError> {
+    let in_flight = state.track_request();
+    let JsonBody { bytes, reservation } = body;
+    let prepared = if bytes.len() > OFF_WORKER_BYTES {
+        let owned = state.clone();
+        tokio::task::spawn_blocking(move || prepare(&owned, client, &bytes))
+            .await
+            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
+    } else {
+        let prepared = prepare(state, client, &bytes)?;
+        drop(bytes);
+        prepared
+    };
+    let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
+    let turn = engine::start(
+        state,
+        &TurnRequest {
+            conversation: prepared.conversation,
+            session: &prepared.session,
+            wire: &prepared.wire,
+            lite: prepared.lite,
+            fan_out: 1,
+            model: &prepared.model,
+            prefer: prepared.prefer.as_deref(),
+            first_event_within: keepalive,
+        },
+        in_flight,
+    )
+    .await?;
+    let Prepared {
+        wire,
+        stream,
+        keep,
+        previous,
+        input,
+        ignored,
+        conversation,
+        session,
+        ..
+    } = prepared;
+    drop(wire);
+    drop(reservation);
+    let Some(events) = turn.streams.into_iter().next() else {
+        return Err(ApiError::internal("the engine started no response"));
+    };
+    let keeper = Keeper {
+        state: state.clone(),
+        keep,
+        account: turn.account.id.clone(),
+        conversation,
+        session,
+        previous,
+        input,
+    };
+    let mut response = if stream {
+        stream_response(events, turn.guard, keeper, keepalive)
+    } else {
+        complete(events, turn.guard, keeper).await?
+    };
+    if !ignored.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&ignored.join(", "))
+    {
+        response
+            .headers_mut()
+            .insert("x-codex-proxy-ignored-params", value);
+    }
+    Ok(response)
+}
+
+/// What a finished response needs to be kept.
+struct Keeper {
+    state: AppState,
+    keep: bool,
+    account: String,
+    conversation: ConversationId,
+    session: String,
+    previous: Option<String>,
+    input: Vec<Box<RawValue>>,
+}
+
+impl Keeper {
+    fn keep(self, id: Option<String>, output: Vec<Box<RawValue>>, response: Box<RawValue>) {
+        let Some(id) = id.filter(|_| self.keep) else {
+            return;
+        };
+        let now = unix_now();
+        self.state.responses().put(
+            StoredResponse {
+                id,
+                created_at: now,
+                account: self.account,
+                conversation: self.conversation,
+                session: self.session,
+                previous: self.previous,
+                input: self.input,
+                output,
+                response,
+            },
+            now,
+        );
+    }
+}
+
+/// What the daemon reads of the events it passes on.
+#[derive(Default)]
+struct Watch {
+    output: Vec<Box<RawValue>>,
+    /// The terminal event's type and `response` object.
+    terminal: Option<(String, Box<RawValue>)>,
+    id: Option<String>,
+    usage: Option<Usage>,
+    failure: Option<Failure>,
+}
+
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ItemDone {
+    item: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Terminal {
+    response: Box<RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Summary {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<crate::upstream::wire::ResponseError>,
+}
+
+impl Watch {
+    /// The event's type; watches the events that matter. `None`: not an event.
+    fn observe(&mut self, data: &[u8]) -> Option<String> {
+        let kind = match leading_type(data) {
+            Some(kind) => kind.to_owned(),
+            None => serde_json::from_slice::<Kind<'_>>(data)
+                .ok()?
+                .kind
+                .into_owned(),
+        };
+        match kind.as_str() {
+            "response.output_item.done" => {
+                if let Ok(done) = serde_json::from_slice::<ItemDone>(data) {
+                    self.output.push(done.item);
+                }
+            }
+            "response.created" | "response.in_progress" if self.id.is_none() => {
+                if let Ok(terminal) = serde_json::from_slice::<Terminal>(data) {
+                    self.id = serde_json::from_str::<Summary>(terminal.response.get())
+                        .ok()
+                        .and_then(|s| s.id);
+                }
+            }
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                if let Ok(terminal) = serde_json::from_slice::<Terminal>(data) {
+                    let summary: Summary =
+                        serde_json::from_str(terminal.response.get()).unwrap_or_default();
+                    self.id = summary.id.or(self.id.take());
+                    self.usage = summary.usage;
+                    if kind == "response.failed" {
+                        let error = summary.error.unwrap_or_default();
+                        self.failure = Some(Failure {
+                            code: error.code,
+                            message: error
+                                .message
+                                .unwrap_or_else(|| "The upstream response failed.".into()),
+                            resets_at: error.resets_at,
+                        });
+                    }
+                    self.terminal = Some((kind.clone(), terminal.response));
+                }
+            }
+            _ => {}
+        }
+        Some(kind)
+    }
+
+    /// The response object a client is given whole: the terminal one, with the output items
+    /// (when it came without them) and `output_text`.
+    fn response(&self) -> Box<RawValue> {
+        let mut object: RawObject = self
+            .terminal
+            .as_ref()
+            .and_then(|(_, r)| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default();
+        let empty = object
+            .get("output")
+            .is_none_or(|o| o.get() == "[]" || o.get() == "null");
+        if empty {
+            object.set("output", to_raw(&self.output));
+        }
+        object.set("output_text", to_raw(&output_text(&self.output)));
+        object.to_raw()
+    }
+}
+
+/// The text of the output's messages, as the SDKs' `output_text` gives it.
+fn output_text(items: &[Box<RawValue>]) -> String {
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        content: Vec<Part>,
+    }
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        text: String,
+    }
+    let mut text = String::new();
+    for item in items {
+        if let Ok(message) = serde_json::from_str::<Message>(item.get())
+            && message.kind == "message"
+        {
+            for part in message.content {
+                if part.kind == "output_text" {
+                    text.push_str(&part.text);
+                }
+            }
+        }
+    }
+    text
+}
+
+/// Non-streamed: the whole response, read from the stream.
+async fn complete(
+    mut events: EventStream,
+    mut guard: TurnGuard,
+    keeper: Keeper,
+) -> Result<Response, ApiError> {
+    let mut watch = Watch::default();
+    let mut broke = None;
+    loop {
+        match events.next().await {
+            Some(Ok(data)) => {
+                watch.observe(data);
+                if watch.terminal.is_some() {
+                    events.finish();
+                    break;
+                }
+            }
+            Some(Err(error)) => {
+                broke = Some(error.to_string());
+                break;
+            }
+            None => break,
+        }
+    }
+    if let Some(usage) = &watch.usage {
+        guard.add_usage(usage);
+    }
+    guard.release_slot();
+    drop(guard);
+    if let Some(failure) = &watch.failure {
+        return Err(engine::EngineError::from(from_failure(failure)).to_api_error());
+    }
+    if watch.terminal.is_none() {
+        let message = match broke {
+            Some(error) => format!("The upstream stream broke: {error}"),
+            None => "The upstream stream closed before the response completed.".into(),
+        };
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_error",
+            message,
+        ));
+    }
+    let response = watch.response();
+    let body = Bytes::copy_from_slice(response.get().as_bytes());
+    keeper.keep(
+        watch.id.clone(),
+        std::mem::take(&mut watch.output),
+        response,
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+const KEEPALIVE_COMMENT: &[u8] = b": keepalive\n\n";
+
+/// Streamed: the backend's events as they come, each with its `event:` line; `: keepalive`
+/// after every `keepalive` of silence; a stream that breaks ends with an `error` event.
+fn stream_response(
+    events: EventStream,
+    guard: TurnGuard,
+    keeper: Keeper,
+    keepalive: Duration,
+) -> Response {
+    let body = Relay {
+        events,
+        keepalive,
+        watch: Watch::default(),
+        pending: VecDeque::new(),
+        sent: 0,
+        done: false,
+        guard: Some(guard),
+        keeper: Some(keeper),
+    };
+    let stream = stream::unfold(body, |mut body| async move {
+        let bytes = body.next().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(bytes), body))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
+}
+
+struct Relay {
+    events: EventStream,
+    keepalive: Duration,
+    watch: Watch,
+    pending: VecDeque<Bytes>,
+    /// Events passed on (the sequence number of an `error` event of ours).
+    sent: u64,
+    done: bool,
+    /// The slot and the usage, until the response has ended.
+    guard: Option<TurnGuard>,
+    keeper: Option<Keeper>,
+}
+
+impl Relay {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                return Some(bytes);
+            }
+            if self.done {
+                return None;
+            }
+            let read = tokio::time::timeout(self.keepalive, self.events.next()).await;
+            match read {
+                Err(_silence) => return Some(Bytes::from_static(KEEPALIVE_COMMENT)),
+                Ok(Some(Ok(data))) => {
+                    let Some(kind) = self.watch.observe(data) else {
+                        continue;
+                    };
+                    let mut frame = Vec::with_capacity(data.len() + kind.len() + 16);
+                    frame.extend_from_slice(b"event: ");
+                    frame.extend_from_slice(kind.as_bytes());
+                    frame.extend_from_slice(b"\ndata: ");
+                    frame.extend_from_slice(data);
+                    frame.extend_from_slice(b"\n\n");
+                    self.sent += 1;
+                    if self.watch.terminal.is_some() {
+                        self.events.finish();
+                        self.end();
+                    }
+                    return Some(Bytes::from(frame));
+                }
+                Ok(Some(Err(error))) => {
+                    self.error_event(&format!("The upstream stream broke: {error}"));
+                    self.end();
+                }
+                Ok(None) => {
+                    self.error_event("The upstream stream closed before the response completed.");
+                    self.end();
+                }
+            }
+        }
+    }
+
+    fn error_event(&mut self, message: &str) {
+        let event = serde_json::json!({
+            "type": "error",
+            "code": "upstream_error",
+            "message": message,
+            "param": null,
+            "sequence_number": self.sent,
+        });
+        self.pending
+            .push_back(Bytes::from(format!("event: error\ndata: {event}\n\n")));
+    }
+
+    /// The response is over: count its usage, free the slot, keep it.
+    fn end(&mut self) {
+        self.done = true;
+        if let Some(mut guard) = self.guard.take() {
+            if let Some(usage) = &self.watch.usage {
+                guard.add_usage(usage);
+            }
+        }
+        if let Some(keeper) = self.keeper.take()
+            && self.watch.failure.is_none()
+            && self.watch.terminal.is_some()
+        {
+            let response = self.watch.response();
+            keeper.keep(
+                self.watch.id.clone(),
+                std::mem::take(&mut self.watch.output),
+                response,
+            );
+        }
+    }
+}
+
+/// `GET /v1/responses/{id}`: a kept response.
+pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.responses().get(&id, unix_now()) {
+        Some(kept) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            Bytes::copy_from_slice(kept.response.get().as_bytes()),
+        )
+            .into_response(),
+        None => not_found(&id).into_response(),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a kept response.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if state.responses().delete(&id) {
+        axum::Json(serde_json::json!({"id": id, "object": "response", "deleted": true}))
+            .into_response()
+    } else {
+        not_found(&id).into_response()
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    let mut error = ApiError::invalid(
+        format!(
+            "Response with id '{}' not found.",
+            crate::api_error::quoted(id)
+        ),
+        None,
+    );
+    error.status = StatusCode::NOT_FOUND;
+    error
+}
