@@ -226,3 +226,71 @@ def test_models_list_and_retrieve():
     ids = [m.id for m in client.models.list()]
     assert "gpt-5.5" in ids and "codex" in ids
     assert client.models.retrieve("codex-mini").id == "codex-mini"
+
+
+# ---- the Responses API (client.responses) ----
+
+
+def test_responses_create_and_retrieve_and_continue():
+    script(stream_of(message("Paris", " is the capital.")))
+    first = client.responses.create(model="gpt-5.5", input="Capital of France?")
+    assert first.status == "completed"
+    assert first.output_text == "Paris is the capital."
+    assert first.usage.input_tokens > 0
+    kept = client.responses.retrieve(first.id)
+    assert kept.id == first.id and kept.output_text == first.output_text
+
+    script(stream_of(message("Rome.")))
+    second = client.responses.create(
+        model="gpt-5.5", input="And Italy?", previous_response_id=first.id
+    )
+    assert second.output_text == "Rome."
+
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="gpt-5.5", input="x", previous_response_id=first.id)
+    assert raised.value.code == "previous_response_not_found"
+
+
+def test_responses_streaming_events():
+    script(stream_of(message("Hello", " world")))
+    kinds = []
+    text = ""
+    with client.responses.stream(model="gpt-5.5", input="Say hello") as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                text += event.delta
+        final = stream.get_final_response()
+    assert text == "Hello world"
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert final.output_text == "Hello world"
+
+
+def test_responses_function_tool_loop():
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    }
+    script(stream_of(call("get_weather", '{"city":', '"Oslo"}')))
+    first = client.responses.create(model="gpt-5.5", input="Weather in Oslo?", tools=[tool])
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and json.loads(calls[0].arguments) == {"city": "Oslo"}
+    script(stream_of(message("It is 12 C in Oslo.")))
+    second = client.responses.create(
+        model="gpt-5.5",
+        previous_response_id=first.id,
+        tools=[tool],
+        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "12 C"}],
+    )
+    assert second.output_text == "It is 12 C in Oslo."
