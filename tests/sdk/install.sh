@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real client SDKs the end-to-end tests drive: the official `openai` Python package
-# (in a venv under target/sdk) and the `openai` Node package (tests/sdk/node/node_modules).
+# Installs the real clients the end-to-end tests drive: the official `openai` Python package
+# (in a venv under target/sdk), and the `openai` Node package and the Codex CLI (`@openai/codex`,
+# a native binary) in tests/sdk/node/node_modules.
 # Idempotent: a second run with unchanged pins does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -87,3 +87,63 @@ async fn official_node_sdk() {
     );
     run_suite(Path::new("node"), &["--test", "openai-sdk.test.mjs"], &dir).await;
 }
+
+/// The official Codex CLI (npm `@openai/codex`, pinned in tests/sdk/node) with codex-proxy as a
+/// `wire_api = "responses"` model provider, as the README configures it: `codex exec` runs a
+/// turn through the daemon against the strict fake.
+#[tokio::test]
+async fn the_codex_cli_runs_a_turn_through_the_responses_api() {
+    let codex = repo_root().join("tests/sdk/node/node_modules/.bin/codex");
+    assert!(
+        codex.exists(),
+        "{} is missing: run `bash tests/sdk/install.sh`",
+        codex.display()
+    );
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "model = \"gpt-5.5\"\nmodel_provider = \"codex-proxy\"\n\n\
+             [model_providers.codex-proxy]\nname = \"codex-proxy\"\nbase_url = \"{}\"\n\
+             env_key = \"CODEX_PROXY_KEY\"\nwire_api = \"responses\"\n\
+             request_max_retries = 0\nstream_max_retries = 0\n",
+            daemon.url("/v1")
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(&codex)
+        .args(["exec", "--skip-git-repo-check", "say hi"])
+        .current_dir(work.path())
+        .env("CODEX_HOME", home.path())
+        .env("CODEX_PROXY_KEY", daemon.api_key())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "codex exec failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
+        daemon.logs()
+    );
+    // The fake echoes the last user message.
+    assert!(stdout.contains("You said: say hi"), "{stdout}\n{stderr}");
+    let requests = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.status, 200, "{:?}", request.rejection);
+    let body = request.body.as_ref().unwrap();
+    // What the CLI sent went on: no instructions (its base instructions are the first
+    // developer message), its own prompt_cache_key as the session, its tools.
+    assert!(body.get("instructions").is_none(), "{body}");
+    assert_eq!(body["input"][0]["role"], "developer");
+    assert_eq!(
+        request.headers["session-id"].as_str(),
+        body["prompt_cache_key"].as_str().unwrap()
+    );
+    assert!(body["tools"].as_array().is_some_and(|t| !t.is_empty()));
+}
