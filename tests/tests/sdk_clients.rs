@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use codex_proxy_tests::fake::{FakeUpstream, RESPONSES_PATH};
+use codex_proxy_tests::fake::{FakeUpstream, RESPONSES_PATH, Script};
 use codex_proxy_tests::harness::Daemon;
 
 fn repo_root() -> PathBuf {
@@ -88,62 +88,113 @@ async fn official_node_sdk() {
     run_suite(Path::new("node"), &["--test", "openai-sdk.test.mjs"], &dir).await;
 }
 
-/// The official Codex CLI (npm `@openai/codex`, pinned in tests/sdk/node) with codex-proxy as a
-/// `wire_api = "responses"` model provider, as the README configures it: `codex exec` runs a
-/// turn through the daemon against the strict fake.
-#[tokio::test]
-async fn the_codex_cli_runs_a_turn_through_the_responses_api() {
+/// Runs `codex exec PROMPT` (the official Codex CLI, npm `@openai/codex`, pinned in
+/// tests/sdk/node) with codex-proxy as a `wire_api = "responses"` model provider, as the README
+/// configures it; over the Responses WebSocket when `websocket`. Returns stdout.
+async fn codex_exec(daemon: &Daemon, websocket: bool, work: &Path, prompt: &str) -> String {
     let codex = repo_root().join("tests/sdk/node/node_modules/.bin/codex");
     assert!(
         codex.exists(),
         "{} is missing: run `bash tests/sdk/install.sh`",
         codex.display()
     );
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder().fake(&fake, &[0]).start();
     let home = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("config.toml"),
         format!(
             "model = \"gpt-5.5\"\nmodel_provider = \"codex-proxy\"\n\n\
              [model_providers.codex-proxy]\nname = \"codex-proxy\"\nbase_url = \"{}\"\n\
              env_key = \"CODEX_PROXY_KEY\"\nwire_api = \"responses\"\n\
+             supports_websockets = {websocket}\n\
              request_max_retries = 0\nstream_max_retries = 0\n",
             daemon.url("/v1")
         ),
     )
     .unwrap();
     let output = tokio::process::Command::new(&codex)
-        .args(["exec", "--skip-git-repo-check", "say hi"])
-        .current_dir(work.path())
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox",
+            prompt,
+        ])
+        .current_dir(work)
         .env("CODEX_HOME", home.path())
         .env("CODEX_PROXY_KEY", daemon.api_key())
+        .env("RUST_LOG", "codex_api=info")
         .stdin(std::process::Stdio::null())
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "codex exec failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
         daemon.logs()
     );
-    // The fake echoes the last user message.
-    assert!(stdout.contains("You said: say hi"), "{stdout}\n{stderr}");
-    let requests = fake.requests_to(RESPONSES_PATH);
-    assert_eq!(requests.len(), 1);
-    let request = &requests[0];
-    assert_eq!(request.status, 200, "{:?}", request.rejection);
-    let body = request.body.as_ref().unwrap();
-    // What the CLI sent went on: no instructions (its base instructions are the first
-    // developer message), its own prompt_cache_key as the session, its tools.
-    assert!(body.get("instructions").is_none(), "{body}");
-    assert_eq!(body["input"][0]["role"], "developer");
-    assert_eq!(
-        request.headers["session-id"].as_str(),
-        body["prompt_cache_key"].as_str().unwrap()
-    );
-    assert!(body["tools"].as_array().is_some_and(|t| !t.is_empty()));
+    if websocket {
+        assert!(
+            stderr.contains("successfully connected to Responses WebSocket")
+                && !stderr.contains("Falling back"),
+            "not over the WebSocket:\n{stderr}"
+        );
+    }
+    stdout
+}
+
+#[tokio::test]
+async fn the_codex_cli_runs_a_turn_over_http_and_over_the_websocket() {
+    for websocket in [false, true] {
+        let fake = FakeUpstream::start().await.unwrap();
+        let daemon = Daemon::builder().fake(&fake, &[0]).start();
+        let work = tempfile::tempdir().unwrap();
+        let stdout = codex_exec(&daemon, websocket, work.path(), "say hi").await;
+        // The fake echoes the last user message.
+        assert!(stdout.contains("You said: say hi"), "{stdout}");
+        let requests = fake.requests_to(RESPONSES_PATH);
+        assert_eq!(requests.len(), 1, "websocket={websocket}");
+        let request = &requests[0];
+        assert_eq!(request.status, 200, "{:?}", request.rejection);
+        let body = request.body.as_ref().unwrap();
+        // What the CLI sent went on: no instructions (its base instructions are the first
+        // developer message), its own prompt_cache_key as the session, its tools.
+        assert!(body.get("instructions").is_none(), "{body}");
+        assert_eq!(body["input"][0]["role"], "developer");
+        assert_eq!(
+            request.headers["session-id"].as_str(),
+            body["prompt_cache_key"].as_str().unwrap()
+        );
+        assert!(body["tools"].as_array().is_some_and(|t| !t.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
+    for websocket in [false, true] {
+        let fake = FakeUpstream::start().await.unwrap();
+        let daemon = Daemon::builder().fake(&fake, &[0]).start();
+        let work = tempfile::tempdir().unwrap();
+        fake.enqueue(Script::custom_tool_call(
+            "apply_patch",
+            "*** Begin Patch\n*** Add File: hello.txt\n+hello from the model\n*** End Patch\n",
+        ));
+        fake.enqueue(Script::text("Created hello.txt."));
+        let stdout = codex_exec(&daemon, websocket, work.path(), "create hello.txt").await;
+        assert!(stdout.contains("Created hello.txt."), "{stdout}");
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("hello.txt")).unwrap(),
+            "hello from the model\n",
+            "websocket={websocket}"
+        );
+        let requests = fake.requests_to(RESPONSES_PATH);
+        assert_eq!(requests.len(), 2, "websocket={websocket}");
+        let second = requests[1].body.as_ref().unwrap();
+        // The second turn carries the call and the CLI's output for it (the strict fake refuses
+        // an output whose call is not in the input).
+        let input = second["input"].as_array().unwrap();
+        assert!(input.iter().any(|i| i["type"] == "custom_tool_call"));
+        assert!(input.iter().any(|i| i["type"] == "custom_tool_call_output"));
+        assert_eq!(requests[1].status, 200, "{:?}", requests[1].rejection);
+    }
 }

@@ -192,7 +192,9 @@ async fn connection(
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().max_concurrent_streams(256);
-    let conn = builder.serve_connection(io, service);
+    // With upgrades: the Responses WebSocket takes its connection over after the handshake
+    // (this loop then ends; the socket has its own idle bound).
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut closing = false;
     loop {

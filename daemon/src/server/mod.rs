@@ -11,6 +11,7 @@ mod host;
 pub mod listen;
 mod models;
 mod responses;
+mod responses_ws;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -21,7 +22,10 @@ pub use crate::app::AppState;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses",
+            post(responses::create).get(responses_ws::upgrade),
+        )
         .route(
             "/v1/responses/{id}",
             get(responses::retrieve).delete(responses::delete),

@@ -4,6 +4,7 @@
 //! `event:` line; the daemon only watches them for the output items, the usage and the end.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -19,7 +20,7 @@ use super::auth::ClientKey;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
-use crate::engine::store::{Missing, StoredResponse};
+use crate::engine::store::{Missing, ResponseStore, StoredResponse};
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint, named};
 use crate::models;
 use crate::translate::raw::{RawObject, to_raw};
@@ -43,23 +44,36 @@ pub async fn create(
 }
 
 /// A request made ready for the backend.
-struct Prepared {
-    model: String,
-    conversation: ConversationId,
-    session: String,
-    wire: WireBody,
-    lite: bool,
-    stream: bool,
-    keep: bool,
-    previous: Option<String>,
-    prefer: Option<String>,
-    input: Vec<Box<RawValue>>,
-    ignored: Vec<String>,
+pub(super) struct Prepared {
+    pub model: String,
+    pub conversation: ConversationId,
+    pub session: String,
+    pub wire: WireBody,
+    pub lite: bool,
+    pub stream: bool,
+    /// Kept in the daemon's store (`store` true, OpenAI's default).
+    pub keep: bool,
+    pub previous: Option<String>,
+    pub prefer: Option<String>,
+    pub input: Vec<Box<RawValue>>,
+    pub ignored: Vec<String>,
 }
 
 fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared, ApiError> {
     let object = rewrite::parse(body)?;
     let head = rewrite::head(&object)?;
+    prepare_parsed(state, client, object, &head, None)
+}
+
+/// As [`prepare`], for a parsed request; `local` holds a WebSocket connection's own responses
+/// (found first, and always kept there).
+pub(super) fn prepare_parsed(
+    state: &AppState,
+    client: ClientKey,
+    object: RawObject,
+    head: &rewrite::Head,
+    local: Option<&ResponseStore>,
+) -> Result<Prepared, ApiError> {
     let config = state.config();
     let catalog = state.catalog();
     let resolved = models::resolve(
@@ -69,7 +83,7 @@ fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared,
         &config.model.default,
     )?;
     let now = unix_now();
-    let store = state.responses();
+    let global = state.responses();
     // The chain this request continues: its items, account and conversation.
     let (history, previous) = match &head.previous_response_id {
         Some(id) => {
@@ -84,7 +98,10 @@ fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared,
                 error.code = Some("previous_response_not_found");
                 error
             };
-            let found = store.get(id, now).ok_or_else(not_found)?;
+            let (store, found) = match local.and_then(|l| l.get(id, now).map(|f| (l, f))) {
+                Some(hit) => hit,
+                None => (global, global.get(id, now).ok_or_else(not_found)?),
+            };
             let history = store
                 .history(id, now)
                 .map_err(|Missing::Response(_)| not_found())?;
@@ -109,7 +126,9 @@ fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared,
             (id, state.conversations().key_for(id))
         }
     };
-    let keep = head.store && store.enabled();
+    let keep = head.store && global.enabled();
+    // Encrypted reasoning comes back whenever the response is kept anywhere.
+    let replayable = keep || local.is_some_and(ResponseStore::enabled);
     let rewritten = rewrite::rewrite(
         object,
         Context {
@@ -117,9 +136,13 @@ fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared,
             suffix_effort: resolved.suffix_effort.as_deref(),
             history,
             session: &session,
-            keep,
+            keep: replayable,
         },
-        &|item_id| store.item(item_id, now),
+        &|item_id| {
+            local
+                .and_then(|l| l.item(item_id, now))
+                .or_else(|| global.item(item_id, now))
+        },
     )?;
     let wire = state
         .upstream()
@@ -133,8 +156,11 @@ fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared,
         lite: rewritten.lite,
         stream: head.stream,
         keep,
-        prefer: previous.as_ref().map(|p| p.account.clone()),
-        previous: head.previous_response_id,
+        prefer: previous
+            .as_ref()
+            .map(|p| p.account.clone())
+            .filter(|a| !a.is_empty()),
+        previous: head.previous_response_id.clone(),
         input: rewritten.input,
         ignored: rewritten.ignored,
     })
@@ -188,6 +214,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
     let keeper = Keeper {
         state: state.clone(),
         keep,
+        local: None,
         account: turn.account.id.clone(),
         conversation,
         session,
@@ -210,48 +237,71 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
 }
 
 /// What a finished response needs to be kept.
-struct Keeper {
-    state: AppState,
-    keep: bool,
-    account: String,
-    conversation: ConversationId,
-    session: String,
-    previous: Option<String>,
-    input: Vec<Box<RawValue>>,
+pub(super) struct Keeper {
+    pub state: AppState,
+    /// Kept in the daemon's store.
+    pub keep: bool,
+    /// A WebSocket connection's own store, which keeps every response of the connection.
+    pub local: Option<Arc<ResponseStore>>,
+    pub account: String,
+    pub conversation: ConversationId,
+    pub session: String,
+    pub previous: Option<String>,
+    pub input: Vec<Box<RawValue>>,
 }
 
 impl Keeper {
-    fn keep(self, id: Option<String>, output: Vec<Box<RawValue>>, response: Box<RawValue>) {
-        let Some(id) = id.filter(|_| self.keep) else {
+    pub(super) fn keep(
+        self,
+        id: Option<String>,
+        output: Vec<Box<RawValue>>,
+        response: Box<RawValue>,
+    ) {
+        let Some(id) = id else {
             return;
         };
         let now = unix_now();
-        self.state.responses().put(
-            StoredResponse {
-                id,
+        let stored =
+            |input: Vec<Box<RawValue>>, output: Vec<Box<RawValue>>, response| StoredResponse {
+                id: id.clone(),
                 created_at: now,
-                account: self.account,
+                account: self.account.clone(),
                 conversation: self.conversation,
-                session: self.session,
-                previous: self.previous,
-                input: self.input,
+                session: self.session.clone(),
+                previous: self.previous.clone(),
+                input,
                 output,
                 response,
-            },
-            now,
-        );
+            };
+        match (&self.local, self.keep) {
+            (Some(local), true) => {
+                local.put(
+                    stored(self.input.clone(), output.clone(), response.clone()),
+                    now,
+                );
+                self.state
+                    .responses()
+                    .put(stored(self.input.clone(), output, response), now);
+            }
+            (Some(local), false) => local.put(stored(self.input.clone(), output, response), now),
+            (None, true) => self
+                .state
+                .responses()
+                .put(stored(self.input.clone(), output, response), now),
+            (None, false) => {}
+        }
     }
 }
 
 /// What the daemon reads of the events it passes on.
 #[derive(Default)]
-struct Watch {
-    output: Vec<Box<RawValue>>,
+pub(super) struct Watch {
+    pub output: Vec<Box<RawValue>>,
     /// The terminal event's type and `response` object.
-    terminal: Option<(String, Box<RawValue>)>,
-    id: Option<String>,
-    usage: Option<Usage>,
-    failure: Option<Failure>,
+    pub terminal: Option<(String, Box<RawValue>)>,
+    pub id: Option<String>,
+    pub usage: Option<Usage>,
+    pub failure: Option<Failure>,
 }
 
 #[derive(Deserialize)]
@@ -282,7 +332,7 @@ struct Summary {
 
 impl Watch {
     /// The event's type; watches the events that matter. `None`: not an event.
-    fn observe(&mut self, data: &[u8]) -> Option<String> {
+    pub(super) fn observe(&mut self, data: &[u8]) -> Option<String> {
         let kind = match leading_type(data) {
             Some(kind) => kind.to_owned(),
             None => serde_json::from_slice::<Kind<'_>>(data)
@@ -329,7 +379,7 @@ impl Watch {
 
     /// The response object a client is given whole: the terminal one, with the output items
     /// (when it came without them) and `output_text`.
-    fn response(&self) -> Box<RawValue> {
+    pub(super) fn response(&self) -> Box<RawValue> {
         let mut object: RawObject = self
             .terminal
             .as_ref()
