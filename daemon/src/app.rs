@@ -73,6 +73,7 @@ impl AppState {
             Upstream::with_cookies(&config, identity, Some(cookies))
                 .context("cannot set up the upstream client")?,
         );
+        upstream.set_installation_id(&installation_id);
         let accounts = Arc::new(accounts);
         for account in accounts.all() {
             if let Some(at) = account.refresh_started_at {

@@ -42,6 +42,8 @@ pub struct Catalog {
     pub models: Vec<Arc<ModelInfo>>,
     pub source: CatalogSource,
     pub etag: Option<String>,
+    /// The backend's reply verbatim (a live catalog), served again by the backend mirror.
+    pub raw: Option<bytes::Bytes>,
 }
 
 /// Rows of the built-in list: slug, display, default effort, efforts, listed, lite, context.
@@ -140,6 +142,7 @@ impl Catalog {
             models,
             source: CatalogSource::Builtin,
             etag: None,
+            raw: None,
         }
     }
 
@@ -155,7 +158,39 @@ impl Catalog {
             models,
             source: CatalogSource::Live,
             etag,
+            raw: Some(bytes::Bytes::copy_from_slice(body)),
         })
+    }
+
+    /// The catalog in the backend's own shape (§5.1): the live reply verbatim, or the built-in
+    /// list written in the fields the backend uses (integers where it has integers).
+    pub fn backend_json(&self) -> bytes::Bytes {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
+        let models: Vec<serde_json::Value> = self
+            .models
+            .iter()
+            .enumerate()
+            .map(|(priority, m)| {
+                serde_json::json!({
+                    "slug": m.slug,
+                    "display_name": m.display_name,
+                    "description": m.display_name,
+                    "default_reasoning_level": m.default_effort,
+                    "supported_reasoning_levels": m.efforts.iter()
+                        .map(|e| serde_json::json!({"effort": e, "description": e}))
+                        .collect::<Vec<_>>(),
+                    "visibility": if m.listed { "list" } else { "hide" },
+                    "supported_in_api": true,
+                    "priority": priority,
+                    "supports_parallel_tool_calls": m.parallel_tool_calls,
+                    "context_window": m.context_window,
+                    "use_responses_lite": m.lite,
+                })
+            })
+            .collect();
+        bytes::Bytes::from(serde_json::json!({ "models": models }).to_string())
     }
 
     pub fn find(&self, slug: &str) -> Option<&Arc<ModelInfo>> {

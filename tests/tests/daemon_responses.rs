@@ -316,3 +316,295 @@ async fn errors_have_openais_shape_before_and_after_the_first_byte() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+// ---- the Responses WebSocket ----
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(daemon: &Daemon, path: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = daemon.url(path).replacen("http://", "ws://", 1);
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", daemon.api_key()).parse().unwrap(),
+    );
+    request.headers_mut().insert(
+        "openai-beta",
+        "responses_websockets=2026-02-06".parse().unwrap(),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+async fn send(socket: &mut Socket, frame: Value) {
+    use futures_util::SinkExt;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            frame.to_string(),
+        ))
+        .await
+        .unwrap();
+}
+
+/// The events of one turn, up to its terminal event (or an error frame).
+async fn events(socket: &mut Socket) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the socket open")
+            .unwrap();
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).unwrap();
+        let kind = event["type"].as_str().unwrap_or_default().to_owned();
+        out.push(event);
+        if matches!(
+            kind.as_str(),
+            "response.completed" | "response.failed" | "response.incomplete" | "error"
+        ) {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_websocket_runs_turns_in_sequence_and_chains_them() {
+    let (fake, daemon) = setup().await;
+    let mut socket = connect(&daemon, "/v1/responses").await;
+    let base = json!({"type": "response.create", "model": "gpt-5.5", "store": false,
+        "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "base"}]},
+                  {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]}]});
+    // A prewarm: nothing generated, nothing sent upstream, an empty completed response.
+    let mut prewarm = base.clone();
+    prewarm["generate"] = json!(false);
+    send(&mut socket, prewarm).await;
+    let warm = events(&mut socket).await;
+    assert_eq!(warm.last().unwrap()["type"], "response.completed");
+    assert!(fake.requests_to(RESPONSES_PATH).is_empty());
+    let warm_id = warm.last().unwrap()["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The turn names the prewarm and sends nothing new: the backend gets the whole input.
+    let mut first = base.clone();
+    first["previous_response_id"] = json!(warm_id);
+    first["input"] = json!([]);
+    send(&mut socket, first).await;
+    let turn = events(&mut socket).await;
+    assert_eq!(turn.first().unwrap()["type"], "response.created");
+    assert_eq!(
+        turn.last().unwrap()["type"],
+        "response.completed",
+        "{turn:?}"
+    );
+    let first_id = turn.last().unwrap()["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let upstream = last_upstream_body(&fake);
+    assert_eq!(upstream["input"].as_array().unwrap().len(), 2);
+    assert_eq!(upstream["stream"], true);
+    assert!(upstream.get("type").is_none() && upstream.get("previous_response_id").is_none());
+
+    // The next turn sends only its new items; the history comes from the connection.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "gpt-5.5", "store": false,
+               "previous_response_id": first_id,
+               "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second"}]}]}),
+    )
+    .await;
+    let turn = events(&mut socket).await;
+    assert_eq!(turn.last().unwrap()["type"], "response.completed");
+    let input = last_upstream_body(&fake)["input"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let texts: Vec<String> = input.iter().map(|i| i.to_string()).collect();
+    assert!(
+        texts[1].contains("first") && texts.last().unwrap().contains("second"),
+        "{texts:?}"
+    );
+    assert!(
+        input.iter().any(|i| i["role"] == "assistant"),
+        "the first answer is in the history"
+    );
+
+    // An unknown previous response: the backend-shaped error frame, and the socket lives on.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "gpt-5.5", "previous_response_id": "resp_nope", "input": []}),
+    )
+    .await;
+    let error = events(&mut socket).await.pop().unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["status"], 400);
+    assert_eq!(error["error"]["code"], "previous_response_not_found");
+    send(&mut socket, base.clone()).await;
+    assert_eq!(
+        events(&mut socket).await.last().unwrap()["type"],
+        "response.completed"
+    );
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_websocket_needs_the_key_and_a_known_message_type() {
+    let (_fake, daemon) = setup().await;
+    let url = daemon.url("/v1/responses").replacen("http://", "ws://", 1);
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+        }
+        other => panic!(
+            "connected without a key: {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+    let mut socket = connect(&daemon, "/backend-api/codex/responses").await;
+    send(&mut socket, json!({"type": "session.update"})).await;
+    let error = events(&mut socket).await.pop().unwrap();
+    assert_eq!(
+        (error["type"].as_str(), error["status"].as_u64()),
+        (Some("error"), Some(400))
+    );
+}
+
+// ---- the backend mirror ----
+
+#[tokio::test]
+async fn the_backend_paths_serve_responses_compaction_models_and_the_pooled_usage() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    let client = daemon.client();
+    // /backend-api/codex/responses is /v1/responses.
+    let response = client
+        .post(daemon.url("/backend-api/codex/responses"))
+        .json(&codex_cli_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("event: response.completed"));
+    // Now the pool knows a quota: every answer carries the pool's, as the backend's headers.
+    let response = client
+        .post(daemon.url("/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .contains_key("x-codex-primary-used-percent"),
+        "{:?}",
+        response.headers()
+    );
+
+    // Compaction: unary, without the fields the endpoint refuses.
+    let response = client
+        .post(daemon.url("/backend-api/codex/responses/compact"))
+        .json(
+            &json!({"model": "gpt-5.5", "input": [{"role": "user", "content": "a long talk"}],
+                      "store": false, "stream": true, "include": ["reasoning.encrypted_content"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-codex-proxy-ignored-params"],
+        "include"
+    );
+    let compacted: Value = response.json().await.unwrap();
+    assert!(compacted["output"].is_array(), "{compacted}");
+    let recorded = fake.requests_to("/backend-api/codex/responses/compact");
+    let body = recorded.last().unwrap().body.clone().unwrap();
+    assert!(
+        body.get("store").is_none() && body.get("stream").is_none(),
+        "{body}"
+    );
+
+    // The catalog in the backend's shape, with its ETag; unchanged → 304.
+    for path in [
+        "/backend-api/codex/models",
+        "/v1/models?client_version=0.169.0",
+    ] {
+        let response = client.get(daemon.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let catalog: Value = response.json().await.unwrap();
+        assert!(catalog["models"][0]["slug"].is_string(), "{catalog}");
+        let again = client
+            .get(daemon.url(path))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let openai: Value = client
+        .get(daemon.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openai["object"], "list");
+
+    // The pool's usage: integers, limited only when every account is.
+    let usage: Value = client
+        .get(daemon.url("/backend-api/wham/usage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["rate_limit"]["limit_reached"], false, "{usage}");
+    let window = &usage["rate_limit"]["primary_window"];
+    assert!(
+        window["used_percent"].is_i64() && window["reset_at"].is_i64(),
+        "{usage}"
+    );
+    for _ in 0..2 {
+        fake.enqueue(Script::usage_limit(3600));
+    }
+    let (status, _, _) = post(&daemon, &json!({"model": "gpt-5.5", "input": "x"})).await;
+    assert_eq!(status, 429);
+    let usage: Value = client
+        .get(daemon.url("/backend-api/wham/usage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["rate_limit"]["limit_reached"], true, "{usage}");
+    assert_eq!(usage["rate_limit"]["allowed"], false);
+}
+
+#[tokio::test]
+async fn a_chatgpt_sign_in_token_is_refused_with_the_way_to_connect() {
+    let (_fake, daemon) = setup().await;
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    let response = reqwest::Client::new()
+        .get(daemon.url("/backend-api/wham/usage"))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("chatgpt_base_url"), "{text}");
+}

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use disk::{SaveError, SaveFailure, SaveHealth};
-pub use quota::{Quota, Window};
+pub use quota::{Member, Pooled, Quota, Window, pooled};
 pub use store::{Accounts, PickError, ResolveError, StoreError};
 
 pub const ACCOUNTS_FILE: &str = "accounts.json";

@@ -390,6 +390,25 @@ impl Accounts {
         Ok(take(chosen))
     }
 
+    /// The pool's quota: every active account (signed in, enabled), as one (see
+    /// [`super::pooled`]); and the plan of the first of them.
+    pub fn pooled_quota(&self, now: i64) -> (super::Pooled, Option<String>) {
+        let list = lock(&self.list);
+        let active: Vec<&Account> = list
+            .iter()
+            .filter(|a| a.state == AccountState::Active)
+            .collect();
+        let members: Vec<super::Member<'_>> = active
+            .iter()
+            .map(|a| super::Member {
+                quota: &a.quota,
+                limited_until: a.cooldown_until,
+            })
+            .collect();
+        let plan = active.iter().find_map(|a| a.plan.clone());
+        (super::pooled(&members, now), plan)
+    }
+
     /// Adds a completed response's usage to the account's counters for `model`.
     pub fn record_usage(&self, id: &str, model: &str, usage: &crate::upstream::wire::Usage) {
         self.update(id, |a| {

@@ -52,6 +52,17 @@ pub struct TurnRequest<'a> {
     /// How long to wait for the first event before handing the streams over anyway (a
     /// `response.failed` first event is only caught within it).
     pub first_event_within: Duration,
+    /// What to start: a streamed response, or a unary compaction (§5.3).
+    pub call: Call,
+}
+
+/// The backend call a turn makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Call {
+    #[default]
+    Responses,
+    /// `/responses/compact`: one JSON answer (read it with `EventStream::read_json`).
+    Compact,
 }
 
 /// A started turn.
@@ -319,6 +330,9 @@ async fn attempt(state: &AppState, account: &Account, request: &TurnRequest<'_>)
             return Attempt::Failed(error.failure(), headers);
         }
     };
+    if request.call == Call::Compact {
+        return Attempt::Started(streams);
+    }
     // A response that fails at once has reached no client yet: it fails over like an HTTP
     // error. One slow to begin is handed over as it is.
     let firsts = streams.iter_mut().map(|s| s.first_failure());
@@ -407,10 +421,20 @@ async fn start_streams(
     account: &Account,
     request: &TurnRequest<'_>,
 ) -> Result<Vec<EventStream>, UpstreamError> {
-    let starts = (0..request.fan_out.max(1)).map(|_| {
-        state
-            .upstream()
-            .responses(account, request.session, request.lite, request.wire)
+    let upstream = state.upstream();
+    let starts = (0..request.fan_out.max(1)).map(|_| async {
+        match request.call {
+            Call::Responses => {
+                upstream
+                    .responses(account, request.session, request.lite, request.wire)
+                    .await
+            }
+            Call::Compact => {
+                upstream
+                    .compact(account, request.session, request.lite, request.wire)
+                    .await
+            }
+        }
     });
     futures_util::future::try_join_all(starts).await
 }

@@ -44,6 +44,16 @@ pub async fn require_api_key(
             request.extensions_mut().insert(ClientKey(index));
             next.run(request).await
         }
+        // A ChatGPT access token (a JWT): the Codex CLI signed in with ChatGPT and pointed at
+        // codex-proxy through `chatgpt_base_url`. Deliberately refused: codex-proxy serves its
+        // own pool to holders of its API key, and neither forwards a person's own sign-in nor
+        // stands in for ChatGPT's account endpoints.
+        None if looks_like_jwt(given) => unauthorized(
+            "This is a ChatGPT sign-in token, not a codex-proxy API key. Point the Codex CLI at \
+             codex-proxy as a model provider (base_url = \"http://HOST:PORT/v1\", env_key naming a \
+             variable that holds the key from `codexctl key show`), not through \
+             chatgpt_base_url; see the README's \"Use it from Codex CLI\".",
+        ),
         None => unauthorized("Incorrect API key provided. `codexctl key show` prints the key."),
     }
 }
@@ -56,6 +66,11 @@ fn unauthorized(message: &str) -> Response {
         message,
     )
     .into_response()
+}
+
+/// Three base64url parts, the first a JSON header (`eyJ…`).
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.split('.').count() == 3
 }
 
 /// Compares without an early exit on the first differing byte.

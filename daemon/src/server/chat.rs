@@ -147,6 +147,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
             model: &prepared.model,
             prefer: None,
             first_event_within: Duration::from_secs(config.server.keepalive_seconds),
+            call: engine::Call::Responses,
         },
         in_flight,
     )

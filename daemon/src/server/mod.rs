@@ -2,6 +2,7 @@
 
 mod accounts_route;
 mod auth;
+mod backend_mirror;
 pub mod body;
 mod chat;
 mod errors;
@@ -30,7 +31,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/responses/{id}",
             get(responses::retrieve).delete(responses::delete),
         )
-        .route("/v1/models", get(models::list))
+        .route("/v1/responses/compact", post(backend_mirror::compact))
+        .route(
+            "/backend-api/codex/responses",
+            post(responses::create).get(responses_ws::upgrade),
+        )
+        .route(
+            "/backend-api/codex/responses/compact",
+            post(backend_mirror::compact),
+        )
+        .route("/backend-api/codex/models", get(backend_mirror::models))
+        .route("/backend-api/wham/usage", get(backend_mirror::usage))
+        .route("/v1/models", get(backend_mirror::v1_models))
         .route("/v1/models/{id}", get(models::get))
         .route("/debug/fingerprint", get(fingerprint::fingerprint))
         .route("/auth/accounts", get(accounts_route::list))

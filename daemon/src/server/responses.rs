@@ -62,7 +62,7 @@ pub(super) struct Prepared {
 fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared, ApiError> {
     let object = rewrite::parse(body)?;
     let head = rewrite::head(&object)?;
-    prepare_parsed(state, client, object, &head, None)
+    prepare_parsed(state, client, object, &head, None, false)
 }
 
 /// As [`prepare`], for a parsed request; `local` holds a WebSocket connection's own responses
@@ -73,6 +73,7 @@ pub(super) fn prepare_parsed(
     object: RawObject,
     head: &rewrite::Head,
     local: Option<&ResponseStore>,
+    compact: bool,
 ) -> Result<Prepared, ApiError> {
     let config = state.config();
     let catalog = state.catalog();
@@ -126,7 +127,7 @@ pub(super) fn prepare_parsed(
             (id, state.conversations().key_for(id))
         }
     };
-    let keep = head.store && global.enabled();
+    let keep = head.store && global.enabled() && !compact;
     // Encrypted reasoning comes back whenever the response is kept anywhere.
     let replayable = keep || local.is_some_and(ResponseStore::enabled);
     let rewritten = rewrite::rewrite(
@@ -136,7 +137,8 @@ pub(super) fn prepare_parsed(
             suffix_effort: resolved.suffix_effort.as_deref(),
             history,
             session: &session,
-            keep: replayable,
+            keep: replayable && !compact,
+            compact,
         },
         &|item_id| {
             local
@@ -191,6 +193,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
             model: &prepared.model,
             prefer: prepared.prefer.as_deref(),
             first_event_within: keepalive,
+            call: engine::Call::Responses,
         },
         in_flight,
     )
@@ -232,6 +235,17 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
         response
             .headers_mut()
             .insert("x-codex-proxy-ignored-params", value);
+    }
+    // The pool's quota, as the backend reports one account's: a Codex CLI status line shows
+    // what is left of the whole pool.
+    let (pool, _) = state.accounts().pooled_quota(unix_now());
+    for (name, value) in pool.headers() {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
     }
     Ok(response)
 }

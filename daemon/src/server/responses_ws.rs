@@ -117,7 +117,7 @@ async fn turn(
     object.set("stream", crate::translate::raw::raw("true"));
     let head = rewrite::head(&object)?;
     let model = head.model.clone().unwrap_or_default();
-    let prepared = prepare_parsed(state, client, object, &head, Some(local))?;
+    let prepared = prepare_parsed(state, client, object, &head, Some(local), false)?;
     if generate.is_some_and(|g| g.get() == "false") {
         return prewarm(socket, local, prepared, &model).await;
     }
@@ -133,6 +133,7 @@ async fn turn(
             model: &prepared.model,
             prefer: prepared.prefer.as_deref(),
             first_event_within: keepalive,
+            call: engine::Call::Responses,
         },
         state.track_request(),
     )

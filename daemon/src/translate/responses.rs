@@ -56,6 +56,9 @@ pub struct Context<'a> {
     pub session: &'a str,
     /// The response will be kept: its reasoning must come back encrypted to be replayable.
     pub keep: bool,
+    /// A compaction (`/responses/compact`, §5.3): unary, so no `store`, `stream`, `include`
+    /// or `client_metadata`.
+    pub compact: bool,
 }
 
 /// The request, rewritten for the backend.
@@ -189,6 +192,23 @@ pub fn rewrite(
 
     let mut out = RawObject(Vec::with_capacity(object.0.len() + 4));
     for (key, value) in std::mem::take(&mut object.0) {
+        if context.compact
+            && matches!(
+                key.as_str(),
+                "store"
+                    | "stream"
+                    | "include"
+                    | "client_metadata"
+                    | "stream_options"
+                    | "tool_choice"
+            )
+        {
+            // The compaction endpoint takes none of these.
+            if !matches!(key.as_str(), "store" | "stream") {
+                ignored.push(key);
+            }
+            continue;
+        }
         match key.as_str() {
             "model" => out.0.push((key, to_raw(context.model))),
             "input" => out.0.push((key, to_raw(&all))),
@@ -247,11 +267,13 @@ pub fn rewrite(
     {
         out.set("reasoning", to_raw(&serde_json::json!({"effort": effort})));
     }
-    if context.keep && out.get("include").is_none() {
-        out.set("include", raw(r#"["reasoning.encrypted_content"]"#));
+    if !context.compact {
+        if context.keep && out.get("include").is_none() {
+            out.set("include", raw(r#"["reasoning.encrypted_content"]"#));
+        }
+        out.set("store", raw("false"));
+        out.set("stream", raw("true"));
     }
-    out.set("store", raw("false"));
-    out.set("stream", raw("true"));
     if out.get("prompt_cache_key").is_none() {
         out.set("prompt_cache_key", to_raw(context.session));
     }
@@ -365,6 +387,7 @@ mod tests {
                 history,
                 session: "sess-1",
                 keep,
+                compact: false,
             },
             &|id| {
                 (id == "msg_1").then(|| {
@@ -427,6 +450,7 @@ mod tests {
                 history: Vec::new(),
                 session: "s",
                 keep: false,
+                compact: false,
             },
             &|_| None,
         )

@@ -50,6 +50,7 @@ pub struct Upstream {
     http: Http,
     /// Parsed once: it is used on every request.
     responses_uri: Uri,
+    compact_uri: Uri,
     models_url: String,
     usage_url: String,
     auth_url: String,
@@ -57,6 +58,8 @@ pub struct Upstream {
     /// Replaced whole when the appcast or a reload changes it; readers clone the `Arc`.
     identity: std::sync::RwLock<std::sync::Arc<Identity>>,
     cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
+    /// The installation's id (state), which compaction requests carry as a header (§5.3).
+    installation_id: std::sync::OnceLock<String>,
 }
 
 impl Upstream {
@@ -84,6 +87,7 @@ impl Upstream {
         Ok(Self {
             http,
             responses_uri: format!("{base}/codex/responses").parse()?,
+            compact_uri: format!("{base}/codex/responses/compact").parse()?,
             models_url: format!("{base}/codex/models"),
             // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
             usage_url: if base.contains("/backend-api") {
@@ -95,7 +99,13 @@ impl Upstream {
             compress: upstream.compress_requests,
             identity: std::sync::RwLock::new(std::sync::Arc::new(identity)),
             cookies,
+            installation_id: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the installation id (once, at start).
+    pub fn set_installation_id(&self, id: &str) {
+        let _ = self.installation_id.set(id.to_owned());
     }
 
     /// The identity headers' values now.
@@ -203,6 +213,29 @@ impl Upstream {
         lite: bool,
         body: &WireBody,
     ) -> Result<EventStream, UpstreamError> {
+        self.post_turn(account, session, lite, body, false).await
+    }
+
+    /// `POST /codex/responses/compact` (§5.3): a unary JSON answer, read with
+    /// [`EventStream::read_json`].
+    pub async fn compact(
+        &self,
+        account: &Account,
+        session: &str,
+        lite: bool,
+        body: &WireBody,
+    ) -> Result<EventStream, UpstreamError> {
+        self.post_turn(account, session, lite, body, true).await
+    }
+
+    async fn post_turn(
+        &self,
+        account: &Account,
+        session: &str,
+        lite: bool,
+        body: &WireBody,
+        compact: bool,
+    ) -> Result<EventStream, UpstreamError> {
         let mut headers = self.headers(account, session);
         let mut put = |name: &'static str, value: &'static str| {
             headers.insert(
@@ -210,7 +243,14 @@ impl Upstream {
                 HeaderValue::from_static(value),
             );
         };
-        put("accept", "text/event-stream");
+        put(
+            "accept",
+            if compact {
+                "application/json"
+            } else {
+                "text/event-stream"
+            },
+        );
         put("content-type", "application/json");
         if lite {
             put("x-openai-internal-codex-responses-lite", "true");
@@ -218,14 +258,20 @@ impl Upstream {
         if body.zstd {
             put("content-encoding", "zstd");
         }
+        if compact
+            && let Some(id) = self.installation_id.get()
+            && let Ok(id) = HeaderValue::from_str(id)
+        {
+            headers.insert(HeaderName::from_static("x-codex-installation-id"), id);
+        }
+        let uri = if compact {
+            &self.compact_uri
+        } else {
+            &self.responses_uri
+        };
         let response = self
             .http
-            .send(
-                Method::POST,
-                &self.responses_uri,
-                headers,
-                body.bytes.clone(),
-            )
+            .send(Method::POST, uri, headers, body.bytes.clone())
             .await?;
         let (head, body) = response.into_parts();
         self.keep_cookies(&head.headers);
@@ -656,6 +702,16 @@ impl EventStream {
             }
         }
         Ok(None)
+    }
+
+    /// A unary answer (compaction): the whole body, at most `max` bytes.
+    pub async fn read_json(&mut self, max: usize) -> Result<Vec<u8>, UpstreamError> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let bytes = body.read_to_end(max).await;
+        self.body = None;
+        bytes
     }
 
     /// The data [`Self::next`] gave last, shared, to be read later.
