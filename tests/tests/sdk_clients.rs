@@ -85,7 +85,12 @@ async fn official_node_sdk() {
         dir.join("node_modules/openai").is_dir(),
         "run `bash tests/sdk/install.sh`"
     );
-    run_suite(Path::new("node"), &["--test", "openai-sdk.test.mjs"], &dir).await;
+    run_suite(
+        Path::new("node"),
+        &["--test", "openai-sdk.test.mjs", "ai-sdk.test.mjs"],
+        &dir,
+    )
+    .await;
 }
 
 /// Runs `codex exec PROMPT` (the official Codex CLI, npm `@openai/codex`, pinned in

@@ -294,3 +294,32 @@ def test_responses_function_tool_loop():
         input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "12 C"}],
     )
     assert second.output_text == "It is 12 C in Oslo."
+
+
+# ---- the OpenAI Agents SDK (its default model speaks the Responses API) ----
+
+
+def test_agents_sdk_runs_an_agent_with_a_function_tool():
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"12 C in {city}"
+
+    model = OpenAIResponsesModel(
+        model="gpt-5.5",
+        openai_client=AsyncOpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0),
+    )
+    agent = Agent(
+        name="Weather", instructions="Answer briefly.", tools=[get_weather], model=model
+    )
+    script(stream_of(call("get_weather", '{"city":', '"Oslo"}')))
+    script(stream_of(message("It is 12 C in Oslo.")))
+    result = Runner.run_sync(agent, "Weather in Oslo?")
+    assert result.final_output == "It is 12 C in Oslo."
+    outputs = [item for item in result.new_items if item.type == "tool_call_output_item"]
+    assert outputs and outputs[0].output == "12 C in Oslo"
