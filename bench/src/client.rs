@@ -15,6 +15,7 @@ pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
     addr: SocketAddr,
     key: &'static str,
+    path: &'static str,
 }
 
 /// What one streamed request saw.
@@ -34,13 +35,27 @@ pub struct Streamed {
 
 impl Conn {
     pub async fn open(addr: SocketAddr, key: &'static str) -> anyhow::Result<Self> {
+        Self::open_at(addr, key, "/v1/chat/completions").await
+    }
+
+    /// A connection whose requests go to `path` (`/v1/responses` for the Responses leg).
+    pub async fn open_at(
+        addr: SocketAddr,
+        key: &'static str,
+        path: &'static str,
+    ) -> anyhow::Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Self { sender, addr, key })
+        Ok(Self {
+            sender,
+            addr,
+            key,
+            path,
+        })
     }
 
     async fn send(
@@ -48,7 +63,7 @@ impl Conn {
         body: &Bytes,
     ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         self.sender.ready().await?;
-        let request = hyper::Request::post("/v1/chat/completions")
+        let request = hyper::Request::post(self.path)
             .header("host", self.addr.to_string())
             .header("authorization", format!("Bearer {}", self.key))
             .header("content-type", "application/json")

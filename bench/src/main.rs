@@ -68,8 +68,8 @@ struct Cli {
     /// keeps the crossings equal (two per request on each leg).
     #[arg(long)]
     mock_on_load_core: bool,
-    /// Scenarios to run (latency, streaming, frontier, cpu, streams, idle, bodies); all by
-    /// default.
+    /// Scenarios to run (latency, responses, streaming, frontier, cpu, streams, idle, bodies);
+    /// all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the mock upstream's Responses stream of one answer and exit (the input of
@@ -331,6 +331,9 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
             streaming(cli, binary, upstream.addr, &d, &floor).await?;
         }
     }
+    if wants("responses") {
+        responses(cli, upstream.addr, &d).await?;
+    }
     drop(d);
     // CPU and throughput: the mock on the load side's core, the daemon's core its own.
     if wants("cpu") || wants("frontier") {
@@ -467,6 +470,39 @@ async fn latency(
         "(translation, accounts, compression)",
     );
     println!("  samples in 30–50 ms: {}", stall_band(&hv));
+    Ok(())
+}
+
+/// [8] The Responses API: a short non-streamed `/v1/responses` request, direct (the mock's
+/// response object for the same content) and through the daemon, interleaved.
+async fn responses(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
+    let body = Bytes::from(
+        serde_json::json!({"model": "gpt-5.5", "input": "benchmark", "store": false}).to_string(),
+    );
+    let mut direct = Conn::open_at(upstream, API_KEY, "/v1/responses").await?;
+    let mut via = Conn::open_at(d.addr, API_KEY, "/v1/responses").await?;
+    let (mut hd, mut hv) = (hist(), hist());
+    let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
+    for i in 0..cli.warmup + cli.samples {
+        let a = direct.complete(&body, &expect).await?;
+        let b = via.complete(&body, &expect).await?;
+        if i >= cli.warmup {
+            hd.record(us(a))?;
+            hv.record(us(b))?;
+        }
+    }
+    println!(
+        "\n[8] added latency of /v1/responses, c = 1, non-streamed, {} × {} B per answer, interleaved",
+        cli.deltas, cli.delta_bytes
+    );
+    line("direct", &hd);
+    line("via daemon", &hv);
+    difference(
+        "daemon adds",
+        &hd,
+        &hv,
+        "(pass-through, response assembled)",
+    );
     Ok(())
 }
 

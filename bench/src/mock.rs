@@ -203,7 +203,23 @@ struct Rendered {
     responses: Frames,
     chat: Frames,
     chat_whole: Bytes,
+    /// The non-streamed `/v1/responses` answer of the same content (the Responses direct leg).
+    response_whole: Bytes,
     pace: Duration,
+}
+
+/// The response object OpenAI's `/v1/responses` answers with for the same deltas.
+fn response_whole(shape: Shape) -> Bytes {
+    let text: String = (0..shape.deltas)
+        .map(|i| delta_text(i, shape.delta_bytes))
+        .collect();
+    let body = json!({"id": "resp_bench", "object": "response", "created_at": 1_700_000_000,
+        "status": "completed", "model": "gpt-5.5", "output": [{"type": "message", "id": "msg_bench",
+        "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text,
+        "annotations": []}]}], "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": shape.deltas, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 12 + shape.deltas}, "output_text": text});
+    Bytes::from(body.to_string())
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -262,6 +278,10 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
     Ok(match path.as_str() {
         "/backend-api/codex/responses" if r.pace.is_zero() => sse(immediate(&r.responses)),
         "/backend-api/codex/responses" => sse(paced(&r, false)),
+        "/v1/responses" => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(r.response_whole.clone()).boxed())
+            .unwrap_or_default(),
         "/v1/chat/completions" => {
             let stream = body.windows(13).any(|w| w == b"\"stream\":true");
             match (stream, r.pace.is_zero()) {
@@ -340,6 +360,7 @@ async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
         responses: responses_frames(shape),
         chat,
         chat_whole,
+        response_whole: response_whole(shape),
         pace: shape.pace,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;

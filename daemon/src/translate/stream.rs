@@ -2,8 +2,7 @@
 //! delta reaches the client as soon as it arrives. The non-streamed completion is assembled from
 //! the same output ([`Assembler`]), so both paths agree by construction.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
@@ -11,8 +10,9 @@ use super::chat::{
     ChatUsage, CompletionDetails, CustomDelta, Delta, FinishReason, FunctionDelta, PromptDetails,
     ToolCallDelta,
 };
+use super::output::{BlockKind, Ending, OutputEvent, OutputSink, OutputTranslator};
 use crate::config::ReasoningOutput;
-use crate::upstream::wire::{OutputContent, OutputItem, StreamEvent, Usage};
+use crate::upstream::wire::{StreamEvent, Usage};
 
 /// What one upstream event produces for the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,14 +30,6 @@ pub use crate::upstream::wire::Failure;
 enum ToolKind {
     Function,
     Custom,
-}
-
-#[derive(Debug)]
-struct ToolSlot {
-    index: u32,
-    kind: ToolKind,
-    /// Bytes of arguments/input already sent.
-    streamed: usize,
 }
 
 /// Where a translator's output goes: a vector of [`Emit`]s for a stream's chunks, or an
@@ -76,38 +68,43 @@ impl Sink for Assembler {
 /// The first allocation for an assembled answer's text.
 const ANSWER_START: usize = 2048;
 
-/// Translates one upstream response for one choice.
+/// Translates one upstream response for one choice: the neutral output layer
+/// ([`OutputTranslator`]) reads the events, and this renders what it says as Chat Completions
+/// deltas, with the chat-only policies: stop sequences, where reasoning goes, tool-call indices.
 #[derive(Debug)]
 pub struct StreamTranslator {
-    reasoning: ReasoningOutput,
-    stop: Option<StopMatcher>,
-    tools: HashMap<String, ToolSlot>,
-    next_tool: u32,
-    /// Message items whose text arrived as deltas (their `done` must not repeat it).
-    streamed_text: HashSet<String>,
-    /// The item of the previous text delta (most deltas continue the same item).
-    last_streamed: Option<String>,
-    reasoning_emitted: bool,
-    in_think: bool,
-    terminal: bool,
-    stopped: bool,
+    output: OutputTranslator,
+    chat: Chat,
     pub response_id: Option<String>,
     pub model: Option<String>,
+}
+
+/// The Chat Completions side of a translation.
+#[derive(Debug)]
+struct Chat {
+    reasoning: ReasoningOutput,
+    stop: Option<StopMatcher>,
+    /// Tool calls by block index: their chat index and kind.
+    tools: HashMap<u32, (u32, ToolKind)>,
+    next_tool: u32,
+    reasoning_emitted: bool,
+    in_think: bool,
+    stopped: bool,
 }
 
 impl StreamTranslator {
     pub fn new(reasoning: ReasoningOutput, stop: &[String]) -> Self {
         Self {
-            reasoning,
-            stop: (!stop.is_empty()).then(|| StopMatcher::new(stop)),
-            tools: HashMap::new(),
-            next_tool: 0,
-            streamed_text: HashSet::new(),
-            last_streamed: None,
-            reasoning_emitted: false,
-            in_think: false,
-            terminal: false,
-            stopped: false,
+            output: OutputTranslator::default(),
+            chat: Chat {
+                reasoning,
+                stop: (!stop.is_empty()).then(|| StopMatcher::new(stop)),
+                tools: HashMap::new(),
+                next_tool: 0,
+                reasoning_emitted: false,
+                in_think: false,
+                stopped: false,
+            },
             response_id: None,
             model: None,
         }
@@ -115,17 +112,17 @@ impl StreamTranslator {
 
     /// The response ended (terminal event) or a stop sequence cut it.
     pub fn is_done(&self) -> bool {
-        self.terminal || self.stopped
+        self.output.is_terminal() || self.chat.stopped
     }
 
     /// A terminal event (completed, incomplete, failed) or the end of the body was seen.
     pub fn is_terminal(&self) -> bool {
-        self.terminal
+        self.output.is_terminal()
     }
 
     /// A stop sequence ended the choice; the upstream stream may still run (for usage).
     pub fn stopped_by_sequence(&self) -> bool {
-        self.stopped
+        self.chat.stopped
     }
 
     /// Event types the translation never reads, in any state: the `done` and `part` events that
@@ -146,107 +143,13 @@ impl StreamTranslator {
     }
 
     pub fn push(&mut self, event: StreamEvent<'_>, out: &mut impl Sink) {
-        if self.terminal {
-            return;
-        }
-        // After a stop sequence only the usage of the terminal event still matters. (The ignored
-        // events fall through the match below anyway.)
-        if self.stopped {
-            if Self::ignores(&event.kind) {
-                return;
-            }
-            if let Some(usage) = event.response.as_ref().and_then(|r| r.usage) {
-                out.emit(Emit::Usage(chat_usage(usage)));
-            }
-            if is_terminal(&event.kind) {
-                self.terminal = true;
-            }
-            return;
-        }
-        match event.kind.as_ref() {
-            "response.created" | "response.in_progress" => {
-                if let Some(response) = event.response {
-                    self.response_id = response.id.or(self.response_id.take());
-                    self.model = response.model.or(self.model.take());
-                }
-            }
-            "response.output_text.delta" => {
-                if let (Some(id), Some(delta)) = (event.item_id, event.delta) {
-                    // Every delta names its item; only a new one is looked up and kept.
-                    if self.last_streamed.as_deref() != Some(id.as_ref()) {
-                        let id = id.into_owned();
-                        self.streamed_text.insert(id.clone());
-                        self.last_streamed = Some(id);
-                    }
-                    self.content(&delta, out);
-                }
-            }
-            // Parts and items of reasoning are separated like paragraphs.
-            "response.reasoning_summary_part.added" if self.reasoning_emitted => {
-                self.reasoning_text("\n\n", out);
-            }
-            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
-                if let Some(delta) = event.delta {
-                    self.reasoning_text(&delta, out);
-                    self.reasoning_emitted = true;
-                }
-            }
-            "response.output_item.added" => {
-                if let Some(item) = event.item {
-                    self.item_added(*item, event.item_id.map(Cow::into_owned), out);
-                }
-            }
-            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
-                if let (Some(id), Some(delta)) = (event.item_id, event.delta) {
-                    self.tool_delta(&id, &delta, out);
-                }
-            }
-            "response.output_item.done" => {
-                if let Some(item) = event.item {
-                    self.item_done(*item, out);
-                }
-            }
-            "response.completed" => {
-                self.end(out);
-                let finish = if self.next_tool > 0 {
-                    FinishReason::ToolCalls
-                } else {
-                    FinishReason::Stop
-                };
-                out.emit(Emit::Finish(finish));
-                if let Some(usage) = event.response.and_then(|r| r.usage) {
-                    out.emit(Emit::Usage(chat_usage(usage)));
-                }
-                self.terminal = true;
-            }
-            "response.incomplete" => {
-                self.end(out);
-                let response = event.response.unwrap_or_default();
-                let reason = response.incomplete_details.and_then(|d| d.reason);
-                let finish = match reason.as_deref() {
-                    Some("content_filter") => FinishReason::ContentFilter,
-                    _ => FinishReason::Length,
-                };
-                out.emit(Emit::Finish(finish));
-                if let Some(usage) = response.usage {
-                    out.emit(Emit::Usage(chat_usage(usage)));
-                }
-                self.terminal = true;
-            }
-            "response.failed" => {
-                self.end(out);
-                let error = event.response.and_then(|r| r.error).unwrap_or_default();
-                out.emit(Emit::Failed(Failure {
-                    code: error.code,
-                    message: error
-                        .message
-                        .unwrap_or_else(|| "The upstream response failed.".into()),
-                    resets_at: error.resets_at,
-                }));
-                self.terminal = true;
-            }
-            _ => {}
-        }
+        let mut render = Render {
+            chat: &mut self.chat,
+            response_id: &mut self.response_id,
+            model: &mut self.model,
+            out,
+        };
+        self.output.push(event, &mut render);
     }
 
     /// The upstream body ended. Without a terminal event that is a failure (§3.2).
@@ -254,32 +157,114 @@ impl StreamTranslator {
         if self.is_done() {
             return;
         }
-        self.end(out);
-        out.emit(Emit::Failed(Failure {
-            code: None,
-            message: "The upstream stream closed before the response completed.".into(),
-            resets_at: None,
-        }));
-        self.terminal = true;
-    }
-
-    fn item_added(&mut self, item: OutputItem, item_id: Option<String>, out: &mut impl Sink) {
-        let (id, call_id, name, kind) = match item {
-            OutputItem::FunctionCall {
-                id, call_id, name, ..
-            } => (id, call_id, name, ToolKind::Function),
-            OutputItem::CustomToolCall {
-                id, call_id, name, ..
-            } => (id, call_id, name, ToolKind::Custom),
-            _ => return,
+        let mut render = Render {
+            chat: &mut self.chat,
+            response_id: &mut self.response_id,
+            model: &mut self.model,
+            out,
         };
-        let Some(key) = id.or(item_id) else { return };
-        self.open_tool(key, call_id, name, kind, out);
+        self.output.eof(&mut render);
     }
+}
 
+/// The output layer's events, rendered into a chat [`Sink`].
+struct Render<'a, S> {
+    chat: &'a mut Chat,
+    response_id: &'a mut Option<String>,
+    model: &'a mut Option<String>,
+    out: &'a mut S,
+}
+
+impl<S: Sink> OutputSink for Render<'_, S> {
+    fn event(&mut self, event: OutputEvent<'_>) {
+        let chat = &mut *self.chat;
+        let out = &mut *self.out;
+        // After a stop sequence only the usage of the terminal event still matters.
+        if chat.stopped {
+            if let OutputEvent::Finish {
+                usage: Some(usage), ..
+            } = event
+            {
+                out.emit(Emit::Usage(chat_usage(usage)));
+            }
+            return;
+        }
+        match event {
+            OutputEvent::Started { id, model } => {
+                if id.is_some() {
+                    *self.response_id = id;
+                }
+                if model.is_some() {
+                    *self.model = model;
+                }
+            }
+            OutputEvent::BlockStart {
+                index,
+                kind: kind @ (BlockKind::Function | BlockKind::Custom),
+                call_id,
+                name,
+            } => {
+                let kind = match kind {
+                    BlockKind::Custom => ToolKind::Custom,
+                    _ => ToolKind::Function,
+                };
+                chat.open_tool(
+                    index,
+                    call_id.unwrap_or_default(),
+                    name.unwrap_or_default(),
+                    kind,
+                    out,
+                );
+            }
+            OutputEvent::BlockStart { .. } | OutputEvent::BlockStop { .. } => {}
+            OutputEvent::TextDelta { text, .. } => chat.content(text, out),
+            // Parts and items of reasoning are separated like paragraphs.
+            OutputEvent::ReasoningPart { .. } => {
+                if chat.reasoning_emitted {
+                    chat.reasoning_text("\n\n", out);
+                }
+            }
+            OutputEvent::ReasoningDelta { text, .. } => {
+                chat.reasoning_text(text, out);
+                chat.reasoning_emitted = true;
+            }
+            OutputEvent::ToolDelta { index, text } => {
+                if let Some(&(tool, kind)) = chat.tools.get(&index) {
+                    out.emit(Emit::Delta(tool_args(tool, kind, text.to_owned())));
+                }
+            }
+            OutputEvent::Refusal { text, .. } => {
+                chat.before_other_output(out);
+                out.emit(Emit::Delta(Delta {
+                    refusal: Some(Some(text)),
+                    ..Delta::default()
+                }));
+            }
+            OutputEvent::Finish { ending, usage } => {
+                chat.before_other_output(out);
+                let finish = match ending {
+                    Ending::Completed if chat.next_tool > 0 => FinishReason::ToolCalls,
+                    Ending::Completed => FinishReason::Stop,
+                    Ending::Length => FinishReason::Length,
+                    Ending::ContentFilter => FinishReason::ContentFilter,
+                };
+                out.emit(Emit::Finish(finish));
+                if let Some(usage) = usage {
+                    out.emit(Emit::Usage(chat_usage(usage)));
+                }
+            }
+            OutputEvent::Failed(failure) => {
+                chat.before_other_output(out);
+                out.emit(Emit::Failed(failure));
+            }
+        }
+    }
+}
+
+impl Chat {
     fn open_tool(
         &mut self,
-        key: String,
+        block: u32,
         call_id: String,
         name: String,
         kind: ToolKind,
@@ -288,14 +273,7 @@ impl StreamTranslator {
         self.before_other_output(out);
         let index = self.next_tool;
         self.next_tool += 1;
-        self.tools.insert(
-            key,
-            ToolSlot {
-                index,
-                kind,
-                streamed: 0,
-            },
-        );
+        self.tools.insert(block, (index, kind));
         let call = match kind {
             ToolKind::Function => ToolCallDelta {
                 index,
@@ -322,84 +300,6 @@ impl StreamTranslator {
             tool_calls: Some(vec![call]),
             ..Delta::default()
         }));
-    }
-
-    fn tool_delta(&mut self, key: &str, delta: &str, out: &mut impl Sink) {
-        let Some(slot) = self.tools.get_mut(key) else {
-            return;
-        };
-        slot.streamed += delta.len();
-        let (index, kind) = (slot.index, slot.kind);
-        out.emit(Emit::Delta(tool_args(index, kind, delta.to_owned())));
-    }
-
-    fn item_done(&mut self, item: OutputItem, out: &mut impl Sink) {
-        match item {
-            OutputItem::FunctionCall {
-                id,
-                call_id,
-                name,
-                arguments,
-            } => {
-                self.close_tool(id, call_id, name, &arguments, ToolKind::Function, out);
-            }
-            OutputItem::CustomToolCall {
-                id,
-                call_id,
-                name,
-                input,
-            } => {
-                self.close_tool(id, call_id, name, &input, ToolKind::Custom, out);
-            }
-            OutputItem::Message { id, content } => {
-                // A message that never streamed deltas (only its done item) is sent whole.
-                let streamed = id
-                    .as_ref()
-                    .is_some_and(|id| self.streamed_text.contains(id));
-                for part in content {
-                    match part {
-                        OutputContent::OutputText { text } if !streamed => self.content(&text, out),
-                        OutputContent::Refusal { refusal } => {
-                            self.before_other_output(out);
-                            out.emit(Emit::Delta(Delta {
-                                refusal: Some(Some(refusal)),
-                                ..Delta::default()
-                            }));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            OutputItem::Reasoning { .. } | OutputItem::Other => {}
-        }
-    }
-
-    /// The done item is authoritative (§3.2): send whatever of it the deltas did not.
-    fn close_tool(
-        &mut self,
-        id: Option<String>,
-        call_id: String,
-        name: String,
-        full: &str,
-        kind: ToolKind,
-        out: &mut impl Sink,
-    ) {
-        let key = id.unwrap_or_else(|| call_id.clone());
-        if !self.tools.contains_key(&key) {
-            self.open_tool(key.clone(), call_id, name, kind, out);
-        }
-        let Some(slot) = self.tools.get_mut(&key) else {
-            return;
-        };
-        let rest = full.get(slot.streamed..).unwrap_or_default();
-        if !rest.is_empty() {
-            slot.streamed = full.len();
-            out.emit(Emit::Delta(tool_args(
-                slot.index,
-                slot.kind,
-                rest.to_owned(),
-            )));
-        }
     }
 
     fn content(&mut self, text: &str, out: &mut impl Sink) {
@@ -462,17 +362,6 @@ impl StreamTranslator {
             }
         }
     }
-
-    fn end(&mut self, out: &mut impl Sink) {
-        self.before_other_output(out);
-    }
-}
-
-fn is_terminal(kind: &str) -> bool {
-    matches!(
-        kind,
-        "response.completed" | "response.incomplete" | "response.failed"
-    )
 }
 
 fn content_delta(text: String) -> Emit {
