@@ -608,3 +608,56 @@ async fn a_chatgpt_sign_in_token_is_refused_with_the_way_to_connect() {
     let text = response.text().await.unwrap();
     assert!(text.contains("chatgpt_base_url"), "{text}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_upstream_request_on_both_transports() {
+    use futures_util::StreamExt;
+    let (fake, daemon) = setup().await;
+    // Over SSE: the response body dropped after the first deltas.
+    fake.enqueue(Script::deltas((0..500).map(|i| format!("w{i} "))).paced(20));
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": "long", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("w3 ") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(body);
+    let seq = fake.requests_to(RESPONSES_PATH)[0].seq;
+    assert!(
+        fake.wait_for_hangup(seq, std::time::Duration::from_secs(5))
+            .await,
+        "the daemon dropped the upstream request"
+    );
+    // Over the WebSocket: the socket closed mid-turn.
+    fake.enqueue(Script::deltas((0..500).map(|i| format!("v{i} "))).paced(20));
+    let mut socket = connect(&daemon, "/v1/responses").await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "gpt-5.5", "input": "long"}),
+    )
+    .await;
+    let mut deltas = 0;
+    while deltas < 3 {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) =
+            socket.next().await.unwrap().unwrap()
+            && text.contains("output_text.delta")
+        {
+            deltas += 1;
+        }
+    }
+    drop(socket);
+    let seq = fake.requests_to(RESPONSES_PATH)[1].seq;
+    assert!(
+        fake.wait_for_hangup(seq, std::time::Duration::from_secs(5))
+            .await,
+        "the daemon dropped the upstream request of the closed socket"
+    );
+}

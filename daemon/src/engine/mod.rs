@@ -335,26 +335,36 @@ async fn attempt(state: &AppState, account: &Account, request: &TurnRequest<'_>)
     }
     // A response that fails at once has reached no client yet: it fails over like an HTTP
     // error. One slow to begin is handed over as it is.
-    let firsts = streams.iter_mut().map(|s| s.first_failure());
-    if let Ok(results) = tokio::time::timeout(
-        request.first_event_within,
-        futures_util::future::join_all(firsts),
-    )
-    .await
-    {
-        let headers = streams.first().map(|s| s.headers.clone());
-        for result in results {
-            match result {
-                Ok(None) => {}
-                Ok(Some(failure)) => {
-                    return Attempt::Failed(
-                        crate::upstream::errors::from_failure(&failure),
-                        headers,
-                    );
-                }
-                Err(error) => return Attempt::Failed(error.failure(), headers),
+    let within = request.first_event_within;
+    let first = match streams.as_mut_slice() {
+        // The usual case, without a vector of futures: usually the first events came with the
+        // headers, and no timer is needed either.
+        [only] => {
+            let read = only.first_failure();
+            let mut read = std::pin::pin!(read);
+            match futures_util::FutureExt::now_or_never(read.as_mut()) {
+                Some(result) => Some(vec![result]),
+                None => tokio::time::timeout(within, read)
+                    .await
+                    .ok()
+                    .map(|result| vec![result]),
             }
         }
+        many => {
+            let firsts = many.iter_mut().map(|s| s.first_failure());
+            tokio::time::timeout(within, futures_util::future::join_all(firsts))
+                .await
+                .ok()
+        }
+    };
+    for result in first.into_iter().flatten() {
+        let failure = match result {
+            Ok(None) => continue,
+            Ok(Some(failure)) => crate::upstream::errors::from_failure(&failure),
+            Err(error) => error.failure(),
+        };
+        let headers = streams.first().map(|s| s.headers.clone());
+        return Attempt::Failed(failure, headers);
     }
     Attempt::Started(streams)
 }

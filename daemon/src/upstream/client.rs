@@ -586,14 +586,40 @@ impl EventStream {
     /// The `data` of the next event (parse it with [`StreamEvent::with`]), borrowed from the
     /// read it came in; `None` when the body ended.
     pub async fn next(&mut self) -> Option<Result<&[u8], UpstreamError>> {
-        if let Some(event) = self.peeked.pop_front() {
-            return Some(Ok(&self.current.insert(event)[..]));
+        if !self.peeked.is_empty() {
+            return self.replay();
         }
-        self.current = None;
-        self.read().await
+        if self.current.is_some() {
+            self.current = None;
+        }
+        // The loop of `read`, written out: this runs for every event, and a nested future
+        // costs each of them.
+        while !self.decoder.advance() {
+            let body = self.body.as_mut()?;
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    if let Err(e) = self.decoder.feed(chunk) {
+                        return Some(Err(UpstreamError::Transport(e.to_string())));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    self.body = None;
+                    return None;
+                }
+            }
+        }
+        Some(Ok(self.decoder.event()))
     }
 
-    /// The next event from the body, past any read ahead.
+    /// An event read ahead, handed out again.
+    #[cold]
+    fn replay(&mut self) -> Option<Result<&[u8], UpstreamError>> {
+        let event = self.peeked.pop_front()?;
+        Some(Ok(&self.current.insert(event)[..]))
+    }
+
+    /// The next event from the body, past any read ahead (for [`Self::first_failure`]).
     async fn read(&mut self) -> Option<Result<&[u8], UpstreamError>> {
         while !self.decoder.advance() {
             let body = self.body.as_mut()?;
