@@ -110,3 +110,29 @@ test("errors map to the SDK's classes", async () => {
     (error) => error instanceof OpenAI.InternalServerError && error.status === 503,
   );
 });
+
+test("responses: create, stream, retrieve, previous_response_id", async () => {
+  await script(streamOf(message("Paris", " is the capital.")));
+  const first = await client.responses.create({ model: "gpt-5.5", input: "Capital of France?" });
+  assert.equal(first.status, "completed");
+  assert.equal(first.output_text, "Paris is the capital.");
+  const kept = await client.responses.retrieve(first.id);
+  assert.equal(kept.id, first.id);
+
+  await script(streamOf(message("Rome", ".")));
+  const stream = await client.responses.create({
+    model: "gpt-5.5",
+    input: "And Italy?",
+    previous_response_id: first.id,
+    stream: true,
+  });
+  let text = "";
+  const kinds = [];
+  for await (const event of stream) {
+    kinds.push(event.type);
+    if (event.type === "response.output_text.delta") text += event.delta;
+  }
+  assert.equal(text, "Rome.");
+  assert.equal(kinds[0], "response.created");
+  assert.equal(kinds.at(-1), "response.completed");
+});
