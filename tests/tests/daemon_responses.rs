@@ -399,7 +399,16 @@ async fn the_websocket_runs_turns_in_sequence_and_chains_them() {
     first["input"] = json!([]);
     send(&mut socket, first).await;
     let turn = events(&mut socket).await;
-    assert_eq!(turn.first().unwrap()["type"], "response.created");
+    // The pool's quota comes first (the daemon learnt it at start), as the backend's
+    // codex.rate_limits frame; then the backend's events.
+    let limits = &turn[0];
+    assert_eq!(limits["type"], "codex.rate_limits", "{turn:?}");
+    assert_eq!(limits["rate_limits"]["limit_reached"], false);
+    assert!(
+        limits["rate_limits"]["primary"]["window_minutes"].is_u64(),
+        "{limits}"
+    );
+    assert_eq!(turn[1]["type"], "response.created");
     assert_eq!(
         turn.last().unwrap()["type"],
         "response.completed",

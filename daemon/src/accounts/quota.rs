@@ -155,6 +155,36 @@ impl Pooled {
         headers
     }
 
+    /// A `codex.rate_limits` WebSocket frame (§5.4) for the pool; `None` while no account has
+    /// reported a quota.
+    pub fn rate_limits_frame(&self, plan: &str) -> Option<serde_json::Value> {
+        if self.primary.is_none() && self.secondary.is_none() {
+            return None;
+        }
+        let window = |w: Option<Window>| {
+            w.map(|w| {
+                serde_json::json!({
+                    "used_percent": w.used_percent,
+                    "window_minutes": w.window_minutes,
+                    "reset_at": w.resets_at,
+                })
+            })
+        };
+        Some(serde_json::json!({
+            "type": "codex.rate_limits",
+            "plan_type": plan,
+            "rate_limits": {
+                "allowed": !self.limit_reached,
+                "limit_reached": self.limit_reached,
+                "primary": window(self.primary),
+                "secondary": window(self.secondary),
+            },
+            "code_review_rate_limits": null,
+            "credits": null,
+            "promo": null,
+        }))
+    }
+
     /// `/wham/usage` (§5.2) for the pool. Every number is an integer: the Codex CLI's decoder
     /// refuses a float there.
     pub fn usage_json(&self, plan: &str, now: i64) -> serde_json::Value {
@@ -318,7 +348,12 @@ mod tests {
         }
         assert_eq!(window["limit_window_seconds"], 18000);
         assert_eq!(window["reset_after_seconds"], 3000);
+        let frame = pool.rate_limits_frame("plus").unwrap();
+        assert_eq!(frame["type"], "codex.rate_limits");
+        assert_eq!(frame["rate_limits"]["limit_reached"], true);
+        assert_eq!(frame["rate_limits"]["primary"]["window_minutes"], 300);
         assert!(pooled(&[], 0).primary.is_none() && !pooled(&[], 0).limit_reached);
+        assert!(pooled(&[], 0).rate_limits_frame("plus").is_none());
         let headers = pooled(
             &[Member {
                 quota: &a,

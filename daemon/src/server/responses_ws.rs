@@ -152,6 +152,16 @@ async fn turn(
         input: prepared.input,
     };
     drop(prepared.wire);
+    // The pool's quota first, as the backend sends its account's: the Codex CLI's status line.
+    let (pool, plan) = state.accounts().pooled_quota(unix_now());
+    if let Some(frame) = pool.rate_limits_frame(plan.as_deref().unwrap_or("plus"))
+        && socket
+            .send(Message::Text(Utf8Bytes::from(frame.to_string())))
+            .await
+            .is_err()
+    {
+        return Ok(Flow::Closed);
+    }
     let mut watch = Watch::default();
     loop {
         tokio::select! {
