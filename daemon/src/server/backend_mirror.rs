@@ -18,7 +18,7 @@ use super::body::{JsonBody, MAX_BODY_BYTES};
 use super::responses::prepare_parsed;
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
-use crate::engine::{self, Call, TurnRequest};
+use crate::engine::{self, Call};
 use crate::translate::responses as rewrite;
 
 /// `POST …/responses/compact` (§5.3): the conversation compacted by the backend, one JSON
@@ -47,17 +47,7 @@ async fn run_compact(
     let prepared = prepare_parsed(state, client, object, &head, None, true)?;
     let turn = engine::start(
         state,
-        &TurnRequest {
-            conversation: prepared.conversation,
-            session: &prepared.session,
-            wire: &prepared.wire,
-            lite: prepared.lite,
-            fan_out: 1,
-            model: &prepared.model,
-            prefer: prepared.prefer.as_deref(),
-            first_event_within: std::time::Duration::ZERO,
-            call: Call::Compact,
-        },
+        &prepared.turn(Call::Compact, std::time::Duration::ZERO),
         in_flight,
     )
     .await?;

@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 
@@ -440,7 +440,7 @@ async fn stream_response(
     let writer = ChunkWriter::new(completion_id(None), unix_now(), model, include_usage);
     let mut pending = VecDeque::new();
     if first.is_none() {
-        pending.push_back(Bytes::from_static(KEEPALIVE_COMMENT));
+        pending.push_back(Bytes::from_static(super::sse::KEEPALIVE_COMMENT));
     }
     for index in 0..count {
         // The first chunk of every choice carries the role, as OpenAI's does.
@@ -461,17 +461,7 @@ async fn stream_response(
         done: false,
         guard: Some(guard),
     };
-    let stream = stream::unfold(body, |mut body| async move {
-        let bytes = body.next().await?;
-        Some((Ok::<Bytes, std::convert::Infallible>(bytes), body))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::internal(e.to_string()))
+    Ok(super::sse::response(body))
 }
 
 /// Renders `chat.completion.chunk`s. Everything but the choice is the same on every chunk of
@@ -615,8 +605,6 @@ fn sse_data<T: serde::Serialize>(value: &T) -> Bytes {
     Bytes::from(buf)
 }
 
-const KEEPALIVE_COMMENT: &[u8] = b": keepalive\n\n";
-
 struct SseBody {
     keepalive: Duration,
     merged: SelectAll<BoxStream<'static, (u32, Emit)>>,
@@ -627,6 +615,12 @@ struct SseBody {
     /// The account's request slot, held until the client has the whole stream (or left);
     /// counts the usage once the stream is complete.
     guard: Option<TurnGuard>,
+}
+
+impl super::sse::Frames for SseBody {
+    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
 }
 
 impl SseBody {
@@ -642,7 +636,9 @@ impl SseBody {
                 Some(item) => Some(item),
                 None => match tokio::time::timeout(self.keepalive, self.merged.next()).await {
                     Ok(item) => item,
-                    Err(_silence) => return Some(Bytes::from_static(KEEPALIVE_COMMENT)),
+                    Err(_silence) => {
+                        return Some(Bytes::from_static(super::sse::KEEPALIVE_COMMENT));
+                    }
                 },
             };
             match item {

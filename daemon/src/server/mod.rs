@@ -13,6 +13,7 @@ pub mod listen;
 mod models;
 mod responses;
 mod responses_ws;
+mod sse;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -57,6 +56,23 @@ pub(super) struct Prepared {
     pub prefer: Option<String>,
     pub input: Vec<Box<RawValue>>,
     pub ignored: Vec<String>,
+}
+
+impl Prepared {
+    /// The turn the engine runs for this request.
+    pub(super) fn turn(&self, call: engine::Call, first_event_within: Duration) -> TurnRequest<'_> {
+        TurnRequest {
+            conversation: self.conversation,
+            session: &self.session,
+            wire: &self.wire,
+            lite: self.lite,
+            fan_out: 1,
+            model: &self.model,
+            prefer: self.prefer.as_deref(),
+            first_event_within,
+            call,
+        }
+    }
 }
 
 fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared, ApiError> {
@@ -184,17 +200,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
     let turn = engine::start(
         state,
-        &TurnRequest {
-            conversation: prepared.conversation,
-            session: &prepared.session,
-            wire: &prepared.wire,
-            lite: prepared.lite,
-            fan_out: 1,
-            model: &prepared.model,
-            prefer: prepared.prefer.as_deref(),
-            first_event_within: keepalive,
-            call: engine::Call::Responses,
-        },
+        &prepared.turn(engine::Call::Responses, keepalive),
         in_flight,
     )
     .await?;
@@ -502,8 +508,6 @@ async fn complete(
         .into_response())
 }
 
-const KEEPALIVE_COMMENT: &[u8] = b": keepalive\n\n";
-
 /// Streamed: the backend's events as they come, each with its `event:` line; `: keepalive`
 /// after every `keepalive` of silence; a stream that breaks ends with an `error` event.
 fn stream_response(
@@ -522,17 +526,7 @@ fn stream_response(
         guard: Some(guard),
         keeper: Some(keeper),
     };
-    let stream = stream::unfold(body, |mut body| async move {
-        let bytes = body.next().await?;
-        Some((Ok::<Bytes, std::convert::Infallible>(bytes), body))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
+    super::sse::response(body)
 }
 
 struct Relay {
@@ -548,6 +542,12 @@ struct Relay {
     keeper: Option<Keeper>,
 }
 
+impl super::sse::Frames for Relay {
+    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
+}
+
 impl Relay {
     async fn next(&mut self) -> Option<Bytes> {
         loop {
@@ -559,7 +559,7 @@ impl Relay {
             }
             let read = tokio::time::timeout(self.keepalive, self.events.next()).await;
             match read {
-                Err(_silence) => return Some(Bytes::from_static(KEEPALIVE_COMMENT)),
+                Err(_silence) => return Some(Bytes::from_static(super::sse::KEEPALIVE_COMMENT)),
                 Ok(Some(Ok(data))) => {
                     let Some(kind) = self.watch.observe(data) else {
                         continue;

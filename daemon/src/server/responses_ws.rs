@@ -19,8 +19,8 @@ use super::body::MAX_BODY_BYTES;
 use super::responses::{Keeper, Watch, prepare_parsed};
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
+use crate::engine;
 use crate::engine::store::{ResponseStore, StoredResponse};
-use crate::engine::{self, TurnRequest};
 use crate::translate::responses as rewrite;
 
 /// What one connection keeps of its own responses (for `previous_response_id` across turns).
@@ -124,17 +124,7 @@ async fn turn(
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
     let mut turn = engine::start(
         state,
-        &TurnRequest {
-            conversation: prepared.conversation,
-            session: &prepared.session,
-            wire: &prepared.wire,
-            lite: prepared.lite,
-            fan_out: 1,
-            model: &prepared.model,
-            prefer: prepared.prefer.as_deref(),
-            first_event_within: keepalive,
-            call: engine::Call::Responses,
-        },
+        &prepared.turn(engine::Call::Responses, keepalive),
         state.track_request(),
     )
     .await?;
