@@ -2,8 +2,8 @@
 //!
 //! Live: API keys, keep-alive, everything under `[model]`, the rotation strategy and the auth
 //! timings, the client identity, the log level. Everything else (listen address, upstream
-//! client, CORS, paths, service, appcast, log format, per-account slots) keeps its running value
-//! and is reported as needing a restart.
+//! client, CORS, paths, service, appcast, the response store, log format, per-account slots)
+//! keeps its running value and is reported as needing a restart.
 
 use codex_proxy_proto::{ErrorKind, ReloadReport, Response};
 
@@ -163,6 +163,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
             e.auth.max_concurrent_per_account != o.auth.max_concurrent_per_account,
         ),
         ("appcast", e.appcast != o.appcast),
+        ("responses", e.responses != o.responses),
         ("paths", paths_changed || e.paths != o.paths),
         ("service", e.service != o.service),
         ("log.format", e.log.format != o.log.format),
@@ -180,6 +181,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
     effective.auth.max_concurrent_per_account = old.auth.max_concurrent_per_account;
     effective.auth.token_store = old.auth.token_store;
     effective.appcast = old.appcast.clone();
+    effective.responses = old.responses.clone();
     effective.paths = old.paths.clone();
     effective.service = old.service.clone();
     effective.log.format = old.log.format;
@@ -206,6 +208,7 @@ mod tests {
         new.auth.rotation_strategy = crate::config::RotationStrategy::Sticky;
         new.model.default = "gpt-5.4-mini".into();
         new.upstream.compress_requests = false;
+        new.responses.store_mb = 1;
         let (effective, report) = merge(&old, new, false);
         assert_eq!(
             report.applied,
@@ -215,7 +218,14 @@ mod tests {
                 "auth.rotation_strategy"
             ]
         );
-        assert_eq!(report.restart_needed, ["server.host/port", "upstream"]);
+        assert_eq!(
+            report.restart_needed,
+            ["server.host/port", "upstream", "responses"]
+        );
+        assert_eq!(
+            effective.responses, old.responses,
+            "still the running store"
+        );
         assert_eq!(
             effective.server.port, old.server.port,
             "still the bound port"
