@@ -670,3 +670,40 @@ async fn a_client_that_leaves_cancels_the_upstream_request_on_both_transports() 
         "the daemon dropped the upstream request of the closed socket"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_turn_may_continue_a_response_made_over_http() {
+    let (fake, daemon) = setup().await;
+    let (status, _, text) = post(&daemon, &json!({"model": "gpt-5.5", "input": "over http"})).await;
+    assert_eq!(status, 200, "{text}");
+    let http_id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut socket = connect(&daemon, "/v1/responses").await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "gpt-5.5", "previous_response_id": http_id,
+               "input": [{"role": "user", "content": "on the socket"}]}),
+    )
+    .await;
+    let turn = events(&mut socket).await;
+    let ws_id = turn.last().unwrap()["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "gpt-5.5", "previous_response_id": ws_id,
+               "input": [{"role": "user", "content": "and again"}]}),
+    )
+    .await;
+    assert_eq!(
+        events(&mut socket).await.last().unwrap()["type"],
+        "response.completed"
+    );
+    // The whole chain: the HTTP turn (from the daemon's store), then the socket's two.
+    let input = last_upstream_body(&fake)["input"].to_string();
+    let order = ["over http", "on the socket", "and again"].map(|t| input.find(t).unwrap());
+    assert!(order[0] < order[1] && order[1] < order[2], "{input}");
+}

@@ -132,17 +132,27 @@ impl ResponseStore {
     /// The whole conversation up to and including response `id`: every input and output item
     /// of its chain, oldest first.
     pub fn history(&self, id: &str, now: i64) -> Result<Vec<Box<RawValue>>, Missing> {
+        match self.partial_history(id, now) {
+            (items, None) => Ok(items),
+            (_, Some(missing)) => Err(Missing::Response(missing)),
+        }
+    }
+
+    /// As much of [`Self::history`] as this store holds: the items from the first response of
+    /// the chain it has, and the id of the one before it that it does not (a WebSocket
+    /// connection's chain may begin with a response of the daemon's store).
+    pub fn partial_history(&self, id: &str, now: i64) -> (Vec<Box<RawValue>>, Option<String>) {
         let mut chain = Vec::new();
+        let mut missing = None;
         {
             let mut inner = self.lock();
             inner.expire(now, self.ttl_seconds);
             let mut next = Some(id.to_owned());
             while let Some(at) = next.take() {
-                let response = inner
-                    .responses
-                    .get(&at)
-                    .cloned()
-                    .ok_or(Missing::Response(at))?;
+                let Some(response) = inner.responses.get(&at).cloned() else {
+                    missing = Some(at);
+                    break;
+                };
                 next = response.previous.clone();
                 chain.push(response);
                 if chain.len() > MAX_CHAIN {
@@ -156,7 +166,7 @@ impl ResponseStore {
             items.extend(response.input.iter().cloned());
             items.extend(response.output.iter().cloned());
         }
-        Ok(items)
+        (items, missing)
     }
 
     /// An item of a kept response, by its id.
@@ -264,6 +274,11 @@ mod tests {
         assert!(texts[0].contains("one") && texts[1].contains("msg_r1"));
         assert!(texts[2].contains("two") && texts[3].contains("msg_r2"));
         assert!(store.item("msg_r1", 2).unwrap().get().contains("assistant"));
+        // A chain whose start is elsewhere: what is here, and where it stopped.
+        let other = ResponseStore::new(1 << 20, 3600);
+        other.put(response("r3", Some("r2"), 2, "three"), 2);
+        let (items, missing) = other.partial_history("r3", 3);
+        assert_eq!((items.len(), missing.as_deref()), (2, Some("r2")));
         assert_eq!(
             store.history("nope", 2).unwrap_err(),
             Missing::Response("nope".into())

@@ -115,13 +115,27 @@ pub(super) fn prepare_parsed(
                 error.code = Some("previous_response_not_found");
                 error
             };
-            let (store, found) = match local.and_then(|l| l.get(id, now).map(|f| (l, f))) {
-                Some(hit) => hit,
-                None => (global, global.get(id, now).ok_or_else(not_found)?),
+            let found = match local.and_then(|l| l.get(id, now)) {
+                Some(found) => found,
+                None => global.get(id, now).ok_or_else(not_found)?,
             };
-            let history = store
-                .history(id, now)
-                .map_err(|Missing::Response(_)| not_found())?;
+            // A connection's chain may begin in the daemon's store: what the connection does
+            // not hold comes from there.
+            let history = match local {
+                Some(local) => match local.partial_history(id, now) {
+                    (items, None) => items,
+                    (items, Some(earlier)) => {
+                        let mut all = global
+                            .history(&earlier, now)
+                            .map_err(|Missing::Response(_)| not_found())?;
+                        all.extend(items);
+                        all
+                    }
+                },
+                None => global
+                    .history(id, now)
+                    .map_err(|Missing::Response(_)| not_found())?,
+            };
             (history, Some(found))
         }
         None => (Vec::new(), None),
