@@ -707,3 +707,62 @@ async fn a_websocket_turn_may_continue_a_response_made_over_http() {
     let order = ["over http", "on the socket", "and again"].map(|t| input.find(t).unwrap());
     assert!(order[0] < order[1] && order[1] < order[2], "{input}");
 }
+
+#[tokio::test]
+async fn a_conversation_that_moves_account_goes_on_without_the_reasoning_it_cannot_replay() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    // A turn with reasoning (encrypted for its account, which the client replays next time,
+    // as the Codex CLI does).
+    fake.enqueue(Script::text("Paris.").with_reasoning("Capitals."));
+    let first = json!({"model": "gpt-5.5", "input": "Capital of France?", "store": false,
+        "include": ["reasoning.encrypted_content"], "prompt_cache_key": "conversation-1"});
+    let (status, _, text) = post(&daemon, &first).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let mut input =
+        vec![json!({"type": "message", "role": "user", "content": "Capital of France?"})];
+    input.extend(answer["output"].as_array().unwrap().iter().cloned());
+    input.push(json!({"type": "message", "role": "user", "content": "And Italy?"}));
+    assert!(input.iter().any(|i| i["type"] == "reasoning"));
+    // That account is now out of quota: the conversation moves, and the other account cannot
+    // read the reasoning.
+    fake.enqueue(Script::usage_limit(3600));
+    let (status, _, text) = post(
+        &daemon,
+        &json!({"model": "gpt-5.5", "input": input, "store": false,
+                "prompt_cache_key": "conversation-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let requests = fake.requests_to(RESPONSES_PATH);
+    let served: Vec<(u16, Option<String>)> = requests
+        .iter()
+        .map(|r| (r.status, r.account_id.clone()))
+        .collect();
+    // Its own account is out (429), the other refuses the reasoning (400), and takes the turn
+    // without it.
+    let statuses: Vec<u16> = served.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 429, 400, 200], "{served:?}");
+    assert_eq!(served[0].1, served[1].1, "the conversation's account first");
+    assert_eq!(served[2].1, served[3].1);
+    let refused = &requests[2];
+    assert!(
+        refused
+            .rejection
+            .as_deref()
+            .unwrap_or_default()
+            .contains("could not be verified"),
+        "{:?}",
+        refused.rejection
+    );
+    assert_ne!(served[0].1, served[3].1, "it moved");
+    let sent = requests[3].body.clone().unwrap();
+    let kinds: Vec<&str> = sent["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"reasoning"), "{kinds:?}");
+}

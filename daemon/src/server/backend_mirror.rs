@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::ClientKey;
 use super::body::{JsonBody, MAX_BODY_BYTES};
-use super::responses::prepare_parsed;
+use super::responses::{prepare_parsed, start_turn};
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
 use crate::engine::{self, Call};
@@ -44,10 +44,12 @@ async fn run_compact(
     let object = rewrite::parse(&bytes)?;
     drop(bytes);
     let head = rewrite::head(&object)?;
-    let prepared = prepare_parsed(state, client, object, &head, None, true)?;
-    let turn = engine::start(
+    let mut prepared = prepare_parsed(state, client, object, &head, None, true)?;
+    let turn = start_turn(
         state,
-        &prepared.turn(Call::Compact, std::time::Duration::ZERO),
+        &mut prepared,
+        Call::Compact,
+        std::time::Duration::ZERO,
         in_flight,
     )
     .await?;

@@ -56,6 +56,8 @@ pub(super) struct Prepared {
     pub prefer: Option<String>,
     pub input: Vec<Box<RawValue>>,
     pub ignored: Vec<String>,
+    /// The body before encoding, kept while it replays encrypted reasoning (see [`start_turn`]).
+    pub json: Option<Bytes>,
 }
 
 impl Prepared {
@@ -176,6 +178,9 @@ pub(super) fn prepare_parsed(
                 .or_else(|| global.item(item_id, now))
         },
     )?;
+    // Reasoning replayed from an account the turn may not land on: kept to send again without.
+    let json = memchr::memmem::find(&rewritten.body, b"encrypted_content")
+        .map(|_| Bytes::copy_from_slice(&rewritten.body));
     let wire = state
         .upstream()
         .encode_json(rewritten.body)
@@ -195,7 +200,49 @@ pub(super) fn prepare_parsed(
         previous: head.previous_response_id.clone(),
         input: rewritten.input,
         ignored: rewritten.ignored,
+        json,
     })
+}
+
+/// Starts the turn on the engine. Encrypted reasoning is bound to the account that made it: a
+/// conversation that had to move (its account out of quota) finds the new account refusing
+/// it (400 `invalid_encrypted_content`), and is then sent again, once, without its reasoning
+/// items — the model loses what it had worked out, the conversation goes on.
+pub(super) async fn start_turn(
+    state: &AppState,
+    prepared: &mut Prepared,
+    call: engine::Call,
+    within: Duration,
+    in_flight: crate::app::InFlight,
+) -> Result<engine::Turn, ApiError> {
+    let error = match engine::start(state, &prepared.turn(call, within), in_flight).await {
+        Ok(turn) => return Ok(turn),
+        Err(error) => error,
+    };
+    let foreign = matches!(
+        &error,
+        engine::EngineError::Upstream(crate::upstream::errors::UpstreamFailure::Invalid {
+            code: Some("invalid_encrypted_content"),
+            ..
+        })
+    );
+    let stripped = prepared
+        .json
+        .take()
+        .filter(|_| foreign)
+        .and_then(|json| rewrite::without_reasoning(&json));
+    let Some(stripped) = stripped else {
+        return Err(error.into());
+    };
+    tracing::info!(
+        "the conversation moved to an account that cannot read its reasoning; sending it \
+         again without the reasoning items"
+    );
+    prepared.wire = state
+        .upstream()
+        .encode_json(stripped)
+        .map_err(|e| ApiError::internal(format!("The request could not be encoded: {e}")))?;
+    Ok(engine::start(state, &prepared.turn(call, within), state.track_request()).await?)
 }
 
 async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<Response, ApiError> {
@@ -212,9 +259,12 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
         prepared
     };
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
-    let turn = engine::start(
+    let mut prepared = prepared;
+    let turn = start_turn(
         state,
-        &prepared.turn(engine::Call::Responses, keepalive),
+        &mut prepared,
+        engine::Call::Responses,
+        keepalive,
         in_flight,
     )
     .await?;

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::auth::ClientKey;
 use super::body::MAX_BODY_BYTES;
-use super::responses::{Keeper, Watch, prepare_parsed};
+use super::responses::{Keeper, Watch, prepare_parsed, start_turn};
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
 use crate::engine;
@@ -122,9 +122,12 @@ async fn turn(
         return prewarm(socket, local, prepared, &model).await;
     }
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
-    let mut turn = engine::start(
+    let mut prepared = prepared;
+    let mut turn = start_turn(
         state,
-        &prepared.turn(engine::Call::Responses, keepalive),
+        &mut prepared,
+        engine::Call::Responses,
+        keepalive,
         state.track_request(),
     )
     .await?;

@@ -286,6 +286,23 @@ pub fn rewrite(
     })
 }
 
+/// The body without its reasoning items, for an account that cannot read them (their
+/// encrypted content is bound to the account that made them); `None` when it has none.
+pub fn without_reasoning(body: &[u8]) -> Option<Vec<u8>> {
+    let mut object: RawObject = serde_json::from_slice(body).ok()?;
+    let items: Vec<Box<RawValue>> = serde_json::from_str(object.get("input")?.get()).ok()?;
+    let before = items.len();
+    let kept: Vec<Box<RawValue>> = items
+        .into_iter()
+        .filter(|item| item_type(item).as_deref() != Some("reasoning"))
+        .collect();
+    if kept.len() == before {
+        return None;
+    }
+    object.set("input", to_raw(&kept));
+    serde_json::to_vec(&object).ok()
+}
+
 fn item_type(item: &RawValue) -> Option<String> {
     #[derive(Deserialize)]
     struct Kind {
@@ -456,6 +473,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(error.param.as_deref(), Some("input[0].id"));
+    }
+
+    #[test]
+    fn reasoning_items_can_be_left_out_for_another_account() {
+        let body = br#"{"model":"m","input":[{"type":"message","role":"user","content":"a"},{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAA"},{"type":"message","role":"assistant","content":[]}],"store":false}"#;
+        let out = String::from_utf8(without_reasoning(body).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"model":"m","input":[{"type":"message","role":"user","content":"a"},{"type":"message","role":"assistant","content":[]}],"store":false}"#
+        );
+        assert!(
+            without_reasoning(out.as_bytes()).is_none(),
+            "none left: nothing to do"
+        );
     }
 
     #[test]

@@ -168,6 +168,8 @@ pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &str) -> Upstr
                 Some("context_length_exceeded") => Some("context_length_exceeded"),
                 Some("cyber_policy") => Some("cyber_policy"),
                 Some("previous_response_not_found") => Some("previous_response_not_found"),
+                // Reasoning encrypted by another account (a conversation that moved).
+                Some("invalid_encrypted_content") => Some("invalid_encrypted_content"),
                 _ => None,
             },
             param: fields.param.clone(),
