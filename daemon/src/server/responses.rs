@@ -19,7 +19,7 @@ use super::auth::ClientKey;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
-use crate::engine::store::{Missing, ResponseStore, StoredResponse};
+use crate::engine::store::{Missing, ResponseStore, StoredResponse, item_id_of};
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint, named};
 use crate::models;
 use crate::translate::raw::{RawObject, to_raw};
@@ -700,6 +700,93 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> 
             .into_response(),
         None => not_found(&id).into_response(),
     }
+}
+
+/// `GET /v1/responses/{id}/input_items`: what the kept response was given — its whole input, the
+/// turns it continued included — as OpenAI lists it (`order` desc by default, `limit` 1–100,
+/// `after` an item id).
+pub async fn input_items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let now = unix_now();
+    let store = state.responses();
+    let Some(kept) = store.get(&id, now) else {
+        return not_found(&id).into_response();
+    };
+    let mut items = match &kept.previous {
+        Some(previous) => match store.history(previous, now) {
+            Ok(items) => items,
+            Err(Missing::Response(gone)) => {
+                return ApiError::invalid(
+                    format!(
+                        "An earlier response of this conversation ({}) is no longer kept.",
+                        crate::api_error::quoted(&gone)
+                    ),
+                    None,
+                )
+                .into_response();
+            }
+        },
+        None => Vec::new(),
+    };
+    items.extend(kept.input.iter().cloned());
+    let ascending = match query.get("order").map(String::as_str) {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return ApiError::invalid(
+                format!(
+                    "Invalid 'order': '{}'. Use asc or desc.",
+                    crate::api_error::quoted(other)
+                ),
+                Some("order"),
+            )
+            .into_response();
+        }
+    };
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => 20,
+        Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+        Some(_) => {
+            return ApiError::invalid("'limit' must be between 1 and 100.", Some("limit"))
+                .into_response();
+        }
+    };
+    if !ascending {
+        items.reverse();
+    }
+    let ids: Vec<Option<String>> = items.iter().map(|item| item_id_of(item)).collect();
+    let start = match query.get("after") {
+        Some(after) => match ids
+            .iter()
+            .position(|id| id.as_deref() == Some(after.as_str()))
+        {
+            Some(at) => at + 1,
+            None => {
+                return ApiError::invalid(
+                    format!(
+                        "No item with id '{}' in this input.",
+                        crate::api_error::quoted(after)
+                    ),
+                    Some("after"),
+                )
+                .into_response();
+            }
+        },
+        None => 0,
+    };
+    let end = (start + limit).min(items.len());
+    let page = items.get(start..end).unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "object": "list",
+        "data": page,
+        "first_id": ids.get(start).cloned().flatten(),
+        "last_id": end.checked_sub(1).and_then(|last| ids.get(last).cloned().flatten()),
+        "has_more": end < items.len(),
+    }))
+    .into_response()
 }
 
 /// `DELETE /v1/responses/{id}`: forgets a kept response.

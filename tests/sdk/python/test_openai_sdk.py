@@ -245,6 +245,12 @@ def test_responses_create_and_retrieve_and_continue():
         model="gpt-5.5", input="And Italy?", previous_response_id=first.id
     )
     assert second.output_text == "Rome."
+    # Everything the second response was given: the first turn and its own input.
+    items = client.responses.input_items.list(second.id, order="asc")
+    dumped = [json.dumps(item.model_dump()) for item in items.data]
+    assert len(dumped) == 3, dumped
+    assert "Capital of France?" in dumped[0] and "Paris" in dumped[1] and "And Italy?" in dumped[2]
+    assert not items.has_more
 
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
