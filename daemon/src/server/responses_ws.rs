@@ -24,7 +24,9 @@ use crate::engine::store::{ResponseStore, StoredResponse};
 use crate::translate::responses as rewrite;
 
 /// What one connection keeps of its own responses (for `previous_response_id` across turns).
-const CONNECTION_STORE_BYTES: usize = 64 << 20;
+/// A chain whose start was forgotten is answered `previous_response_not_found`, on which the
+/// Codex CLI sends the whole input again; so this stays small.
+const CONNECTION_STORE_BYTES: usize = 16 << 20;
 /// A connection with no turn for this long is closed (the backend's own sockets last 60 min;
 /// the Codex CLI opens a new one when its socket is gone).
 const IDLE_CLOSE: Duration = Duration::from_secs(3600);
