@@ -29,6 +29,11 @@ async fn post(daemon: &Daemon, body: &Value) -> (u16, HeaderMap, String) {
     (status, headers, response.text().await.unwrap())
 }
 
+async fn get_json(daemon: &Daemon, path: &str) -> Value {
+    let response = daemon.client().get(daemon.url(path)).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
 fn last_upstream_body(fake: &FakeUpstream) -> Value {
     fake.requests_to(RESPONSES_PATH)
         .last()
@@ -561,25 +566,11 @@ async fn the_backend_paths_serve_responses_compaction_models_and_the_pooled_usag
             .unwrap();
         assert_eq!(again.status(), 304, "{path}");
     }
-    let openai: Value = client
-        .get(daemon.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openai: Value = get_json(&daemon, "/v1/models").await;
     assert_eq!(openai["object"], "list");
 
     // The pool's usage: integers, limited only when every account is.
-    let usage: Value = client
-        .get(daemon.url("/backend-api/wham/usage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: Value = get_json(&daemon, "/backend-api/wham/usage").await;
     assert_eq!(usage["rate_limit"]["limit_reached"], false, "{usage}");
     let window = &usage["rate_limit"]["primary_window"];
     assert!(
@@ -591,14 +582,7 @@ async fn the_backend_paths_serve_responses_compaction_models_and_the_pooled_usag
     }
     let (status, _, _) = post(&daemon, &json!({"model": "gpt-5.5", "input": "x"})).await;
     assert_eq!(status, 429);
-    let usage: Value = client
-        .get(daemon.url("/backend-api/wham/usage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: Value = get_json(&daemon, "/backend-api/wham/usage").await;
     assert_eq!(usage["rate_limit"]["limit_reached"], true, "{usage}");
     assert_eq!(usage["rate_limit"]["allowed"], false);
 }

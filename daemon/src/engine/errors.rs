@@ -34,8 +34,6 @@ pub enum EngineError {
     Auth { needs_login: bool, message: String },
     /// What the backend answered.
     Upstream(UpstreamFailure),
-    /// The daemon itself failed.
-    Internal(String),
 }
 
 impl From<UpstreamFailure> for EngineError {
@@ -147,7 +145,6 @@ impl EngineError {
                 message.clone(),
             ),
             Self::Upstream(failure) => upstream(failure),
-            Self::Internal(message) => ApiError::internal(message.clone()),
         }
     }
 }

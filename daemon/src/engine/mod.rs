@@ -95,10 +95,6 @@ impl TurnGuard {
     pub fn release_slot(&mut self) {
         self.slot = None;
     }
-
-    pub fn account_id(&self) -> &str {
-        &self.account_id
-    }
 }
 
 impl Drop for TurnGuard {

@@ -216,7 +216,11 @@ pub(super) async fn start_turn(
     in_flight: crate::app::InFlight,
 ) -> Result<engine::Turn, ApiError> {
     let error = match engine::start(state, &prepared.turn(call, within), in_flight).await {
-        Ok(turn) => return Ok(turn),
+        Ok(turn) => {
+            // Started: the copy kept for a second try would only hold memory while it streams.
+            prepared.json = None;
+            return Ok(turn);
+        }
         Err(error) => error,
     };
     let foreign = matches!(

@@ -88,7 +88,8 @@ pub trait OutputSink {
     fn event(&mut self, event: OutputEvent<'_>);
 }
 
-/// For tests and diagnostics: each event as its `Debug` text.
+/// For tests: each event as its `Debug` text.
+#[cfg(test)]
 impl OutputSink for Vec<String> {
     fn event(&mut self, event: OutputEvent<'_>) {
         self.push(format!("{event:?}"));
