@@ -195,6 +195,49 @@ pub struct ModelConfig {
     pub aliases: BTreeMap<String, String>,
     pub reasoning_output: ReasoningOutput,
     pub system_prompt_strategy: SystemPromptStrategy,
+    /// What Claude model names (`claude-opus-*`, `claude-sonnet-*`, `claude-haiku-*`) run on.
+    pub claude: ClaudeModels,
+}
+
+/// `[model.claude]`: the Codex model (an id or alias, with an optional effort suffix) each
+/// Claude family runs on, for Anthropic clients that name Claude models.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaudeModels {
+    pub opus: String,
+    pub sonnet: String,
+    pub haiku: String,
+}
+
+impl Default for ClaudeModels {
+    fn default() -> Self {
+        Self {
+            opus: "gpt-5.5".into(),
+            sonnet: "gpt-5.5".into(),
+            haiku: "gpt-5.4-mini".into(),
+        }
+    }
+}
+
+impl ClaudeModels {
+    /// The Codex model for a Claude model name (dated or not, with a `[1m]`-style suffix);
+    /// `None` when the name is no Claude model.
+    pub fn target(&self, name: &str) -> Option<&str> {
+        let name = name.trim().to_ascii_lowercase();
+        let base = name.split('[').next().unwrap_or_default();
+        let base = base.strip_prefix("anthropic/").unwrap_or(base);
+        if !base.starts_with("claude") {
+            return None;
+        }
+        [
+            ("opus", &self.opus),
+            ("sonnet", &self.sonnet),
+            ("haiku", &self.haiku),
+        ]
+        .into_iter()
+        .find(|(family, _)| base.contains(family))
+        .map(|(_, target)| target.as_str())
+    }
 }
 
 impl Default for ModelConfig {
@@ -208,6 +251,7 @@ impl Default for ModelConfig {
             ]),
             reasoning_output: ReasoningOutput::default(),
             system_prompt_strategy: SystemPromptStrategy::default(),
+            claude: ClaudeModels::default(),
         }
     }
 }
@@ -444,6 +488,15 @@ impl Config {
 
         if self.model.default.trim().is_empty() {
             return Err(("model.default", "must name a model".into()));
+        }
+        for (family, target) in [
+            ("opus", &self.model.claude.opus),
+            ("sonnet", &self.model.claude.sonnet),
+            ("haiku", &self.model.claude.haiku),
+        ] {
+            if target.trim().is_empty() {
+                return Err(("model.claude", format!("`{family}` names no model")));
+            }
         }
         for (alias, target) in &self.model.aliases {
             if alias.trim().is_empty() || target.trim().is_empty() {

@@ -110,8 +110,8 @@ pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Respon
     response
 }
 
-/// `/v1/models`: OpenAI's list, or the backend's shape when the Codex CLI asks
-/// (`?client_version=…`).
+/// `/v1/models`: OpenAI's list, the backend's shape when the Codex CLI asks
+/// (`?client_version=…`), Anthropic's when an Anthropic client asks (`anthropic-version`).
 pub async fn v1_models(
     state: State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -119,6 +119,9 @@ pub async fn v1_models(
 ) -> Response {
     if query.contains_key("client_version") {
         return models(state, headers).await;
+    }
+    if headers.contains_key("anthropic-version") {
+        return super::models::anthropic_list(state).await.into_response();
     }
     super::models::list(state).await.into_response()
 }

@@ -65,6 +65,35 @@ impl Drop for Reservation {
     }
 }
 
+/// A JSON body as a typed request; a bad one is a 400 naming the field at fault.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // The plain parser first; only a body it refuses is parsed again to name the bad field.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(
+                format!("We could not parse the JSON body of your request: {inner}"),
+                None,
+            )
+        } else {
+            ApiError::invalid(format!("Invalid request at '{path}': {inner}"), Some(&path))
+        }
+    })?;
+    // The object reads fine, yet the plain parser refused the body: something follows it.
+    de.end().map_err(|e| {
+        ApiError::invalid(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+        )
+    })?;
+    Ok(value)
+}
+
 /// A request body read whole, with its share of the memory budget.
 #[derive(Debug)]
 pub struct JsonBody {

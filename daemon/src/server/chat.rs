@@ -61,7 +61,7 @@ struct Prepared {
 
 /// Parse, resolve, translate and encode: CPU work in proportion to the body.
 fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared, ApiError> {
-    let chat = parse(&body)?;
+    let chat: ChatRequest = super::body::parse_json(&body)?;
     // The parsed request holds everything now; the raw bytes go at once.
     drop(body);
     let config = state.config();
@@ -195,34 +195,6 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
             .insert("x-codex-proxy-ignored-params", value);
     }
     Ok(response)
-}
-
-fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
-    // The plain parser first; only a body it refuses is parsed again to name the bad field.
-    if let Ok(chat) = serde_json::from_slice(body) {
-        return Ok(chat);
-    }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let chat = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::invalid(
-                format!("We could not parse the JSON body of your request: {inner}"),
-                None,
-            )
-        } else {
-            ApiError::invalid(format!("Invalid request at '{path}': {inner}"), Some(&path))
-        }
-    })?;
-    // The object reads fine, yet the plain parser refused the body: something follows it.
-    de.end().map_err(|e| {
-        ApiError::invalid(
-            format!("We could not parse the JSON body of your request: {e}"),
-            None,
-        )
-    })?;
-    Ok(chat)
 }
 
 /// A stream failure, as the client is told it.

@@ -10,6 +10,7 @@ mod fingerprint;
 mod health;
 mod host;
 pub mod listen;
+mod messages;
 mod models;
 mod responses;
 mod responses_ws;
@@ -55,10 +56,22 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_api_key,
         ));
+    // Anthropic's surface: the same auth, and every error in Anthropic's shape.
+    let anthropic = Router::new()
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(axum::middleware::map_response(messages::anthropic_errors));
     let cors = cors_layer(&state.config().server.cors_origins);
     let app = Router::new()
         .route("/health", get(health::health))
+        // Claude Code's connectivity probe (HEAD), before any key is involved.
+        .route("/api/hello", get(messages::hello))
         .merge(api)
+        .merge(anthropic)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::json_errors));
@@ -99,9 +112,12 @@ fn cors_layer(origins: &[crate::config::CorsOrigin]) -> Option<tower_http::cors:
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("anthropic-version"),
+                HeaderName::from_static("anthropic-beta"),
             ])
             .expose_headers([
                 HeaderName::from_static("x-codex-proxy-ignored-params"),
+                HeaderName::from_static("x-codex-proxy-ignored-betas"),
                 header::RETRY_AFTER,
             ])
             .max_age(std::time::Duration::from_secs(600)),

@@ -41,6 +41,36 @@ pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
     })
 }
 
+/// Anthropic's model list: every id `/v1/models` lists, with the catalog's display names.
+pub async fn anthropic_list(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let catalog = state.catalog();
+    let config = state.config();
+    let ids = models::listed_ids(&catalog, &config.model.aliases);
+    let data: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            let display = models::resolve(Some(id), &catalog, &config.model.aliases, id)
+                .map(|r| match r.suffix_effort {
+                    Some(effort) => format!("{} ({effort})", r.model.display_name),
+                    None => r.model.display_name.clone(),
+                })
+                .unwrap_or_else(|_| id.clone());
+            serde_json::json!({
+                "type": "model",
+                "id": id,
+                "display_name": display,
+                "created_at": "2026-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "data": data,
+        "has_more": false,
+        "first_id": ids.first(),
+        "last_id": ids.last(),
+    }))
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod held;
+pub mod messages;
 pub mod output;
 pub mod raw;
 pub mod request;

@@ -61,6 +61,12 @@ pub enum OutputEvent<'a> {
         index: u32,
         text: &'a str,
     },
+    /// A reasoning block's encrypted content, just before it stops: what a later turn sends back
+    /// (on the same account) so the model keeps this reasoning.
+    ReasoningEncrypted {
+        index: u32,
+        content: String,
+    },
     /// Arguments (function) or input (custom) of a tool call.
     ToolDelta {
         index: u32,
@@ -335,8 +341,17 @@ impl OutputTranslator {
                 }
                 self.stop(&key, out);
             }
-            OutputItem::Reasoning { id, .. } => {
+            OutputItem::Reasoning {
+                id,
+                encrypted_content,
+                ..
+            } => {
                 if let Some(key) = id {
+                    let index = self.block(&key, BlockKind::Reasoning, None, None, out);
+                    let open = self.blocks.get(&key).is_some_and(|b| b.open);
+                    if let Some(content) = encrypted_content.filter(|c| open && !c.is_empty()) {
+                        out.event(OutputEvent::ReasoningEncrypted { index, content });
+                    }
                     self.stop(&key, out);
                 }
             }
@@ -437,6 +452,7 @@ mod tests {
             r#"ReasoningDelta { index: 0, text: "Plan." }"#,
             "ReasoningPart { index: 0 }",
             r#"ReasoningDelta { index: 0, text: "Act." }"#,
+            r#"ReasoningEncrypted { index: 0, content: "gAAA" }"#,
             "BlockStop { index: 0 }",
             "BlockStart { index: 1, kind: Text, call_id: None, name: None }",
             r#"TextDelta { index: 1, text: "Hi" }"#,

@@ -22,7 +22,7 @@ use crate::upstream::wire::{
 /// Instructions sent when the client gives none (the backend requires non-empty ones).
 pub const NEUTRAL_INSTRUCTIONS: &str = "You are a helpful assistant.";
 /// Used with `system_prompt_strategy = "developer"` when the catalog has no text for the model.
-const CODEX_INSTRUCTIONS: &str = "You are Codex, a coding agent. Help the user with software engineering tasks; be \
+pub const CODEX_INSTRUCTIONS: &str = "You are Codex, a coding agent. Help the user with software engineering tasks; be \
      precise, concise and direct.";
 
 pub const MAX_N: u32 = 8;
@@ -105,29 +105,9 @@ pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiE
     };
     let summary = (ctx.config.reasoning_output != ReasoningOutput::None).then_some("auto");
 
-    let (instructions, tools, parallel_tool_calls, context) = if model.lite {
-        // Responses-Lite (§2.4): tools and instructions move into the input.
-        let mut prefix = Vec::new();
-        if !tools.is_empty() {
-            prefix.push(InputItem::AdditionalTools {
-                role: Role::Developer,
-                tools: vec![Tool::Namespace {
-                    name: "functions".into(),
-                    description: String::new(),
-                    tools,
-                }],
-            });
-        }
-        prefix.push(InputItem::Message {
-            role: Role::Developer,
-            content: vec![ContentPart::InputText { text: instructions }],
-        });
-        input.splice(0..0, prefix);
-        (None, None, false, Some("all_turns"))
-    } else {
-        let parallel = req.parallel_tool_calls.unwrap_or(model.parallel_tool_calls);
-        (Some(instructions), Some(tools), parallel, None)
-    };
+    let parallel = req.parallel_tool_calls.unwrap_or(model.parallel_tool_calls);
+    let (instructions, tools, parallel_tool_calls, context) =
+        layout(model.lite, instructions, tools, parallel, &mut input);
 
     let body = ResponsesRequest {
         model: model.slug.clone(),
@@ -161,6 +141,43 @@ pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiE
         ignored,
         lite: model.lite,
     })
+}
+
+/// Where instructions and tools go: the body's own fields, or for a Responses-Lite model
+/// (§2.4) the front of the input, with parallel calls off and the reasoning context set.
+/// Returns `(instructions, tools, parallel_tool_calls, reasoning.context)`.
+pub fn layout(
+    lite: bool,
+    instructions: String,
+    tools: Vec<Tool>,
+    parallel: bool,
+    input: &mut Vec<InputItem>,
+) -> (
+    Option<String>,
+    Option<Vec<Tool>>,
+    bool,
+    Option<&'static str>,
+) {
+    if !lite {
+        return (Some(instructions), Some(tools), parallel, None);
+    }
+    let mut prefix = Vec::new();
+    if !tools.is_empty() {
+        prefix.push(InputItem::AdditionalTools {
+            role: Role::Developer,
+            tools: vec![Tool::Namespace {
+                name: "functions".into(),
+                description: String::new(),
+                tools,
+            }],
+        });
+    }
+    prefix.push(InputItem::Message {
+        role: Role::Developer,
+        content: vec![ContentPart::InputText { text: instructions }],
+    });
+    input.splice(0..0, prefix);
+    (None, None, false, Some("all_turns"))
 }
 
 /// The conversation's identity for its `prompt_cache_key`: model, instructions and first user
@@ -430,6 +447,7 @@ fn input_part(part: ChatPart, path: &str) -> Result<ContentPart, ApiError> {
             file_data: file.file_data,
             file_id: file.file_id,
             filename: file.filename,
+            file_url: None,
         }),
         ChatPart::InputAudio { .. } => Err(ApiError::invalid(
             format!("{path}: audio input is not supported by the Codex models."),
@@ -490,7 +508,7 @@ fn check_strict_schema(schema: &Value, root: &str) -> Result<(), ApiError> {
     })
 }
 
-fn valid_tool_name(name: &str) -> bool {
+pub fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -543,6 +561,7 @@ fn tools(
             Tool::Function { name, .. }
             | Tool::Custom { name, .. }
             | Tool::Namespace { name, .. } => name,
+            Tool::WebSearch {} => continue,
         };
         if !names.insert(name.clone()) {
             return Err(ApiError::invalid(

@@ -216,7 +216,9 @@ impl<S: Sink> OutputSink for Render<'_, S> {
                     out,
                 );
             }
-            OutputEvent::BlockStart { .. } | OutputEvent::BlockStop { .. } => {}
+            OutputEvent::BlockStart { .. }
+            | OutputEvent::BlockStop { .. }
+            | OutputEvent::ReasoningEncrypted { .. } => {}
             OutputEvent::TextDelta { text, .. } => chat.content(text, out),
             // Parts and items of reasoning are separated like paragraphs.
             OutputEvent::ReasoningPart { .. } => {
@@ -451,16 +453,23 @@ impl StopMatcher {
 
     /// Returns the text that is safe to send and whether a stop sequence was reached.
     pub fn push(&mut self, text: &str) -> (String, bool) {
+        let (out, hit) = self.push_matched(text);
+        (out, hit.is_some())
+    }
+
+    /// As [`Self::push`], naming the stop sequence that was reached (the earliest in the text).
+    pub fn push_matched(&mut self, text: &str) -> (String, Option<String>) {
         self.held.push_str(text);
-        if let Some(pos) = self
+        if let Some((pos, stop)) = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.held.find(s.as_str()).map(|pos| (pos, s)))
+            .min_by_key(|(pos, _)| *pos)
         {
             let out = self.held[..pos].to_owned();
+            let stop = stop.clone();
             self.held.clear();
-            return (out, true);
+            return (out, Some(stop));
         }
         let keep = self
             .stops
@@ -473,7 +482,7 @@ impl StopMatcher {
         let cut = self.held.len() - keep;
         let out = self.held[..cut].to_owned();
         self.held.drain(..cut);
-        (out, false)
+        (out, None)
     }
 
     pub fn flush(&mut self) -> String {

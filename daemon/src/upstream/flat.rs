@@ -404,8 +404,18 @@ impl<'a> Reader<'a> {
                 OutputItem::Message { id, content }
             }
             "reasoning" => {
-                let (id, summary) = self.id_and_list("summary", Self::summary_part)?;
-                OutputItem::Reasoning { id, summary }
+                let (mut id, mut summary, mut encrypted) = (None, None, None);
+                self.fields(|r, key| match key {
+                    "id" => set(&mut id, r.nullable_string()?),
+                    "summary" => set(&mut summary, r.array(Self::summary_part)?),
+                    "encrypted_content" => set(&mut encrypted, r.nullable_string()?),
+                    _ => r.skip_any(),
+                })?;
+                OutputItem::Reasoning {
+                    id: owned(id),
+                    summary: summary.unwrap_or_default(),
+                    encrypted_content: owned(encrypted),
+                }
             }
             "function_call" | "custom_tool_call" => {
                 let body = if tag == "function_call" {

@@ -24,6 +24,9 @@ pub enum OutputItem {
     Reasoning {
         id: Option<String>,
         summary: Vec<SummaryPart>,
+        /// The reasoning itself, encrypted for the account that made it (`include:
+        /// ["reasoning.encrypted_content"]`); the done item carries the final one.
+        encrypted_content: Option<String>,
     },
     FunctionCall {
         id: Option<String>,
@@ -84,6 +87,8 @@ struct ReasoningFields {
     id: Option<String>,
     #[serde(default)]
     summary: Vec<SummaryPart>,
+    #[serde(default)]
+    encrypted_content: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -150,6 +155,7 @@ impl Tagged for OutputItem {
                 Self::Reasoning {
                     id: f.id,
                     summary: f.summary,
+                    encrypted_content: f.encrypted_content,
                 }
             }
             "function_call" => {
@@ -375,6 +381,8 @@ mod tests {
             id: Option<String>,
             #[serde(default)]
             summary: Vec<SummaryPart>,
+            #[serde(default)]
+            encrypted_content: Option<String>,
         },
         FunctionCall {
             #[serde(default)]
@@ -426,7 +434,15 @@ mod tests {
                     id,
                     content: content.into_iter().map(Into::into).collect(),
                 },
-                RefItem::Reasoning { id, summary } => Self::Reasoning { id, summary },
+                RefItem::Reasoning {
+                    id,
+                    summary,
+                    encrypted_content,
+                } => Self::Reasoning {
+                    id,
+                    summary,
+                    encrypted_content,
+                },
                 RefItem::FunctionCall {
                     id,
                     call_id,

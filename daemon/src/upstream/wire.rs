@@ -90,11 +90,24 @@ pub enum InputItem {
         call_id: String,
         output: ToolOutput,
     },
+    /// Reasoning the model produced earlier, sent back so it keeps it (§2.5); only the account
+    /// that made `encrypted_content` can read it.
+    Reasoning {
+        summary: Vec<SummaryText>,
+        encrypted_content: String,
+    },
     /// Responses-Lite: the tools travel in the input (§2.4).
     AdditionalTools {
         role: Role,
         tools: Vec<Tool>,
     },
+}
+
+/// One part of a reasoning item's summary as the input carries it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "summary_text")]
+pub struct SummaryText {
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,6 +137,8 @@ pub enum ContentPart {
         file_id: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         filename: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        file_url: Option<String>,
     },
     OutputText {
         text: String,
@@ -160,6 +175,8 @@ pub enum Tool {
         description: String,
         tools: Vec<Tool>,
     },
+    /// The backend's own web search.
+    WebSearch {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

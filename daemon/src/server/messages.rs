@@ -1,0 +1,570 @@
+//! The Anthropic Messages API: `POST /v1/messages` (streamed and not), `POST
+//! /v1/messages/count_tokens`, `HEAD /api/hello`, and Anthropic's error shape for all of them.
+//!
+//! A request is parsed and translated (`translate::messages`), run by the engine like every
+//! other surface, and its events rendered as Anthropic's (`translate::messages::render`).
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::ClientKey;
+use super::body::JsonBody;
+use super::{ApiError, AppState};
+use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
+use crate::translate::messages::render::{self, Mode, Writer};
+use crate::translate::messages::request::{self, Context, Translated};
+use crate::translate::messages::{Block, Content, MessagesRequest, tokens};
+use crate::translate::output::OutputTranslator;
+use crate::translate::stream::StreamTranslator;
+use crate::upstream::errors as upstream_errors;
+use crate::upstream::wire::{Failure, InputItem, StreamEvent};
+use crate::upstream::{EventStream, WireBody};
+
+/// Bodies above this size are parsed, translated and encoded off the async workers.
+const OFF_WORKER_BYTES: usize = 256 << 10;
+
+/// `anthropic-beta` flags whose behaviour codex-proxy has (everything else is accepted and
+/// ignored, and listed in `x-codex-proxy-ignored-betas`).
+const KNOWN_BETAS: &[&str] = &[
+    "claude-code-20250219",
+    "interleaved-thinking-2025-05-14",
+    "fine-grained-tool-streaming-2025-05-14",
+    "effort-2025-11-24",
+    "token-counting-2024-11-01",
+];
+
+/// `HEAD /api/hello` (and GET): Claude Code's connectivity probe.
+pub async fn hello() -> StatusCode {
+    StatusCode::OK
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientKey>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Response {
+    let ignored_betas = ignored_betas(&headers);
+    let mut response = match handle(&state, client, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    if let Some(value) = ignored_betas {
+        response
+            .headers_mut()
+            .insert("x-codex-proxy-ignored-betas", value);
+    }
+    response
+}
+
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientKey>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Response {
+    let result = (|| {
+        let prepared = prepare(&state, client, &headers, &body.bytes, false)?;
+        Ok::<_, ApiError>(prepared.estimate)
+    })();
+    match result {
+        Ok(tokens) => axum::Json(serde_json::json!({"input_tokens": tokens})).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn ignored_betas(headers: &HeaderMap) -> Option<HeaderValue> {
+    let list: Vec<&str> = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !KNOWN_BETAS.contains(b))
+        .collect();
+    (!list.is_empty())
+        .then(|| HeaderValue::from_str(&list.join(", ")).ok())
+        .flatten()
+}
+
+/// A request made ready for the backend.
+struct Prepared {
+    /// The name the client asked for, echoed in the answer.
+    requested: String,
+    model: String,
+    conversation: ConversationId,
+    session: String,
+    translated: Translated,
+    estimate: u64,
+}
+
+/// The conversation a request belongs to: Claude Code's session id (header, else the one in
+/// `metadata.user_id`), else a fingerprint of model, system prompt and first user message.
+fn conversation(
+    client: ClientKey,
+    headers: &HeaderMap,
+    req: &MessagesRequest,
+    model: &str,
+) -> ConversationId {
+    let header = headers
+        .get("x-claude-code-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let from_metadata = || {
+        let user_id = req.metadata.as_ref()?.user_id.as_deref()?.trim();
+        if user_id.is_empty() {
+            return None;
+        }
+        // Current Claude Code: a JSON string with `session_id`; older: `…_session_<uuid>`.
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(user_id)
+            && let Some(session) = map.get("session_id").and_then(|v| v.as_str())
+        {
+            return Some(session.to_owned());
+        }
+        Some(match user_id.rsplit_once("_session_") {
+            Some((_, session)) => session.to_owned(),
+            None => user_id.to_owned(),
+        })
+    };
+    if let Some(session) = header.or_else(from_metadata) {
+        return engine::named(client.0, &format!("claude:{session}"));
+    }
+    let system = request::system_texts(req.system.as_ref()).unwrap_or_default();
+    let first_user = req
+        .messages
+        .iter()
+        .find(|m| m.role == "user")
+        .map(|m| match &m.content {
+            Content::Text(text) => text.clone(),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
+        .unwrap_or_default();
+    engine::fingerprint(client.0, model, &system, &first_user, None)
+}
+
+/// Parse, resolve, translate: CPU work in proportion to the body.
+fn prepare(
+    state: &AppState,
+    client: ClientKey,
+    headers: &HeaderMap,
+    body: &[u8],
+    require_max_tokens: bool,
+) -> Result<Prepared, ApiError> {
+    let req: MessagesRequest = super::body::parse_json(body)?;
+    let config = state.config();
+    let catalog = state.catalog();
+    let requested = req.model.trim().to_owned();
+    if requested.is_empty() {
+        return Err(ApiError::invalid("model: Field required", Some("model")));
+    }
+    let model = &config.model;
+    let resolved =
+        match crate::models::resolve(Some(&requested), &catalog, &model.aliases, &model.default) {
+            Ok(resolved) => resolved,
+            Err(error) => match model.claude.target(&requested) {
+                Some(target) => {
+                    crate::models::resolve(Some(target), &catalog, &model.aliases, &model.default)?
+                }
+                None => return Err(error),
+            },
+        };
+    let conversation = conversation(client, headers, &req, &resolved.model.slug);
+    let session = state.conversations().key_for(conversation);
+    let mut translated = request::translate(
+        req,
+        &Context {
+            model: &resolved,
+            config: model,
+            prompt_cache_key: session.clone(),
+            require_max_tokens,
+        },
+    )?;
+    translated.body.client_metadata = std::collections::BTreeMap::from([
+        (
+            "x-codex-installation-id",
+            state.installation_id().to_owned(),
+        ),
+        ("session_id", session.clone()),
+        ("thread_id", session.clone()),
+        ("x-codex-window-id", format!("{session}:0")),
+    ]);
+    let estimate = tokens::estimate(&translated.body);
+    Ok(Prepared {
+        requested,
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        translated,
+        estimate,
+    })
+}
+
+fn encode(state: &AppState, prepared: &Prepared) -> Result<WireBody, ApiError> {
+    state
+        .upstream()
+        .encode(&prepared.translated.body)
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "The request could not be encoded for the backend: {e}"
+            ))
+        })
+}
+
+async fn handle(
+    state: &AppState,
+    client: ClientKey,
+    headers: &HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let in_flight = state.track_request();
+    let JsonBody { bytes, reservation } = body;
+    let mut prepared = if bytes.len() > OFF_WORKER_BYTES {
+        let owned = state.clone();
+        let headers = headers.clone();
+        tokio::task::spawn_blocking(move || prepare(&owned, client, &headers, &bytes, true))
+            .await
+            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
+    } else {
+        let prepared = prepare(state, client, headers, &bytes, true)?;
+        drop(bytes);
+        prepared
+    };
+    let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
+    // Reasoning given back goes to the account that made it, while that account is still here.
+    let prefer = prepared
+        .translated
+        .reasoning_account
+        .clone()
+        .filter(|id| state.accounts().get(id).is_some());
+    let wire = encode(state, &prepared)?;
+    let first = start(
+        state,
+        &prepared,
+        &wire,
+        prefer.as_deref(),
+        keepalive,
+        in_flight,
+    )
+    .await;
+    drop(wire);
+    let turn = match first {
+        Ok(turn) => turn,
+        Err(error) if is_foreign_reasoning(&error) && has_reasoning(&prepared) => {
+            // The conversation had to move to an account that cannot read its reasoning: the
+            // turn goes again without it (the model re-thinks what it needs).
+            tracing::info!(
+                "the conversation moved to an account that cannot read its thinking blocks; \
+                 sending it again without them"
+            );
+            prepared
+                .translated
+                .body
+                .input
+                .retain(|item| !matches!(item, InputItem::Reasoning { .. }));
+            let wire = encode(state, &prepared)?;
+            start(
+                state,
+                &prepared,
+                &wire,
+                None,
+                keepalive,
+                state.track_request(),
+            )
+            .await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    drop(reservation);
+    let Prepared {
+        requested,
+        translated,
+        estimate,
+        ..
+    } = prepared;
+    let Translated {
+        body,
+        stream,
+        stop,
+        thinking,
+        prefill,
+        ignored,
+        ..
+    } = translated;
+    drop(body);
+    let Some(events) = turn.streams.into_iter().next() else {
+        return Err(ApiError::internal("the engine started no response"));
+    };
+    let mode = if stream { Mode::Stream } else { Mode::Whole };
+    let writer = Writer::new(
+        mode,
+        requested,
+        thinking,
+        turn.account.id.clone(),
+        estimate,
+        &stop,
+        prefill,
+    );
+    let reader = Reader {
+        events,
+        output: OutputTranslator::default(),
+        writer,
+        ended: false,
+    };
+    let mut response = if stream {
+        stream_response(reader, keepalive, turn.guard).await?
+    } else {
+        complete(reader, turn.guard).await?
+    };
+    if !ignored.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&ignored.join(", "))
+    {
+        response
+            .headers_mut()
+            .insert("x-codex-proxy-ignored-params", value);
+    }
+    Ok(response)
+}
+
+/// Encodes the prepared body and runs it on the engine.
+async fn start(
+    state: &AppState,
+    prepared: &Prepared,
+    wire: &WireBody,
+    prefer: Option<&str>,
+    keepalive: Duration,
+    in_flight: crate::app::InFlight,
+) -> Result<engine::Turn, engine::EngineError> {
+    let request = TurnRequest {
+        conversation: prepared.conversation,
+        session: &prepared.session,
+        wire,
+        lite: prepared.translated.lite,
+        fan_out: 1,
+        model: &prepared.model,
+        prefer,
+        first_event_within: keepalive,
+        call: engine::Call::Responses,
+    };
+    engine::start(state, &request, in_flight).await
+}
+
+fn is_foreign_reasoning(error: &engine::EngineError) -> bool {
+    matches!(
+        error,
+        engine::EngineError::Upstream(upstream_errors::UpstreamFailure::Invalid {
+            code: Some("invalid_encrypted_content"),
+            ..
+        })
+    )
+}
+
+fn has_reasoning(prepared: &Prepared) -> bool {
+    prepared
+        .translated
+        .body
+        .input
+        .iter()
+        .any(|item| matches!(item, InputItem::Reasoning { .. }))
+}
+
+/// A stream failure, as the client is told it.
+fn failure_error(failure: &Failure) -> ApiError {
+    engine::EngineError::from(upstream_errors::from_failure(failure)).to_api_error()
+}
+
+/// The upstream events of one turn, read into the writer.
+struct Reader {
+    events: EventStream,
+    output: OutputTranslator,
+    writer: Writer,
+    ended: bool,
+}
+
+impl Reader {
+    /// Reads one upstream event; `false` once the response is over.
+    async fn step(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        match self.events.next().await {
+            Some(Ok(data)) => {
+                let (output, writer) = (&mut self.output, &mut self.writer);
+                StreamEvent::with(data, StreamTranslator::ignores, |event| {
+                    output.push(event, writer);
+                });
+            }
+            Some(Err(error)) => {
+                use crate::translate::output::OutputSink;
+                self.writer
+                    .event(crate::translate::output::OutputEvent::Failed(Failure {
+                        code: None,
+                        message: format!("The upstream stream broke: {error}"),
+                        resets_at: None,
+                    }));
+            }
+            None => self.output.eof(&mut self.writer),
+        }
+        if self.writer.stopped() && !self.writer.is_done() {
+            // A stop sequence: the answer ends here; dropping the events stops generation.
+            self.writer.finish_stopped();
+            self.ended = true;
+        } else if self.output.is_terminal() || self.writer.is_done() {
+            self.events.finish();
+            self.ended = true;
+        }
+        !self.ended
+    }
+}
+
+/// Not streamed: the whole message, or the failure as an HTTP error.
+async fn complete(mut reader: Reader, mut guard: TurnGuard) -> Result<Response, ApiError> {
+    while reader.step().await {}
+    if let Some(failure) = reader.writer.failure() {
+        return Err(failure_error(failure));
+    }
+    if let Some(usage) = reader.writer.usage() {
+        guard.add_usage(usage);
+    }
+    guard.release_slot();
+    drop(guard);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        reader.writer.message().to_string(),
+    )
+        .into_response())
+}
+
+const PING: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+
+/// Streamed: the status waits up to `keepalive` for the first output, so an early failure is
+/// still an HTTP error; after that a failure is an `error` event, and a `ping` goes out after
+/// every `keepalive` of silence.
+async fn stream_response(
+    mut reader: Reader,
+    keepalive: Duration,
+    guard: TurnGuard,
+) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + keepalive;
+    while reader.writer.frames().is_empty() && reader.writer.failure().is_none() {
+        match tokio::time::timeout_at(deadline, reader.step()).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+    }
+    if reader.writer.frames().is_empty()
+        && let Some(failure) = reader.writer.failure()
+    {
+        return Err(failure_error(failure));
+    }
+    Ok(super::sse::response(SseBody {
+        reader,
+        keepalive,
+        guard: Some(guard),
+        done: false,
+    }))
+}
+
+struct SseBody {
+    reader: Reader,
+    keepalive: Duration,
+    /// The account's slot, held until the client has the whole stream (or left).
+    guard: Option<TurnGuard>,
+    done: bool,
+}
+
+impl super::sse::Frames for SseBody {
+    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
+}
+
+impl SseBody {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.reader.writer.frames().pop_front() {
+                return Some(frame);
+            }
+            if self.done {
+                return None;
+            }
+            if let Some(failure) = self.reader.writer.failure() {
+                let error = failure_error(failure);
+                let body =
+                    render::error_body(render::error_type(error.status.as_u16()), &error.message);
+                self.done = true;
+                self.guard = None;
+                return Some(Bytes::from(format!("event: error\ndata: {body}\n\n")));
+            }
+            if self.reader.ended {
+                if let Some(mut guard) = self.guard.take() {
+                    if let Some(usage) = self.reader.writer.usage() {
+                        guard.add_usage(usage);
+                    }
+                }
+                self.done = true;
+                continue;
+            }
+            match tokio::time::timeout(self.keepalive, self.reader.step()).await {
+                Ok(_) => {}
+                Err(_silence) => return Some(Bytes::from_static(PING)),
+            }
+        }
+    }
+}
+
+/// The last layer of the Anthropic routes: every error, whoever made it (auth, body limits,
+/// the handlers), in Anthropic's shape — `{"type":"error","error":{"type","message"}}` — with
+/// Anthropic's statuses (an overloaded pool is 529).
+pub async fn anthropic_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text
+            }
+        });
+    let kind = render::error_type(status.as_u16());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        parts.status = StatusCode::from_u16(529).unwrap_or(status);
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = render::error_body(kind, &message).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
