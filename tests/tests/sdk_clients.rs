@@ -17,14 +17,14 @@ fn repo_root() -> PathBuf {
 }
 
 /// Runs an SDK suite against a fresh fake and daemon; fails with the suite's output.
-async fn run_suite(program: &Path, args: &[&str], cwd: &Path) {
+async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]) {
     assert!(
         program.exists() || program.components().count() == 1,
         "{} is missing: run `bash tests/sdk/install.sh`",
         program.display()
     );
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    let daemon = Daemon::builder().fake(&fake, accounts).start();
     // tokio's Command, so the in-process fake keeps serving while the suite runs.
     let output = tokio::process::Command::new(program)
         .args(args)
@@ -52,7 +52,13 @@ async fn run_suite(program: &Path, args: &[&str], cwd: &Path) {
     let rejected: Vec<String> = fake
         .requests_to(RESPONSES_PATH)
         .into_iter()
-        .filter(|r| r.rejection.is_some() && r.status != 429 && r.status != 503)
+        .filter(|r| {
+            r.rejection
+                .as_deref()
+                .is_some_and(|why| why != "scripted error")
+                && r.status != 429
+                && r.status != 503
+        })
         .map(|r| r.rejection.unwrap_or_default())
         .collect();
     assert!(rejected.is_empty(), "the fake rejected: {rejected:?}");
@@ -71,9 +77,32 @@ async fn official_python_sdk() {
             "-q",
             "-p",
             "no:cacheprovider",
-            suite.to_str().unwrap(),
+            "test_openai_sdk.py",
         ],
         &suite,
+        &[0, 1],
+    )
+    .await;
+}
+
+/// The `anthropic` Python SDK on the Messages API. One account, so the failures its last
+/// tests provoke are exactly what the client sees.
+#[tokio::test]
+async fn anthropic_python_sdk() {
+    let python = repo_root().join("target/sdk/venv/bin/python");
+    let suite = repo_root().join("tests/sdk/python");
+    run_suite(
+        &python,
+        &[
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_anthropic_sdk.py",
+        ],
+        &suite,
+        &[0],
     )
     .await;
 }
@@ -89,6 +118,24 @@ async fn official_node_sdk() {
         Path::new("node"),
         &["--test", "openai-sdk.test.mjs", "ai-sdk.test.mjs"],
         &dir,
+        &[0, 1],
+    )
+    .await;
+}
+
+/// The Anthropic TypeScript SDK on the Messages API.
+#[tokio::test]
+async fn anthropic_node_sdk() {
+    let dir = repo_root().join("tests/sdk/node");
+    assert!(
+        dir.join("node_modules/@anthropic-ai/sdk").is_dir(),
+        "run `bash tests/sdk/install.sh`"
+    );
+    run_suite(
+        Path::new("node"),
+        &["--test", "anthropic-sdk.test.mjs"],
+        &dir,
+        &[0],
     )
     .await;
 }
@@ -202,4 +249,112 @@ async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
         assert!(input.iter().any(|i| i["type"] == "custom_tool_call_output"));
         assert_eq!(requests[1].status, 200, "{:?}", requests[1].rejection);
     }
+}
+
+/// Runs `claude -p PROMPT` (Claude Code, npm `@anthropic-ai/claude-code`, pinned in
+/// tests/sdk/node) against the daemon as the README configures it: `ANTHROPIC_BASE_URL` and
+/// `ANTHROPIC_API_KEY`, in `work`, with a fresh home. Returns stdout.
+async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
+    let node = repo_root().join("tests/sdk/node/node_modules");
+    // npm's postinstall puts the native binary in place of bin/claude.exe; where it was
+    // skipped, the platform package has it.
+    let claude = [
+        node.join("@anthropic-ai/claude-code/bin/claude.exe"),
+        node.join("@anthropic-ai/claude-code-linux-x64/claude"),
+    ]
+    .into_iter()
+    .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 1 << 20))
+    .unwrap_or_else(|| panic!("Claude Code is missing: run `bash tests/sdk/install.sh`"));
+    let home = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(&claude)
+        .args(args)
+        .current_dir(work)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", daemon.url(""))
+        .env("ANTHROPIC_API_KEY", daemon.api_key())
+        // No update checks, telemetry or error reports (there is no network to reach them).
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "claude failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
+        daemon.logs()
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("notes.txt"),
+        "the secret word is pelican\n",
+    )
+    .unwrap();
+
+    // A text answer.
+    fake.on_input_containing("say hi", Script::text("Hi from Codex!"));
+    let stdout = claude_print(&daemon, work.path(), &["-p", "say hi"]).await;
+    assert!(stdout.contains("Hi from Codex!"), "{stdout}");
+
+    // The model asks for a Bash call; Claude Code runs it in the work directory and sends the
+    // result back; the model answers from it.
+    fake.enqueue(
+        Script::function_call(
+            "Bash",
+            r#"{"command":"cat notes.txt","description":"Show the notes"}"#,
+        )
+        .with_reasoning("The notes are in notes.txt; read them."),
+    );
+    fake.on_input_containing("pelican", Script::text("The notes say: pelican."));
+    let stdout = claude_print(
+        &daemon,
+        work.path(),
+        &["-p", "what do my notes say?", "--allowedTools", "Bash"],
+    )
+    .await;
+    assert!(stdout.contains("The notes say: pelican."), "{stdout}");
+    let requests = fake.requests_to(RESPONSES_PATH);
+    let last = requests.last().unwrap();
+    assert_eq!(last.status, 200, "{:?}", last.rejection);
+    let input = last.body.as_ref().unwrap()["input"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let kinds: Vec<&str> = input.iter().filter_map(|i| i["type"].as_str()).collect();
+    // The thinking block (with its signature) came back as the reasoning it was, before the
+    // call it led to; the call's output carries what Bash printed in the work directory.
+    let at = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap();
+    assert!(
+        at("reasoning") < at("function_call") && at("function_call") < at("function_call_output")
+    );
+    let call = &input[at("function_call")];
+    let output = &input[at("function_call_output")];
+    assert_eq!(call["name"], "Bash");
+    assert_eq!(call["call_id"], output["call_id"]);
+    assert!(output["output"].to_string().contains("pelican"), "{output}");
+    // Every request of the session went to the same conversation (Claude Code's session id).
+    let keys: std::collections::HashSet<String> = requests[requests.len() - 2..]
+        .iter()
+        .map(|r| r.body.as_ref().unwrap()["prompt_cache_key"].to_string())
+        .collect();
+    assert_eq!(keys.len(), 1);
+
+    // Its small model (`haiku`, as its background calls use) runs on the small Codex model.
+    let stdout = claude_print(&daemon, work.path(), &["-p", "say hi", "--model", "haiku"]).await;
+    assert!(stdout.contains("Hi from Codex!"), "{stdout}");
+    let last = fake.requests_to(RESPONSES_PATH).pop().unwrap();
+    assert_eq!(last.status, 200, "{:?}", last.rejection);
+    assert_eq!(last.body.unwrap()["model"], "gpt-5.4-mini");
 }

@@ -541,25 +541,30 @@ pub async fn anthropic_errors(response: Response) -> Response {
     let bytes = axum::body::to_bytes(body, 64 << 10)
         .await
         .unwrap_or_default();
-    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-            if text.is_empty() {
-                status.canonical_reason().unwrap_or("error").to_owned()
-            } else {
-                text
-            }
-        });
-    let kind = render::error_type(status.as_u16());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.pointer(&format!("/error/{name}")))
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+    };
+    let message = field("message").unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        }
+    });
+    let overloaded = status == StatusCode::SERVICE_UNAVAILABLE
+        && field("code").is_some_and(|c| render::OVERLOADED_CODES.contains(&c.as_str()));
+    let kind = if overloaded {
         parts.status = StatusCode::from_u16(529).unwrap_or(status);
-    }
+        "overloaded_error"
+    } else {
+        render::error_type(status.as_u16())
+    };
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

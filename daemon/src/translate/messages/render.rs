@@ -24,12 +24,17 @@ pub fn error_type(status: u16) -> &'static str {
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
+        529 => "overloaded_error",
         504 => "timeout_error",
         400..=499 => "invalid_request_error",
         _ => "api_error",
     }
 }
+
+/// OpenAI-style error codes that mean "busy, try again": Anthropic's 529 `overloaded_error`
+/// (which its clients retry). Other 503s (no account signed in, …) stay 503 `api_error`.
+pub const OVERLOADED_CODES: [&str; 3] =
+    ["server_overloaded", "queue_timeout", "upstream_unavailable"];
 
 /// Anthropic's error body.
 pub fn error_body(kind: &str, message: &str) -> Value {

@@ -1,1 +1,749 @@
+//! The Messages translation, rule by rule, from requests shaped like Claude Code's and the
+//! Anthropic SDKs'.
 
+use serde_json::{Value, json};
+
+use super::render::{Mode, Writer};
+use super::request::{Context, Translated, budget_effort, nearest_effort, translate};
+use super::{MessagesRequest, ThinkingDisplay, signature, tokens};
+use crate::api_error::ApiError;
+use crate::config::{ModelConfig, SystemPromptStrategy};
+use crate::models::{self, Catalog, Resolved};
+use crate::translate::output::OutputTranslator;
+use crate::upstream::wire::StreamEvent;
+
+fn resolved(name: &str) -> Resolved {
+    models::resolve(
+        Some(name),
+        &Catalog::builtin(),
+        &ModelConfig::default().aliases,
+        "gpt-5.5",
+    )
+    .unwrap()
+}
+
+fn run_with(
+    body: Value,
+    model: &str,
+    config: &ModelConfig,
+) -> Result<(Translated, Value), ApiError> {
+    let model = resolved(model);
+    let ctx = Context {
+        model: &model,
+        config,
+        prompt_cache_key: "019a0000-0000-7000-8000-000000000001".into(),
+        require_max_tokens: true,
+    };
+    let req: MessagesRequest = serde_json::from_value(body).unwrap();
+    let translated = translate(req, &ctx)?;
+    let json = serde_json::to_value(&translated.body).unwrap();
+    Ok((translated, json))
+}
+
+fn run(body: Value) -> (Translated, Value) {
+    run_with(body, "gpt-5.5", &ModelConfig::default()).unwrap()
+}
+
+fn err(body: Value) -> ApiError {
+    run_with(body, "gpt-5.5", &ModelConfig::default()).unwrap_err()
+}
+
+fn with(extra: Value) -> Value {
+    let mut body = json!({"model": "claude-opus-5-5", "max_tokens": 64000,
+        "messages": [{"role": "user", "content": "hi"}]});
+    if let Value::Object(extra) = extra {
+        for (k, v) in extra {
+            body[k] = v;
+        }
+    }
+    body
+}
+
+#[test]
+fn a_claude_code_request_becomes_an_official_style_body() {
+    let (t, body) = run(json!({
+        "model": "claude-opus-5-5",
+        "max_tokens": 64000,
+        "temperature": 1,
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": []},
+        "metadata": {"user_id": "{\"session_id\":\"s\"}"},
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328.abc; cch=12345;"},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Be careful.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"}, {"type": "text", "text": "fix it"}]},
+            {"role": "system", "content": "Working directory: /w"}
+        ]
+    }));
+    assert_eq!(
+        body,
+        json!({
+            "model": "gpt-5.5",
+            "instructions": "You are Claude Code.\n\nBe careful.",
+            "input": [
+                {"type": "message", "role": "user", "content": [
+                    {"type": "input_text", "text": "<system-reminder>x</system-reminder>"},
+                    {"type": "input_text", "text": "fix it"}]},
+                {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Working directory: /w"}]}
+            ],
+            "tools": [],
+            "tool_choice": "auto",
+            "parallel_tool_calls": true,
+            "reasoning": {"effort": "high"},
+            "store": false,
+            "stream": true,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "019a0000-0000-7000-8000-000000000001"
+        })
+    );
+    assert_eq!(t.thinking, ThinkingDisplay::Omitted);
+    assert!(!t.stream);
+    assert_eq!(t.ignored, ["context_management", "temperature"]);
+    assert_eq!(t.prefill, None);
+}
+
+#[test]
+fn the_developer_strategy_keeps_the_codex_instructions() {
+    let config = ModelConfig {
+        system_prompt_strategy: SystemPromptStrategy::Developer,
+        ..ModelConfig::default()
+    };
+    let (_, body) = run_with(with(json!({"system": "Be terse."})), "gpt-5.5", &config).unwrap();
+    assert!(body["instructions"].as_str().unwrap().contains("Codex"));
+    assert_eq!(body["input"][0]["role"], "developer");
+    assert_eq!(body["input"][0]["content"][0]["text"], "Be terse.");
+    // No system prompt at all: the neutral instructions.
+    let (_, body) = run(with(json!({})));
+    assert_eq!(
+        body["instructions"],
+        crate::translate::request::NEUTRAL_INSTRUCTIONS
+    );
+}
+
+#[test]
+fn content_blocks_become_input_parts() {
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let (_, body) = run(with(json!({"messages": [
+        {"role": "user", "content": [
+            {"type": "text", "text": ""},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+            {"type": "document", "title": "Notes", "source": {"type": "text", "media_type": "text/plain", "data": "remember"}},
+            {"type": "text", "text": "look", "citations": []}
+        ]},
+        {"role": "user", "content": "and again"}
+    ]})));
+    let parts = &body["input"][0]["content"];
+    assert_eq!(parts.as_array().unwrap().len(), 5, "{parts}");
+    assert_eq!(
+        parts[0]["image_url"],
+        format!("data:image/png;base64,{png}")
+    );
+    assert_eq!(parts[1]["image_url"], "https://example.com/a.jpg");
+    assert_eq!(
+        parts[2],
+        json!({"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "document.pdf"})
+    );
+    assert_eq!(
+        parts[3],
+        json!({"type": "input_text", "text": "Notes\n\nremember"})
+    );
+    // Consecutive user messages stay separate messages.
+    assert_eq!(body["input"][1]["content"][0]["text"], "and again");
+
+    let e = err(with(json!({"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]})));
+    assert!(e.message.contains("Files API"), "{}", e.message);
+    let e = err(with(json!({"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "Qk0="}}]}]})));
+    assert_eq!(
+        e.param.as_deref(),
+        Some("messages.0.content.0.source.media_type")
+    );
+}
+
+#[test]
+fn a_tool_loop_keeps_every_id() {
+    let (_, body) = run(with(json!({"messages": [
+        {"role": "user", "content": "list and read"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "ls"}},
+            {"type": "tool_use", "id": "toolu_02", "name": "Read", "input": {"file_path": "/a"}}
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01", "content": "a\nb"},
+            {"type": "tool_result", "tool_use_id": "toolu_02", "is_error": true, "content": [{"type": "text", "text": "no such file"}]},
+            {"type": "text", "text": "continue"}
+        ]}
+    ]})));
+    let input = body["input"].as_array().unwrap();
+    let kinds: Vec<&str> = input.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "message",
+            "function_call",
+            "function_call",
+            "function_call_output",
+            "function_call_output",
+            "message"
+        ]
+    );
+    assert_eq!(
+        input[1]["content"][0],
+        json!({"type": "output_text", "text": "Let me look."})
+    );
+    assert_eq!(
+        input[2],
+        json!({"type": "function_call", "name": "Bash", "arguments": "{\"command\":\"ls\"}", "call_id": "toolu_01"})
+    );
+    assert_eq!(
+        input[4],
+        json!({"type": "function_call_output", "call_id": "toolu_01", "output": "a\nb"})
+    );
+    assert_eq!(input[5]["output"], "Error: no such file");
+    assert_eq!(input[6]["content"][0]["text"], "continue");
+
+    // A result with an image keeps the parts form.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let (_, body) = run(with(json!({"messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "Shot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": [
+            {"type": "text", "text": "the screen"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]}
+    ]})));
+    let output = &body["input"][1]["output"];
+    assert_eq!(
+        output[0],
+        json!({"type": "input_text", "text": "the screen"})
+    );
+    assert_eq!(output[1]["type"], "input_image");
+
+    let e = err(with(json!({"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_x", "content": "?"}]}]})));
+    assert!(e.message.contains("toolu_x"));
+    assert_eq!(e.param.as_deref(), Some("messages.0.content.0.tool_use_id"));
+}
+
+#[test]
+fn our_thinking_blocks_come_back_as_reasoning_and_others_are_left_out() {
+    let ours = signature::encode("acct_2", "gAAAAABsecret");
+    let (t, body) = run(with(json!({"messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Plan.", "signature": ours},
+            {"type": "thinking", "thinking": "Anthropic's", "signature": "EqQBCkYIBxgCKkD"},
+            {"type": "redacted_thinking", "data": "EmwKAhgB"},
+            {"type": "text", "text": "A."}
+        ]},
+        {"role": "user", "content": "q2"}
+    ]})));
+    let input = body["input"].as_array().unwrap();
+    assert_eq!(input.len(), 4);
+    assert_eq!(
+        input[1],
+        json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": "Plan."}], "encrypted_content": "gAAAAABsecret"})
+    );
+    assert_eq!(input[2]["role"], "assistant");
+    assert_eq!(t.reasoning_account.as_deref(), Some("acct_2"));
+}
+
+#[test]
+fn a_final_assistant_text_is_a_prefill() {
+    let (t, _) = run(with(json!({"messages": [
+        {"role": "user", "content": "Give JSON"},
+        {"role": "assistant", "content": "{"}
+    ]})));
+    assert_eq!(t.prefill.as_deref(), Some("{"));
+    let (t, _) = run(with(json!({"messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}
+    ]})));
+    assert_eq!(t.prefill, None);
+}
+
+#[test]
+fn tools_are_never_forced_strict_and_server_tools_map_or_are_refused() {
+    let (_, body) = run(with(json!({"tools": [
+        {"name": "Bash", "description": "Run", "cache_control": {"type": "ephemeral"}, "defer_loading": true,
+         "input_schema": {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+            "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}}, "required": ["command"]}},
+        {"name": "Strict", "strict": true, "input_schema": {"type": "object",
+            "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": false}},
+        {"name": "NotStrictable", "strict": true, "input_schema": {"type": "object",
+            "properties": {"a": {"type": "string"}}}},
+        {"name": "NoSchema"},
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+    ]})));
+    let tools = body["tools"].as_array().unwrap();
+    assert_eq!(
+        tools[0],
+        json!({"type": "function", "name": "Bash", "description": "Run", "strict": false, "parameters": {
+            "type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}}, "required": ["command"]}})
+    );
+    assert_eq!(tools[1]["strict"], true);
+    assert_eq!(tools[2]["strict"], false);
+    assert_eq!(
+        tools[3]["parameters"],
+        json!({"type": "object", "properties": {}})
+    );
+    assert_eq!(tools[4], json!({"type": "web_search"}));
+
+    let e = err(with(
+        json!({"tools": [{"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}]}),
+    ));
+    assert!(e.message.contains("text_editor_20250728"), "{}", e.message);
+    let e = err(with(
+        json!({"tools": [{"name": "a", "input_schema": {}}, {"name": "a", "input_schema": {}}]}),
+    ));
+    assert!(e.message.contains("twice"));
+    let e = err(with(
+        json!({"tools": [{"name": "bad name", "input_schema": {}}]}),
+    ));
+    assert_eq!(e.param.as_deref(), Some("tools.0.name"));
+}
+
+#[test]
+fn tool_choice_maps_to_the_responses_forms() {
+    let tools = json!([{"name": "f", "input_schema": {"type": "object"}}]);
+    for (choice, expected, parallel) in [
+        (json!({"type": "auto"}), json!("auto"), true),
+        (json!({"type": "any"}), json!("required"), true),
+        (json!({"type": "none"}), json!("none"), true),
+        (
+            json!({"type": "tool", "name": "f"}),
+            json!({"type": "function", "name": "f"}),
+            true,
+        ),
+        (
+            json!({"type": "auto", "disable_parallel_tool_use": true}),
+            json!("auto"),
+            false,
+        ),
+    ] {
+        let (_, body) = run(with(json!({"tools": tools, "tool_choice": choice})));
+        assert_eq!(body["tool_choice"], expected, "{choice}");
+        assert_eq!(body["parallel_tool_calls"], parallel, "{choice}");
+    }
+    for choice in [
+        json!({"type": "tool", "name": "g"}),
+        json!({"type": "sometimes"}),
+    ] {
+        assert_eq!(
+            err(with(json!({"tools": tools, "tool_choice": choice}))).status,
+            400
+        );
+    }
+    assert!(
+        err(with(json!({"tool_choice": {"type": "any"}})))
+            .message
+            .contains("at least one tool")
+    );
+}
+
+#[test]
+fn thinking_maps_to_an_effort_and_a_display() {
+    let effort = |extra: Value| {
+        let (t, body) = run(with(extra));
+        (
+            body["reasoning"]["effort"].as_str().unwrap().to_owned(),
+            body["reasoning"].get("summary").is_some(),
+            t.thinking,
+        )
+    };
+    use ThinkingDisplay::{Hidden, Omitted, Summarized};
+    assert_eq!(effort(json!({})), ("medium".into(), false, Hidden));
+    assert_eq!(
+        effort(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})),
+        ("low".into(), true, Summarized)
+    );
+    assert_eq!(
+        effort(json!({"thinking": {"type": "enabled", "budget_tokens": 8000}})),
+        ("medium".into(), true, Summarized)
+    );
+    assert_eq!(
+        effort(json!({"thinking": {"type": "enabled", "budget_tokens": 20000}})),
+        ("high".into(), true, Summarized)
+    );
+    assert_eq!(
+        effort(json!({"thinking": {"type": "enabled", "budget_tokens": 63999}})),
+        ("xhigh".into(), true, Summarized)
+    );
+    assert_eq!(
+        effort(json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}})),
+        ("xhigh".into(), true, Summarized)
+    );
+    assert_eq!(
+        effort(json!({"thinking": {"type": "adaptive", "display": "omitted"}})),
+        ("medium".into(), false, Omitted)
+    );
+    // gpt-5.5 has no "none": disabled thinking is its lowest effort.
+    assert_eq!(
+        effort(json!({"thinking": {"type": "disabled"}})),
+        ("low".into(), false, Hidden)
+    );
+    assert_eq!(effort(json!({"output_config": {"effort": "low"}})).0, "low");
+    for bad in [
+        json!({"thinking": {"type": "sometimes"}}),
+        json!({"thinking": {"type": "enabled"}}),
+        json!({"thinking": {"type": "adaptive", "display": "loud"}}),
+        json!({"output_config": {"effort": "huge"}}),
+    ] {
+        assert_eq!(err(with(bad.clone())).status, 400, "{bad}");
+    }
+    assert_eq!(budget_effort(2048), "low");
+    assert_eq!(budget_effort(2049), "medium");
+    let supported: Vec<String> = ["low", "medium", "high"].map(String::from).to_vec();
+    assert_eq!(nearest_effort("none", &supported).as_deref(), Some("low"));
+    assert_eq!(nearest_effort("max", &supported).as_deref(), Some("high"));
+    assert_eq!(nearest_effort("bogus", &supported), None);
+}
+
+#[test]
+fn the_api_requires_what_anthropic_requires() {
+    let e = err(json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(e.param.as_deref(), Some("max_tokens"));
+    assert_eq!(err(with(json!({"max_tokens": 0}))).status, 400);
+    assert_eq!(err(with(json!({"messages": []}))).status, 400);
+    assert!(
+        err(with(
+            json!({"messages": [{"role": "tool", "content": "x"}]})
+        ))
+        .message
+        .contains("role")
+    );
+    assert!(
+        err(with(json!({"stop_sequences": vec!["x"; 40]})))
+            .message
+            .contains("stop_sequences")
+    );
+    // count_tokens takes no max_tokens.
+    let model = resolved("gpt-5.5");
+    let ctx = Context {
+        model: &model,
+        config: &ModelConfig::default(),
+        prompt_cache_key: String::new(),
+        require_max_tokens: false,
+    };
+    let req: MessagesRequest = serde_json::from_value(
+        json!({"model": "x", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .unwrap();
+    assert!(translate(req, &ctx).is_ok());
+}
+
+#[test]
+fn a_lite_model_gets_its_tools_and_instructions_in_the_input() {
+    let (_, body) = run_with(
+        with(json!({"system": "S", "tools": [{"name": "f", "input_schema": {"type": "object"}}]})),
+        "gpt-5.6-sol",
+        &ModelConfig::default(),
+    )
+    .unwrap();
+    assert!(body.get("instructions").is_none() && body.get("tools").is_none());
+    assert_eq!(body["input"][0]["type"], "additional_tools");
+    assert_eq!(body["input"][1]["content"][0]["text"], "S");
+    assert_eq!(body["reasoning"]["context"], "all_turns");
+}
+
+// ---- the output side ----
+
+/// Runs events through the output layer into a writer; returns it.
+fn render(
+    mode: Mode,
+    thinking: ThinkingDisplay,
+    stop: &[&str],
+    prefill: Option<&str>,
+    events: &[Value],
+) -> Writer {
+    let stop: Vec<String> = stop.iter().map(|s| (*s).to_owned()).collect();
+    let mut writer = Writer::new(
+        mode,
+        "claude-opus-5-5".into(),
+        thinking,
+        "acct_1".into(),
+        42,
+        &stop,
+        prefill.map(str::to_owned),
+    );
+    let mut output = OutputTranslator::default();
+    for event in events {
+        let data = event.to_string();
+        StreamEvent::with(data.as_bytes(), |_| false, |e| output.push(e, &mut writer));
+        if writer.stopped() {
+            writer.finish_stopped();
+            break;
+        }
+    }
+    writer
+}
+
+fn frames(writer: &mut Writer) -> Vec<(String, Value)> {
+    writer
+        .frames()
+        .drain(..)
+        .map(|bytes| {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            let (event, data) = text.trim_end().split_once('\n').unwrap();
+            (
+                event.strip_prefix("event: ").unwrap().to_owned(),
+                serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn sample() -> Vec<Value> {
+    vec![
+        json!({"type": "response.created", "response": {"id": "resp_abc", "model": "gpt-5.5"}}),
+        json!({"type": "response.output_item.added", "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 0}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Plan."}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 1}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Act."}),
+        json!({"type": "response.output_item.done", "item": {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAenc"}}),
+        json!({"type": "response.output_item.added", "item": {"type": "message", "id": "msg_1", "content": []}}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Running "}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "ls."}),
+        json!({"type": "response.output_item.done", "item": {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "Running ls."}]}}),
+        json!({"type": "response.output_item.added", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "Bash", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"command\":"}),
+        json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "Bash", "arguments": "{\"command\":\"ls\"}"}}),
+        json!({"type": "response.completed", "response": {"id": "resp_abc", "usage": {"input_tokens": 1000, "output_tokens": 50, "total_tokens": 1050,
+            "input_tokens_details": {"cached_tokens": 800}, "output_tokens_details": {"reasoning_tokens": 20}}}}),
+    ]
+}
+
+#[test]
+fn a_stream_is_rendered_in_anthropics_order() {
+    let mut writer = render(
+        Mode::Stream,
+        ThinkingDisplay::Summarized,
+        &[],
+        None,
+        &sample(),
+    );
+    let frames = frames(&mut writer);
+    let names: Vec<&str> = frames.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ]
+    );
+    assert_eq!(frames[0].1["message"]["id"], "msg_abc");
+    assert_eq!(frames[0].1["message"]["usage"]["input_tokens"], 42);
+    assert_eq!(
+        frames[2].1["delta"],
+        json!({"type": "thinking_delta", "thinking": "Plan."})
+    );
+    assert_eq!(
+        frames[3].1["delta"],
+        json!({"type": "thinking_delta", "thinking": "\n\n"})
+    );
+    let signature = frames[5].1["delta"]["signature"].as_str().unwrap();
+    assert_eq!(
+        signature::decode(signature),
+        Some(("acct_1".to_owned(), "gAAAenc"))
+    );
+    assert_eq!(
+        frames[8].1,
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Running "}})
+    );
+    assert_eq!(
+        frames[11].1["content_block"],
+        json!({"type": "tool_use", "id": "call_7", "name": "Bash", "input": {}})
+    );
+    let json_deltas: String = frames[12..14]
+        .iter()
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(json_deltas, "{\"command\":\"ls\"}");
+    assert_eq!(
+        frames[15].1,
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+            "usage": {"input_tokens": 200, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 800, "output_tokens": 50}})
+    );
+}
+
+#[test]
+fn the_whole_message_has_the_same_blocks() {
+    let writer = render(
+        Mode::Whole,
+        ThinkingDisplay::Summarized,
+        &[],
+        None,
+        &sample(),
+    );
+    let message = writer.message();
+    assert_eq!(message["content"][0]["type"], "thinking");
+    assert_eq!(message["content"][0]["thinking"], "Plan.\n\nAct.");
+    assert_eq!(
+        message["content"][1],
+        json!({"type": "text", "text": "Running ls."})
+    );
+    assert_eq!(
+        message["content"][2],
+        json!({"type": "tool_use", "id": "call_7", "name": "Bash", "input": {"command": "ls"}})
+    );
+    assert_eq!(message["stop_reason"], "tool_use");
+    assert_eq!(message["usage"]["cache_read_input_tokens"], 800);
+
+    // Thinking not asked for: no thinking block, the indices start at the text.
+    let mut hidden = render(Mode::Stream, ThinkingDisplay::Hidden, &[], None, &sample());
+    let frames = frames(&mut hidden);
+    assert!(
+        !frames
+            .iter()
+            .any(|(_, d)| d.to_string().contains("thinking"))
+    );
+    assert_eq!(frames[1].1["index"], 0);
+    // Omitted: the block and its signature, no text.
+    let omitted = render(Mode::Whole, ThinkingDisplay::Omitted, &[], None, &sample()).message();
+    assert_eq!(omitted["content"][0]["thinking"], "");
+    assert!(
+        omitted["content"][0]["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("cpx1.")
+    );
+}
+
+fn text_events(deltas: &[&str], ending: Value) -> Vec<Value> {
+    let mut events = vec![json!({"type": "response.created", "response": {"id": "resp_1"}})];
+    for d in deltas {
+        events.push(json!({"type": "response.output_text.delta", "item_id": "m", "delta": d}));
+    }
+    events.push(ending);
+    events
+}
+
+#[test]
+fn stop_sequences_cut_across_deltas() {
+    let events = text_events(
+        &["Hello wo", "rld! More"],
+        json!({"type": "response.completed", "response": {}}),
+    );
+    let writer = render(
+        Mode::Whole,
+        ThinkingDisplay::Hidden,
+        &["world", "x"],
+        None,
+        &events,
+    );
+    let message = writer.message();
+    assert_eq!(
+        message["content"],
+        json!([{"type": "text", "text": "Hello "}])
+    );
+    assert_eq!(message["stop_reason"], "stop_sequence");
+    assert_eq!(message["stop_sequence"], "world");
+    // A held-back tail that was no stop sequence after all is sent at the block's end.
+    let events = text_events(
+        &["end wo"],
+        json!({"type": "response.completed", "response": {}}),
+    );
+    let message = render(
+        Mode::Whole,
+        ThinkingDisplay::Hidden,
+        &["world"],
+        None,
+        &events,
+    )
+    .message();
+    assert_eq!(message["content"][0]["text"], "end wo");
+    assert_eq!(message["stop_reason"], "end_turn");
+}
+
+#[test]
+fn a_repeated_prefill_is_taken_off_and_endings_map() {
+    let done = json!({"type": "response.completed", "response": {}});
+    let message = render(
+        Mode::Whole,
+        ThinkingDisplay::Hidden,
+        &[],
+        Some("{"),
+        &text_events(&["{\"a\"", ": 1}"], done.clone()),
+    )
+    .message();
+    assert_eq!(message["content"][0]["text"], "\"a\": 1}");
+    let message = render(
+        Mode::Whole,
+        ThinkingDisplay::Hidden,
+        &[],
+        Some("{"),
+        &text_events(&["\"a\": 1}"], done),
+    )
+    .message();
+    assert_eq!(message["content"][0]["text"], "\"a\": 1}");
+    let incomplete = json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "max_output_tokens"}}});
+    let message = render(
+        Mode::Whole,
+        ThinkingDisplay::Hidden,
+        &[],
+        None,
+        &text_events(&["cut"], incomplete),
+    )
+    .message();
+    assert_eq!(message["stop_reason"], "max_tokens");
+    let filtered = json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "content_filter"}}});
+    let message = render(
+        Mode::Whole,
+        ThinkingDisplay::Hidden,
+        &[],
+        None,
+        &text_events(&["no"], filtered),
+    )
+    .message();
+    assert_eq!(message["stop_reason"], "refusal");
+    let failed = json!({"type": "response.failed", "response": {"error": {"code": "server_error", "message": "boom"}}});
+    let writer = render(
+        Mode::Stream,
+        ThinkingDisplay::Hidden,
+        &[],
+        None,
+        &text_events(&["x"], failed),
+    );
+    assert_eq!(writer.failure().unwrap().message, "boom");
+}
+
+// ---- count_tokens ----
+
+#[test]
+fn the_estimate_counts_what_the_request_holds() {
+    assert_eq!(tokens::text(""), 0);
+    assert_eq!(tokens::text("hello"), 1);
+    assert_eq!(tokens::text("hello world"), 2);
+    assert_eq!(tokens::text("1234567"), 3);
+    assert_eq!(tokens::text("你好世界"), 4);
+    let (small, _) = run(with(json!({})));
+    let (big, _) = run(with(
+        json!({"system": "You are helpful.", "tools": [{"name": "f", "description": "Does f",
+        "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}}}]}),
+    ));
+    assert!(tokens::estimate(&big.body) > tokens::estimate(&small.body) + 15);
+}
