@@ -739,11 +739,57 @@ fn the_estimate_counts_what_the_request_holds() {
     assert_eq!(tokens::text("hello"), 1);
     assert_eq!(tokens::text("hello world"), 2);
     assert_eq!(tokens::text("1234567"), 3);
-    assert_eq!(tokens::text("你好世界"), 4);
+    assert_eq!(tokens::text("你好世界"), 3);
     let (small, _) = run(with(json!({})));
     let (big, _) = run(with(
         json!({"system": "You are helpful.", "tools": [{"name": "f", "description": "Does f",
         "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}}}]}),
     ));
     assert!(tokens::estimate(&big.body) > tokens::estimate(&small.body) + 15);
+}
+
+/// Samples of what requests carry, each counted by the estimate and by the o200k tokenizer the
+/// Codex models use: prose, Rust, JSON, shell output, Chinese, a mixed conversation.
+fn token_samples() -> Vec<(&'static str, String)> {
+    let json_rows: Vec<Value> = (0..40)
+        .map(|i| json!({"id": i, "name": format!("item-{i}"), "price": 3.25 * f64::from(i), "tags": ["a", "b"], "ok": i % 2 == 0}))
+        .collect();
+    let shell: String = (0..60)
+        .map(|i| {
+            format!(
+                "-rw-r--r-- 1 user staff {:>6} Dec  4 18:{:02} file_{i}.rs\n",
+                1000 + i * 37,
+                i % 60
+            )
+        })
+        .collect();
+    vec![
+        ("README (prose)", include_str!("../../../../README.md").to_owned()),
+        ("Rust source", include_str!("../output.rs").to_owned()),
+        ("JSON", serde_json::to_string_pretty(&json_rows).unwrap()),
+        ("shell output", shell),
+        (
+            "Chinese",
+            "我们的网关把用户自己的账户提供给任何客户端使用。它会刷新令牌，在多个账户之间轮换，并在仪表板上显示所有信息。\
+             请在运行之前阅读说明文档，然后检查配置文件中的每一个选项是否正确。"
+                .repeat(8),
+        ),
+    ]
+}
+
+/// Holds the estimate to the o200k tokenizer on every sample (and prints the figures the
+/// README records).
+#[test]
+fn the_estimate_is_close_to_the_o200k_tokenizer() {
+    let bpe = tiktoken_rs::o200k_base().unwrap();
+    for (name, text) in token_samples() {
+        let estimate = tokens::text(&text) as f64;
+        let exact = bpe.encode_ordinary(&text).len() as f64;
+        let ratio = estimate / exact;
+        println!("{name}: estimate {estimate}, o200k {exact}, ratio {ratio:.3}");
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "{name}: {estimate} vs {exact}"
+        );
+    }
 }
