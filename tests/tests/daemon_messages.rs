@@ -528,6 +528,28 @@ async fn errors_come_in_anthropics_shape_and_statuses() {
 }
 
 #[tokio::test]
+async fn a_context_overflow_is_said_in_anthropics_words() {
+    let (fake, daemon) = setup(&[0]).await;
+    for stream in [false, true] {
+        fake.enqueue(Script::failed_at_once(
+            "context_length_exceeded",
+            "Your input exceeds the context window of this model.",
+        ));
+        let body = json!({"model": "claude-opus-4-7", "max_tokens": 10, "stream": stream,
+            "messages": [{"role": "user", "content": "a very long history"}]});
+        let (status, _, text) = post(&daemon, &body).await;
+        assert_eq!(status, 400, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("prompt is too long: ") && message.ends_with(" maximum"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failure_after_the_first_byte_is_an_error_event() {
     let (fake, daemon) = setup(&[0]).await;
     fake.enqueue(Script::failed("server_error", "The model broke."));
@@ -577,6 +599,7 @@ async fn count_tokens_models_and_the_connectivity_probe() {
     assert_eq!(models["has_more"], false);
     let first = &models["data"][0];
     assert_eq!(first["type"], "model");
+    assert!(first["max_input_tokens"].as_u64().unwrap() > 100_000);
     assert!(first["display_name"].is_string() && first["created_at"].is_string());
     assert_eq!(models["first_id"], first["id"]);
 

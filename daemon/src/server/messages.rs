@@ -101,6 +101,8 @@ struct Prepared {
     session: String,
     translated: Translated,
     estimate: u64,
+    /// The model's context window, for Anthropic's wording of an overflow.
+    window: u64,
 }
 
 /// The conversation a request belongs to: Claude Code's session id (header, else the one in
@@ -210,6 +212,7 @@ fn prepare(
         session,
         translated,
         estimate,
+        window: resolved.model.context_window,
     })
 }
 
@@ -286,13 +289,20 @@ async fn handle(
             )
             .await?
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => {
+            return Err(overflow(
+                error.to_api_error(),
+                prepared.estimate,
+                prepared.window,
+            ));
+        }
     };
     drop(reservation);
     let Prepared {
         requested,
         translated,
         estimate,
+        window,
         ..
     } = prepared;
     let Translated {
@@ -323,6 +333,8 @@ async fn handle(
         output: OutputTranslator::default(),
         writer,
         ended: false,
+        estimate,
+        window,
     };
     let mut response = if stream {
         stream_response(reader, keepalive, turn.guard).await?
@@ -386,12 +398,35 @@ fn failure_error(failure: &Failure) -> ApiError {
     engine::EngineError::from(upstream_errors::from_failure(failure)).to_api_error()
 }
 
+/// A context overflow in Anthropic's words ("prompt is too long: N tokens > M maximum"), which
+/// Claude Code recognises and answers by compacting the conversation.
+fn overflow(mut error: ApiError, estimate: u64, window: u64) -> ApiError {
+    if error.code == Some("context_length_exceeded") {
+        error.message = format!(
+            "prompt is too long: {} tokens > {window} maximum",
+            estimate.max(window + 1)
+        );
+    }
+    error
+}
+
 /// The upstream events of one turn, read into the writer.
 struct Reader {
     events: EventStream,
     output: OutputTranslator,
     writer: Writer,
     ended: bool,
+    /// The request's estimated size and the model's window, to word an overflow.
+    estimate: u64,
+    window: u64,
+}
+
+impl Reader {
+    /// The failure the writer saw, as the client is told it.
+    fn error(&self) -> Option<ApiError> {
+        let failure = self.writer.failure()?;
+        Some(overflow(failure_error(failure), self.estimate, self.window))
+    }
 }
 
 impl Reader {
@@ -433,8 +468,8 @@ impl Reader {
 /// Not streamed: the whole message, or the failure as an HTTP error.
 async fn complete(mut reader: Reader, mut guard: TurnGuard) -> Result<Response, ApiError> {
     while reader.step().await {}
-    if let Some(failure) = reader.writer.failure() {
-        return Err(failure_error(failure));
+    if let Some(error) = reader.error() {
+        return Err(error);
     }
     if let Some(usage) = reader.writer.usage() {
         guard.add_usage(usage);
@@ -469,9 +504,9 @@ async fn stream_response(
         }
     }
     if reader.writer.frames().is_empty()
-        && let Some(failure) = reader.writer.failure()
+        && let Some(error) = reader.error()
     {
-        return Err(failure_error(failure));
+        return Err(error);
     }
     Ok(super::sse::response(SseBody {
         reader,
@@ -504,8 +539,7 @@ impl SseBody {
             if self.done {
                 return None;
             }
-            if let Some(failure) = self.reader.writer.failure() {
-                let error = failure_error(failure);
+            if let Some(error) = self.reader.error() {
                 let body =
                     render::error_body(render::error_type(error.status.as_u16()), &error.message);
                 self.done = true;

@@ -49,18 +49,26 @@ pub async fn anthropic_list(State(state): State<AppState>) -> Json<serde_json::V
     let data: Vec<serde_json::Value> = ids
         .iter()
         .map(|id| {
-            let display = models::resolve(Some(id), &catalog, &config.model.aliases, id)
-                .map(|r| match r.suffix_effort {
+            let resolved = models::resolve(Some(id), &catalog, &config.model.aliases, id).ok();
+            let display = resolved.as_ref().map_or_else(
+                || id.clone(),
+                |r| match &r.suffix_effort {
                     Some(effort) => format!("{} ({effort})", r.model.display_name),
                     None => r.model.display_name.clone(),
-                })
-                .unwrap_or_else(|_| id.clone());
-            serde_json::json!({
+                },
+            );
+            let mut model = serde_json::json!({
                 "type": "model",
                 "id": id,
                 "display_name": display,
                 "created_at": "2026-01-01T00:00:00Z",
-            })
+            });
+            // The window, as Anthropic's model list gives it (Claude Code reads it for models
+            // it does not know).
+            if let Some(r) = resolved.filter(|r| r.model.context_window > 0) {
+                model["max_input_tokens"] = r.model.context_window.into();
+            }
+            model
         })
         .collect();
     Json(serde_json::json!({
