@@ -603,6 +603,19 @@ async fn count_tokens_models_and_the_connectivity_probe() {
     assert!(first["display_name"].is_string() && first["created_at"].is_string());
     assert_eq!(models["first_id"], first["id"]);
 
+    let one: Value = reqwest::Client::new()
+        .get(daemon.url("/v1/models/claude-opus-4-7"))
+        .header("x-api-key", daemon.api_key())
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["type"], "model");
+    assert_eq!(one["id"], "claude-opus-4-7");
+
     let probe = reqwest::Client::new()
         .head(daemon.url("/api/hello"))
         .send()

@@ -81,15 +81,32 @@ pub async fn anthropic_list(State(state): State<AppState>) -> Json<serde_json::V
 
 pub async fn get(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<ModelObject>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let config = state.config();
     let config = &config.model;
-    models::resolve(
-        Some(&id),
-        &state.catalog(),
-        &config.aliases,
-        &config.default,
-    )?;
-    Ok(Json(object(id)))
+    let catalog = state.catalog();
+    let resolved = match models::resolve(Some(&id), &catalog, &config.aliases, &config.default) {
+        Ok(resolved) => resolved,
+        // Anthropic clients may ask for a Claude name: it is what [model.claude] maps it to.
+        Err(error) => match config.claude.target(&id) {
+            Some(target) if headers.contains_key("anthropic-version") => {
+                models::resolve(Some(target), &catalog, &config.aliases, &config.default)?
+            }
+            _ => return Err(error),
+        },
+    };
+    if headers.contains_key("anthropic-version") {
+        return Ok(Json(serde_json::json!({
+            "type": "model",
+            "id": id,
+            "display_name": resolved.model.display_name,
+            "created_at": "2026-01-01T00:00:00Z",
+            "max_input_tokens": resolved.model.context_window,
+        }))
+        .into_response());
+    }
+    Ok(Json(object(id)).into_response())
 }
