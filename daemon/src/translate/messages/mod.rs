@@ -136,12 +136,27 @@ pub enum Block {
         #[serde(default)]
         data: String,
     },
+    /// A search result a client supplies (text with its source), read as text.
+    SearchResult {
+        #[serde(default)]
+        source: String,
+        #[serde(default)]
+        title: String,
+        #[serde(default)]
+        content: Vec<Block>,
+    },
+    /// Inside a tool search's result: a tool made callable. Every tool is callable here
+    /// already, so it carries nothing.
+    ToolReference {},
+    BrowserState {},
     /// Blocks of Anthropic's own server tools (web search results and the like), replayed by
     /// a client: the backend has nothing to match them with, so they are left out.
     ServerToolUse {},
     WebSearchToolResult {},
     WebFetchToolResult {},
     CodeExecutionToolResult {},
+    BashCodeExecutionToolResult {},
+    TextEditorCodeExecutionToolResult {},
     ToolSearchToolResult {},
     ContainerUpload {},
     McpToolUse {},

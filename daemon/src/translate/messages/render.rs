@@ -93,7 +93,10 @@ pub struct Writer {
     usage: Option<Usage>,
     failure: Option<Failure>,
     frames: VecDeque<Bytes>,
+    /// The blocks' contents (whole mode only: a stream keeps nothing it has sent).
     blocks: Vec<Assembled>,
+    /// Tokens of the text shown so far, for the usage of an answer a stop sequence ended.
+    shown: u64,
     stop_reason: &'static str,
 }
 
@@ -129,6 +132,7 @@ impl Writer {
             failure: None,
             frames: VecDeque::new(),
             blocks: Vec::new(),
+            shown: 0,
             stop_reason: "end_turn",
         }
     }
@@ -273,13 +277,22 @@ impl Writer {
         self.map.get(upstream as usize).copied().flatten()
     }
 
+    /// Keeps a block's content for the whole message; counts what a stream shows.
+    fn keep(&mut self, index: u32, text: &str) {
+        if self.mode == Mode::Whole {
+            if let Some(block) = self.blocks.get_mut(index as usize) {
+                block.text.push_str(text);
+            }
+        } else {
+            self.shown += super::tokens::text(text);
+        }
+    }
+
     fn text(&mut self, index: u32, text: &str) {
         if text.is_empty() {
             return;
         }
-        if let Some(block) = self.blocks.get_mut(index as usize) {
-            block.text.push_str(text);
-        }
+        self.keep(index, text);
         self.push_delta(index, "text_delta", "text", text);
     }
 
@@ -362,11 +375,12 @@ impl Writer {
         if self.finished {
             return;
         }
-        let shown: u64 = self
-            .blocks
-            .iter()
-            .map(|b| super::tokens::text(&b.text))
-            .sum();
+        let shown = self.shown
+            + self
+                .blocks
+                .iter()
+                .map(|b| super::tokens::text(&b.text))
+                .sum::<u64>();
         let usage = Usage {
             input_tokens: self.input_estimate,
             output_tokens: shown.max(1),
@@ -478,17 +492,17 @@ impl OutputSink for Writer {
             OutputEvent::ReasoningEncrypted { index, content } => {
                 if let Some(ours) = self.ours(index) {
                     let signature = signature::encode(&self.account, &content);
-                    if let Some(block) = self.blocks.get_mut(ours as usize) {
-                        block.signature.clone_from(&signature);
-                    }
                     self.push_delta(ours, "signature_delta", "signature", &signature);
+                    if self.mode == Mode::Whole
+                        && let Some(block) = self.blocks.get_mut(ours as usize)
+                    {
+                        block.signature = signature;
+                    }
                 }
             }
             OutputEvent::ToolDelta { index, text } => {
                 if let Some(ours) = self.ours(index) {
-                    if let Some(block) = self.blocks.get_mut(ours as usize) {
-                        block.text.push_str(text);
-                    }
+                    self.keep(ours, text);
                     self.push_delta(ours, "input_json_delta", "partial_json", text);
                 }
             }
@@ -510,9 +524,7 @@ impl OutputSink for Writer {
 
 impl Writer {
     fn thinking_text(&mut self, index: u32, text: &str) {
-        if let Some(block) = self.blocks.get_mut(index as usize) {
-            block.text.push_str(text);
-        }
+        self.keep(index, text);
         self.push_delta(index, "thinking_delta", "thinking", text);
     }
 }

@@ -440,6 +440,22 @@ fn input_part(block: Block, at: &str) -> Result<Option<ContentPart>, ApiError> {
         Block::Text { text } => Some(ContentPart::InputText { text }),
         Block::Image { source } => Some(image(source, at)?),
         Block::Document { source, title } => document(source, title, at)?,
+        Block::SearchResult {
+            source,
+            title,
+            content,
+        } => {
+            let texts: Vec<String> = content
+                .into_iter()
+                .filter_map(|b| match b {
+                    Block::Text { text } => Some(text),
+                    _ => None,
+                })
+                .collect();
+            Some(ContentPart::InputText {
+                text: format!("{title} ({source})\n\n{}", texts.join("\n\n")),
+            })
+        }
         // Thinking and server-tool blocks in a user turn carry nothing the backend can use.
         _ => None,
     })

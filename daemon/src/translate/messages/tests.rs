@@ -793,3 +793,33 @@ fn the_estimate_is_close_to_the_o200k_tokenizer() {
         );
     }
 }
+
+#[test]
+fn search_results_are_text_and_tool_references_carry_nothing() {
+    let (_, body) = run(with(json!({"messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {"query": "x"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "tool_reference", "tool_name": "WebFetch"},
+                {"type": "search_result", "source": "https://example.com", "title": "Example",
+                 "content": [{"type": "text", "text": "found it"}]}]}]}
+    ]})));
+    assert_eq!(
+        body["input"][1]["output"],
+        "Example (https://example.com)\n\nfound it"
+    );
+}
+
+#[test]
+fn odd_image_data_is_counted_without_panicking() {
+    for url in [
+        "data:image/png;base64,é€漢字é€漢字",
+        "data:image/png;base64,",
+        "data:image/jpeg;base64,/9j/AAAA",
+        "https://example.com/a.png",
+    ] {
+        let (t, _) = run(with(json!({"messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": url}}]}]})));
+        assert!(tokens::estimate(&t.body) > 0);
+    }
+}

@@ -157,7 +157,11 @@ fn image(url: &str) -> u64 {
 /// Width and height from the header of a base64 PNG, GIF, WebP (VP8X) or JPEG data URL.
 fn data_url_size(url: &str) -> Option<(u32, u32)> {
     use base64::Engine;
-    let data = url.strip_prefix("data:")?.split_once(";base64,")?.1;
+    let data = url
+        .strip_prefix("data:")?
+        .split_once(";base64,")?
+        .1
+        .as_bytes();
     // The headers are near the start; JPEG's size marker may come after some metadata.
     let head = &data[..data.len().min(64 * 1024) / 4 * 4];
     let bytes = base64::engine::general_purpose::STANDARD
