@@ -287,7 +287,8 @@ async fn handle(
                 keepalive,
                 state.track_request(),
             )
-            .await?
+            .await
+            .map_err(|e| overflow(e.to_api_error(), prepared.estimate, prepared.window))?
         }
         Err(error) => {
             return Err(overflow(
