@@ -213,6 +213,20 @@ impl AppState {
         self.inner.catalog_stale.notified().await;
     }
 
+    /// `client_metadata` as the official client sends it (§2.3): the installation, and the
+    /// conversation's session as session, thread and window.
+    pub fn client_metadata(
+        &self,
+        session: &str,
+    ) -> std::collections::BTreeMap<&'static str, String> {
+        std::collections::BTreeMap::from([
+            ("x-codex-installation-id", self.installation_id().to_owned()),
+            ("session_id", session.to_owned()),
+            ("thread_id", session.to_owned()),
+            ("x-codex-window-id", format!("{session}:0")),
+        ])
+    }
+
     pub fn installation_id(&self) -> &str {
         &self.inner.installation_id
     }

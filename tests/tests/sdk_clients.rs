@@ -65,46 +65,24 @@ async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]
     println!("{stdout}");
 }
 
-#[tokio::test]
-async fn official_python_sdk() {
+/// Runs one pytest file of tests/sdk/python in the SDK venv.
+async fn pytest(file: &str, accounts: &[usize]) {
     let python = repo_root().join("target/sdk/venv/bin/python");
     let suite = repo_root().join("tests/sdk/python");
-    run_suite(
-        &python,
-        &[
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "test_openai_sdk.py",
-        ],
-        &suite,
-        &[0, 1],
-    )
-    .await;
+    let args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", file];
+    run_suite(&python, &args, &suite, accounts).await;
+}
+
+#[tokio::test]
+async fn official_python_sdk() {
+    pytest("test_openai_sdk.py", &[0, 1]).await;
 }
 
 /// The `anthropic` Python SDK on the Messages API. One account, so the failures its last
 /// tests provoke are exactly what the client sees.
 #[tokio::test]
 async fn anthropic_python_sdk() {
-    let python = repo_root().join("target/sdk/venv/bin/python");
-    let suite = repo_root().join("tests/sdk/python");
-    run_suite(
-        &python,
-        &[
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "test_anthropic_sdk.py",
-        ],
-        &suite,
-        &[0],
-    )
-    .await;
+    pytest("test_anthropic_sdk.py", &[0]).await;
 }
 
 #[tokio::test]

@@ -96,15 +96,7 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
             prompt_cache_key: session.clone(),
         },
     )?;
-    translated.body.client_metadata = std::collections::BTreeMap::from([
-        (
-            "x-codex-installation-id",
-            state.installation_id().to_owned(),
-        ),
-        ("session_id", session.clone()),
-        ("thread_id", session.clone()),
-        ("x-codex-window-id", format!("{session}:0")),
-    ]);
+    translated.body.client_metadata = state.client_metadata(&session);
     let wire = state.upstream().encode(&translated.body).map_err(|e| {
         ApiError::internal(format!(
             "The request could not be encoded for the backend: {e}"

@@ -195,15 +195,7 @@ fn prepare(
             require_max_tokens,
         },
     )?;
-    translated.body.client_metadata = std::collections::BTreeMap::from([
-        (
-            "x-codex-installation-id",
-            state.installation_id().to_owned(),
-        ),
-        ("session_id", session.clone()),
-        ("thread_id", session.clone()),
-        ("x-codex-window-id", format!("{session}:0")),
-    ]);
+    translated.body.client_metadata = state.client_metadata(&session);
     let estimate = tokens::estimate(&translated.body);
     Ok(Prepared {
         requested,

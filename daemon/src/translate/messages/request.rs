@@ -149,23 +149,11 @@ pub fn translate(req: MessagesRequest, ctx: &Context<'_>) -> Result<Translated, 
 
 /// The system prompt's text, without Claude Code's per-request attribution line.
 pub fn system_texts(system: Option<&Content>) -> Result<String, ApiError> {
-    let texts: Vec<String> = match system {
+    let texts: Vec<&str> = match system {
         None => Vec::new(),
-        Some(Content::Text(text)) => vec![text.clone()],
+        Some(Content::Text(text)) => vec![text.as_str()],
         Some(Content::Blocks(blocks)) => {
-            let mut texts = Vec::new();
-            for (i, block) in blocks.iter().enumerate() {
-                match block {
-                    Block::Text { text } => texts.push(text.clone()),
-                    _ => {
-                        return Err(ApiError::invalid(
-                            format!("system.{i}: system blocks must be of type 'text'"),
-                            Some(&format!("system.{i}")),
-                        ));
-                    }
-                }
-            }
-            texts
+            only_texts(blocks, "system", "system blocks must be of type 'text'")?
         }
     };
     Ok(texts
@@ -173,6 +161,21 @@ pub fn system_texts(system: Option<&Content>) -> Result<String, ApiError> {
         .filter(|t| !t.trim().is_empty() && !t.trim_start().starts_with(BILLING_HEADER))
         .collect::<Vec<_>>()
         .join("\n\n"))
+}
+
+/// The texts of blocks that may only be text; any other block is a 400 at `path.N`.
+fn only_texts<'a>(blocks: &'a [Block], path: &str, rule: &str) -> Result<Vec<&'a str>, ApiError> {
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| match block {
+            Block::Text { text } => Ok(text.as_str()),
+            _ => Err(ApiError::invalid(
+                format!("{path}.{i}: {rule}"),
+                Some(&format!("{path}.{i}")),
+            )),
+        })
+        .collect()
 }
 
 fn stop_sequences(stops: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
@@ -320,7 +323,12 @@ fn messages(messages: Vec<super::Message>) -> Result<Converted, ApiError> {
             // Claude Code puts notes for the model mid-conversation as `system` messages; the
             // backend refuses system messages, so they go as developer messages, in place.
             "system" => {
-                let text = text_of(&blocks, &path)?;
+                let text = only_texts(
+                    &blocks,
+                    &format!("{path}.content"),
+                    "a system message may only contain text blocks",
+                )?
+                .join("\n\n");
                 if !text.trim().is_empty() {
                     out.input.push(InputItem::Message {
                         role: Role::Developer,
@@ -340,23 +348,6 @@ fn messages(messages: Vec<super::Message>) -> Result<Converted, ApiError> {
         }
     }
     Ok(out)
-}
-
-/// The text of a message that may only hold text.
-fn text_of(blocks: &[Block], path: &str) -> Result<String, ApiError> {
-    let mut texts = Vec::new();
-    for (j, block) in blocks.iter().enumerate() {
-        match block {
-            Block::Text { text } => texts.push(text.as_str()),
-            _ => {
-                return Err(ApiError::invalid(
-                    format!("{path}.content.{j}: a system message may only contain text blocks"),
-                    Some(&format!("{path}.content.{j}")),
-                ));
-            }
-        }
-    }
-    Ok(texts.join("\n\n"))
 }
 
 /// A final assistant message of text only: the answer is to continue it.
