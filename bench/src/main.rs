@@ -68,7 +68,8 @@ struct Cli {
     /// keeps the crossings equal (two per request on each leg).
     #[arg(long)]
     mock_on_load_core: bool,
-    /// Scenarios to run (latency, responses, streaming, frontier, cpu, streams, idle, bodies);
+    /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
+    /// bodies);
     /// all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -334,6 +335,9 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     if wants("responses") {
         responses(cli, upstream.addr, &d).await?;
     }
+    if wants("messages") {
+        messages(cli, upstream.addr, &d).await?;
+    }
     drop(d);
     // CPU and throughput: the mock on the load side's core, the daemon's core its own.
     if wants("cpu") || wants("frontier") {
@@ -476,11 +480,52 @@ async fn latency(
 /// [8] The Responses API: a short non-streamed `/v1/responses` request, direct (the mock's
 /// response object for the same content) and through the daemon, interleaved.
 async fn responses(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
-    let body = Bytes::from(
-        serde_json::json!({"model": "gpt-5.5", "input": "benchmark", "store": false}).to_string(),
-    );
-    let mut direct = Conn::open_at(upstream, API_KEY, "/v1/responses").await?;
-    let mut via = Conn::open_at(d.addr, API_KEY, "/v1/responses").await?;
+    let body = serde_json::json!({"model": "gpt-5.5", "input": "benchmark", "store": false});
+    let title = "[8] added latency of /v1/responses";
+    non_streamed(
+        cli,
+        upstream,
+        d,
+        "/v1/responses",
+        &body,
+        title,
+        "(pass-through, response assembled)",
+    )
+    .await
+}
+
+/// [9] The Anthropic Messages API: a short non-streamed `/v1/messages` request, direct (the
+/// mock's message for the same content) and through the daemon, interleaved.
+async fn messages(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
+    let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "benchmark"}]});
+    let title = "[9] added latency of /v1/messages";
+    non_streamed(
+        cli,
+        upstream,
+        d,
+        "/v1/messages",
+        &body,
+        title,
+        "(Messages → Responses → message)",
+    )
+    .await
+}
+
+/// A short non-streamed request on `path`, direct (the mock answers it in the surface's own
+/// shape) and through the daemon, interleaved; prints what the daemon adds.
+async fn non_streamed(
+    cli: &Cli,
+    upstream: std::net::SocketAddr,
+    d: &Daemon,
+    path: &'static str,
+    body: &serde_json::Value,
+    title: &str,
+    note: &str,
+) -> anyhow::Result<()> {
+    let body = Bytes::from(body.to_string());
+    let mut direct = Conn::open_at(upstream, API_KEY, path).await?;
+    let mut via = Conn::open_at(d.addr, API_KEY, path).await?;
     let (mut hd, mut hv) = (hist(), hist());
     let expect = mock::delta_text(cli.deltas - 1, cli.delta_bytes);
     for i in 0..cli.warmup + cli.samples {
@@ -492,17 +537,12 @@ async fn responses(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> any
         }
     }
     println!(
-        "\n[8] added latency of /v1/responses, c = 1, non-streamed, {} × {} B per answer, interleaved",
+        "\n{title}, c = 1, non-streamed, {} × {} B per answer, interleaved",
         cli.deltas, cli.delta_bytes
     );
     line("direct", &hd);
     line("via daemon", &hv);
-    difference(
-        "daemon adds",
-        &hd,
-        &hv,
-        "(pass-through, response assembled)",
-    );
+    difference("daemon adds", &hd, &hv, note);
     Ok(())
 }
 

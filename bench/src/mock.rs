@@ -205,6 +205,8 @@ struct Rendered {
     chat_whole: Bytes,
     /// The non-streamed `/v1/responses` answer of the same content (the Responses direct leg).
     response_whole: Bytes,
+    /// The non-streamed `/v1/messages` answer of the same content (the Messages direct leg).
+    message_whole: Bytes,
     pace: Duration,
 }
 
@@ -219,6 +221,18 @@ fn response_whole(shape: Shape) -> Bytes {
         "annotations": []}]}], "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0},
         "output_tokens": shape.deltas, "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 12 + shape.deltas}, "output_text": text});
+    Bytes::from(body.to_string())
+}
+
+/// The message Anthropic's `/v1/messages` answers with for the same deltas.
+fn message_whole(shape: Shape) -> Bytes {
+    let text: String = (0..shape.deltas)
+        .map(|i| delta_text(i, shape.delta_bytes))
+        .collect();
+    let body = json!({"id": "msg_bench", "type": "message", "role": "assistant",
+        "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 12,
+        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": shape.deltas}});
     Bytes::from(body.to_string())
 }
 
@@ -281,6 +295,10 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
         "/v1/responses" => Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(r.response_whole.clone()).boxed())
+            .unwrap_or_default(),
+        "/v1/messages" => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(r.message_whole.clone()).boxed())
             .unwrap_or_default(),
         "/v1/chat/completions" => {
             let stream = body.windows(13).any(|w| w == b"\"stream\":true");
@@ -361,6 +379,7 @@ async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
         chat,
         chat_whole,
         response_whole: response_whole(shape),
+        message_whole: message_whole(shape),
         pace: shape.pace,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
