@@ -81,10 +81,8 @@ pub struct Writer {
     prefill: Option<(String, String)>,
     /// Our block index for each upstream block (`None`: not shown).
     map: Vec<Option<u32>>,
-    kinds: Vec<Kind>,
     /// Reasoning summary parts seen per upstream block (a new part is a new paragraph).
     parts: Vec<u32>,
-    open_text: Option<u32>,
     started: bool,
     stopped_by: Option<String>,
     tool_used: bool,
@@ -93,7 +91,8 @@ pub struct Writer {
     usage: Option<Usage>,
     failure: Option<Failure>,
     frames: VecDeque<Bytes>,
-    /// The blocks' contents (whole mode only: a stream keeps nothing it has sent).
+    /// Every block begun, in index order; their contents only in whole mode (a stream keeps
+    /// nothing it has sent).
     blocks: Vec<Assembled>,
     /// Tokens of the text shown so far, for the usage of an answer a stop sequence ended.
     shown: u64,
@@ -120,9 +119,7 @@ impl Writer {
             stop: (!stop.is_empty()).then(|| StopMatcher::new(stop)),
             prefill: prefill.map(|p| (p, String::new())),
             map: Vec::new(),
-            kinds: Vec::new(),
             parts: Vec::new(),
-            open_text: None,
             started: false,
             stopped_by: None,
             tool_used: false,
@@ -241,8 +238,7 @@ impl Writer {
     }
 
     fn open(&mut self, upstream: u32, kind: Kind, call_id: Option<String>, name: Option<String>) {
-        let index = self.kinds.len() as u32;
-        self.kinds.push(kind);
+        let index = self.blocks.len() as u32;
         let slot = upstream as usize;
         if self.map.len() <= slot {
             self.map.resize(slot + 1, None);
@@ -250,10 +246,7 @@ impl Writer {
         }
         self.map[slot] = Some(index);
         let block = match kind {
-            Kind::Text => {
-                self.open_text = Some(index);
-                json!({"type": "text", "text": ""})
-            }
+            Kind::Text => json!({"type": "text", "text": ""}),
             Kind::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
             Kind::ToolUse => {
                 self.tool_used = true;
@@ -337,9 +330,6 @@ impl Writer {
     }
 
     fn close(&mut self, index: u32) {
-        if self.open_text == Some(index) {
-            self.open_text = None;
-        }
         self.push_frame(
             "content_block_stop",
             &json!({"type": "content_block_stop", "index": index}),
@@ -508,7 +498,7 @@ impl OutputSink for Writer {
             }
             OutputEvent::BlockStop { index } => {
                 if let Some(ours) = self.ours(index) {
-                    if self.kinds.get(ours as usize) == Some(&Kind::Text) {
+                    if self.blocks.get(ours as usize).map(|b| b.kind) == Some(Kind::Text) {
                         self.release(ours);
                     }
                     if !self.stopped() {
