@@ -92,6 +92,19 @@ enum Command {
     },
     /// Responses and tokens per account and model, with the prompt-cache hit rate.
     Usage,
+    /// The most recent requests, newest first: surface, model, account, status, time, tokens,
+    /// and why a failed one failed.
+    Requests {
+        /// How many to show.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        /// Only the failed ones.
+        #[arg(long)]
+        failed: bool,
+        /// Only one surface: chat, responses, messages, count_tokens, compact, models, backend.
+        #[arg(long)]
+        surface: Option<String>,
+    },
     /// The API key clients send (`key show`, `key rotate`).
     Key {
         #[command(subcommand)]
@@ -361,6 +374,22 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
             let response = ctx.call(&Request::Usage)?;
             ctx.show(&response, || match &response {
                 Response::Usage(report) => render::usage(report, ctx.style),
+                other => unexpected(other),
+            });
+            Ok(())
+        }
+        Command::Requests {
+            limit,
+            failed,
+            surface,
+        } => {
+            let response = ctx.call(&Request::Requests {
+                limit,
+                failed,
+                surface,
+            })?;
+            ctx.show(&response, || match &response {
+                Response::Requests { requests } => render::requests(requests, ctx.style),
                 other => unexpected(other),
             });
             Ok(())

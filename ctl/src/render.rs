@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use codex_proxy_proto::{
-    AccountState, AccountView, ModelUsage, QuotaWindow, ReloadReport, RotationView, StatusReport,
-    UsageReport,
+    AccountState, AccountView, ModelUsage, QuotaWindow, ReloadReport, RequestView, RotationView,
+    StatusReport, UsageReport,
 };
 
 /// Terminal styling; all no-ops when colour is off.
@@ -309,6 +309,63 @@ pub fn usage(report: &UsageReport, style: Style) -> String {
         usage_row(&mut out, "total", &total);
     }
     out
+}
+
+pub fn requests(requests: &[RequestView], style: Style) -> String {
+    if requests.is_empty() {
+        return "No requests yet.\n".into();
+    }
+    let mut out = format!(
+        "{}\n",
+        style.dim(&format!(
+            "  {:<8} {:<12} {:<30} {:<14} {:<8} {:>6} {:>9} {:>9} {:>8} {:>8}",
+            "TIME",
+            "SURFACE",
+            "PATH",
+            "MODEL",
+            "ACCOUNT",
+            "STATUS",
+            "DURATION",
+            "1ST BYTE",
+            "IN",
+            "OUT"
+        ))
+    );
+    for r in requests {
+        let time = chrono_hms(r.at_ms);
+        // Padded before it is painted, so colour does not shift the columns.
+        let status = format!("{:>6}", r.status);
+        let status = if r.status >= 400 || r.error.is_some() {
+            style.alarm(&status)
+        } else {
+            status
+        };
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<12} {:<30} {:<14} {:<8} {} {:>7}ms {:>9} {:>8} {:>8}",
+            time,
+            r.surface,
+            format!("{} {}", r.method, r.path),
+            r.model.as_deref().unwrap_or("-"),
+            r.account.as_deref().unwrap_or("-"),
+            status,
+            r.duration_ms,
+            r.first_byte_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
+            r.input_tokens,
+            r.output_tokens,
+        );
+        if let Some(error) = &r.error {
+            let _ = writeln!(out, "    {}", style.dim(error));
+        }
+    }
+    out
+}
+
+/// `HH:MM:SS` (UTC) of a Unix-milliseconds time.
+fn chrono_hms(at_ms: i64) -> String {
+    let secs = at_ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 pub fn reloaded(report: &ReloadReport) -> String {

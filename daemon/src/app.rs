@@ -39,6 +39,7 @@ struct Inner {
     catalog: RwLock<Arc<Catalog>>,
     conversations: Conversations,
     responses: crate::engine::store::ResponseStore,
+    requests: crate::requests::RequestLog,
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
@@ -103,6 +104,7 @@ impl AppState {
                 refresher,
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
+                requests: crate::requests::RequestLog::default(),
                 responses: crate::engine::store::ResponseStore::new(
                     (config_store_mb as usize) << 20,
                     config_store_ttl * 60,
@@ -180,6 +182,11 @@ impl AppState {
     }
 
     /// The responses `/v1/responses` keeps (for `previous_response_id` and retrieval).
+    /// The most recent requests (`codexctl requests`).
+    pub fn requests(&self) -> &crate::requests::RequestLog {
+        &self.inner.requests
+    }
+
     pub fn responses(&self) -> &crate::engine::store::ResponseStore {
         &self.inner.responses
     }

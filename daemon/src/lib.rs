@@ -13,6 +13,7 @@ pub mod control;
 pub mod engine;
 pub mod json_text;
 pub mod models;
+pub mod requests;
 pub mod schedulers;
 pub mod server;
 pub mod service;

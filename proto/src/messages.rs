@@ -131,6 +131,15 @@ pub enum Request {
     },
     RotateUnpin,
     Usage,
+    /// The most recent requests, newest first (at most `limit`; only failures with `failed`;
+    /// only one surface with `surface`).
+    Requests {
+        limit: u32,
+        #[serde(default)]
+        failed: bool,
+        #[serde(default)]
+        surface: Option<String>,
+    },
     KeyShow,
     KeyRotate,
     /// Re-reads the config file (as SIGHUP does).
@@ -171,6 +180,9 @@ pub enum Response {
     },
     Rotation(RotationView),
     Usage(UsageReport),
+    Requests {
+        requests: Vec<RequestView>,
+    },
     Key {
         key: Sensitive,
         /// `generated` (kept in state; `key rotate` works) or `configured` (`server.api_keys`).
@@ -323,6 +335,29 @@ pub struct RotationView {
     /// The account a new request would go to now, if any is usable.
     pub next: Option<String>,
     pub message: String,
+}
+
+/// One request as the daemon recorded it: never a prompt, a key or a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    /// When it ended, Unix milliseconds.
+    pub at_ms: i64,
+    /// `chat`, `responses`, `messages`, `count_tokens`, `compact`, `models`, `backend`, `other`.
+    pub surface: String,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub account: Option<String>,
+    pub status: u16,
+    pub duration_ms: u64,
+    /// Until the first byte of the body reached the client.
+    pub first_byte_ms: Option<u64>,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Why it failed (an error status, or a failure after the response began).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -370,6 +370,16 @@ async fn dispatch(state: &AppState, request: Request, conn: &mut Connection) -> 
         Request::RotatePin { account } => rotation::pin(state, &account),
         Request::RotateUnpin => rotation::unpin(state),
         Request::Usage => usage::report(state),
+        Request::Requests {
+            limit,
+            failed,
+            surface,
+        } => Response::Requests {
+            requests: state.requests().recent(limit as usize, |r| {
+                (!failed || r.status >= 400 || r.error.is_some())
+                    && surface.as_deref().is_none_or(|s| r.surface == s)
+            }),
+        },
         Request::KeyShow => key::show(state),
         Request::KeyRotate => key::rotate(state).await,
         Request::Reload => reload(state).await,

@@ -27,6 +27,7 @@ use crate::accounts::{Account, AccountState, PickError, Quota};
 use crate::app::{AppState, InFlight};
 use crate::auth::{AuthError, Need};
 use crate::clock::unix_now;
+use crate::requests::Observed;
 use crate::upstream::errors::UpstreamFailure;
 use crate::upstream::wire::Usage;
 use crate::upstream::{EventStream, UpstreamError, WireBody};
@@ -54,6 +55,8 @@ pub struct TurnRequest<'a> {
     pub first_event_within: Duration,
     /// What to start: a streamed response, or a unary compaction (§5.3).
     pub call: Call,
+    /// The client's request, as the request log observes it (account, model, usage).
+    pub observed: Option<&'a Observed>,
 }
 
 /// The backend call a turn makes.
@@ -82,6 +85,7 @@ pub struct TurnGuard {
     model: String,
     usage: Option<Usage>,
     slot: Option<OwnedSemaphorePermit>,
+    observed: Option<Observed>,
     _in_flight: InFlight,
 }
 
@@ -89,6 +93,16 @@ impl TurnGuard {
     /// Adds a finished response's usage (each of a fan-out's responses adds its own).
     pub fn add_usage(&mut self, usage: &Usage) {
         self.usage.get_or_insert_with(Usage::default).add(usage);
+        if let Some(observed) = &self.observed {
+            observed.add_usage(usage);
+        }
+    }
+
+    /// The response failed after it began (the client was told in the stream).
+    pub fn failed(&self, message: &str) {
+        if let Some(observed) = &self.observed {
+            observed.failed(message);
+        }
     }
 
     /// Frees the request slot early (the response is complete; only its rendering remains).
@@ -145,12 +159,16 @@ pub async fn start(
         // waits for the hourly retry instead of refetching on every response.
         state.catalog_is_stale();
     }
+    if let Some(observed) = request.observed {
+        observed.started(&account.id, request.model);
+    }
     let guard = TurnGuard {
         state: state.clone(),
         account_id: account.id.clone(),
         model: request.model.to_owned(),
         usage: None,
         slot: Some(slot),
+        observed: request.observed.cloned(),
         _in_flight: in_flight,
     };
     Ok(Turn {

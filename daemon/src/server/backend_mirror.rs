@@ -26,9 +26,10 @@ use crate::translate::responses as rewrite;
 pub async fn compact(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
+    observed: Option<Extension<crate::requests::Observed>>,
     body: JsonBody,
 ) -> Response {
-    match run_compact(&state, client, body).await {
+    match run_compact(&state, client, observed.map(|Extension(o)| o), body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -37,6 +38,7 @@ pub async fn compact(
 async fn run_compact(
     state: &AppState,
     client: ClientKey,
+    observed: Option<crate::requests::Observed>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
@@ -45,6 +47,7 @@ async fn run_compact(
     drop(bytes);
     let head = rewrite::head(&object)?;
     let mut prepared = prepare_parsed(state, client, object, &head, None, true)?;
+    prepared.observed = observed;
     let turn = start_turn(
         state,
         &mut prepared,

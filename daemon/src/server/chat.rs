@@ -19,6 +19,7 @@ use super::{ApiError, AppState};
 use crate::clock::unix_now;
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint};
 use crate::models;
+use crate::requests::Observed;
 use crate::translate::chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, ChunkChoice,
     CompletionChoice, Delta, FinishReason, UsageField,
@@ -33,9 +34,10 @@ use crate::upstream::{EventStream, WireBody};
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
+    observed: Option<Extension<Observed>>,
     body: JsonBody,
 ) -> Response {
-    match handle(&state, client, body).await {
+    match handle(&state, client, observed.map(|Extension(o)| o), body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -116,7 +118,12 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
     })
 }
 
-async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    client: ClientKey,
+    observed: Option<Observed>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
     let JsonBody { bytes, reservation } = body;
     let prepared = if bytes.len() > OFF_WORKER_BYTES {
@@ -140,6 +147,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
             prefer: None,
             first_event_within: Duration::from_secs(config.server.keepalive_seconds),
             call: engine::Call::Responses,
+            observed: observed.as_ref(),
         },
         in_flight,
     )
@@ -606,7 +614,12 @@ impl SseBody {
                 },
             };
             match item {
-                Some(item) => self.done = self.writer.render(item, &mut self.pending),
+                Some(item) => {
+                    if let (Emit::Failed(failure), Some(guard)) = (&item.1, &self.guard) {
+                        guard.failed(&failure.message);
+                    }
+                    self.done = self.writer.render(item, &mut self.pending);
+                }
                 None => {
                     self.writer.finish(&mut self.pending);
                     if let Some(mut guard) = self.guard.take() {

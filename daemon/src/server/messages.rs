@@ -16,6 +16,7 @@ use super::auth::ClientKey;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
+use crate::requests::Observed;
 use crate::translate::messages::render::{self, Mode, Writer};
 use crate::translate::messages::request::{self, Context, Translated};
 use crate::translate::messages::{Block, Content, MessagesRequest, tokens};
@@ -46,11 +47,13 @@ pub async fn hello() -> StatusCode {
 pub async fn create(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
+    observed: Option<Extension<Observed>>,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Response {
     let ignored_betas = ignored_betas(&headers);
-    let mut response = match handle(&state, client, &headers, body).await {
+    let observed = observed.map(|Extension(o)| o);
+    let mut response = match handle(&state, client, &headers, observed.as_ref(), body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -223,6 +226,7 @@ async fn handle(
     state: &AppState,
     client: ClientKey,
     headers: &HeaderMap,
+    observed: Option<&Observed>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
@@ -253,6 +257,7 @@ async fn handle(
         prefer.as_deref(),
         keepalive,
         in_flight,
+        observed,
     )
     .await;
     drop(wire);
@@ -278,6 +283,7 @@ async fn handle(
                 None,
                 keepalive,
                 state.track_request(),
+                observed,
             )
             .await
             .map_err(|e| overflow(e.to_api_error(), prepared.estimate, prepared.window))?
@@ -352,6 +358,7 @@ async fn start(
     prefer: Option<&str>,
     keepalive: Duration,
     in_flight: crate::app::InFlight,
+    observed: Option<&Observed>,
 ) -> Result<engine::Turn, engine::EngineError> {
     let request = TurnRequest {
         conversation: prepared.conversation,
@@ -363,6 +370,7 @@ async fn start(
         prefer,
         first_event_within: keepalive,
         call: engine::Call::Responses,
+        observed,
     };
     engine::start(state, &request, in_flight).await
 }
@@ -533,10 +541,19 @@ impl SseBody {
                 return None;
             }
             if let Some(error) = self.reader.error() {
-                let body =
-                    render::error_body(render::error_type(error.status.as_u16()), &error.message);
+                let kind = if error
+                    .code
+                    .is_some_and(|c| render::OVERLOADED_CODES.contains(&c))
+                {
+                    "overloaded_error"
+                } else {
+                    render::error_type(error.status.as_u16())
+                };
+                let body = render::error_body(kind, &error.message);
+                if let Some(guard) = self.guard.take() {
+                    guard.failed(&error.message);
+                }
                 self.done = true;
-                self.guard = None;
                 return Some(Bytes::from(format!("event: error\ndata: {body}\n\n")));
             }
             if self.reader.ended {

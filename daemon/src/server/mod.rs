@@ -12,6 +12,7 @@ mod host;
 pub mod listen;
 mod messages;
 mod models;
+mod observe;
 mod responses;
 mod responses_ws;
 mod sse;
@@ -74,7 +75,12 @@ pub fn router(state: AppState) -> Router {
         .merge(anthropic)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .layer(axum::middleware::map_response(errors::json_errors));
+        .layer(axum::middleware::map_response(errors::json_errors))
+        // Every request recorded (the request log), with the body the client finally got.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ));
     // Browsers' preflights (which carry no API key) are answered before auth; the Host check
     // comes first of all, so a rebinding page gets nothing, not even a preflight.
     let app = match cors {

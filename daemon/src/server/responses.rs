@@ -22,6 +22,7 @@ use crate::clock::unix_now;
 use crate::engine::store::{Missing, ResponseStore, StoredResponse, item_id_of};
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint, named};
 use crate::models;
+use crate::requests::Observed;
 use crate::translate::raw::{RawObject, to_raw};
 use crate::translate::responses::{self as rewrite, Context};
 use crate::upstream::errors::from_failure;
@@ -34,9 +35,10 @@ const OFF_WORKER_BYTES: usize = 256 << 10;
 pub async fn create(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
+    observed: Option<Extension<Observed>>,
     body: JsonBody,
 ) -> Response {
-    match handle(&state, client, body).await {
+    match handle(&state, client, observed.map(|Extension(o)| o), body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -58,6 +60,8 @@ pub(super) struct Prepared {
     pub ignored: Vec<String>,
     /// The body before encoding, kept while it replays encrypted reasoning (see [`start_turn`]).
     pub json: Option<Bytes>,
+    /// The request as the request log observes it.
+    pub observed: Option<Observed>,
 }
 
 impl Prepared {
@@ -73,6 +77,7 @@ impl Prepared {
             prefer: self.prefer.as_deref(),
             first_event_within,
             call,
+            observed: self.observed.as_ref(),
         }
     }
 }
@@ -201,6 +206,7 @@ pub(super) fn prepare_parsed(
         input: rewritten.input,
         ignored: rewritten.ignored,
         json,
+        observed: None,
     })
 }
 
@@ -249,7 +255,12 @@ pub(super) async fn start_turn(
     Ok(engine::start(state, &prepared.turn(call, within), state.track_request()).await?)
 }
 
-async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    client: ClientKey,
+    observed: Option<Observed>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
     let JsonBody { bytes, reservation } = body;
     let prepared = if bytes.len() > OFF_WORKER_BYTES {
@@ -264,6 +275,7 @@ async fn handle(state: &AppState, client: ClientKey, body: JsonBody) -> Result<R
     };
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
     let mut prepared = prepared;
+    prepared.observed = observed;
     let turn = start_turn(
         state,
         &mut prepared,
@@ -658,6 +670,9 @@ impl Relay {
     }
 
     fn error_event(&mut self, message: &str) {
+        if let Some(guard) = &self.guard {
+            guard.failed(message);
+        }
         let event = serde_json::json!({
             "type": "error",
             "code": "upstream_error",
@@ -675,6 +690,9 @@ impl Relay {
         if let Some(mut guard) = self.guard.take() {
             if let Some(usage) = &self.watch.usage {
                 guard.add_usage(usage);
+            }
+            if let Some(failure) = &self.watch.failure {
+                guard.failed(&failure.message);
             }
         }
         if let Some(keeper) = self.keeper.take()
