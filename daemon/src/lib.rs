@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod json_text;
+pub mod metrics;
 pub mod models;
 pub mod requests;
 pub mod schedulers;

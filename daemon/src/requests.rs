@@ -156,6 +156,7 @@ impl RequestLog {
             error: learned.error.or(done.error.map(|e| bounded(&e))),
         };
         log(&record);
+        crate::metrics::metrics().request(&record);
         let mut ring = self
             .ring
             .lock()

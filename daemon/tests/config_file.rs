@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use codex_proxy::config::load::parse_str;
 use codex_proxy::config::{
-    AppcastConfig, AuthConfig, ClientIdentityConfig, Config, ConfigSource, LogConfig, ModelConfig,
-    PathsConfig, ResponsesConfig, ServerConfig, ServiceConfig, UpstreamConfig,
+    AppcastConfig, AuthConfig, ClientIdentityConfig, Config, ConfigSource, LogConfig,
+    MetricsConfig, ModelConfig, PathsConfig, ResponsesConfig, ServerConfig, ServiceConfig,
+    UpstreamConfig,
 };
 
 fn documented_file() -> (PathBuf, String) {
@@ -49,6 +50,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         auth,
         appcast,
         responses,
+        metrics,
         paths,
         service,
         log,
@@ -111,6 +113,8 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         store_mb: _,
         store_ttl_minutes: _,
     } = responses;
+    let MetricsConfig { enabled: _, token } = metrics;
+    assert!(token.is_some(), "metrics.token has no example");
     let PathsConfig { state_dir, socket } = paths;
     assert!(state_dir.is_some() && socket.is_some());
     let ServiceConfig {

@@ -243,6 +243,12 @@ fn vanished(id: &str) -> AuthError {
 /// One refresh, in its own task: the exchange, the save, the bookkeeping, then the waiters.
 async fn run(inner: Arc<Inner>, id: String, done: watch::Sender<Option<Outcome>>) {
     let outcome = exchange(&inner, &id).await;
+    crate::metrics::metrics().refresh(match &outcome {
+        Ok(_) => "ok",
+        Err(AuthError::Transient { .. }) => "transient",
+        Err(AuthError::NeedsLogin { .. }) => "needs_login",
+        Err(_) => "gone",
+    });
     {
         let mut backoff = lock(&inner.backoff);
         match &outcome {

@@ -30,6 +30,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub appcast: AppcastConfig,
     pub responses: ResponsesConfig,
+    pub metrics: MetricsConfig,
     pub paths: PathsConfig,
     pub service: ServiceConfig,
     pub log: LogConfig,
@@ -334,6 +335,24 @@ impl Default for ResponsesConfig {
         Self {
             store_mb: 256,
             store_ttl_minutes: 24 * 60,
+        }
+    }
+}
+
+/// `[metrics]`: `GET /metrics` for Prometheus.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// A bearer token for the scraper alone; an API key works too.
+    pub token: Option<ApiKey>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: None,
         }
     }
 }

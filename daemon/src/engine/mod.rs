@@ -27,6 +27,7 @@ use crate::accounts::{Account, AccountState, PickError, Quota};
 use crate::app::{AppState, InFlight};
 use crate::auth::{AuthError, Need};
 use crate::clock::unix_now;
+use crate::metrics::{Failover, metrics};
 use crate::requests::Observed;
 use crate::upstream::errors::UpstreamFailure;
 use crate::upstream::wire::Usage;
@@ -232,6 +233,7 @@ async fn start_on_an_account(
         let (candidate, slot) = take_slot(state, candidate, prefer, &tried).await?;
         // An account the backend keeps failing is left alone for a while.
         if let Err(open) = accounts.breakers().allow(&candidate) {
+            metrics().failover(Failover::CircuitOpen);
             last_error = Some(EngineError::CircuitOpen {
                 account: candidate.clone(),
                 failures: open.failures,
@@ -248,6 +250,7 @@ async fn start_on_an_account(
         {
             Ok(account) => account,
             Err(error) => {
+                metrics().failover(Failover::Refresh);
                 last_error = Some(auth_error(&error));
                 tried.push(candidate);
                 continue;
@@ -275,6 +278,7 @@ async fn start_on_an_account(
                     crate::accounts::breaker::THRESHOLD,
                     open_for.as_secs()
                 );
+                metrics().failover(Failover::BackendFault);
                 last_error = Some(failure.into());
                 tried.push(account.id);
                 continue;
@@ -301,6 +305,7 @@ async fn start_on_an_account(
                     },
                     Err(error) => last_error = Some(auth_error(&error)),
                 }
+                metrics().failover(Failover::Unauthorized);
                 tried.push(account.id);
             }
             UpstreamFailure::UsageLimit { resets_at, .. } => {
@@ -323,6 +328,7 @@ async fn start_on_an_account(
                 if let Err(e) = accounts.persist().await {
                     tracing::error!("{e}");
                 }
+                metrics().failover(Failover::UsageLimit);
                 last_error = Some(failure.into());
                 tried.push(account.id);
             }
@@ -334,6 +340,15 @@ async fn start_on_an_account(
 
 /// One attempt: the responses started, each watched up to its first event.
 async fn attempt(state: &AppState, account: &Account, request: &TurnRequest<'_>) -> Attempt {
+    let began = std::time::Instant::now();
+    let attempt = attempt_inner(state, account, request).await;
+    if matches!(attempt, Attempt::Started(_)) {
+        metrics().upstream_started(began.elapsed().as_secs_f64());
+    }
+    attempt
+}
+
+async fn attempt_inner(state: &AppState, account: &Account, request: &TurnRequest<'_>) -> Attempt {
     let mut streams = match start_streams(state, account, request).await {
         Ok(streams) => streams,
         Err(error) => {

@@ -11,6 +11,7 @@ mod health;
 mod host;
 pub mod listen;
 mod messages;
+mod metrics_route;
 mod models;
 mod observe;
 mod responses;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config().server.cors_origins);
     let app = Router::new()
         .route("/health", get(health::health))
+        // Its own key check: an API key, or the scraper's [metrics] token.
+        .route("/metrics", get(metrics_route::metrics))
         // Claude Code's connectivity probe (HEAD), before any key is involved.
         .route("/api/hello", get(messages::hello))
         .merge(api)

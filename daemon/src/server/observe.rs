@@ -21,8 +21,8 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    // Probes and health checks are not requests of a client's.
-    if path == "/health" || path == "/api/hello" {
+    // Probes, health checks and scrapes are not requests of a client's.
+    if matches!(path.as_str(), "/health" | "/api/hello" | "/metrics") {
         return next.run(request).await;
     }
     let method = request.method().to_string();
