@@ -197,6 +197,58 @@ async fn metrics_move_with_requests_and_parse_as_openmetrics() {
         None
     );
 
+    // The Grafana dashboard in packaging/ asks only for metrics the daemon registers (some have
+    // no samples until their event happens, so the registrations are read from the source).
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../daemon/src/metrics.rs"),
+    )
+    .unwrap();
+    let families: Vec<String> = source
+        .split("registry.register(")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').nth(1))
+        .map(|name| format!("codex_proxy_{name}"))
+        .collect();
+    assert!(families.len() >= 10, "{families:?}");
+    // Every registered family the scrape shows is one of them.
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let family = line.split_whitespace().next().unwrap();
+        assert!(families.iter().any(|f| f == family), "{family}");
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/codex-proxy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            let mut used = 0;
+            while let Some(at) = rest.find("codex_proxy_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                let family = ["_bucket", "_total", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    families.iter().any(|f| f == family),
+                    "{expr}: no metric {family}"
+                );
+                used += 1;
+            }
+            assert!(used > 0, "{expr}");
+        }
+    }
+
     // Closed without a key or token.
     assert_eq!(scrape(&daemon, None).await.0, 401);
     assert_eq!(scrape(&daemon, Some("wrong-token-999")).await.0, 401);
