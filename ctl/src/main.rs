@@ -89,8 +89,14 @@ enum Command {
         #[command(subcommand)]
         command: RotateCommand,
     },
-    /// Responses and tokens per account and model, with the prompt-cache hit rate.
-    Usage,
+    /// Responses and tokens per account and model, with the prompt-cache hit rate; with
+    /// `--history`, over time.
+    Usage {
+        /// Usage over time: `day` (5-minute steps of the last 24 h) or `month` (days of the
+        /// last 30).
+        #[arg(long, value_enum)]
+        history: Option<cmds::reports::HistoryRange>,
+    },
     /// The most recent requests, newest first: surface, model, account, status, time, tokens,
     /// and why a failed one failed.
     Requests {
@@ -170,7 +176,10 @@ fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
             cmds::accounts::accounts(ctx, command.unwrap_or(AccountsCommand::List))
         }
         Command::Rotate { command } => cmds::rotate::rotate(ctx, command),
-        Command::Usage => cmds::reports::usage(ctx),
+        Command::Usage { history: None } => cmds::reports::usage(ctx),
+        Command::Usage {
+            history: Some(range),
+        } => cmds::reports::history(ctx, range),
         Command::Requests {
             limit,
             failed,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use codex_proxy_proto::{
     AccountState, AccountView, ModelUsage, QuotaWindow, ReloadReport, RequestView, RotationView,
-    StatusReport, UsageReport,
+    StatusReport, UsageHistoryView, UsageReport,
 };
 
 /// Terminal styling; all no-ops when colour is off.
@@ -362,6 +362,76 @@ pub fn requests(requests: &[RequestView], style: Style) -> String {
     out
 }
 
+/// Usage over time: one line per bucket with traffic, all accounts and models together.
+pub fn history(view: &UsageHistoryView, style: Style) -> String {
+    if view.buckets.is_empty() {
+        return "No usage recorded in this range yet.\n".into();
+    }
+    let daily = view.step_seconds >= 86_400;
+    let mut out = format!(
+        "{}\n",
+        style.dim(&format!(
+            "  {:<16} {:>8} {:>12} {:>12} {:>6} {:>12}",
+            if daily { "DAY (UTC)" } else { "FROM (UTC)" },
+            "REQUESTS",
+            "INPUT",
+            "CACHED",
+            "HIT",
+            "OUTPUT"
+        ))
+    );
+    for bucket in &view.buckets {
+        let (mut requests, mut input, mut cached, mut output) = (0u64, 0u64, 0u64, 0u64);
+        for row in &bucket.rows {
+            requests += row.requests;
+            input += row.input_tokens;
+            cached += row.cached_tokens;
+            output += row.output_tokens;
+        }
+        let hit = if input == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.0}%", cached as f64 * 100.0 / input as f64)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>8} {:>12} {:>12} {:>6} {:>12}",
+            utc_label(bucket.start, daily),
+            requests,
+            input,
+            cached,
+            hit,
+            output
+        );
+    }
+    out
+}
+
+/// `2026-12-04` or `2026-12-04 18:35` (UTC).
+fn utc_label(at: i64, date_only: bool) -> String {
+    let days = at.div_euclid(86_400);
+    let secs = at.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if date_only {
+        format!("{year:04}-{month:02}-{day:02}")
+    } else {
+        format!(
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60
+        )
+    }
+}
+
 /// `HH:MM:SS` (UTC) of a Unix-milliseconds time.
 fn chrono_hms(at_ms: i64) -> String {
     let secs = at_ms.div_euclid(1000).rem_euclid(86_400);
@@ -390,6 +460,19 @@ pub fn reloaded(report: &ReloadReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn utc_labels_read_as_dates() {
+        assert_eq!(utc_label(0, true), "1970-01-01");
+        assert_eq!(utc_label(1_767_225_600, true), "2026-01-01");
+        assert_eq!(utc_label(1_796_409_300, false), "2026-12-04 18:35");
+        assert_eq!(utc_label(951_782_400, true), "2000-02-29");
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ struct Inner {
     conversations: Conversations,
     responses: crate::engine::store::ResponseStore,
     requests: crate::requests::RequestLog,
+    usage_history: crate::usage_history::UsageHistory,
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
@@ -105,6 +106,7 @@ impl AppState {
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
                 requests: crate::requests::RequestLog::default(),
+                usage_history: crate::usage_history::UsageHistory::load(&state_dir),
                 responses: crate::engine::store::ResponseStore::new(
                     (config_store_mb as usize) << 20,
                     config_store_ttl * 60,
@@ -182,6 +184,11 @@ impl AppState {
     }
 
     /// The responses `/v1/responses` keeps (for `previous_response_id` and retrieval).
+    /// Usage over time, kept across restarts.
+    pub fn usage_history(&self) -> &crate::usage_history::UsageHistory {
+        &self.inner.usage_history
+    }
+
     /// The most recent requests (`codexctl requests`).
     pub fn requests(&self) -> &crate::requests::RequestLog {
         &self.inner.requests

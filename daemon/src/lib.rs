@@ -21,6 +21,7 @@ pub mod service;
 pub mod state;
 pub mod translate;
 pub mod upstream;
+pub mod usage_history;
 
 pub use service::run::{serve, start};
 

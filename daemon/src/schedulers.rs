@@ -163,6 +163,7 @@ fn refresh_due(account: &crate::accounts::Account, margin: i64, interrupted: boo
 pub async fn token_refresher(state: AppState, stop: CancellationToken) {
     let mut quota_retry: HashMap<String, i64> = HashMap::new();
     let mut last_save: i64 = 0;
+    let mut last_history_save: i64 = 0;
     loop {
         let now = unix_now();
         let margin = state.config().auth.refresh_margin_seconds as i64;
@@ -242,6 +243,23 @@ pub async fn token_refresher(state: AppState, stop: CancellationToken) {
                     next = next.min(now + SAVE_RETRY);
                 }
                 state.upstream().save_cookies().await;
+            } else {
+                next = next.min(due);
+            }
+        }
+        // The usage history, on the same rhythm (a small file; its write is not abandoned
+        // half-way, so it is not raced against the stop).
+        let history = state.usage_history();
+        if history.is_dirty() {
+            let now = unix_now();
+            let due = last_history_save + FLUSH_EVERY;
+            if due <= now {
+                last_history_save = now;
+                if let Err(e) = history.save().await {
+                    tracing::warn!("cannot save the usage history (trying again soon): {e}");
+                    last_history_save = now - FLUSH_EVERY + SAVE_RETRY;
+                    next = next.min(now + SAVE_RETRY);
+                }
             } else {
                 next = next.min(due);
             }

@@ -131,6 +131,11 @@ pub enum Request {
     },
     RotateUnpin,
     Usage,
+    /// Usage over time: 5-minute buckets of the last day, or (`daily`) days of the last 30.
+    UsageHistory {
+        #[serde(default)]
+        daily: bool,
+    },
     /// The most recent requests, newest first (at most `limit`; only failures with `failed`;
     /// only one surface with `surface`).
     Requests {
@@ -180,6 +185,7 @@ pub enum Response {
     },
     Rotation(RotationView),
     Usage(UsageReport),
+    UsageHistory(UsageHistoryView),
     Requests {
         requests: Vec<RequestView>,
     },
@@ -335,6 +341,31 @@ pub struct RotationView {
     /// The account a new request would go to now, if any is usable.
     pub next: Option<String>,
     pub message: String,
+}
+
+/// Usage over time, oldest bucket first (buckets without traffic are left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageHistoryView {
+    pub step_seconds: i64,
+    pub buckets: Vec<HistoryBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryBucket {
+    /// Unix seconds (UTC), a multiple of `step_seconds`.
+    pub start: i64,
+    pub rows: Vec<HistoryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub account: String,
+    pub model: String,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
 }
 
 /// One request as the daemon recorded it: never a prompt, a key or a token.

@@ -187,3 +187,61 @@ async fn every_request_is_recorded_when_it_is_over() {
         out.stdout
     );
 }
+
+/// Per-5-minute and per-day usage, kept in the state directory across a restart.
+#[tokio::test]
+async fn usage_history_survives_a_restart() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .state_dir(state.path())
+        .start();
+    for _ in 0..2 {
+        let (status, _, _) = daemon
+            .chat(&json!({"model": "codex", "messages": [{"role": "user", "content": "hi"}]}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let totals = |view: &Value| -> (u64, u64) {
+        let rows = view["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["rows"].as_array().unwrap().clone())
+            .collect::<Vec<_>>();
+        (
+            rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum(),
+            rows.iter()
+                .map(|r| r["input_tokens"].as_u64().unwrap())
+                .sum(),
+        )
+    };
+    let day = daemon.ctl_json(&["usage", "--history", "day"]).await;
+    assert_eq!(day["step_seconds"], 300);
+    let (requests, input) = totals(&day);
+    assert_eq!(requests, 2, "{day}");
+    assert!(input > 0);
+    let row = &day["buckets"][0]["rows"][0];
+    assert_eq!(
+        (row["account"].as_str(), row["model"].as_str()),
+        (Some("acct_0"), Some("gpt-5.5"))
+    );
+
+    let status = daemon.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(60));
+    assert!(status.success());
+    let again = Daemon::builder()
+        .fake(&fake, &[0])
+        .state_dir(state.path())
+        .start();
+    let month = again.ctl_json(&["usage", "--history", "month"]).await;
+    assert_eq!(month["step_seconds"], 86_400);
+    assert_eq!(totals(&month), (requests, input));
+    assert_eq!(
+        totals(&again.ctl_json(&["usage", "--history", "day"]).await),
+        (requests, input)
+    );
+    let out = again.ctl(&["usage", "--history", "day"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("REQUESTS"), "{}", out.stdout);
+}

@@ -14,6 +14,23 @@ pub fn usage(ctx: &Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HistoryRange {
+    Day,
+    Month,
+}
+
+pub fn history(ctx: &Ctx, range: HistoryRange) -> Result<(), Failure> {
+    let response = ctx.call(&Request::UsageHistory {
+        daily: matches!(range, HistoryRange::Month),
+    })?;
+    ctx.show(&response, || match &response {
+        Response::UsageHistory(view) => render::history(view, ctx.style),
+        other => unexpected(other),
+    });
+    Ok(())
+}
+
 pub fn requests(
     ctx: &Ctx,
     limit: u32,

@@ -370,6 +370,9 @@ async fn dispatch(state: &AppState, request: Request, conn: &mut Connection) -> 
         Request::RotatePin { account } => rotation::pin(state, &account),
         Request::RotateUnpin => rotation::unpin(state),
         Request::Usage => usage::report(state),
+        Request::UsageHistory { daily } => {
+            Response::UsageHistory(state.usage_history().view(daily))
+        }
         Request::Requests {
             limit,
             failed,

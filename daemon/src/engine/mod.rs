@@ -114,8 +114,15 @@ impl TurnGuard {
 
 impl Drop for TurnGuard {
     fn drop(&mut self) {
+        let usage = self.usage.take().filter(|u| u.total_tokens > 0);
+        self.state.usage_history().record(
+            unix_now(),
+            &self.account_id,
+            &self.model,
+            usage.as_ref(),
+        );
         // A response without usage (the backend may omit it) counts as a request only.
-        if let Some(usage) = self.usage.take().filter(|u| u.total_tokens > 0) {
+        if let Some(usage) = usage {
             self.state
                 .accounts()
                 .record_usage(&self.account_id, &self.model, &usage);

@@ -240,6 +240,15 @@ async fn finish(state: &server::AppState, background: &TaskTracker) {
         );
     }
     state.upstream().save_cookies().await;
+    for attempt in 1..=FINAL_SAVE_ATTEMPTS {
+        match state.usage_history().save().await {
+            Ok(()) => break,
+            Err(e) if attempt == FINAL_SAVE_ATTEMPTS => {
+                tracing::error!("the usage history since the last save is lost: {e}");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
 }
 
 /// Creates the state directory 0700, or tightens an existing one that we own.
