@@ -41,6 +41,7 @@ struct Inner {
     responses: crate::engine::store::ResponseStore,
     requests: crate::requests::RequestLog,
     usage_history: crate::usage_history::UsageHistory,
+    dashboard: crate::server::dashboard::DashboardSessions,
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
@@ -107,6 +108,7 @@ impl AppState {
                 conversations: Conversations::default(),
                 requests: crate::requests::RequestLog::default(),
                 usage_history: crate::usage_history::UsageHistory::load(&state_dir),
+                dashboard: crate::server::dashboard::DashboardSessions::default(),
                 responses: crate::engine::store::ResponseStore::new(
                     (config_store_mb as usize) << 20,
                     config_store_ttl * 60,
@@ -184,6 +186,11 @@ impl AppState {
     }
 
     /// The responses `/v1/responses` keeps (for `previous_response_id` and retrieval).
+    /// The dashboard's sign-ins.
+    pub fn dashboard(&self) -> &crate::server::dashboard::DashboardSessions {
+        &self.inner.dashboard
+    }
+
     /// Usage over time, kept across restarts.
     pub fn usage_history(&self) -> &crate::usage_history::UsageHistory {
         &self.inner.usage_history

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use codex_proxy::config::load::parse_str;
 use codex_proxy::config::{
-    AppcastConfig, AuthConfig, ClientIdentityConfig, Config, ConfigSource, LogConfig,
-    MetricsConfig, ModelConfig, PathsConfig, ResponsesConfig, ServerConfig, ServiceConfig,
-    UpstreamConfig,
+    AppcastConfig, AuthConfig, ClientIdentityConfig, Config, ConfigSource, DashboardConfig,
+    LogConfig, MetricsConfig, ModelConfig, PathsConfig, ResponsesConfig, ServerConfig,
+    ServiceConfig, UpstreamConfig,
 };
 
 fn documented_file() -> (PathBuf, String) {
@@ -51,6 +51,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         appcast,
         responses,
         metrics,
+        dashboard,
         paths,
         service,
         log,
@@ -115,6 +116,12 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
     } = responses;
     let MetricsConfig { enabled: _, token } = metrics;
     assert!(token.is_some(), "metrics.token has no example");
+    let DashboardConfig {
+        enabled: _,
+        password,
+        session_hours: _,
+    } = dashboard;
+    assert!(password.is_some(), "dashboard.password has no example");
     let PathsConfig { state_dir, socket } = paths;
     assert!(state_dir.is_some() && socket.is_some());
     let ServiceConfig {

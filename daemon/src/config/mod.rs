@@ -31,6 +31,7 @@ pub struct Config {
     pub appcast: AppcastConfig,
     pub responses: ResponsesConfig,
     pub metrics: MetricsConfig,
+    pub dashboard: DashboardConfig,
     pub paths: PathsConfig,
     pub service: ServiceConfig,
     pub log: LogConfig,
@@ -357,6 +358,27 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[dashboard]`: the web dashboard at `/dashboard/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    /// Signs in instead of the API keys when set.
+    pub password: Option<ApiKey>,
+    /// How long a sign-in lasts.
+    pub session_hours: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            password: None,
+            session_hours: 12,
+        }
+    }
+}
+
 /// `[paths]`: unset means the mode's default (see [`ResolvedPaths`]).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -492,6 +514,12 @@ impl Config {
             86_400,
         )?;
         range("responses.store_mb", self.responses.store_mb, 0, 65_536)?;
+        range(
+            "dashboard.session_hours",
+            self.dashboard.session_hours,
+            1,
+            24 * 30,
+        )?;
         range(
             "responses.store_ttl_minutes",
             self.responses.store_ttl_minutes,

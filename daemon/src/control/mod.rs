@@ -14,7 +14,7 @@ mod peer;
 mod reload;
 mod rotation;
 pub mod socket;
-mod status;
+pub mod status;
 mod usage;
 mod views;
 

@@ -5,6 +5,7 @@ mod auth;
 mod backend_mirror;
 pub mod body;
 mod chat;
+pub mod dashboard;
 mod errors;
 mod fingerprint;
 mod health;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/hello", get(messages::hello))
         .merge(api)
         .merge(anthropic)
+        .merge(dashboard::router())
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::json_errors))

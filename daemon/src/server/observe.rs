@@ -21,8 +21,11 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    // Probes, health checks and scrapes are not requests of a client's.
-    if matches!(path.as_str(), "/health" | "/api/hello" | "/metrics") {
+    // Probes, health checks, scrapes and the dashboard's own pages are not requests of a
+    // client's.
+    if matches!(path.as_str(), "/" | "/health" | "/api/hello" | "/metrics")
+        || path.starts_with("/dashboard")
+    {
         return next.run(request).await;
     }
     let method = request.method().to_string();

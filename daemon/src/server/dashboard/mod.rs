@@ -1,0 +1,245 @@
+//! The web dashboard, served from the binary at `/dashboard/`: sign in once with an API key
+//! (or `[dashboard] password`) into a session cookie, then the pool, its quota, usage and the
+//! latest requests, live. The data comes from the same daemon code `codexctl` uses (the
+//! control module's reports, the request log, the usage history).
+//!
+//! Security: a session cookie (`HttpOnly`, `SameSite=Strict`, `Path=/dashboard`, expiring),
+//! sign-in attempts rate limited, every state-changing request checked for a same-origin
+//! `Origin` and the session's CSRF token, a strict Content-Security-Policy (no inline script
+//! or style), `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, nothing cached. The
+//! listener's `Host` check (DNS rebinding) applies here as everywhere.
+
+mod session;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use super::AppState;
+
+pub use session::Sessions as DashboardSessions;
+
+const INDEX: &str = include_str!("assets/index.html");
+const SIGNIN: &str = include_str!("assets/signin.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// The dashboard's routes (none when `[dashboard] enabled = false`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard/") }))
+        .route("/dashboard", get(|| async { Redirect::to("/dashboard/") }))
+        .route("/dashboard/", get(index))
+        .route("/dashboard/signin", get(signin_page).post(signin))
+        .route("/dashboard/signout", post(signout))
+        .route(
+            "/dashboard/app.js",
+            get(|| async { asset(APP_JS, "text/javascript") }),
+        )
+        .route(
+            "/dashboard/app.css",
+            get(|| async { asset(APP_CSS, "text/css") }),
+        )
+        .route("/dashboard/api/status", get(api_status))
+        .route("/dashboard/api/requests", get(api_requests))
+        .route("/dashboard/api/usage", get(api_usage))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Headers every dashboard answer carries.
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+        ("cache-control", "no-store"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+fn html(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn enabled(state: &AppState) -> bool {
+    state.config().dashboard.enabled
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not found").into_response()
+}
+
+async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !enabled(&state) {
+        return not_found();
+    }
+    match state.dashboard().session(&headers) {
+        Some(session) => html(INDEX.replace("{{csrf}}", &session.csrf)),
+        None => Redirect::to("/dashboard/signin").into_response(),
+    }
+}
+
+async fn signin_page(State(state): State<AppState>) -> Response {
+    if !enabled(&state) {
+        return not_found();
+    }
+    html(SIGNIN.replace("{{message}}", ""))
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !enabled(&state) {
+        return not_found();
+    }
+    if !session::same_origin(&headers) {
+        return forbidden("This sign-in did not come from the dashboard's own page.");
+    }
+    let sessions = state.dashboard();
+    if let Some(wait) = sessions.throttled() {
+        let page = SIGNIN.replace(
+            "{{message}}",
+            &format!("<p class=\"error\">Too many attempts; try again in {wait} s.</p>"),
+        );
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, html(page)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return response;
+    }
+    let key = url::form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "key")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    if !session::key_matches(&state, key.trim()) {
+        sessions.failed_attempt();
+        let page = SIGNIN.replace(
+            "{{message}}",
+            "<p class=\"error\">That is not the key. <code>codexctl key show</code> prints it.</p>",
+        );
+        return (StatusCode::UNAUTHORIZED, html(page)).into_response();
+    }
+    let hours = state.config().dashboard.session_hours;
+    let token = sessions.open(hours);
+    let mut response = Redirect::to("/dashboard/").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&session::cookie(&token, hours)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let sessions = state.dashboard();
+    if let Err(denied) = sessions.check_change(&headers) {
+        return denied.into_response();
+    }
+    sessions.close(&headers);
+    let mut response = Redirect::to("/dashboard/signin").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(session::CLEAR_COOKIE),
+    );
+    response
+}
+
+fn forbidden(message: &str) -> Response {
+    (StatusCode::FORBIDDEN, message.to_owned()).into_response()
+}
+
+/// The JSON APIs the page reads: a session is required.
+fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), session::Denied> {
+    if !enabled(state) {
+        return Err(session::Denied::Off);
+    }
+    state
+        .dashboard()
+        .session(headers)
+        .map(|_| ())
+        .ok_or(session::Denied::SignIn)
+}
+
+async fn api_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = guard(&state, &headers) {
+        return denied.into_response();
+    }
+    match crate::control::status::report(&state) {
+        codex_proxy_proto::Response::Status(report) => axum::Json(report).into_response(),
+        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RequestsQuery {
+    #[serde(default)]
+    failed: bool,
+    #[serde(default)]
+    surface: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn api_requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<RequestsQuery>,
+) -> Response {
+    if let Err(denied) = guard(&state, &headers) {
+        return denied.into_response();
+    }
+    let surface = q.surface.filter(|s| !s.is_empty());
+    let requests =
+        state
+            .requests()
+            .recent(q.limit.unwrap_or(200).min(crate::requests::RING), |r| {
+                (!q.failed || r.status >= 400 || r.error.is_some())
+                    && surface.as_deref().is_none_or(|s| r.surface == s)
+            });
+    axum::Json(serde_json::json!({"requests": requests})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct UsageQuery {
+    #[serde(default)]
+    range: Option<String>,
+}
+
+async fn api_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<UsageQuery>,
+) -> Response {
+    if let Err(denied) = guard(&state, &headers) {
+        return denied.into_response();
+    }
+    let daily = q.range.as_deref() == Some("month");
+    axum::Json(state.usage_history().view(daily)).into_response()
+}

@@ -1,0 +1,271 @@
+//! The dashboard's security and data: nothing without a session; sign-in only from the page's
+//! own origin, rate limited, into a strict cookie; changes need the session, a same-origin
+//! `Origin` and the CSRF token; the pages carry CSP and framing headers; the JSON it reads.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use codex_proxy_tests::fake::{FakeUpstream, Script};
+use codex_proxy_tests::harness::Daemon;
+use reqwest::header::HeaderMap;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn origin(daemon: &Daemon) -> String {
+    daemon.url("").trim_end_matches('/').to_owned()
+}
+
+async fn sign_in(daemon: &Daemon, key: &str, origin: Option<&str>) -> reqwest::Response {
+    let mut request = browser()
+        .post(daemon.url("/dashboard/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"));
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.unwrap()
+}
+
+/// The session cookie's `name=value`, from a sign-in answer.
+fn session_cookie(headers: &HeaderMap) -> String {
+    let set = headers["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn get(daemon: &Daemon, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = browser().get(daemon.url(path));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn nothing_answers_without_a_session_and_sign_in_is_guarded() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+
+    // The root leads to the dashboard, which leads to the sign-in page.
+    let root = get(&daemon, "/", None).await;
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/dashboard/");
+    let page = get(&daemon, "/dashboard/", None).await;
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/dashboard/signin");
+    for path in [
+        "/dashboard/api/status",
+        "/dashboard/api/requests",
+        "/dashboard/api/usage",
+    ] {
+        assert_eq!(get(&daemon, path, None).await.status(), 401, "{path}");
+        // An API key is no session.
+        let with_key = browser()
+            .get(daemon.url(path))
+            .bearer_auth(daemon.api_key())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_key.status(), 401, "{path}");
+        // Nor is a made-up cookie.
+        let forged = get(&daemon, path, Some("codex_proxy_session=00ff")).await;
+        assert_eq!(forged.status(), 401, "{path}");
+    }
+    let signin = get(&daemon, "/dashboard/signin", None).await;
+    assert_eq!(signin.status(), 200);
+    let headers = signin.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // A cross-site form post, or one without an Origin, is refused even with the right key.
+    let key = daemon.api_key();
+    assert_eq!(
+        sign_in(&daemon, &key, Some("https://evil.example"))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(sign_in(&daemon, &key, None).await.status(), 403);
+    // A wrong key is refused; after five, everyone waits.
+    let me = origin(&daemon);
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&daemon, "wrong-key-123", Some(&me)).await.status(),
+            401
+        );
+    }
+    let throttled = sign_in(&daemon, &key, Some(&me)).await;
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+
+    // A foreign Host (DNS rebinding) gets nothing at all.
+    let rebound = browser()
+        .get(daemon.url("/dashboard/signin"))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+}
+
+#[tokio::test]
+async fn a_session_sees_the_pool_and_changes_need_origin_and_csrf() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0, 1]).start();
+    let me = origin(&daemon);
+
+    let signed = sign_in(&daemon, &daemon.api_key(), Some(&me)).await;
+    assert_eq!(signed.status(), 303, "{:?}", signed.text().await);
+    assert_eq!(signed.headers()["location"], "/dashboard/");
+    let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for flag in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/dashboard",
+        "Max-Age=43200",
+    ] {
+        assert!(set.contains(flag), "{set}");
+    }
+    let cookie = session_cookie(signed.headers());
+
+    let page = get(&daemon, "/dashboard/", Some(&cookie)).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(csrf.len(), 64);
+    assert!(!html.contains("<script>"), "no inline script");
+    for asset in ["/dashboard/app.js", "/dashboard/app.css"] {
+        assert_eq!(get(&daemon, asset, None).await.status(), 200, "{asset}");
+    }
+
+    // The pool, as codexctl status sees it.
+    let status: Value = get(&daemon, "/dashboard/api/status", Some(&cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["accounts"].as_array().unwrap().len(), 2);
+    // A failed request appears in the list, with its error.
+    fake.enqueue(Script::failed_at_once("server_error", "Backend broke."));
+    fake.enqueue(Script::failed_at_once("server_error", "Backend broke."));
+    fake.enqueue(Script::failed_at_once("server_error", "Backend broke."));
+    let (status_code, _, _) = daemon
+        .chat(&json!({"model": "codex", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert!(status_code >= 500, "{status_code}");
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        let list: Value = get(
+            &daemon,
+            "/dashboard/api/requests?failed=true",
+            Some(&cookie),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        failed = list["requests"].as_array().unwrap().clone();
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(failed[0]["path"], "/v1/chat/completions");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Backend broke"),
+        "{failed:?}"
+    );
+    let usage: Value = get(&daemon, "/dashboard/api/usage?range=day", Some(&cookie))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["step_seconds"], 300);
+
+    // Signing out is a change: without the CSRF token, or from another origin, it is refused.
+    let signout = |origin: Option<String>, token: Option<String>| {
+        let mut request = browser()
+            .post(daemon.url("/dashboard/signout"))
+            .header("cookie", &cookie);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(token) = token {
+            request = request.header("x-csrf-token", token);
+        }
+        request.send()
+    };
+    assert_eq!(signout(Some(me.clone()), None).await.unwrap().status(), 403);
+    assert_eq!(
+        signout(Some("https://evil.example".into()), Some(csrf.clone()))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        signout(None, Some(csrf.clone())).await.unwrap().status(),
+        403
+    );
+    let out = signout(Some(me.clone()), Some(csrf)).await.unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        get(&daemon, "/dashboard/api/status", Some(&cookie))
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_can_be_turned_off_and_given_its_own_password() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let off = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("dashboard", "enabled = false")
+        .start();
+    assert_eq!(get(&off, "/dashboard/", None).await.status(), 404);
+    assert_eq!(
+        sign_in(&off, &off.api_key(), Some(&origin(&off)))
+            .await
+            .status(),
+        404
+    );
+
+    let own = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("dashboard", "password = \"dashboard-pass-123\"")
+        .start();
+    let me = origin(&own);
+    // With a password set, the API key no longer signs in.
+    assert_eq!(sign_in(&own, &own.api_key(), Some(&me)).await.status(), 401);
+    assert_eq!(
+        sign_in(&own, "dashboard-pass-123", Some(&me))
+            .await
+            .status(),
+        303
+    );
+}
