@@ -83,7 +83,7 @@ async fn nothing_answers_without_a_session_and_sign_in_is_guarded() {
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(headers["x-frame-options"], "DENY");
-    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["referrer-policy"], "same-origin");
     assert_eq!(headers["cache-control"], "no-store");
 
     // A cross-site form post, or one without an Origin, is refused even with the right key.

@@ -6,7 +6,7 @@
 //! Security: a session cookie (`HttpOnly`, `SameSite=Strict`, `Path=/dashboard`, expiring),
 //! sign-in attempts rate limited, every state-changing request checked for a same-origin
 //! `Origin` and the session's CSRF token, a strict Content-Security-Policy (no inline script
-//! or style), `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, nothing cached. The
+//! or style), `X-Frame-Options: DENY`, `Referrer-Policy: same-origin`, nothing cached. The
 //! listener's `Host` check (DNS rebinding) applies here as everywhere.
 
 mod session;
@@ -58,7 +58,7 @@ async fn secure_headers(mut response: Response) -> Response {
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("x-content-type-options", "nosniff"),
         ("cache-control", "no-store"),
         ("cross-origin-opener-policy", "same-origin"),
