@@ -411,16 +411,7 @@ pub fn history(view: &UsageHistoryView, style: Style) -> String {
 fn utc_label(at: i64, date_only: bool) -> String {
     let days = at.div_euclid(86_400);
     let secs = at.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = codex_proxy_proto::civil_date(days);
     if date_only {
         format!("{year:04}-{month:02}-{day:02}")
     } else {

@@ -18,6 +18,20 @@ pub mod paths;
 
 pub use messages::*;
 
+/// The civil date (year, month 1–12, day 1–31) of a count of days since 1970-01-01, for
+/// times the daemon and `codexctl` print in UTC (Howard Hinnant's algorithm).
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// Protocol version spoken over the control socket: a major bump is incompatible (the daemon
 /// refuses the peer), a minor bump is compatible (a warning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
