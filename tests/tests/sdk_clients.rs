@@ -118,6 +118,24 @@ async fn anthropic_node_sdk() {
     .await;
 }
 
+/// Runs a client CLI to its end; fails with its output and the daemon's log unless it
+/// succeeded. Returns stdout and stderr.
+async fn run_cli(
+    mut command: tokio::process::Command,
+    name: &str,
+    daemon: &Daemon,
+) -> (String, String) {
+    let output = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
+        daemon.logs()
+    );
+    (stdout, stderr)
+}
+
 /// Runs `codex exec PROMPT` (the official Codex CLI, npm `@openai/codex`, pinned in
 /// tests/sdk/node) with codex-proxy as a `wire_api = "responses"` model provider, as the README
 /// configures it; over the Responses WebSocket when `websocket`. Returns stdout.
@@ -141,7 +159,8 @@ async fn codex_exec(daemon: &Daemon, websocket: bool, work: &Path, prompt: &str)
         ),
     )
     .unwrap();
-    let output = tokio::process::Command::new(&codex)
+    let mut command = tokio::process::Command::new(&codex);
+    command
         .args([
             "exec",
             "--skip-git-repo-check",
@@ -152,17 +171,8 @@ async fn codex_exec(daemon: &Daemon, websocket: bool, work: &Path, prompt: &str)
         .env("CODEX_HOME", home.path())
         .env("CODEX_PROXY_KEY", daemon.api_key())
         .env("RUST_LOG", "codex_api=info")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "codex exec failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
-        daemon.logs()
-    );
+        .stdin(std::process::Stdio::null());
+    let (stdout, stderr) = run_cli(command, "codex exec", daemon).await;
     if websocket {
         assert!(
             stderr.contains("successfully connected to Responses WebSocket")
@@ -244,7 +254,8 @@ async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
     .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 1 << 20))
     .unwrap_or_else(|| panic!("Claude Code is missing: run `bash tests/sdk/install.sh`"));
     let home = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(&claude)
+    let mut command = tokio::process::Command::new(&claude);
+    command
         .args(args)
         .current_dir(work)
         .env_clear()
@@ -256,18 +267,8 @@ async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
         .env("DISABLE_AUTOUPDATER", "1")
         .env("DISABLE_TELEMETRY", "1")
         .env("DISABLE_ERROR_REPORTING", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "claude failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
-        daemon.logs()
-    );
-    stdout
+        .stdin(std::process::Stdio::null());
+    run_cli(command, "claude", daemon).await.0
 }
 
 #[tokio::test]

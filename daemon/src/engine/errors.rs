@@ -43,6 +43,12 @@ impl From<UpstreamFailure> for EngineError {
 }
 
 /// The usage-limit error: 429 with the reset time in words and in `Retry-After`.
+/// A `response.failed` (or broken stream) after the response began, as a client is told it:
+/// the same classification and wording as a failure before it began.
+pub fn stream_failure(failure: &crate::upstream::wire::Failure) -> ApiError {
+    EngineError::from(crate::upstream::errors::from_failure(failure)).to_api_error()
+}
+
 pub fn usage_limit(resets_at: Option<i64>, plan: Option<&str>) -> ApiError {
     let now = unix_now();
     let plan = plan.map(|p| format!(" ({p} plan)")).unwrap_or_default();

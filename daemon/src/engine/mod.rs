@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use conversations::{ConversationId, Conversations, fingerprint, named};
-pub use errors::{EngineError, usage_limit};
+pub use errors::{EngineError, stream_failure, usage_limit};
 
 use crate::accounts::{Account, AccountState, PickError, Quota};
 use crate::app::{AppState, InFlight};

@@ -27,7 +27,6 @@ use crate::translate::chat::{
 use crate::translate::held::Held;
 use crate::translate::request::{self, Context};
 use crate::translate::stream::{Assembler, Emit, Failure, Sink, StreamTranslator, wire_usage};
-use crate::upstream::errors as upstream_errors;
 use crate::upstream::wire::StreamEvent;
 use crate::upstream::{EventStream, WireBody};
 
@@ -199,8 +198,7 @@ async fn handle(
 
 /// A stream failure, as the client is told it.
 fn failure_error(failure: &Failure) -> ApiError {
-    let mut error =
-        engine::EngineError::from(upstream_errors::from_failure(failure)).to_api_error();
+    let mut error = engine::stream_failure(failure);
     if error.code == Some("context_length_exceeded") && error.param.is_none() {
         error.param = Some("messages".into());
     }

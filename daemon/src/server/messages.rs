@@ -396,7 +396,7 @@ fn has_reasoning(prepared: &Prepared) -> bool {
 
 /// A stream failure, as the client is told it.
 fn failure_error(failure: &Failure) -> ApiError {
-    engine::EngineError::from(upstream_errors::from_failure(failure)).to_api_error()
+    engine::stream_failure(failure)
 }
 
 /// A context overflow in Anthropic's words ("prompt is too long: N tokens > M maximum"), which

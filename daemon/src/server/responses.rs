@@ -25,7 +25,6 @@ use crate::models;
 use crate::requests::Observed;
 use crate::translate::raw::{RawObject, to_raw};
 use crate::translate::responses::{self as rewrite, Context};
-use crate::upstream::errors::from_failure;
 use crate::upstream::wire::{Failure, Usage, leading_type};
 use crate::upstream::{EventStream, WireBody};
 
@@ -557,7 +556,7 @@ async fn complete(
     guard.release_slot();
     drop(guard);
     if let Some(failure) = &watch.failure {
-        return Err(engine::EngineError::from(from_failure(failure)).to_api_error());
+        return Err(engine::stream_failure(failure));
     }
     if watch.terminal.is_none() {
         let message = match broke {
