@@ -269,3 +269,244 @@ async fn the_dashboard_can_be_turned_off_and_given_its_own_password() {
         303
     );
 }
+
+/// A signed-in page: its cookie, its CSRF token and its origin.
+struct Page {
+    cookie: String,
+    csrf: String,
+    origin: String,
+}
+
+async fn open_page(daemon: &Daemon) -> Page {
+    let origin = origin(daemon);
+    let signed = sign_in(daemon, &daemon.api_key(), Some(&origin)).await;
+    let cookie = session_cookie(signed.headers());
+    let html = get(daemon, "/dashboard/", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    Page {
+        cookie,
+        csrf,
+        origin,
+    }
+}
+
+impl Page {
+    /// A change from the page: `origin` and `csrf` as given (the page's own when `None`).
+    async fn send(
+        &self,
+        daemon: &Daemon,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        origin: Option<&str>,
+        csrf: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = browser()
+            .request(method, daemon.url(path))
+            .header("cookie", &self.cookie)
+            .header("origin", origin.unwrap_or(&self.origin));
+        if let Some(csrf) = csrf.or(Some(&self.csrf)).filter(|c| !c.is_empty()) {
+            request = request.header("x-csrf-token", csrf);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn control(&self, daemon: &Daemon, request: &Value) -> (u16, Value) {
+        self.send(
+            daemon,
+            reqwest::Method::POST,
+            "/dashboard/api/control",
+            Some(request),
+            None,
+            None,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn actions_run_the_control_operations_and_need_session_origin_and_csrf() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, &[0]).generated_key().start();
+    let page = open_page(&daemon).await;
+    let id = {
+        let (_, status) = page.control(&daemon, &json!({"request": "status"})).await;
+        status["accounts"][0]["id"].as_str().unwrap().to_owned()
+    };
+    let disable = json!({"request": "account_disable", "account": id});
+
+    // Refused: no session, no CSRF token, a wrong one, a foreign Origin, a cross-site form.
+    let anonymous = browser()
+        .post(daemon.url("/dashboard/api/control"))
+        .header("origin", &page.origin)
+        .header("x-csrf-token", &page.csrf)
+        .json(&disable)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let post = reqwest::Method::POST;
+    let path = "/dashboard/api/control";
+    for (origin, csrf) in [
+        (None, Some("")),
+        (None, Some("00".repeat(32).as_str())),
+        (Some("https://evil.example"), None),
+        (Some("null"), None),
+    ] {
+        let (status, _) = page
+            .send(&daemon, post.clone(), path, Some(&disable), origin, csrf)
+            .await;
+        assert_eq!(status, 403, "{origin:?} {csrf:?}");
+    }
+    let form = browser()
+        .post(daemon.url(path))
+        .header("cookie", &page.cookie)
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("request=account_disable")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 403);
+    let (_, status) = page.control(&daemon, &json!({"request": "status"})).await;
+    assert_eq!(status["accounts"][0]["state"], "active", "nothing changed");
+
+    // Allowed: the same operation codexctl runs, with its answer.
+    let (code, answer) = page.control(&daemon, &disable).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["response"], "account");
+    assert_eq!(answer["account"]["state"], "disabled");
+    let (_, answer) = page
+        .control(
+            &daemon,
+            &json!({"request": "account_label", "account": id, "label": "work"}),
+        )
+        .await;
+    assert_eq!(answer["account"]["label"], "work");
+    let (_, answer) = page
+        .control(
+            &daemon,
+            &json!({"request": "account_enable", "account": "work"}),
+        )
+        .await;
+    assert_eq!(answer["account"]["state"], "active");
+    // Errors keep the control socket's kinds and messages, with an HTTP status.
+    let (code, answer) = page
+        .control(
+            &daemon,
+            &json!({"request": "rotate_pin", "account": "nobody"}),
+        )
+        .await;
+    assert_eq!((code, answer["kind"].as_str()), (404, Some("not_found")));
+    let (code, answer) = page
+        .control(&daemon, &json!({"request": "format_disk"}))
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a control request")
+    );
+    let (code, _) = page
+        .control(
+            &daemon,
+            &json!({"request": "watch_status", "interval_ms": 10}),
+        )
+        .await;
+    assert_eq!(code, 400, "streaming requests are the socket's");
+
+    // The key: shown, rotated; the old one stops working, the session does not.
+    let old = daemon.api_key();
+    let (_, shown) = page.control(&daemon, &json!({"request": "key_show"})).await;
+    assert_eq!(shown["key"], old.as_str());
+    let (code, rotated) = page
+        .control(&daemon, &json!({"request": "key_rotate"}))
+        .await;
+    assert_eq!(code, 200, "{rotated}");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let models = |key: String| {
+        browser()
+            .get(daemon.url("/v1/models"))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(models(old).await.unwrap().status(), 401);
+    assert_eq!(models(new).await.unwrap().status(), 200);
+    let (code, _) = page.control(&daemon, &json!({"request": "status"})).await;
+    assert_eq!(code, 200);
+
+    // A device-code login from the page: the code, the approval, the new account.
+    let device = "/dashboard/api/login/device";
+    let (code, started) = page
+        .send(&daemon, post.clone(), device, None, None, None)
+        .await;
+    assert_eq!(code, 200, "{started}");
+    let user_code = started["user_code"].as_str().unwrap();
+    let login = started["id"].as_str().unwrap().to_owned();
+    assert!(
+        started["verification_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http")
+    );
+    let progress = format!("{device}?id={login}");
+    let (_, waiting) = page
+        .send(&daemon, reqwest::Method::GET, &progress, None, None, None)
+        .await;
+    assert_eq!(waiting["response"], "waiting");
+    assert!(fake.approve_device_code(user_code, 1));
+    let mut outcome = Value::Null;
+    for _ in 0..300 {
+        let (_, now) = page
+            .send(&daemon, reqwest::Method::GET, &progress, None, None, None)
+            .await;
+        if now["response"] != "waiting" {
+            outcome = now;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(outcome["response"], "logged_in", "{outcome}");
+    let (_, status) = page.control(&daemon, &json!({"request": "status"})).await;
+    assert_eq!(status["accounts"].as_array().unwrap().len(), 2);
+    // Handed out once; then unknown. Starting one needs the CSRF token too.
+    let (code, _) = page
+        .send(&daemon, reqwest::Method::GET, &progress, None, None, None)
+        .await;
+    assert_eq!(code, 404);
+    let (code, _) = page
+        .send(&daemon, post.clone(), device, None, None, Some(""))
+        .await;
+    assert_eq!(code, 403);
+    // A waiting login can be cancelled.
+    let (_, started) = page.send(&daemon, post, device, None, None, None).await;
+    let cancel = format!("{device}?id={}", started["id"].as_str().unwrap());
+    let (code, _) = page
+        .send(&daemon, reqwest::Method::DELETE, &cancel, None, None, None)
+        .await;
+    assert_eq!(code, 204);
+    let (code, _) = page
+        .send(&daemon, reqwest::Method::GET, &cancel, None, None, None)
+        .await;
+    assert_eq!(code, 404);
+}

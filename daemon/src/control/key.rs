@@ -38,9 +38,7 @@ pub async fn rotate(state: &AppState) -> Response {
     let state_for_write = state.clone();
     match tokio::task::spawn_blocking(move || state_for_write.rotate_generated_key()).await {
         Ok(Ok(key)) => {
-            tracing::info!(
-                "API key rotated through the control socket; the old key no longer works"
-            );
+            tracing::info!("API key rotated; the old key no longer works");
             Response::Key {
                 key: Sensitive::new(key.expose()),
                 source: "generated".into(),

@@ -6,7 +6,7 @@ use codex_proxy_proto::{ErrorKind, Response};
 use super::Connection;
 use super::views::{self, error};
 use crate::app::AppState;
-use crate::auth::login::{DEVICE_TTL, LoginError, LoginOutcome};
+use crate::auth::login::{DEVICE_TTL, DeviceLogin, LoginError, LoginOutcome};
 use crate::clock::unix_now;
 
 fn failed(e: &LoginError) -> Response {
@@ -45,7 +45,7 @@ async fn logged_in(state: &AppState, result: Result<LoginOutcome, LoginError>) -
             tracing::info!(
                 account = %account.display_name(),
                 replaced = outcome.replaced,
-                "signed in through the control socket"
+                "signed in"
             );
             Response::LoggedIn {
                 account: views::one(state, &account, unix_now()),
@@ -84,28 +84,49 @@ pub async fn paste(state: &AppState, url: &str) -> Response {
     logged_in(state, result).await
 }
 
-/// Streams the device code, then waits for approval; a client that hangs up cancels the wait.
-pub async fn device(state: &AppState, conn: &mut Connection) -> bool {
-    let device = match state.logins().begin_device(state.upstream()).await {
-        Ok(device) => device,
-        Err(e) => return conn.send(&failed(&e)).await,
-    };
+/// A device-code login waiting for a person to approve it.
+#[derive(Debug)]
+pub struct DeviceStarted {
+    device: DeviceLogin,
+    /// What to show the person: [`Response::DeviceCode`].
+    pub shown: Response,
+}
+
+/// Asks the auth server for a device code.
+pub async fn device_begin(state: &AppState) -> Result<DeviceStarted, Response> {
+    let device = state
+        .logins()
+        .begin_device(state.upstream())
+        .await
+        .map_err(|e| failed(&e))?;
     let shown = Response::DeviceCode {
         user_code: device.user_code.clone(),
         verification_url: device.verification_url.clone(),
         expires_in_seconds: DEVICE_TTL.as_secs(),
     };
-    if !conn.send(&shown).await {
+    Ok(DeviceStarted { device, shown })
+}
+
+/// Waits until the code is approved (or expires) and signs the account in.
+pub async fn device_finish(state: &AppState, started: DeviceStarted) -> Response {
+    let result = state
+        .logins()
+        .wait_device(state.accounts(), state.upstream(), &started.device)
+        .await;
+    logged_in(state, result).await
+}
+
+/// Streams the device code, then waits for approval; a client that hangs up cancels the wait.
+pub async fn device(state: &AppState, conn: &mut Connection) -> bool {
+    let started = match device_begin(state).await {
+        Ok(started) => started,
+        Err(refused) => return conn.send(&refused).await,
+    };
+    if !conn.send(&started.shown).await {
         return false;
     }
-    let wait = state
-        .logins()
-        .wait_device(state.accounts(), state.upstream(), &device);
     tokio::select! {
-        result = wait => {
-            let response = logged_in(state, result).await;
-            conn.send(&response).await
-        }
+        response = device_finish(state, started) => conn.send(&response).await,
         () = conn.closed() => {
             tracing::info!("device-code login abandoned by the client");
             false
@@ -130,7 +151,7 @@ pub async fn logout(state: &AppState, query: &str) -> Response {
         .await
     {
         Ok(account) => {
-            tracing::info!(account = %account.display_name(), "signed out through the control socket");
+            tracing::info!(account = %account.display_name(), "signed out");
             Response::LoggedOut {
                 account: views::account(&account, pinned.as_deref(), unix_now(), None),
             }

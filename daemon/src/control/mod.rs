@@ -28,6 +28,7 @@ use codex_proxy_proto::{
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
+pub use login::{DeviceStarted, device_begin, device_finish};
 pub use reload::reload;
 
 use crate::app::AppState;
@@ -345,10 +346,25 @@ async fn handle(stream: UnixStream, state: AppState, policy: Arc<peer::Policy>, 
 /// Runs one request; `false` when the connection is finished.
 async fn dispatch(state: &AppState, request: Request, conn: &mut Connection) -> bool {
     let response = match request {
-        Request::Status => status::report(state),
         Request::WatchStatus { interval_ms } => {
             return status::watch(state, interval_ms, conn).await;
         }
+        Request::LoginDevice => return login::device(state, conn).await,
+        request => run(state, request).await,
+    };
+    conn.send(&response).await
+}
+
+/// Answers one request that has a single answer — the operations `codexctl` and the
+/// dashboard share. The two that stream (`WatchStatus`, `LoginDevice`) are refused here; the
+/// socket serves them itself and the dashboard through [`device_login`].
+pub async fn run(state: &AppState, request: Request) -> Response {
+    match request {
+        Request::Status => status::report(state),
+        Request::WatchStatus { .. } | Request::LoginDevice => views::error(
+            ErrorKind::Invalid,
+            "this request streams its answers; only the control socket serves it",
+        ),
         Request::Accounts => accounts::list(state),
         Request::AccountEnable { account } => accounts::set_enabled(state, &account, true).await,
         Request::AccountDisable { account } => accounts::set_enabled(state, &account, false).await,
@@ -363,7 +379,6 @@ async fn dispatch(state: &AppState, request: Request, conn: &mut Connection) -> 
             code,
         } => login::complete_browser(state, &login_state, code.expose()).await,
         Request::LoginPaste { url } => login::paste(state, url.expose()).await,
-        Request::LoginDevice => return login::device(state, conn).await,
         Request::LoginImport { auth_json } => login::import(state, auth_json.expose()).await,
         Request::RotateStrategy { strategy } => rotation::set_strategy(state, strategy),
         Request::RotateNext => rotation::next(state),
@@ -386,6 +401,5 @@ async fn dispatch(state: &AppState, request: Request, conn: &mut Connection) -> 
         Request::KeyShow => key::show(state),
         Request::KeyRotate => key::rotate(state).await,
         Request::Reload => reload(state).await,
-    };
-    conn.send(&response).await
+    }
 }

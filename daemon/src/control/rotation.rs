@@ -22,10 +22,7 @@ pub fn set_strategy(state: &AppState, strategy: Strategy) -> Response {
     state
         .accounts()
         .set_strategy(views::rotation_strategy(strategy));
-    tracing::info!(
-        "rotation strategy set to {} through the control socket",
-        strategy.as_str()
-    );
+    tracing::info!("rotation strategy set to {}", strategy.as_str());
     view(
         state,
         format!(
@@ -71,7 +68,7 @@ pub fn pin(state: &AppState, query: &str) -> Response {
         ),
         None => format!("{id} is pinned"),
     };
-    tracing::info!(account = %id, "account pinned through the control socket");
+    tracing::info!(account = %id, "account pinned");
     view(state, message)
 }
 

@@ -9,6 +9,7 @@
 //! or style), `X-Frame-Options: DENY`, `Referrer-Policy: same-origin`, nothing cached. The
 //! listener's `Host` check (DNS rebinding) applies here as everywhere.
 
+mod device;
 mod session;
 
 use axum::Router;
@@ -45,6 +46,13 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/api/status", get(api_status))
         .route("/dashboard/api/requests", get(api_requests))
         .route("/dashboard/api/usage", get(api_usage))
+        .route("/dashboard/api/control", post(api_control))
+        .route(
+            "/dashboard/api/login/device",
+            post(device_start)
+                .get(device_progress)
+                .delete(device_cancel),
+        )
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -158,11 +166,10 @@ async fn signin(
 }
 
 async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let sessions = state.dashboard();
-    if let Err(denied) = sessions.check_change(&headers) {
+    if let Err(denied) = guard_change(&state, &headers) {
         return denied.into_response();
     }
-    sessions.close(&headers);
+    state.dashboard().close(&headers);
     let mut response = Redirect::to("/dashboard/signin").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -173,6 +180,14 @@ async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 fn forbidden(message: &str) -> Response {
     (StatusCode::FORBIDDEN, message.to_owned()).into_response()
+}
+
+/// A state-changing request: a session, a same-origin `Origin` and the CSRF token.
+fn guard_change(state: &AppState, headers: &HeaderMap) -> Result<(), session::Denied> {
+    if !enabled(state) {
+        return Err(session::Denied::Off);
+    }
+    state.dashboard().check_change(headers).map(|_| ())
 }
 
 /// The JSON APIs the page reads: a session is required.
@@ -242,4 +257,117 @@ async fn api_usage(
     }
     let daily = q.range.as_deref() == Some("month");
     axum::Json(state.usage_history().view(daily)).into_response()
+}
+
+/// The largest action body: an imported `auth.json` is a few kilobytes.
+const MAX_ACTION_BYTES: usize = 64 * 1024;
+
+/// The HTTP status for a control answer.
+fn status_of(response: &codex_proxy_proto::Response) -> StatusCode {
+    use codex_proxy_proto::ErrorKind;
+    match response {
+        codex_proxy_proto::Response::Error(e) => match e.kind {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Invalid | ErrorKind::Ambiguous | ErrorKind::BadFrame => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_GATEWAY,
+        },
+        _ => StatusCode::OK,
+    }
+}
+
+fn answer(response: &codex_proxy_proto::Response) -> Response {
+    (status_of(response), axum::Json(response)).into_response()
+}
+
+fn invalid(message: impl Into<String>) -> Response {
+    answer(&codex_proxy_proto::Response::Error(
+        codex_proxy_proto::ErrorReply::new(codex_proxy_proto::ErrorKind::Invalid, message),
+    ))
+}
+
+/// Every account, rotation and key action: the body is a control request, run by the same
+/// code that answers `codexctl` (`control::run`); the answer is the control response.
+async fn api_control(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(denied) = guard_change(&state, &headers) {
+        return denied.into_response();
+    }
+    if body.len() > MAX_ACTION_BYTES {
+        return invalid(format!(
+            "the request is larger than {} KiB",
+            MAX_ACTION_BYTES / 1024
+        ));
+    }
+    let request: codex_proxy_proto::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return invalid(format!("not a control request: {e}")),
+    };
+    answer(&crate::control::run(&state, request).await)
+}
+
+#[derive(serde::Deserialize)]
+struct DeviceQuery {
+    id: String,
+}
+
+/// Starts a device-code login: answers `{id, user_code, verification_url, expires_in_seconds}`.
+async fn device_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = guard_change(&state, &headers) {
+        return denied.into_response();
+    }
+    match state.dashboard().devices().start(&state).await {
+        Ok((id, shown)) => {
+            let mut body = serde_json::to_value(&shown).unwrap_or_default();
+            if let Some(object) = body.as_object_mut() {
+                object.insert("id".into(), id.into());
+            }
+            axum::Json(body).into_response()
+        }
+        Err(refused) => answer(&refused),
+    }
+}
+
+/// `{"response":"waiting"}` until the login is approved, then its outcome (once).
+async fn device_progress(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DeviceQuery>,
+) -> Response {
+    if let Err(denied) = guard(&state, &headers) {
+        return denied.into_response();
+    }
+    match state.dashboard().devices().progress(&q.id) {
+        device::Progress::Waiting => {
+            axum::Json(serde_json::json!({"response": "waiting"})).into_response()
+        }
+        device::Progress::Done(outcome) => answer(&outcome),
+        device::Progress::Unknown => answer(&codex_proxy_proto::Response::Error(
+            codex_proxy_proto::ErrorReply::new(
+                codex_proxy_proto::ErrorKind::NotFound,
+                "no such device login (it finished, expired or was cancelled)",
+            ),
+        )),
+    }
+}
+
+async fn device_cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DeviceQuery>,
+) -> Response {
+    if let Err(denied) = guard_change(&state, &headers) {
+        return denied.into_response();
+    }
+    if state.dashboard().devices().cancel(&q.id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }

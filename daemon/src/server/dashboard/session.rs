@@ -55,6 +55,7 @@ pub struct Session {
 pub struct Sessions {
     open: Mutex<HashMap<String, Session>>,
     failures: Mutex<VecDeque<Instant>>,
+    devices: super::device::DeviceLogins,
 }
 
 fn random_hex() -> String {
@@ -115,6 +116,11 @@ pub fn key_matches(state: &AppState, given: &str) -> bool {
 }
 
 impl Sessions {
+    /// Device-code logins started from the page.
+    pub fn devices(&self) -> &super::device::DeviceLogins {
+        &self.devices
+    }
+
     /// A new session; returns its token (the cookie's value).
     pub fn open(&self, hours: u64) -> String {
         let token = random_hex();

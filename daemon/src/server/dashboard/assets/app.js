@@ -1,27 +1,79 @@
-// The dashboard: reads the daemon's JSON and draws it; refreshes itself every few seconds.
+// The dashboard: reads the daemon's JSON and draws it, refreshing itself every few seconds
+// while the page is visible; actions go to /dashboard/api/control as the same requests
+// codexctl sends over the control socket.
 "use strict";
 
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const $ = (id) => document.getElementById(id);
+const REFRESH_MS = 3000;
+let names = new Map(); // account id → the name shown
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v);
   }
   for (const child of children) {
+    if (child == null) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
 }
 
-async function get(path) {
-  const response = await fetch(path, { credentials: "same-origin" });
+function signedOut(response) {
   if (response.status === 401) {
     window.location = "/dashboard/signin";
     throw new Error("signed out");
   }
+}
+
+async function get(path) {
+  const response = await fetch(path, { credentials: "same-origin" });
+  signedOut(response);
   return response.json();
+}
+
+async function send(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: { "x-csrf-token": csrf, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  signedOut(response);
+  const text = await response.text();
+  let answer;
+  try {
+    answer = text ? JSON.parse(text) : {};
+  } catch {
+    answer = { response: "error", kind: "failed", message: text || response.statusText };
+  }
+  return answer;
+}
+
+let noticeTimer;
+function notice(text, bad = false) {
+  const box = $("notice");
+  box.textContent = text;
+  box.className = bad ? "bad" : "";
+  box.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { box.hidden = true; }, bad ? 12000 : 5000);
+}
+
+// Runs a control request; reports its message or error; refreshes the page's data.
+async function control(request, done) {
+  const answer = await send("POST", "/dashboard/api/control", request);
+  if (answer.response === "error") {
+    notice(answer.message || "failed", true);
+    return null;
+  }
+  if (done) notice(done(answer));
+  else if (answer.message) notice(answer.message);
+  refreshStatus().catch(() => {});
+  return answer;
 }
 
 function when(seconds) {
@@ -31,8 +83,16 @@ function when(seconds) {
 }
 
 function duration(seconds) {
-  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60);
-  return h ? `${h}h ${m}m` : `${m}m`;
+  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600),
+    m = Math.floor((seconds % 3600) / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m`;
+}
+
+function count(n) {
+  if (n >= 1e9) return (n / 1e9).toFixed(1) + "G";
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";
+  if (n >= 1e4) return (n / 1e3).toFixed(0) + "k";
+  return String(n);
 }
 
 function quotaBar(name, window) {
@@ -46,107 +106,309 @@ function quotaBar(name, window) {
       "aria-valuemin": "0", "aria-valuemax": "100", "aria-label": name }, fill));
 }
 
+function labelForm(a, card) {
+  const input = el("input", { type: "text", maxlength: "64", value: a.label || "",
+    placeholder: "label", "aria-label": "label" });
+  const form = el("form", { class: "row" }, input, el("button", { type: "submit" }, "Save"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const label = input.value.trim();
+    await control({ request: "account_label", account: a.id, label: label || null });
+  });
+  card.append(form);
+  input.focus();
+}
+
 function accountCard(a) {
-  const card = el("div", { class: "card account" },
-    el("h3", {}, a.label || a.email || a.id),
-    el("div", { class: "muted" }, `${a.id}${a.plan ? " · " + a.plan : ""}`),
+  const name = a.label || a.email || a.id;
+  const card = el("div", { class: "card account", "data-account": a.id },
+    el("h3", {}, name),
+    el("div", { class: "muted" }, `${a.label && a.email ? a.email + " · " : ""}${a.id}${a.plan ? " · " + a.plan : ""}`),
     el("div", { class: "state " + a.state }, a.state.replace("_", " ") +
-      (a.cooldown_until ? " until " + when(a.cooldown_until) : "")));
+      (a.cooldown_until ? " until " + when(a.cooldown_until) : "") + (a.pinned ? " · pinned" : "")));
   if (a.primary) card.append(quotaBar("5 hours", a.primary));
   if (a.secondary) card.append(quotaBar("week", a.secondary));
   if (!a.primary && !a.secondary) card.append(el("p", { class: "muted" }, "quota not known yet"));
-  card.append(el("div", { class: "muted" }, `${a.requests} requests${a.pinned ? " · pinned" : ""}`));
+  card.append(el("div", { class: "muted" }, `${a.requests} requests since start` +
+    (a.quota_updated_at ? ` · quota read ${when(a.quota_updated_at)}` : "")));
   if (a.login_reason) card.append(el("div", { class: "error" }, a.login_reason));
+  const disabled = a.state === "disabled";
+  card.append(el("div", { class: "actions" },
+    el("button", { type: "button", onclick: () => control({ request: "account_refresh", account: a.id },
+      () => `${name}: tokens and quota refreshed`) }, "Refresh"),
+    a.pinned
+      ? el("button", { type: "button", onclick: () => control({ request: "rotate_unpin" }) }, "Unpin")
+      : el("button", { type: "button", onclick: () => control({ request: "rotate_pin", account: a.id }) }, "Pin"),
+    el("button", { type: "button", onclick: () => control({ request: disabled ? "account_enable" : "account_disable", account: a.id }) },
+      disabled ? "Enable" : "Disable"),
+    el("button", { type: "button", onclick: () => labelForm(a, card) }, "Label"),
+    el("button", { type: "button", class: "danger", onclick: () => {
+      if (window.confirm(`Sign ${name} out and remove it from the pool?`)) {
+        control({ request: "logout", account: a.id }, () => `${name} removed`);
+      }
+    } }, "Remove")));
   return card;
+}
+
+// Keeps a card the person is typing in (a label form) instead of redrawing it.
+function editing(box) {
+  const active = document.activeElement;
+  return active && box.contains(active) && active.tagName === "INPUT";
 }
 
 async function refreshStatus() {
   const s = await get("/dashboard/api/status");
-  document.getElementById("daemon").textContent =
-    `${s.daemon_version} · up ${duration(s.uptime_seconds)} · ${s.listen} · ${s.strategy}` +
-    ` · ${s.in_flight} in flight`;
-  const box = document.getElementById("accounts");
-  box.replaceChildren(...(s.accounts.length ? s.accounts.map(accountCard)
-    : [el("p", { class: "muted" }, "No account yet: sign in with codexctl login.")]));
+  $("daemon").textContent =
+    `${s.daemon_version} · up ${duration(s.uptime_seconds)} · ${s.listen} · ${s.in_flight} in flight`;
+  if (document.activeElement !== $("strategy")) $("strategy").value = s.strategy;
+  $("next").disabled = s.strategy === "least_used";
+  names = new Map(s.accounts.map((a) => [a.id, a.label || a.email || a.id]));
+  const box = $("accounts");
+  if (editing(box)) return;
+  if (!s.accounts.length) {
+    box.replaceChildren(el("p", { class: "muted" }, "No account yet: add one above."));
+    togglePanel("add", true);
+    return;
+  }
+  const warnings = [];
+  if (s.save_failure) warnings.push(el("p", { class: "error card" }, `Saving the accounts fails: ${s.save_failure.message}`));
+  box.replaceChildren(...warnings, ...s.accounts.map(accountCard));
+}
+
+// ---- usage ----------------------------------------------------------------------------
+
+const SERIES = 8; // colours s0…s7 in app.css; more groups share the last ("others")
+
+function groupKey(row, group) {
+  if (group === "account") return names.get(row.account) || row.account;
+  if (group === "model") return row.model;
+  return "all";
+}
+
+function amount(row, measure) {
+  return measure === "tokens" ? row.input_tokens + row.output_tokens : row.requests;
+}
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
 }
 
 async function refreshUsage() {
-  const range = document.getElementById("range").value;
+  const range = $("range").value, measure = $("measure").value, group = $("group").value;
   const view = await get("/dashboard/api/usage?range=" + range);
-  const totals = view.buckets.map((b) => ({
-    start: b.start,
-    requests: b.rows.reduce((n, r) => n + r.requests, 0),
-    input: b.rows.reduce((n, r) => n + r.input_tokens, 0),
-    cached: b.rows.reduce((n, r) => n + r.cached_tokens, 0),
-    output: b.rows.reduce((n, r) => n + r.output_tokens, 0),
-  }));
-  const box = document.getElementById("usage");
-  if (!totals.length) {
+  const box = $("usage");
+  if (!view.buckets.length) {
     box.replaceChildren(el("p", { class: "muted" }, "No usage in this range yet."));
     return;
   }
+  // Totals per group, to order the series by size and build the table.
+  const totals = new Map();
+  for (const b of view.buckets) {
+    for (const r of b.rows) {
+      const k = groupKey(r, group);
+      const t = totals.get(k) || { requests: 0, input: 0, cached: 0, output: 0, reasoning: 0, amount: 0 };
+      t.requests += r.requests; t.input += r.input_tokens; t.cached += r.cached_tokens;
+      t.output += r.output_tokens; t.reasoning += r.reasoning_tokens; t.amount += amount(r, measure);
+      totals.set(k, t);
+    }
+  }
+  const order = [...totals.keys()].sort((x, y) => totals.get(y).amount - totals.get(x).amount);
+  const series = new Map(order.map((k, i) => [k, Math.min(i, SERIES - 1)]));
   const slots = range === "month" ? 30 : 288;
   const step = view.step_seconds;
   const end = Math.floor(Date.now() / 1000 / step) * step;
-  const max = Math.max(...totals.map((t) => t.requests), 1);
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("viewBox", `0 0 ${slots} 100`);
-  svg.setAttribute("preserveAspectRatio", "none");
-  svg.setAttribute("role", "img");
-  for (const t of totals) {
-    const slot = slots - 1 - Math.round((end - t.start) / step);
+  const stacks = view.buckets.map((b) => {
+    const parts = new Array(SERIES).fill(0);
+    for (const r of b.rows) parts[series.get(groupKey(r, group))] += amount(r, measure);
+    return { start: b.start, parts, sum: parts.reduce((a, n) => a + n, 0) };
+  });
+  const max = Math.max(...stacks.map((s) => s.sum), 1);
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${slots} 100`, preserveAspectRatio: "none", role: "img" });
+  for (const s of stacks) {
+    const slot = slots - 1 - Math.round((end - s.start) / step);
     if (slot < 0 || slot >= slots) continue;
-    const h = (t.requests / max) * 100;
-    const rect = document.createElementNS(ns, "rect");
-    rect.setAttribute("x", slot);
-    rect.setAttribute("y", 100 - h);
-    rect.setAttribute("width", 0.8);
-    rect.setAttribute("height", h);
-    const title = document.createElementNS(ns, "title");
-    title.textContent = `${new Date(t.start * 1000).toLocaleString()}: ${t.requests} requests, ${t.input} in, ${t.output} out`;
-    rect.append(title);
-    svg.append(rect);
+    let y = 100;
+    s.parts.forEach((v, i) => {
+      if (!v) return;
+      const h = (v / max) * 100;
+      y -= h;
+      const rect = svgEl("rect", { x: slot, y, width: 0.8, height: h, class: "s" + i });
+      const title = svgEl("title", {});
+      title.textContent = `${new Date(s.start * 1000).toLocaleString()}: ${count(s.sum)} ${measure}`;
+      rect.append(title);
+      svg.append(rect);
+    });
   }
-  const sum = (k) => totals.reduce((n, t) => n + t[k], 0);
-  const input = sum("input");
-  const hit = input ? Math.round((sum("cached") * 100) / input) + "%" : "—";
-  svg.setAttribute("aria-label", `${sum("requests")} requests`);
-  box.replaceChildren(svg, el("p", { class: "muted" },
-    `${sum("requests")} requests · ${input} input tokens (${hit} from the prompt cache) · ${sum("output")} output tokens`));
+  const all = [...totals.values()].reduce((a, t) => ({
+    requests: a.requests + t.requests, input: a.input + t.input, cached: a.cached + t.cached,
+    output: a.output + t.output, reasoning: a.reasoning + t.reasoning }),
+  { requests: 0, input: 0, cached: 0, output: 0, reasoning: 0 });
+  svg.setAttribute("aria-label", `${all.requests} requests, ${all.input + all.output} tokens, peak ${max} ${measure} per ${range === "month" ? "day" : "5 minutes"}`);
+  const hit = (t) => (t.input ? Math.round((t.cached * 100) / t.input) + "%" : "—");
+  const rows = order.map((k) => {
+    const t = totals.get(k);
+    return el("tr", {},
+      el("td", {}, el("span", { class: "swatch s" + series.get(k) }), group ? k : "all"),
+      el("td", { class: "num" }, t.requests), el("td", { class: "num" }, count(t.input)),
+      el("td", { class: "num" }, hit(t)), el("td", { class: "num" }, count(t.output)),
+      el("td", { class: "num" }, count(t.reasoning)));
+  });
+  const axis = el("div", { class: "axis muted" },
+    el("span", {}, range === "month" ? "30 days ago" : "24 h ago"), el("span", {}, `peak ${count(max)}`), el("span", {}, "now"));
+  const table = el("div", { class: "table" }, el("table", { class: "usage" },
+    el("thead", {}, el("tr", {}, el("th", {}, group || "total"), el("th", { class: "num" }, "Requests"),
+      el("th", { class: "num" }, "Input"), el("th", { class: "num" }, "Cached"),
+      el("th", { class: "num" }, "Output"), el("th", { class: "num" }, "Reasoning"))),
+    el("tbody", {}, ...rows)));
+  box.replaceChildren(svg, axis, table);
 }
 
+// ---- requests -------------------------------------------------------------------------
+
 async function refreshRequests() {
-  const surface = document.getElementById("surface").value;
-  const failed = document.getElementById("failed").checked;
+  const surface = $("surface").value;
+  const failed = $("failed").checked;
   const data = await get(`/dashboard/api/requests?limit=200&failed=${failed}&surface=${encodeURIComponent(surface)}`);
-  const body = document.querySelector("#requests tbody");
   const rows = [];
   for (const r of data.requests) {
     const bad = r.status >= 400 || r.error;
     rows.push(el("tr", { class: bad ? "failed" : "" },
       el("td", {}, new Date(r.at_ms).toLocaleTimeString()), el("td", {}, r.surface),
-      el("td", {}, `${r.method} ${r.path}`), el("td", {}, r.model || "—"), el("td", {}, r.account || "—"),
+      el("td", {}, `${r.method} ${r.path}`), el("td", {}, r.model || "—"),
+      el("td", {}, r.account ? names.get(r.account) || r.account : "—"),
       el("td", { class: "num" }, r.status), el("td", { class: "num" }, r.duration_ms + " ms"),
       el("td", { class: "num" }, r.first_byte_ms == null ? "—" : r.first_byte_ms + " ms"),
       el("td", { class: "num" }, r.input_tokens), el("td", { class: "num" }, r.output_tokens)));
     if (r.error) rows.push(el("tr", { class: "failed" }, el("td", { class: "error", colspan: "10" }, r.error)));
   }
-  body.replaceChildren(...rows);
+  if (!rows.length) rows.push(el("tr", {}, el("td", { class: "muted", colspan: "10" }, "No requests yet.")));
+  document.querySelector("#requests tbody").replaceChildren(...rows);
 }
+
+// ---- actions --------------------------------------------------------------------------
+
+function togglePanel(name, open) {
+  const button = $(name), panel = $(name + "-panel");
+  const show = open ?? panel.hidden;
+  panel.hidden = !show;
+  button.setAttribute("aria-expanded", String(show));
+}
+
+let device = null; // the device login being waited for: {id, timer}
+
+async function deviceLogin() {
+  const box = $("device-box");
+  if (device) return;
+  const shown = await send("POST", "/dashboard/api/login/device");
+  if (shown.response === "error") {
+    box.replaceChildren(el("p", { class: "error" }, shown.message));
+    return;
+  }
+  device = { id: shown.id };
+  const cancel = el("button", { type: "button", onclick: async () => {
+    await send("DELETE", "/dashboard/api/login/device?id=" + encodeURIComponent(shown.id));
+    stopDevice();
+    box.replaceChildren(el("p", { class: "muted" }, "Cancelled."));
+  } }, "Cancel");
+  box.replaceChildren(
+    el("p", {}, "Open ", el("a", { href: shown.verification_url, target: "_blank", rel: "noopener noreferrer" },
+      shown.verification_url), " and enter"),
+    el("p", { class: "code", id: "device-code" }, shown.user_code),
+    el("p", { class: "muted" }, `Waiting for approval (the code works for ${Math.round(shown.expires_in_seconds / 60)} minutes)… `, cancel));
+  device.timer = setInterval(async () => {
+    const progress = await send("GET", "/dashboard/api/login/device?id=" + encodeURIComponent(shown.id));
+    if (progress.response === "waiting") return;
+    stopDevice();
+    if (progress.response === "logged_in") {
+      const a = progress.account;
+      box.replaceChildren(el("p", { class: "ok" }, `Signed in as ${a.email || a.id}${progress.replaced ? " (replaced its old sign-in)" : ""}.`));
+      notice(`Signed in as ${a.email || a.id}`);
+      refreshStatus().catch(() => {});
+    } else {
+      box.replaceChildren(el("p", { class: "error" }, progress.message || "The login did not finish."));
+    }
+  }, 2000);
+}
+
+function stopDevice() {
+  if (device) clearInterval(device.timer);
+  device = null;
+}
+
+function signedIn(answer) {
+  const a = answer.account;
+  return `Signed in as ${a.email || a.id}${answer.replaced ? " (replaced its old sign-in)" : ""}`;
+}
+
+async function browserLogin() {
+  // The redirect goes to the address the Codex CLI uses; nothing listens there, so the person
+  // copies it back into the form below.
+  const answer = await control({ request: "login_browser", callback_port: 1455 }, () => "Follow the link, then paste the address you land on");
+  if (answer) {
+    $("browser-link").replaceChildren(el("a", { href: answer.authorize_url, target: "_blank",
+      rel: "noopener noreferrer" }, "Continue to OpenAI's sign-in page ↗"));
+  }
+}
+
+async function pasteLogin(event) {
+  event.preventDefault();
+  const url = $("paste").value.trim();
+  const answer = await control({ request: "login_paste", url }, signedIn);
+  if (answer) $("paste").value = "";
+}
+
+async function importLogin(event) {
+  event.preventDefault();
+  const file = $("import-file").files[0];
+  if (!file) return notice("Choose an auth.json file first.", true);
+  if (file.size > 60 * 1024) return notice("That file is too large to be an auth.json.", true);
+  const answer = await control({ request: "login_import", auth_json: await file.text() }, signedIn);
+  if (answer) $("import-file").value = "";
+}
+
+function showKey(answer) {
+  $("key-value").textContent = answer.key;
+  $("key-copy").hidden = false;
+  $("key-rotate").disabled = answer.source !== "generated";
+  $("key-rotate").title = answer.source === "generated" ? "" : "The key comes from server.api_keys in the config file";
+}
+
+// ---- wiring ---------------------------------------------------------------------------
 
 function refreshAll() {
   return Promise.all([refreshStatus(), refreshUsage(), refreshRequests()]).catch(() => {});
 }
 
-document.getElementById("signout").addEventListener("submit", async (event) => {
+$("signout").addEventListener("submit", async (event) => {
   event.preventDefault();
   await fetch("/dashboard/signout", { method: "POST", headers: { "x-csrf-token": csrf }, credentials: "same-origin" });
   window.location = "/dashboard/signin";
 });
-for (const id of ["range", "surface", "failed"]) {
-  document.getElementById(id).addEventListener("change", refreshAll);
-}
+$("strategy").addEventListener("change", () => control({ request: "rotate_strategy", strategy: $("strategy").value }));
+$("next").addEventListener("click", () => control({ request: "rotate_next" }));
+$("add").addEventListener("click", () => togglePanel("add"));
+$("key").addEventListener("click", () => togglePanel("key"));
+$("device").addEventListener("click", deviceLogin);
+$("browser").addEventListener("click", browserLogin);
+$("paste-form").addEventListener("submit", pasteLogin);
+$("import-form").addEventListener("submit", importLogin);
+$("key-show").addEventListener("click", async () => {
+  const answer = await control({ request: "key_show" }, () => "Shown below; reload the page to hide it");
+  if (answer) showKey(answer);
+});
+$("key-copy").addEventListener("click", () => navigator.clipboard.writeText($("key-value").textContent)
+  .then(() => notice("Copied"), () => notice("The browser did not allow copying", true)));
+$("key-rotate").addEventListener("click", async () => {
+  if (!window.confirm("Make a new API key? Every client using the old one stops working.")) return;
+  const answer = await control({ request: "key_rotate" }, () => "New key made; the old one no longer works");
+  if (answer) showKey(answer);
+});
+for (const id of ["range", "measure", "group"]) $(id).addEventListener("change", () => refreshUsage().catch(() => {}));
+for (const id of ["surface", "failed"]) $(id).addEventListener("change", () => refreshRequests().catch(() => {}));
+
+// Live: redraw every few seconds while the page is visible, at once when it becomes visible.
 refreshAll();
-setInterval(refreshAll, 5000);
+setInterval(() => { if (!document.hidden) refreshAll(); }, REFRESH_MS);
+document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshAll(); });
