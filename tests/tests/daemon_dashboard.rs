@@ -98,14 +98,15 @@ async fn nothing_answers_without_a_session_and_sign_in_is_guarded() {
     // A wrong key is refused; after five, everyone waits.
     let me = origin(&daemon);
     for _ in 0..5 {
-        assert_eq!(
-            sign_in(&daemon, "wrong-key-123", Some(&me)).await.status(),
-            401
-        );
+        let wrong = sign_in(&daemon, "wrong-key-123", Some(&me)).await;
+        assert_eq!(wrong.status(), 401);
+        // The sign-in page again, saying why (not an API error).
+        assert!(wrong.text().await.unwrap().contains("That is not the key"));
     }
     let throttled = sign_in(&daemon, &key, Some(&me)).await;
     assert_eq!(throttled.status(), 429);
     assert!(throttled.headers().contains_key("retry-after"));
+    assert!(throttled.text().await.unwrap().contains("Too many attempts"));
 
     // A foreign Host (DNS rebinding) gets nothing at all.
     let rebound = browser()

@@ -18,13 +18,25 @@ fn repo_root() -> PathBuf {
 
 /// Runs an SDK suite against a fresh fake and daemon; fails with the suite's output.
 async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]) {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder().fake(&fake, accounts).start();
+    run_suite_on(program, args, cwd, &fake, &daemon, &[]).await;
+}
+
+/// Runs a suite against the given fake and daemon, with `env` added.
+async fn run_suite_on(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    fake: &FakeUpstream,
+    daemon: &Daemon,
+    env: &[(&str, &str)],
+) {
     assert!(
         program.exists() || program.components().count() == 1,
         "{} is missing: run `bash tests/sdk/install.sh`",
         program.display()
     );
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder().fake(&fake, accounts).start();
     // tokio's Command, so the in-process fake keeps serving while the suite runs.
     let output = tokio::process::Command::new(program)
         .args(args)
@@ -32,6 +44,7 @@ async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]
         .env("CODEX_PROXY_BASE_URL", daemon.url("/v1"))
         .env("CODEX_PROXY_API_KEY", daemon.api_key())
         .env("FAKE_ADMIN_URL", format!("{}/__fake", fake.auth_url()))
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap_or_else(|e| {
@@ -71,6 +84,41 @@ async fn pytest(file: &str, accounts: &[usize]) {
     let suite = repo_root().join("tests/sdk/python");
     let args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", file];
     run_suite(&python, &args, &suite, accounts).await;
+}
+
+/// The dashboard in Debian's `chromium`, driven by playwright: sign in, quota bars, a failed
+/// request, a device login approved from the page, account actions, rotation, the key. The
+/// screenshots (desktop and phone, light and dark) land in `target/dashboard-screenshots`.
+#[tokio::test]
+async fn dashboard_in_a_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: `apt-get install chromium` (or set CHROMIUM)"
+    );
+    let shots = repo_root().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let fake = FakeUpstream::start().await.unwrap();
+    // A generated key, so the page can rotate it.
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .generated_key()
+        .start();
+    let python = repo_root().join("target/sdk/venv/bin/python");
+    let args = [
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_dashboard_browser.py",
+    ];
+    let suite = repo_root().join("tests/sdk/python");
+    let env = [
+        ("SCREENSHOTS", shots.to_str().unwrap()),
+        ("CHROMIUM", chromium.as_str()),
+    ];
+    run_suite_on(&python, &args, &suite, &fake, &daemon, &env).await;
 }
 
 #[tokio::test]

@@ -88,6 +88,10 @@ function duration(seconds) {
   return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m`;
 }
 
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 function count(n) {
   if (n >= 1e9) return (n / 1e9).toFixed(1) + "G";
   if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";
@@ -129,7 +133,8 @@ function accountCard(a) {
   if (a.primary) card.append(quotaBar("5 hours", a.primary));
   if (a.secondary) card.append(quotaBar("week", a.secondary));
   if (!a.primary && !a.secondary) card.append(el("p", { class: "muted" }, "quota not known yet"));
-  card.append(el("div", { class: "muted" }, `${a.requests} requests since start` +
+  const day = lastDay.get(a.id) || { requests: 0, tokens: 0 };
+  card.append(el("div", { class: "muted" }, `last 24 h: ${plural(day.requests, "request")}, ${count(day.tokens)} tokens` +
     (a.quota_updated_at ? ` · quota read ${when(a.quota_updated_at)}` : "")));
   if (a.login_reason) card.append(el("div", { class: "error" }, a.login_reason));
   const disabled = a.state === "disabled";
@@ -156,8 +161,19 @@ function editing(box) {
   return active && box.contains(active) && active.tagName === "INPUT";
 }
 
+let lastDay = new Map(); // account id → {requests, tokens} over the last 24 h
+
 async function refreshStatus() {
-  const s = await get("/dashboard/api/status");
+  const [s, day] = await Promise.all([get("/dashboard/api/status"), get("/dashboard/api/usage?range=day")]);
+  lastDay = new Map();
+  for (const b of day.buckets) {
+    for (const r of b.rows) {
+      const t = lastDay.get(r.account) || { requests: 0, tokens: 0 };
+      t.requests += r.requests;
+      t.tokens += r.input_tokens + r.output_tokens;
+      lastDay.set(r.account, t);
+    }
+  }
   $("daemon").textContent =
     `${s.daemon_version} · up ${duration(s.uptime_seconds)} · ${s.listen} · ${s.in_flight} in flight`;
   if (document.activeElement !== $("strategy")) $("strategy").value = s.strategy;
@@ -259,7 +275,7 @@ async function refreshUsage() {
     el("span", {}, range === "month" ? "30 days ago" : "24 h ago"), el("span", {}, `peak ${count(max)}`), el("span", {}, "now"));
   const table = el("div", { class: "table" }, el("table", { class: "usage" },
     el("thead", {}, el("tr", {}, el("th", {}, group || "total"), el("th", { class: "num" }, "Requests"),
-      el("th", { class: "num" }, "Input"), el("th", { class: "num" }, "Cached"),
+      el("th", { class: "num" }, "Input"), el("th", { class: "num" }, "Cache hit"),
       el("th", { class: "num" }, "Output"), el("th", { class: "num" }, "Reasoning"))),
     el("tbody", {}, ...rows)));
   box.replaceChildren(svg, axis, table);
@@ -377,8 +393,9 @@ function showKey(answer) {
 
 // ---- wiring ---------------------------------------------------------------------------
 
+// The status first: the other views name accounts by what it says.
 function refreshAll() {
-  return Promise.all([refreshStatus(), refreshUsage(), refreshRequests()]).catch(() => {});
+  return refreshStatus().then(() => Promise.all([refreshUsage(), refreshRequests()])).catch(() => {});
 }
 
 $("signout").addEventListener("submit", async (event) => {
