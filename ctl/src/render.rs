@@ -180,13 +180,18 @@ pub fn status(report: &StatusReport, style: Style) -> String {
     );
     let _ = writeln!(
         out,
-        "strategy {}{} · {} in flight",
+        "strategy {}{} · {} in flight{}",
         report.strategy.as_str(),
         report
             .pinned
             .as_ref()
             .map_or(String::new(), |p| format!(" (pinned: {p})")),
         report.in_flight,
+        if report.queued > 0 {
+            format!(" · {} waiting for a free account", report.queued)
+        } else {
+            String::new()
+        },
     );
     if let Some(failure) = &report.save_failure {
         let _ = writeln!(
@@ -539,6 +544,7 @@ mod tests {
             strategy: Strategy::LeastUsed,
             pinned: Some("acct_1".into()),
             in_flight: 3,
+            queued: 0,
             now: NOW,
             accounts: vec![first, limited, fresh],
             save_failure: Some(codex_proxy_proto::SaveFailure {

@@ -77,6 +77,7 @@ pub struct Metrics {
     failovers: Family<ReasonLabels, Counter>,
     refreshes: Family<OutcomeLabels, Counter>,
     in_flight: Gauge,
+    queued: Gauge,
     quota_used: Family<QuotaLabels, Gauge<f64, AtomicU64>>,
     quota_resets: Family<QuotaLabels, Gauge>,
     accounts: Family<AccountLabels, Gauge>,
@@ -156,6 +157,12 @@ impl Metrics {
             "Requests being served now",
             in_flight.clone(),
         );
+        let queued = Gauge::default();
+        registry.register(
+            "queued_requests",
+            "Requests waiting for a free account slot (up to auth.queue_timeout_seconds)",
+            queued.clone(),
+        );
         let quota_used = Family::<QuotaLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "quota_used_percent",
@@ -185,6 +192,7 @@ impl Metrics {
             failovers,
             refreshes,
             in_flight,
+            queued,
             quota_used,
             quota_resets,
             accounts,
@@ -248,6 +256,17 @@ impl Metrics {
         self.failovers.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// A request waits in line for an account slot until the guard is dropped.
+    pub fn queued(&self) -> Queued {
+        self.queued.inc();
+        Queued(self.queued.clone())
+    }
+
+    /// Requests waiting in line now.
+    pub fn queued_now(&self) -> u64 {
+        u64::try_from(self.queued.get()).unwrap_or(0)
+    }
+
     /// A token refresh ended: `ok`, `transient`, `needs_login` or `gone`.
     pub fn refresh(&self, outcome: &'static str) {
         self.refreshes
@@ -298,5 +317,15 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// One request waiting in line; counted until dropped (served, timed out or cancelled).
+#[derive(Debug)]
+pub struct Queued(Gauge);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

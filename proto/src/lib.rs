@@ -41,8 +41,8 @@ pub struct ProtocolVersion {
 }
 
 /// 1.1: save failures, unsaved tokens, login reasons and interrupted refreshes in the views;
-/// the `busy` refusal.
-pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
+/// the `busy` refusal. 1.2: the `requests` and `usage_history` requests; `queued` in the status.
+pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 1, minor: 2 };
 
 impl std::fmt::Display for ProtocolVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

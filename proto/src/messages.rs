@@ -260,6 +260,9 @@ pub struct StatusReport {
     pub pinned: Option<String>,
     /// Requests being served now.
     pub in_flight: u64,
+    /// Requests waiting for a free account slot (1.2).
+    #[serde(default)]
+    pub queued: u64,
     /// The daemon's clock (Unix seconds), for "resets in".
     pub now: i64,
     pub accounts: Vec<AccountView>,

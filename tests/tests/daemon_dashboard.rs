@@ -106,7 +106,13 @@ async fn nothing_answers_without_a_session_and_sign_in_is_guarded() {
     let throttled = sign_in(&daemon, &key, Some(&me)).await;
     assert_eq!(throttled.status(), 429);
     assert!(throttled.headers().contains_key("retry-after"));
-    assert!(throttled.text().await.unwrap().contains("Too many attempts"));
+    assert!(
+        throttled
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many attempts")
+    );
 
     // A foreign Host (DNS rebinding) gets nothing at all.
     let rebound = browser()
@@ -261,6 +267,23 @@ async fn the_dashboard_can_be_turned_off_and_given_its_own_password() {
         .set("dashboard", "password = \"dashboard-pass-123\"")
         .start();
     let me = origin(&own);
+    // Behind a TLS-terminating proxy (the page's origin is https) the cookie is Secure.
+    let tls = sign_in(
+        &own,
+        "dashboard-pass-123",
+        Some(&me.replace("http://", "https://")),
+    )
+    .await;
+    assert_eq!(tls.status(), 303);
+    let set = tls.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.ends_with("; Secure"), "{set}");
+    let plain = sign_in(&own, "dashboard-pass-123", Some(&me)).await;
+    assert!(
+        !plain.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
     // With a password set, the API key no longer signs in.
     assert_eq!(sign_in(&own, &own.api_key(), Some(&me)).await.status(), 401);
     assert_eq!(

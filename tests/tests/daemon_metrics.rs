@@ -263,3 +263,79 @@ async fn metrics_can_be_turned_off() {
         .start();
     assert_eq!(scrape(&daemon, Some(&daemon.api_key())).await.0, 404);
 }
+
+/// A request waiting for an account slot is counted as queued (metrics and status) until it
+/// gets one.
+#[tokio::test]
+async fn a_request_waiting_for_a_slot_is_counted_as_queued() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("auth", "max_concurrent_per_account = 1")
+        .set("auth", "queue_timeout_seconds = 30")
+        .start();
+    // The first answer starts, then holds its slot for 2 s; the second request waits in line.
+    fake.enqueue(Script::text("held").paced(2_000));
+    fake.enqueue(Script::text("second"));
+    let body = json!({"model": "codex", "messages": [{"role": "user", "content": "x"}]});
+    let first = tokio::spawn({
+        let (daemon_url, key, body) = (
+            daemon.url("/v1/chat/completions"),
+            daemon.api_key(),
+            body.clone(),
+        );
+        async move {
+            reqwest::Client::new()
+                .post(daemon_url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // Wait until the first holds the slot, then send the second.
+    for _ in 0..500 {
+        let (_, text) = scrape(&daemon, Some(&daemon.api_key())).await;
+        if text.contains("\ncodex_proxy_in_flight_requests 1\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let second = tokio::spawn({
+        let (daemon_url, key) = (daemon.url("/v1/chat/completions"), daemon.api_key());
+        async move {
+            reqwest::Client::new()
+                .post(daemon_url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let mut queued = None;
+    for _ in 0..500 {
+        let (_, text) = scrape(&daemon, Some(&daemon.api_key())).await;
+        if text.contains("\ncodex_proxy_queued_requests 1\n") {
+            queued = Some(daemon.ctl_json(&["status", "--json"]).await);
+            assert_eq!(
+                value(&parse(&text).await, "codex_proxy_queued_requests", &[]),
+                Some(1.0)
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let status = queued.expect("the second request was never counted as queued");
+    assert_eq!(status["queued"], 1, "{status}");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    let (_, text) = scrape(&daemon, Some(&daemon.api_key())).await;
+    assert_eq!(
+        value(&parse(&text).await, "codex_proxy_queued_requests", &[]),
+        Some(0.0)
+    );
+}

@@ -750,3 +750,56 @@ async fn a_conversation_that_moves_account_goes_on_without_the_reasoning_it_cann
         .collect();
     assert!(!kinds.contains(&"reasoning"), "{kinds:?}");
 }
+
+/// Each turn on a WebSocket is a request of its own in the request log (the upgrade is not).
+#[tokio::test]
+async fn websocket_turns_are_recorded_one_by_one() {
+    let (_fake, daemon) = setup().await;
+    let mut socket = connect(&daemon, "/v1/responses").await;
+    let turn = json!({"type": "response.create", "model": "gpt-5.5", "store": false,
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]});
+    send(&mut socket, turn.clone()).await;
+    assert_eq!(
+        events(&mut socket).await.last().unwrap()["type"],
+        "response.completed"
+    );
+    let mut unknown = turn;
+    unknown["model"] = json!("no-such-model");
+    send(&mut socket, unknown).await;
+    assert_eq!(events(&mut socket).await.last().unwrap()["type"], "error");
+    drop(socket);
+
+    let mut records = Vec::new();
+    for _ in 0..200 {
+        records = daemon.ctl_json(&["requests", "-n", "10"]).await["requests"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if records.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(records.len(), 2, "{records:?}");
+    // Newest first: the refused turn, then the answered one.
+    let (refused, answered) = (&records[0], &records[1]);
+    for record in [refused, answered] {
+        assert_eq!(record["method"], "WS");
+        assert_eq!(record["path"], "/v1/responses");
+        assert_eq!(record["surface"], "responses");
+    }
+    assert_eq!(answered["status"], 200);
+    assert_eq!(answered["model"], "gpt-5.5");
+    assert!(answered["account"].is_string(), "{answered}");
+    assert!(
+        answered["output_tokens"].as_u64().unwrap() > 0,
+        "{answered}"
+    );
+    assert!(answered["first_byte_ms"].is_u64(), "{answered}");
+    assert!(answered["error"].is_null());
+    assert_eq!(refused["status"], 404, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("no-such-model"),
+        "{refused}"
+    );
+}

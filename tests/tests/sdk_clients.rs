@@ -100,10 +100,7 @@ async fn dashboard_in_a_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let fake = FakeUpstream::start().await.unwrap();
     // A generated key, so the page can rotate it.
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .generated_key()
-        .start();
+    let daemon = Daemon::builder().fake(&fake, &[0]).generated_key().start();
     let python = repo_root().join("target/sdk/venv/bin/python");
     let args = [
         "-m",

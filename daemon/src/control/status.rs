@@ -30,6 +30,7 @@ pub fn report(state: &AppState) -> Response {
         strategy: super::views::strategy(state.accounts().strategy()),
         pinned,
         in_flight: state.in_flight(),
+        queued: crate::metrics::metrics().queued_now(),
         now,
         accounts: super::views::accounts(state, now),
         save_failure: health.failure.map(|f| codex_proxy_proto::SaveFailure {

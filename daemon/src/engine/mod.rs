@@ -445,6 +445,7 @@ async fn take_slot(
         let slots = accounts.slots(&id);
         Box::pin(async move { slots.acquire_owned().await.map(|slot| (id, slot)) })
     });
+    let _queued = metrics().queued();
     match tokio::time::timeout(wait, futures_util::future::select_all(lines)).await {
         Ok((Ok(taken), _, _)) => Ok(taken),
         _ => Err(EngineError::QueueTimeout {

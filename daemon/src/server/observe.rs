@@ -34,6 +34,10 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();
+    // A WebSocket: each of its turns is recorded as a request of its own.
+    if status == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+        return response;
+    }
     let (parts, body) = response.into_parts();
     // An error's body is small JSON: read for its message, then sent as it was.
     let (body, error) = if status.is_client_error() || status.is_server_error() {

@@ -6,7 +6,7 @@
 //! as the backend wraps them, pings while the backend is silent, a clean close.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::State;
@@ -21,6 +21,7 @@ use super::{ApiError, AppState};
 use crate::clock::unix_now;
 use crate::engine;
 use crate::engine::store::{ResponseStore, StoredResponse};
+use crate::requests::{Finished, Observed};
 use crate::translate::responses as rewrite;
 
 /// What one connection keeps of its own responses (for `previous_response_id` across turns).
@@ -34,14 +35,39 @@ const IDLE_CLOSE: Duration = Duration::from_secs(3600);
 pub async fn upgrade(
     State(state): State<AppState>,
     Extension(client): Extension<ClientKey>,
+    uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let path = uri.path().to_owned();
     ws.max_message_size(MAX_BODY_BYTES)
         .max_frame_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| serve(state, client, socket))
+        .on_upgrade(move |socket| serve(state, client, path, socket))
 }
 
-async fn serve(state: AppState, client: ClientKey, mut socket: WebSocket) {
+/// One turn's entry in the request log: each `response.create` is a request of its own.
+struct TurnRecord {
+    observed: Observed,
+    started: Instant,
+    first_byte: Option<Instant>,
+}
+
+impl TurnRecord {
+    fn finish(self, state: &AppState, path: &str, status: u16, error: Option<String>) {
+        state.requests().finish(
+            &self.observed,
+            Finished {
+                method: "WS",
+                path,
+                status,
+                started: self.started,
+                first_byte: self.first_byte,
+                error,
+            },
+        );
+    }
+}
+
+async fn serve(state: AppState, client: ClientKey, path: String, mut socket: WebSocket) {
     let local = Arc::new(ResponseStore::new(
         CONNECTION_STORE_BYTES,
         // The connection's lifetime bounds it; the backend closes its sockets after 60 min.
@@ -76,10 +102,34 @@ async fn serve(state: AppState, client: ClientKey, mut socket: WebSocket) {
             // Pongs are answered by the library; a pong of ours needs nothing.
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        match turn(&state, client, &local, &mut socket, text.as_bytes()).await {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Closed) => return,
+        let mut record = TurnRecord {
+            observed: Observed::default(),
+            started: Instant::now(),
+            first_byte: None,
+        };
+        let outcome = turn(
+            &state,
+            client,
+            &local,
+            &mut socket,
+            text.as_bytes(),
+            &mut record,
+        )
+        .await;
+        match outcome {
+            Ok(flow) => {
+                record.finish(&state, &path, 200, None);
+                if matches!(flow, Flow::Closed) {
+                    return;
+                }
+            }
             Err(error) => {
+                record.finish(
+                    &state,
+                    &path,
+                    error.status.as_u16(),
+                    Some(error.message.clone()),
+                );
                 if send_error(&mut socket, &error).await.is_err() {
                     return;
                 }
@@ -100,6 +150,7 @@ async fn turn(
     local: &Arc<ResponseStore>,
     socket: &mut WebSocket,
     frame: &[u8],
+    record: &mut TurnRecord,
 ) -> Result<Flow, ApiError> {
     let mut object = rewrite::parse(frame)?;
     match object.remove("type").map(|t| t.get().to_owned()).as_deref() {
@@ -119,12 +170,13 @@ async fn turn(
     object.set("stream", crate::translate::raw::raw("true"));
     let head = rewrite::head(&object)?;
     let model = head.model.clone().unwrap_or_default();
-    let prepared = prepare_parsed(state, client, object, &head, Some(local), false)?;
+    let mut prepared = prepare_parsed(state, client, object, &head, Some(local), false)?;
     if generate.is_some_and(|g| g.get() == "false") {
+        record.first_byte = Some(Instant::now());
         return prewarm(socket, local, prepared, &model).await;
     }
+    prepared.observed = Some(record.observed.clone());
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
-    let mut prepared = prepared;
     let mut turn = start_turn(
         state,
         &mut prepared,
@@ -171,6 +223,7 @@ async fn turn(
                         continue;
                     }
                     let text = String::from_utf8_lossy(data).into_owned();
+                    record.first_byte.get_or_insert_with(Instant::now);
                     if socket.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
                         // The client left: dropping the events ends the upstream request.
                         return Ok(Flow::Closed);
@@ -181,12 +234,15 @@ async fn turn(
                     }
                 }
                 Ok(Some(Err(error))) => {
-                    stream_error(socket, &format!("The upstream stream broke: {error}")).await;
+                    let message = format!("The upstream stream broke: {error}");
+                    turn.guard.failed(&message);
+                    stream_error(socket, &message).await;
                     break;
                 }
                 Ok(None) => {
-                    stream_error(socket, "The upstream stream closed before the response completed.")
-                        .await;
+                    let message = "The upstream stream closed before the response completed.";
+                    turn.guard.failed(message);
+                    stream_error(socket, message).await;
                     break;
                 }
             },
@@ -203,6 +259,9 @@ async fn turn(
     }
     if let Some(usage) = &watch.usage {
         turn.guard.add_usage(usage);
+    }
+    if let Some(failure) = &watch.failure {
+        turn.guard.failed(&failure.message);
     }
     drop(turn.guard);
     if watch.failure.is_none() && watch.terminal.is_some() {

@@ -159,7 +159,9 @@ async fn signin(
     let hours = state.config().dashboard.session_hours;
     let token = sessions.open(hours);
     let mut response = Redirect::to("/dashboard/").into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&session::cookie(&token, hours)) {
+    if let Ok(cookie) =
+        HeaderValue::from_str(&session::cookie(&token, hours, session::over_tls(&headers)))
+    {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response

@@ -69,12 +69,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The cookie that carries a new session.
-pub fn cookie(token: &str, hours: u64) -> String {
+/// The cookie that carries a new session; `Secure` when the page was served over TLS (by a
+/// TLS-terminating proxy in front of the daemon: the browser's `Origin` says `https`).
+pub fn cookie(token: &str, hours: u64, secure: bool) -> String {
     format!(
-        "{COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}",
-        hours * 3600
+        "{COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        hours * 3600,
+        if secure { "; Secure" } else { "" }
     )
+}
+
+/// The page that sent the request was served over TLS.
+pub fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| origin.starts_with("https://"))
 }
 
 fn token_of(headers: &HeaderMap) -> Option<String> {

@@ -175,7 +175,8 @@ async function refreshStatus() {
     }
   }
   $("daemon").textContent =
-    `${s.daemon_version} · up ${duration(s.uptime_seconds)} · ${s.listen} · ${s.in_flight} in flight`;
+    `${s.daemon_version} · up ${duration(s.uptime_seconds)} · ${s.listen} · ${s.in_flight} in flight` +
+    (s.queued ? ` · ${s.queued} waiting for a free account` : "");
   if (document.activeElement !== $("strategy")) $("strategy").value = s.strategy;
   $("next").disabled = s.strategy === "least_used";
   names = new Map(s.accounts.map((a) => [a.id, a.label || a.email || a.id]));
