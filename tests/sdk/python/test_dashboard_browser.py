@@ -116,6 +116,13 @@ def test_a_failed_request_appears(page):
     expect(rows).not_to_contain_text("200")
     page.uncheck("#failed")
     expect(rows).to_contain_text("200")
+    # A failure on an account is that account's last error, on its card.
+    failing = {"kind": "stream", "items": [{"type": "message", "deltas": ["partial "]}],
+               "ending": {"kind": "failed", "code": "server_error", "message": "The backend fell over."}}
+    assert post(f"{FAKE}/script", {"reply": failing}) == 204
+    assert chat("gpt-5.4-mini") == 502
+    expect(rows).to_contain_text("The backend fell over.")
+    expect(page.locator(".account").first.locator(".last-error")).to_contain_text("The backend fell over.")
 
 
 def test_a_device_login_from_the_page(page):

@@ -208,10 +208,28 @@ async fn api_status(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Err(denied) = guard(&state, &headers) {
         return denied.into_response();
     }
-    match crate::control::status::report(&state) {
-        codex_proxy_proto::Response::Status(report) => axum::Json(report).into_response(),
-        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    let codex_proxy_proto::Response::Status(report) = crate::control::status::report(&state) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    // Each account's latest failure, from the request log.
+    let mut last_errors = serde_json::Map::new();
+    for account in &report.accounts {
+        let failed = state.requests().recent(1, |r| {
+            r.account.as_deref() == Some(account.id.as_str())
+                && (r.status >= 400 || r.error.is_some())
+        });
+        if let Some(r) = failed.into_iter().next() {
+            last_errors.insert(
+                account.id.clone(),
+                serde_json::json!({"at_ms": r.at_ms, "status": r.status, "error": r.error}),
+            );
+        }
     }
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("last_errors".into(), last_errors.into());
+    }
+    axum::Json(body).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -137,6 +137,11 @@ function accountCard(a) {
   card.append(el("div", { class: "muted" }, `last 24 h: ${plural(day.requests, "request")}, ${count(day.tokens)} tokens` +
     (a.quota_updated_at ? ` · quota read ${when(a.quota_updated_at)}` : "")));
   if (a.login_reason) card.append(el("div", { class: "error" }, a.login_reason));
+  const failure = lastErrors[a.id];
+  if (failure) {
+    card.append(el("div", { class: "last-error" }, `last error ${new Date(failure.at_ms).toLocaleTimeString()}: `,
+      failure.error || `status ${failure.status}`));
+  }
   const disabled = a.state === "disabled";
   card.append(el("div", { class: "actions" },
     el("button", { type: "button", onclick: () => control({ request: "account_refresh", account: a.id },
@@ -162,9 +167,11 @@ function editing(box) {
 }
 
 let lastDay = new Map(); // account id → {requests, tokens} over the last 24 h
+let lastErrors = {}; // account id → its latest failed request
 
 async function refreshStatus() {
   const [s, day] = await Promise.all([get("/dashboard/api/status"), get("/dashboard/api/usage?range=day")]);
+  lastErrors = s.last_errors || {};
   lastDay = new Map();
   for (const b of day.buckets) {
     for (const r of b.rows) {
