@@ -41,7 +41,6 @@ struct Inner {
     responses: crate::engine::store::ResponseStore,
     requests: crate::requests::RequestLog,
     usage_history: crate::usage_history::UsageHistory,
-    dashboard: crate::server::dashboard::DashboardSessions,
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
@@ -108,7 +107,6 @@ impl AppState {
                 conversations: Conversations::default(),
                 requests: crate::requests::RequestLog::default(),
                 usage_history: crate::usage_history::UsageHistory::load(&state_dir),
-                dashboard: crate::server::dashboard::DashboardSessions::default(),
                 responses: crate::engine::store::ResponseStore::new(
                     (config_store_mb as usize) << 20,
                     config_store_ttl * 60,
@@ -185,12 +183,6 @@ impl AppState {
         &self.inner.conversations
     }
 
-    /// The responses `/v1/responses` keeps (for `previous_response_id` and retrieval).
-    /// The dashboard's sign-ins.
-    pub fn dashboard(&self) -> &crate::server::dashboard::DashboardSessions {
-        &self.inner.dashboard
-    }
-
     /// Usage over time, kept across restarts.
     pub fn usage_history(&self) -> &crate::usage_history::UsageHistory {
         &self.inner.usage_history
@@ -201,6 +193,7 @@ impl AppState {
         &self.inner.requests
     }
 
+    /// The responses `/v1/responses` keeps (for `previous_response_id` and retrieval).
     pub fn responses(&self) -> &crate::engine::store::ResponseStore {
         &self.inner.responses
     }

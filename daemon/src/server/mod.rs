@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::json_errors))
         // The dashboard's pages answer in HTML, errors too, so it comes after the JSON layer.
-        .merge(dashboard::router())
+        .merge(dashboard::router(&state))
         // Every request recorded (the request log), with the body the client finally got.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,7 +4,7 @@
 //! lifetime, outcomes kept briefly.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use codex_proxy_proto::Response;
@@ -48,7 +48,7 @@ fn new_id() -> String {
 impl DeviceLogins {
     /// Asks for a device code and waits for its approval in the background. Returns the id to
     /// ask about and what to show ([`Response::DeviceCode`]), or the refusal.
-    pub async fn start(&self, state: &AppState) -> Result<(String, Response), Response> {
+    pub async fn start(self: &Arc<Self>, state: &AppState) -> Result<(String, Response), Response> {
         if self.waiting() >= MAX_WAITING {
             return Err(Response::Error(codex_proxy_proto::ErrorReply::new(
                 codex_proxy_proto::ErrorKind::Busy,
@@ -62,6 +62,7 @@ impl DeviceLogins {
         let id = new_id();
         let task_state = state.clone();
         let task_id = id.clone();
+        let devices = Arc::clone(self);
         let mut logins = lock(&self.logins);
         let now = Instant::now();
         logins.retain(
@@ -69,7 +70,6 @@ impl DeviceLogins {
         );
         let task = tokio::spawn(async move {
             let outcome = crate::control::device_finish(&task_state, started).await;
-            let devices = task_state.dashboard().devices();
             let mut logins = lock(&devices.logins);
             if logins.contains_key(&task_id) {
                 logins.insert(task_id, Login::Done(Box::new(outcome), Instant::now()));

@@ -12,6 +12,8 @@
 mod device;
 mod session;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,16 +22,36 @@ use axum::routing::{get, post};
 
 use super::AppState;
 
-pub use session::Sessions as DashboardSessions;
+use session::Sessions;
+
+/// The dashboard's routes' state: the daemon's, and the dashboard's own sessions (kept here,
+/// not in `AppState`: nothing below the server knows of the dashboard).
+#[derive(Clone)]
+struct Dashboard {
+    app: AppState,
+    sessions: Arc<Sessions>,
+}
+
+impl axum::extract::FromRef<Dashboard> for AppState {
+    fn from_ref(dashboard: &Dashboard) -> Self {
+        dashboard.app.clone()
+    }
+}
+
+impl axum::extract::FromRef<Dashboard> for Arc<Sessions> {
+    fn from_ref(dashboard: &Dashboard) -> Self {
+        dashboard.sessions.clone()
+    }
+}
 
 const INDEX: &str = include_str!("assets/index.html");
 const SIGNIN: &str = include_str!("assets/signin.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
-/// The dashboard's routes (none when `[dashboard] enabled = false`).
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The dashboard's routes (each answers 404 while `[dashboard] enabled = false`).
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::<Dashboard>::new()
         .route("/", get(|| async { Redirect::to("/dashboard/") }))
         .route("/dashboard", get(|| async { Redirect::to("/dashboard/") }))
         .route("/dashboard/", get(index))
@@ -54,6 +76,10 @@ pub fn router() -> Router<AppState> {
                 .delete(device_cancel),
         )
         .layer(axum::middleware::map_response(secure_headers))
+        .with_state(Dashboard {
+            app: state.clone(),
+            sessions: Arc::new(Sessions::default()),
+        })
 }
 
 /// Headers every dashboard answer carries.
@@ -104,11 +130,15 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not found").into_response()
 }
 
-async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn index(
+    State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
+    headers: HeaderMap,
+) -> Response {
     if !enabled(&state) {
         return not_found();
     }
-    match state.dashboard().session(&headers) {
+    match sessions.session(&headers) {
         Some(session) => html(INDEX.replace("{{csrf}}", &session.csrf)),
         None => Redirect::to("/dashboard/signin").into_response(),
     }
@@ -123,6 +153,7 @@ async fn signin_page(State(state): State<AppState>) -> Response {
 
 async fn signin(
     State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -132,7 +163,6 @@ async fn signin(
     if !session::same_origin(&headers) {
         return forbidden("This sign-in did not come from the dashboard's own page.");
     }
-    let sessions = state.dashboard();
     if let Some(wait) = sessions.throttled() {
         let page = SIGNIN.replace(
             "{{message}}",
@@ -167,11 +197,15 @@ async fn signin(
     response
 }
 
-async fn signout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = guard_change(&state, &headers) {
+async fn signout(
+    State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = guard_change(&state, &sessions, &headers) {
         return denied.into_response();
     }
-    state.dashboard().close(&headers);
+    sessions.close(&headers);
     let mut response = Redirect::to("/dashboard/signin").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -185,27 +219,38 @@ fn forbidden(message: &str) -> Response {
 }
 
 /// A state-changing request: a session, a same-origin `Origin` and the CSRF token.
-fn guard_change(state: &AppState, headers: &HeaderMap) -> Result<(), session::Denied> {
+fn guard_change(
+    state: &AppState,
+    sessions: &Sessions,
+    headers: &HeaderMap,
+) -> Result<(), session::Denied> {
     if !enabled(state) {
         return Err(session::Denied::Off);
     }
-    state.dashboard().check_change(headers).map(|_| ())
+    sessions.check_change(headers).map(|_| ())
 }
 
 /// The JSON APIs the page reads: a session is required.
-fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), session::Denied> {
+fn guard(
+    state: &AppState,
+    sessions: &Sessions,
+    headers: &HeaderMap,
+) -> Result<(), session::Denied> {
     if !enabled(state) {
         return Err(session::Denied::Off);
     }
-    state
-        .dashboard()
+    sessions
         .session(headers)
         .map(|_| ())
         .ok_or(session::Denied::SignIn)
 }
 
-async fn api_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = guard(&state, &headers) {
+async fn api_status(
+    State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = guard(&state, &sessions, &headers) {
         return denied.into_response();
     }
     let codex_proxy_proto::Response::Status(report) = crate::control::status::report(&state) else {
@@ -244,10 +289,11 @@ struct RequestsQuery {
 
 async fn api_requests(
     State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     Query(q): Query<RequestsQuery>,
 ) -> Response {
-    if let Err(denied) = guard(&state, &headers) {
+    if let Err(denied) = guard(&state, &sessions, &headers) {
         return denied.into_response();
     }
     let surface = q.surface.filter(|s| !s.is_empty());
@@ -269,10 +315,11 @@ struct UsageQuery {
 
 async fn api_usage(
     State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
 ) -> Response {
-    if let Err(denied) = guard(&state, &headers) {
+    if let Err(denied) = guard(&state, &sessions, &headers) {
         return denied.into_response();
     }
     let daily = q.range.as_deref() == Some("month");
@@ -313,10 +360,11 @@ fn invalid(message: impl Into<String>) -> Response {
 /// code that answers `codexctl` (`control::run`); the answer is the control response.
 async fn api_control(
     State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(denied) = guard_change(&state, &headers) {
+    if let Err(denied) = guard_change(&state, &sessions, &headers) {
         return denied.into_response();
     }
     if body.len() > MAX_ACTION_BYTES {
@@ -338,11 +386,15 @@ struct DeviceQuery {
 }
 
 /// Starts a device-code login: answers `{id, user_code, verification_url, expires_in_seconds}`.
-async fn device_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = guard_change(&state, &headers) {
+async fn device_start(
+    State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = guard_change(&state, &sessions, &headers) {
         return denied.into_response();
     }
-    match state.dashboard().devices().start(&state).await {
+    match sessions.devices().start(&state).await {
         Ok((id, shown)) => {
             let mut body = serde_json::to_value(&shown).unwrap_or_default();
             if let Some(object) = body.as_object_mut() {
@@ -357,13 +409,14 @@ async fn device_start(State(state): State<AppState>, headers: HeaderMap) -> Resp
 /// `{"response":"waiting"}` until the login is approved, then its outcome (once).
 async fn device_progress(
     State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     Query(q): Query<DeviceQuery>,
 ) -> Response {
-    if let Err(denied) = guard(&state, &headers) {
+    if let Err(denied) = guard(&state, &sessions, &headers) {
         return denied.into_response();
     }
-    match state.dashboard().devices().progress(&q.id) {
+    match sessions.devices().progress(&q.id) {
         device::Progress::Waiting => {
             axum::Json(serde_json::json!({"response": "waiting"})).into_response()
         }
@@ -379,13 +432,14 @@ async fn device_progress(
 
 async fn device_cancel(
     State(state): State<AppState>,
+    State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     Query(q): Query<DeviceQuery>,
 ) -> Response {
-    if let Err(denied) = guard_change(&state, &headers) {
+    if let Err(denied) = guard_change(&state, &sessions, &headers) {
         return denied.into_response();
     }
-    if state.dashboard().devices().cancel(&q.id) {
+    if sessions.devices().cancel(&q.id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         StatusCode::NOT_FOUND.into_response()

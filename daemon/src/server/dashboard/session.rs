@@ -55,7 +55,7 @@ pub struct Session {
 pub struct Sessions {
     open: Mutex<HashMap<String, Session>>,
     failures: Mutex<VecDeque<Instant>>,
-    devices: super::device::DeviceLogins,
+    devices: std::sync::Arc<super::device::DeviceLogins>,
 }
 
 fn random_hex() -> String {
@@ -127,7 +127,7 @@ pub fn key_matches(state: &AppState, given: &str) -> bool {
 
 impl Sessions {
     /// Device-code logins started from the page.
-    pub fn devices(&self) -> &super::device::DeviceLogins {
+    pub fn devices(&self) -> &std::sync::Arc<super::device::DeviceLogins> {
         &self.devices
     }
 
