@@ -458,7 +458,11 @@ async fn actions_run_the_control_operations_and_need_session_origin_and_csrf() {
         .await;
     assert_eq!(code, 400, "streaming requests are the socket's");
 
-    // The key: shown, rotated; the old one stops working, the session does not.
+    // The key: shown, rotated; the old one stops working, and so does every other session
+    // signed in with it (a leaked key's sessions end with it) — but not the one that rotated.
+    let other = open_page(&daemon).await;
+    let (code, _) = other.control(&daemon, &json!({"request": "status"})).await;
+    assert_eq!(code, 200);
     let old = daemon.api_key();
     let (_, shown) = page.control(&daemon, &json!({"request": "key_show"})).await;
     assert_eq!(shown["key"], old.as_str());
@@ -478,6 +482,20 @@ async fn actions_run_the_control_operations_and_need_session_origin_and_csrf() {
     assert_eq!(models(new).await.unwrap().status(), 200);
     let (code, _) = page.control(&daemon, &json!({"request": "status"})).await;
     assert_eq!(code, 200);
+    let (code, _) = other.control(&daemon, &json!({"request": "status"})).await;
+    assert_eq!(code, 401);
+    assert_eq!(
+        get(&daemon, "/dashboard/api/status", Some(&other.cookie))
+            .await
+            .status(),
+        401
+    );
+    // Rotated from codexctl, the key ends the page's session too.
+    let out = daemon.ctl(&["key", "rotate"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let (code, _) = page.control(&daemon, &json!({"request": "status"})).await;
+    assert_eq!(code, 401);
+    let page = open_page(&daemon).await;
 
     // A device-code login from the page: the code, the approval, the new account.
     let device = "/dashboard/api/login/device";

@@ -138,7 +138,7 @@ async fn index(
     if !enabled(&state) {
         return not_found();
     }
-    match sessions.session(&headers) {
+    match sessions.session(&state, &headers) {
         Some(session) => html(INDEX.replace("{{csrf}}", &session.csrf)),
         None => Redirect::to("/dashboard/signin").into_response(),
     }
@@ -187,7 +187,7 @@ async fn signin(
         return (StatusCode::UNAUTHORIZED, html(page)).into_response();
     }
     let hours = state.config().dashboard.session_hours;
-    let token = sessions.open(hours);
+    let token = sessions.open(hours, key.trim());
     let mut response = Redirect::to("/dashboard/").into_response();
     if let Ok(cookie) =
         HeaderValue::from_str(&session::cookie(&token, hours, session::over_tls(&headers)))
@@ -227,7 +227,7 @@ fn guard_change(
     if !enabled(state) {
         return Err(session::Denied::Off);
     }
-    sessions.check_change(headers).map(|_| ())
+    sessions.check_change(state, headers).map(|_| ())
 }
 
 /// The JSON APIs the page reads: a session is required.
@@ -240,7 +240,7 @@ fn guard(
         return Err(session::Denied::Off);
     }
     sessions
-        .session(headers)
+        .session(state, headers)
         .map(|_| ())
         .ok_or(session::Denied::SignIn)
 }
@@ -377,7 +377,14 @@ async fn api_control(
         Ok(request) => request,
         Err(e) => return invalid(format!("not a control request: {e}")),
     };
-    answer(&crate::control::run(&state, request).await)
+    // Rotating the key ends every session signed in with the old one, but this one.
+    let rotation = matches!(request, codex_proxy_proto::Request::KeyRotate)
+        .then(|| sessions.rotation(&headers));
+    let response = crate::control::run(&state, request).await;
+    if let (Some(rotation), codex_proxy_proto::Response::Key { key, .. }) = (rotation, &response) {
+        rotation.done(key.expose());
+    }
+    answer(&response)
 }
 
 #[derive(serde::Deserialize)]

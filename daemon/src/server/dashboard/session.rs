@@ -49,6 +49,29 @@ pub struct Session {
     pub csrf: String,
     expires: Instant,
     opened: Instant,
+    /// A digest of the secret it signed in with: when that key is rotated away (or the
+    /// password changed) the session ends with it.
+    secret: [u8; 32],
+    /// Set while this session rotates the key itself.
+    rotating: bool,
+}
+
+/// The digest a session keeps of its secret.
+pub fn digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Whether the secret a session signed in with still signs in.
+fn secret_current(state: &AppState, secret: &[u8; 32]) -> bool {
+    if let Some(password) = &state.config().dashboard.password {
+        return constant_time_eq(&digest(password.expose()), secret);
+    }
+    let mut current = false;
+    for key in state.api_keys().iter() {
+        current |= constant_time_eq(&digest(key.expose()), secret);
+    }
+    current
 }
 
 #[derive(Debug, Default)]
@@ -131,8 +154,9 @@ impl Sessions {
         &self.devices
     }
 
-    /// A new session; returns its token (the cookie's value).
-    pub fn open(&self, hours: u64) -> String {
+    /// A new session for one who signed in with `secret`; returns its token (the cookie's
+    /// value).
+    pub fn open(&self, hours: u64, secret: &str) -> String {
         let token = random_hex();
         let now = Instant::now();
         let mut open = lock(&self.open);
@@ -151,18 +175,36 @@ impl Sessions {
                 csrf: random_hex(),
                 expires: now + Duration::from_secs(hours * 3600),
                 opened: now,
+                secret: digest(secret),
+                rotating: false,
             },
         );
         token
     }
 
-    /// The request's live session, if it has one.
-    pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
+    /// The request's live session, if it has one: not expired, and its secret still the
+    /// key (or password) — a session whose key was rotated away ends here.
+    pub fn session(&self, state: &AppState, headers: &HeaderMap) -> Option<Session> {
         let token = token_of(headers)?;
         let open = lock(&self.open);
         open.get(&token)
-            .filter(|s| s.expires > Instant::now())
+            .filter(|s| {
+                s.expires > Instant::now() && (s.rotating || secret_current(state, &s.secret))
+            })
             .cloned()
+    }
+
+    /// The request's session rotates the key: it stays open meanwhile, and afterwards stands
+    /// for the new key ([`Rotation::done`]); dropped without that (the rotation failed, or
+    /// the request went away) it keeps the old one.
+    pub fn rotation(&self, headers: &HeaderMap) -> Rotation<'_> {
+        let token = token_of(headers);
+        let rotation = Rotation {
+            sessions: self,
+            token,
+        };
+        rotation.set(|s| s.rotating = true);
+        rotation
     }
 
     pub fn close(&self, headers: &HeaderMap) {
@@ -173,8 +215,8 @@ impl Sessions {
 
     /// A state-changing request: a session, a same-origin `Origin`, and the session's CSRF
     /// token in `x-csrf-token`.
-    pub fn check_change(&self, headers: &HeaderMap) -> Result<Session, Denied> {
-        let Some(session) = self.session(headers) else {
+    pub fn check_change(&self, state: &AppState, headers: &HeaderMap) -> Result<Session, Denied> {
+        let Some(session) = self.session(state, headers) else {
             return Err(Denied::SignIn);
         };
         if !same_origin(headers) {
@@ -215,5 +257,33 @@ impl Sessions {
         while failures.len() > MAX_FAILURES {
             failures.pop_front();
         }
+    }
+}
+
+/// A session's own key rotation under way.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    sessions: &'a Sessions,
+    token: Option<String>,
+}
+
+impl Rotation<'_> {
+    fn set(&self, f: impl FnOnce(&mut Session)) {
+        if let Some(token) = &self.token
+            && let Some(session) = lock(&self.sessions.open).get_mut(token)
+        {
+            f(session);
+        }
+    }
+
+    /// The key is now `new`: the session stands for it.
+    pub fn done(self, new: &str) {
+        self.set(|s| s.secret = digest(new));
+    }
+}
+
+impl Drop for Rotation<'_> {
+    fn drop(&mut self) {
+        self.set(|s| s.rotating = false);
     }
 }
