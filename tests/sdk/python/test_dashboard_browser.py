@@ -203,3 +203,50 @@ def test_the_page_refuses_a_change_without_its_csrf_token(page):
              body: JSON.stringify({request: 'rotate_unpin'})}).then(r => r.status)"""
     )
     assert status == 403
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_sign_in_in_the_browser_and_by_import(page, tmp_path):
+    # In this browser: the page hands out OpenAI's sign-in link; the person signs in and lands
+    # on a localhost address that does not load, which they paste back.
+    if not page.locator("#add-panel").is_visible():
+        page.click("#add")
+    page.click("#browser")
+    link = page.locator("#browser-link a")
+    expect(link).to_be_visible()
+    authorize = link.get_attribute("href")
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(authorize)
+        raise AssertionError("the fake's sign-in page did not redirect")
+    except urllib.error.HTTPError as redirect:
+        assert redirect.code in (302, 303), redirect.code
+        landed = redirect.headers["location"]
+    assert landed.startswith("http://localhost:1455/auth/callback?code=")
+    page.fill("#paste", landed)
+    page.click("#paste-form button[type=submit]")
+    expect(page.locator("#notice")).to_contain_text("Signed in as alice@example.com")
+    # A pasted address is used once.
+    page.fill("#paste", landed)
+    page.click("#paste-form button[type=submit]")
+    expect(page.locator("#notice")).to_have_class("bad")
+
+    # Import: a Codex CLI auth.json.
+    with urllib.request.urlopen(f"{FAKE}/accounts") as response:
+        carol = json.load(response)[2]
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps(carol["auth_json"]))
+    page.set_input_files("#import-file", str(auth))
+    page.click("#import-form button[type=submit]")
+    expect(page.locator("#notice")).to_contain_text(f"Signed in as {carol['email']}")
+    expect(page.locator(".account")).to_have_count(3)
+
+    # Removing one asks first (accepted here), then it is gone.
+    carol_card = page.locator(".account", has_text=carol["email"])
+    carol_card.get_by_role("button", name="Remove").click()
+    expect(page.locator("#notice")).to_contain_text("removed")
+    expect(page.locator(".account")).to_have_count(2)

@@ -110,7 +110,14 @@ function quotaBar(name, window) {
       "aria-valuemin": "0", "aria-valuemax": "100", "aria-label": name }, fill));
 }
 
+// Links from the auth server are shown only when they are web addresses.
+function webUrl(url) {
+  return /^https?:\/\//i.test(url) ? url : "#";
+}
+
 function labelForm(a, card) {
+  const open = card.querySelector("form.row input");
+  if (open) return open.focus();
   const input = el("input", { type: "text", maxlength: "64", value: a.label || "",
     placeholder: "label", "aria-label": "label" });
   const form = el("form", { class: "row" }, input, el("button", { type: "submit" }, "Save"));
@@ -337,7 +344,7 @@ async function deviceLogin() {
     box.replaceChildren(el("p", { class: "muted" }, "Cancelled."));
   } }, "Cancel");
   box.replaceChildren(
-    el("p", {}, "Open ", el("a", { href: shown.verification_url, target: "_blank", rel: "noopener noreferrer" },
+    el("p", {}, "Open ", el("a", { href: webUrl(shown.verification_url), target: "_blank", rel: "noopener noreferrer" },
       shown.verification_url), " and enter"),
     el("p", { class: "code", id: "device-code" }, shown.user_code),
     el("p", { class: "muted" }, `Waiting for approval (the code works for ${Math.round(shown.expires_in_seconds / 60)} minutes)… `, cancel));
@@ -371,7 +378,7 @@ async function browserLogin() {
   // copies it back into the form below.
   const answer = await control({ request: "login_browser", callback_port: 1455 }, () => "Follow the link, then paste the address you land on");
   if (answer) {
-    $("browser-link").replaceChildren(el("a", { href: answer.authorize_url, target: "_blank",
+    $("browser-link").replaceChildren(el("a", { href: webUrl(answer.authorize_url), target: "_blank",
       rel: "noopener noreferrer" }, "Continue to OpenAI's sign-in page ↗"));
   }
 }
