@@ -27,6 +27,7 @@ pub mod tls;
 mod usage;
 mod util;
 mod validate;
+pub mod websocket;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -114,6 +115,8 @@ struct Inner {
     catalog_revision: u64,
     appcast: (String, String),
     appcast_down: bool,
+    /// Handshakes on the WebSocket are answered 426 (the backend without sockets).
+    websocket_refused: bool,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -258,6 +261,7 @@ impl FakeUpstream {
                 catalog_revision: 0,
                 appcast: ("26.318.11754".into(), "2026.1118".into()),
                 appcast_down: false,
+                websocket_refused: false,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -540,6 +544,11 @@ impl FakeUpstream {
         self.shared.with(|inner| inner.records.clone())
     }
 
+    /// Answers WebSocket handshakes 426 (`true`), as a backend without sockets would.
+    pub fn refuse_websockets(&self, refused: bool) {
+        self.shared.with(|inner| inner.websocket_refused = refused);
+    }
+
     /// Requests to one path (e.g. [`RESPONSES_PATH`]).
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
         self.shared.with(|inner| {
@@ -621,7 +630,10 @@ impl Drop for FakeUpstream {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route(RESPONSES_PATH, post(responses::handle))
+        .route(
+            RESPONSES_PATH,
+            post(responses::handle).get(websocket::upgrade),
+        )
         .route(COMPACT_PATH, post(responses::compact))
         .route(MODELS_PATH, get(models::handle))
         .route(USAGE_PATH, get(usage::handle))

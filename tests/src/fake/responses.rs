@@ -24,8 +24,73 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
     let decoded = decode_json_body(&req);
     let seq = shared.record(&req, decoded.as_ref().ok().cloned(), None);
     let mut watch = HangupWatch::new(shared.clone(), seq);
+    match start_turn(&shared, &req, decoded, seq).await {
+        TurnStart::Refused(response) => {
+            watch.finish();
+            response
+        }
+        TurnStart::Stream(turn) => {
+            let mut builder = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                // Like chatgpt.com behind Cloudflare: a bot-management cookie, and one a client
+                // should not keep.
+                .header(
+                    header::SET_COOKIE,
+                    format!(
+                        "__cf_bm={}; path=/; HttpOnly; Secure; SameSite=None",
+                        random_hex(12)
+                    ),
+                )
+                .header(header::SET_COOKIE, "_puid=user-tracking; path=/; Secure");
+            for (name, value) in &turn.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            let body = Body::from_stream(frame_stream(
+                turn.frames,
+                turn.timing,
+                turn.cut_after,
+                turn.stall,
+                watch,
+            ));
+            let response = builder
+                .body(body)
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            with_headers(response, &turn.script_headers)
+        }
+    }
+}
 
-    let plan = match plan(&shared, &req, decoded) {
+/// How a turn begins, whatever carries it (HTTP or the WebSocket).
+pub(crate) enum TurnStart {
+    /// An error answer (its outcome recorded).
+    Refused(Response),
+    Stream(StreamTurn),
+}
+
+/// A turn that streams: its events and how they go out.
+pub(crate) struct StreamTurn {
+    pub frames: Vec<Frame>,
+    pub timing: Timing,
+    /// Cut (or with `stall`, go silent) after this many frames.
+    pub cut_after: Option<usize>,
+    pub stall: bool,
+    /// The backend's response headers: model, ETag, quota.
+    pub headers: Vec<(String, String)>,
+    /// Headers the script adds.
+    pub script_headers: Vec<(String, String)>,
+    pub account_id: String,
+}
+
+/// Admits, validates and scripts one turn (`seq` is its record).
+pub(crate) async fn start_turn(
+    shared: &Arc<Shared>,
+    req: &Incoming,
+    decoded: Result<Value, Rejection>,
+    seq: usize,
+) -> TurnStart {
+    let plan = match plan(shared, req, decoded) {
         Ok(plan) => plan,
         Err((rejection, account)) => {
             shared.set_outcome(
@@ -34,8 +99,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
                 Some(rejection.reason()),
                 account.as_deref(),
             );
-            watch.finish();
-            return rejection.into_response();
+            return TurnStart::Refused(rejection.into_response());
         }
     };
     let Plan {
@@ -45,7 +109,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
         client_version,
     } = plan;
     if script.first_byte_delay_ms > 0 {
-        // A client that gives up here drops this future, and with it `watch`.
+        // A client that gives up here drops this future (and the caller's watch).
         tokio::time::sleep(Duration::from_millis(script.first_byte_delay_ms)).await;
     }
 
@@ -56,19 +120,18 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
             usage,
         } => (items, ending, usage),
         other => {
-            let response = scripted_error(&shared, &account, other);
+            let response = scripted_error(shared, &account, other);
             shared.set_outcome(
                 seq,
                 response.status().as_u16(),
                 Some("scripted error".into()),
                 Some(&account.account_id),
             );
-            watch.finish();
-            return with_headers(response, &script.headers);
+            return TurnStart::Refused(with_headers(response, &script.headers));
         }
     };
 
-    let (input_tokens, cached_tokens) = prompt_cache(&shared, &account, &checked);
+    let (input_tokens, cached_tokens) = prompt_cache(shared, &account, &checked);
     let secret = shared.secret;
     let account_id = account.account_id.clone();
     let encrypt = |item_id: &str| validate::encode_encrypted(&secret, &account_id, item_id);
@@ -114,41 +177,34 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Incoming) -> Respons
     });
     shared.set_outcome(seq, 200, None, Some(&account.account_id));
 
-    let mut builder = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-request-id", uuid::Uuid::new_v4().to_string())
-        .header("openai-model", checked.model.slug)
-        .header("x-models-etag", models::etag(&shared, &client_version))
-        .header("x-reasoning-included", "true")
-        .header("x-codex-turn-state", format!("ts_{}", random_hex(16)))
-        // Like chatgpt.com behind Cloudflare: a bot-management cookie, and one a client should not keep.
-        .header(
-            header::SET_COOKIE,
-            format!(
-                "__cf_bm={}; path=/; HttpOnly; Secure; SameSite=None",
-                random_hex(12)
-            ),
-        )
-        .header(header::SET_COOKIE, "_puid=user-tracking; path=/; Secure");
+    let mut headers = vec![
+        ("x-request-id".to_owned(), uuid::Uuid::new_v4().to_string()),
+        ("openai-model".to_owned(), checked.model.slug.to_owned()),
+        (
+            "x-models-etag".to_owned(),
+            models::etag(shared, &client_version),
+        ),
+        ("x-reasoning-included".to_owned(), "true".to_owned()),
+        (
+            "x-codex-turn-state".to_owned(),
+            format!("ts_{}", random_hex(16)),
+        ),
+    ];
     for (name, value) in limits.map(|l| l.headers()).unwrap_or_default() {
-        builder = builder.header(name, value);
+        headers.push((name.to_owned(), value));
     }
-    let body = Body::from_stream(frame_stream(
+    TurnStart::Stream(StreamTurn {
         frames,
-        Timing {
+        timing: Timing {
             pace: Duration::from_millis(script.pace_ms),
             end_delay: Duration::from_millis(script.end_delay_ms),
         },
         cut_after,
         stall,
-        watch,
-    ));
-    let response = builder
-        .body(body)
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-    with_headers(response, &script.headers)
+        headers,
+        script_headers: script.headers,
+        account_id: account.account_id,
+    })
 }
 
 fn caller<'a>(
@@ -354,11 +410,11 @@ fn with_headers(mut response: Response, extra: &[(String, String)]) -> Response 
 
 /// When the frames of a stream go out.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
+pub(crate) struct Timing {
     /// Before each delta.
-    pace: Duration,
+    pub pace: Duration,
     /// Between the last frame and the end of the body.
-    end_delay: Duration,
+    pub end_delay: Duration,
 }
 
 /// Streams frames as `timing` says; cuts the connection after `cut_after`.
