@@ -264,6 +264,9 @@ pub async fn token_refresher(state: AppState, stop: CancellationToken) {
                 next = next.min(due);
             }
         }
+        // Idle WebSockets to the backend are closed when they have waited long enough.
+        state.upstream().sockets().purge();
+        next = next.min(unix_now() + SOCKET_PURGE_EVERY);
         let wait = u64::try_from(next - unix_now()).unwrap_or(0);
         tokio::select! {
             () = stop.cancelled() => return,
@@ -272,6 +275,9 @@ pub async fn token_refresher(state: AppState, stop: CancellationToken) {
         }
     }
 }
+
+/// How often idle backend sockets are looked at.
+const SOCKET_PURGE_EVERY: i64 = 60;
 
 /// After a failed poll, the next try comes this soon (doubling up to the configured interval).
 const APPCAST_RETRY: Duration = Duration::from_secs(300);

@@ -76,6 +76,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         idle_timeout_seconds: _,
         proxy,
         compress_requests: _,
+        transport: _,
     } = upstream;
     assert!(proxy.is_some(), "upstream.proxy has no example");
     let ClientIdentityConfig {

@@ -94,6 +94,21 @@ pub struct UpstreamConfig {
     pub proxy: Option<ProxyUrl>,
     /// zstd request bodies, as the official client sends them.
     pub compress_requests: bool,
+    /// How turns reach the backend: its WebSocket, HTTP, or the WebSocket with HTTP when
+    /// sockets are refused.
+    pub transport: Transport,
+}
+
+/// `upstream.transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The WebSocket; HTTP for a while when a handshake is refused (426, a proxy, …).
+    Auto,
+    /// Only the WebSocket: a refused handshake is an error.
+    Websocket,
+    /// Only HTTP (server-sent events), one request per turn.
+    Http,
 }
 
 impl Default for UpstreamConfig {
@@ -105,6 +120,7 @@ impl Default for UpstreamConfig {
             idle_timeout_seconds: 300,
             proxy: None,
             compress_requests: true,
+            transport: Transport::Http,
         }
     }
 }

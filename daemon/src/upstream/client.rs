@@ -60,6 +60,12 @@ pub struct Upstream {
     cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
     /// The installation's id (state), which compaction requests carry as a header (§5.3).
     installation_id: std::sync::OnceLock<String>,
+    transport: crate::config::Transport,
+    /// The Responses WebSocket: where, and the sockets kept for reuse.
+    ws_endpoint: super::websocket::Endpoint,
+    ws: std::sync::Arc<super::websocket::Pool>,
+    /// Every turn goes through a proxy: always HTTP (sockets are not tunnelled).
+    proxied: bool,
 }
 
 impl Upstream {
@@ -82,11 +88,18 @@ impl Upstream {
             .map_err(|e| anyhow::anyhow!("cannot load the system's TLS trust store: {e}"))?
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let http = Http::new(upstream, std::sync::Arc::new(tls))?;
         let base = upstream.base_url.as_str();
+        let responses_uri: Uri = format!("{base}/codex/responses").parse()?;
+        let ws_endpoint = super::websocket::Endpoint::new(
+            &responses_uri,
+            &tls,
+            Duration::from_secs(upstream.connect_timeout_seconds),
+        )?;
+        let http = Http::new(upstream, std::sync::Arc::new(tls))?;
+        let proxied = http.proxied(&responses_uri);
         Ok(Self {
             http,
-            responses_uri: format!("{base}/codex/responses").parse()?,
+            responses_uri,
             compact_uri: format!("{base}/codex/responses/compact").parse()?,
             models_url: format!("{base}/codex/models"),
             // `/wham/usage` under a `…/backend-api` base, `/api/codex/usage` otherwise (§5.2).
@@ -100,7 +113,28 @@ impl Upstream {
             identity: std::sync::RwLock::new(std::sync::Arc::new(identity)),
             cookies,
             installation_id: std::sync::OnceLock::new(),
+            transport: upstream.transport,
+            ws_endpoint,
+            ws: std::sync::Arc::default(),
+            proxied,
         })
+    }
+
+    /// The sockets kept for reuse (closed when idle by [`websocket::Pool::purge`]).
+    ///
+    /// [`websocket::Pool::purge`]: super::websocket::Pool::purge
+    pub fn sockets(&self) -> &super::websocket::Pool {
+        &self.ws
+    }
+
+    /// Whether turns go over the WebSocket now (so their bodies are not compressed).
+    fn sockets_first(&self) -> bool {
+        use crate::config::Transport;
+        match self.transport {
+            Transport::Http => false,
+            Transport::Websocket => true,
+            Transport::Auto => !self.proxied && !self.ws.falling_back(),
+        }
     }
 
     /// Sets the installation id (once, at start).
@@ -179,22 +213,15 @@ impl Upstream {
         let mut json = Vec::with_capacity(room);
         serde_json::to_writer(&mut json, body)
             .map_err(|e| UpstreamError::Transport(e.to_string()))?;
-        let (bytes, zstd) = if self.compress {
-            (zstd_compress(&json)?, true)
-        } else {
-            (json, false)
-        };
-        Ok(WireBody {
-            bytes: Bytes::from(bytes),
-            zstd,
-        })
+        self.encode_json(json)
     }
 
     /// A body already serialised (a pass-through surface's), made ready as [`encode`] does.
     ///
     /// [`encode`]: Self::encode
     pub fn encode_json(&self, json: Vec<u8>) -> Result<WireBody, UpstreamError> {
-        let (bytes, zstd) = if self.compress {
+        // A socket's frames go as they are.
+        let (bytes, zstd) = if self.compress && !self.sockets_first() {
             (zstd_compress(&json)?, true)
         } else {
             (json, false)
@@ -213,7 +240,92 @@ impl Upstream {
         lite: bool,
         body: &WireBody,
     ) -> Result<EventStream, UpstreamError> {
+        if let Some(stream) = self.socket_turn(account, session, lite, body).await? {
+            return Ok(stream);
+        }
         self.post_turn(account, session, lite, body, false).await
+    }
+
+    /// A turn over the conversation's WebSocket, or `None` when it goes over HTTP (HTTP only,
+    /// a Responses Lite turn, a compressed body, no socket to be had under `auto`).
+    async fn socket_turn(
+        &self,
+        account: &Account,
+        session: &str,
+        lite: bool,
+        body: &WireBody,
+    ) -> Result<Option<EventStream>, UpstreamError> {
+        use super::websocket::{self, Opening, Unavailable};
+        use crate::config::Transport;
+        // Responses Lite's per-turn flag is not carried on sockets yet.
+        if !self.sockets_first() || lite || body.zstd {
+            return Ok(None);
+        }
+        if self.proxied {
+            return Err(UpstreamError::Transport(
+                "upstream.transport = \"websocket\" does not go through a proxy; use \"auto\" or \"http\"".into(),
+            ));
+        }
+        // A socket kept from the conversation's last turn may have been closed by the backend
+        // meanwhile: then once more on a new one, before anything reached the client.
+        for fresh in [false, true] {
+            let headers = self.headers(account, session);
+            let got = if fresh {
+                websocket::open(&self.ws, &self.ws_endpoint, &account.id, session, headers)
+                    .await
+                    .map(|conn| (conn, false))
+            } else {
+                websocket::checkout(&self.ws, &self.ws_endpoint, &account.id, session, headers)
+                    .await
+            };
+            let (mut conn, reused) = match got {
+                Ok(got) => got,
+                Err(Unavailable::Full) => return Ok(None),
+                Err(Unavailable::Refused(error)) => return Err(error),
+                Err(Unavailable::NoSockets(why)) => {
+                    if self.transport == Transport::Websocket {
+                        return Err(UpstreamError::Transport(format!(
+                            "the WebSocket handshake failed: {why}"
+                        )));
+                    }
+                    tracing::warn!(
+                        "the backend's WebSocket is not available ({why}); turns go over HTTP for {} minutes",
+                        websocket::FALLBACK_FOR.as_secs() / 60
+                    );
+                    self.ws.fall_back();
+                    return Ok(None);
+                }
+            };
+            let opening = match conn.send(&body.bytes).await {
+                Ok(()) => conn.opening().await,
+                Err(e) => Err(e),
+            };
+            match opening {
+                Ok(Opening::Began(quota)) => {
+                    self.keep_cookies(&conn.headers);
+                    let mut headers = conn.headers.clone();
+                    headers.extend(quota);
+                    return Ok(Some(EventStream {
+                        headers,
+                        body: None,
+                        decoder: SseDecoder::default(),
+                        peeked: std::collections::VecDeque::new(),
+                        current: None,
+                        socket: Some(conn),
+                    }));
+                }
+                // The turn ended there; the socket serves the next one.
+                Ok(Opening::Error(error)) => {
+                    conn.release();
+                    return Err(error);
+                }
+                Err(_) if reused => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(UpstreamError::Transport(
+            "the WebSocket closed before the response began".into(),
+        ))
     }
 
     /// `POST /codex/responses/compact` (§5.3): a unary JSON answer, read with
@@ -289,6 +401,7 @@ impl Upstream {
             decoder: SseDecoder::default(),
             peeked: std::collections::VecDeque::new(),
             current: None,
+            socket: None,
         })
     }
 
@@ -568,8 +681,11 @@ pub struct EventStream {
     decoder: SseDecoder,
     /// Events read ahead by [`Self::first_failure`], handed out again by [`Self::next`].
     peeked: std::collections::VecDeque<Bytes>,
-    /// The peeked event [`Self::next`] gave last.
+    /// The peeked event [`Self::next`] gave last; over a socket, the event it gave last.
     current: Option<Bytes>,
+    /// The turn's WebSocket, when it came over one (then `body` is `None`): put back for the
+    /// conversation's next turn by [`Self::finish`], closed when dropped before.
+    socket: Option<super::websocket::Conn>,
 }
 
 /// What [`EventStream::finish`] reads after the terminal event at most, and for how long.
@@ -588,6 +704,9 @@ impl EventStream {
     pub async fn next(&mut self) -> Option<Result<&[u8], UpstreamError>> {
         if !self.peeked.is_empty() {
             return self.replay();
+        }
+        if self.socket.is_some() {
+            return self.next_frame().await;
         }
         if self.current.is_some() {
             self.current = None;
@@ -612,6 +731,22 @@ impl EventStream {
         Some(Ok(self.decoder.event()))
     }
 
+    /// The next event of a turn on a socket.
+    async fn next_frame(&mut self) -> Option<Result<&[u8], UpstreamError>> {
+        let conn = self.socket.as_mut()?;
+        match conn.event().await {
+            Some(Ok(event)) => Some(Ok(&self.current.insert(event)[..])),
+            Some(Err(error)) => {
+                self.socket = None;
+                Some(Err(error))
+            }
+            None => {
+                self.socket = None;
+                None
+            }
+        }
+    }
+
     /// An event read ahead, handed out again.
     #[cold]
     fn replay(&mut self) -> Option<Result<&[u8], UpstreamError>> {
@@ -621,6 +756,9 @@ impl EventStream {
 
     /// The next event from the body, past any read ahead (for [`Self::first_failure`]).
     async fn read(&mut self) -> Option<Result<&[u8], UpstreamError>> {
+        if self.socket.is_some() {
+            return self.next_frame().await;
+        }
         while !self.decoder.advance() {
             let body = self.body.as_mut()?;
             match body.next().await {
@@ -647,6 +785,10 @@ impl EventStream {
     /// What has already arrived is read now; the rest, normally nothing or one empty frame, by
     /// a task, for at most 5 s and 64 KiB, after which the stream is reset after all.
     pub fn finish(&mut self) {
+        if let Some(conn) = self.socket.take() {
+            conn.release();
+            return;
+        }
         let Some(mut body) = self.body.take() else {
             return;
         };
@@ -721,7 +863,10 @@ impl EventStream {
                 )
                 .unwrap_or((false, None)),
             };
-            let bytes = self.decoder.event_bytes();
+            let bytes = match (&self.socket, &self.current) {
+                (Some(_), Some(event)) => event.clone(),
+                _ => self.decoder.event_bytes(),
+            };
             self.peeked.push_back(bytes);
             if !opening {
                 return Ok(failure);

@@ -162,6 +162,13 @@ impl Http {
         }
     }
 
+    /// Whether requests to `uri` go through a proxy.
+    pub fn proxied(&self, uri: &Uri) -> bool {
+        self.proxies
+            .as_ref()
+            .is_some_and(|m| m.intercept(uri).is_some())
+    }
+
     /// A plain-HTTP request through an HTTP proxy carries the proxy's credentials itself (an
     /// HTTPS one carries them in its tunnel's `CONNECT`).
     fn forwarding_auth(&self, uri: &Uri) -> Option<HeaderValue> {

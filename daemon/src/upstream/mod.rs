@@ -11,6 +11,7 @@ mod http;
 pub mod identity;
 mod items;
 pub mod sse;
+pub mod websocket;
 pub mod wire;
 
 pub use client::{EventStream, Upstream, UpstreamError, WireBody};

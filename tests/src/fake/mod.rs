@@ -117,6 +117,8 @@ struct Inner {
     appcast_down: bool,
     /// Handshakes on the WebSocket are answered 426 (the backend without sockets).
     websocket_refused: bool,
+    /// WebSocket handshakes accepted so far.
+    websockets_opened: usize,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -262,6 +264,7 @@ impl FakeUpstream {
                 appcast: ("26.318.11754".into(), "2026.1118".into()),
                 appcast_down: false,
                 websocket_refused: false,
+                websockets_opened: 0,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -547,6 +550,11 @@ impl FakeUpstream {
     /// Answers WebSocket handshakes 426 (`true`), as a backend without sockets would.
     pub fn refuse_websockets(&self, refused: bool) {
         self.shared.with(|inner| inner.websocket_refused = refused);
+    }
+
+    /// WebSocket handshakes accepted so far.
+    pub fn websockets_opened(&self) -> usize {
+        self.shared.with(|inner| inner.websockets_opened)
     }
 
     /// Requests to one path (e.g. [`RESPONSES_PATH`]).

@@ -75,6 +75,7 @@ pub async fn upgrade(
         );
         return rejection.into_response();
     }
+    shared.with(|inner| inner.websockets_opened += 1);
     ws.on_upgrade(move |socket| serve(shared, req, socket))
 }
 
