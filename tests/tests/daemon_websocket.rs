@@ -240,3 +240,26 @@ async fn a_socket_over_tls_is_verified() {
     assert!(status >= 500, "{status} {body}");
     assert_eq!(methods(&fake), ["WS"]);
 }
+
+/// A turn stopped early (a stop sequence) closes its socket: the next turn never reads the
+/// rest of the old one.
+#[tokio::test]
+async fn a_turn_stopped_early_is_not_reused() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    fake.enqueue(Script::text("first part STOP and a great deal more text after it").paced(20));
+    let mut stopped = conversation(&["stop early"]);
+    stopped["stop"] = json!(["STOP"]);
+    stopped["stream"] = json!(true);
+    let (status, _, body) = daemon.chat(&stopped).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("great deal"), "{body}");
+    let (status, _, body) = daemon.chat(&conversation(&["stop early", "next"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: next");
+    assert_eq!(
+        fake.websockets_opened(),
+        2,
+        "the stopped turn's socket was closed"
+    );
+}

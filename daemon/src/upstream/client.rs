@@ -94,6 +94,7 @@ impl Upstream {
             &responses_uri,
             &tls,
             Duration::from_secs(upstream.connect_timeout_seconds),
+            Duration::from_secs(upstream.idle_timeout_seconds),
         )?;
         let http = Http::new(upstream, std::sync::Arc::new(tls))?;
         let proxied = http.proxied(&responses_uri);

@@ -69,6 +69,10 @@ pub struct Conn {
     pub headers: HeaderMap,
     /// The turn's first event, read by [`Conn::opening`].
     first: Option<Bytes>,
+    /// The turn's terminal event has come: the socket may serve the next turn.
+    ended: bool,
+    /// The longest silence inside a turn.
+    idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -219,6 +223,8 @@ pub struct Endpoint {
     pub uri: Uri,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub connect_timeout: Duration,
+    /// The longest silence inside a turn (`upstream.idle_timeout_seconds`).
+    pub idle_timeout: Duration,
 }
 
 impl Endpoint {
@@ -227,6 +233,7 @@ impl Endpoint {
         responses: &Uri,
         tls: &rustls::ClientConfig,
         connect_timeout: Duration,
+        idle_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let secure = responses.scheme_str() == Some("https");
         let text = responses.to_string();
@@ -245,6 +252,7 @@ impl Endpoint {
             uri,
             tls,
             connect_timeout,
+            idle_timeout,
         })
     }
 }
@@ -384,6 +392,8 @@ pub async fn open(
                 used: now,
                 headers,
                 first: None,
+                ended: false,
+                idle_timeout: endpoint.idle_timeout,
             })
         }
         Err(e) => {
@@ -407,6 +417,7 @@ impl Conn {
     /// Sends one `response.create` (the Responses body, as JSON).
     pub async fn send(&mut self, body: &[u8]) -> Result<(), UpstreamError> {
         let text = create_frame(body)?;
+        self.ended = false;
         self.socket
             .send(Message::Text(text.into()))
             .await
@@ -424,8 +435,13 @@ impl Conn {
             };
             match frame_kind(&frame) {
                 Frame::RateLimits(headers) => quota.extend(headers),
-                Frame::Error(error) => return Ok(Opening::Error(error)),
+                Frame::Error(error) => {
+                    // An error frame ends the turn; the socket serves the next.
+                    self.ended = true;
+                    return Ok(Opening::Error(error));
+                }
                 Frame::Event => {
+                    self.ended = is_terminal(&frame);
                     self.first = Some(frame);
                     return Ok(Opening::Began(quota));
                 }
@@ -451,7 +467,10 @@ impl Conn {
                             error_message(&error)
                         ))));
                     }
-                    Frame::Event => return Some(Ok(frame)),
+                    Frame::Event => {
+                        self.ended = is_terminal(&frame);
+                        return Some(Ok(frame));
+                    }
                 },
             }
         }
@@ -460,7 +479,10 @@ impl Conn {
     /// The next text frame; `None` on close.
     async fn frame(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         loop {
-            match self.socket.next().await {
+            let next = tokio::time::timeout(self.idle_timeout, self.socket.next())
+                .await
+                .map_err(|_| UpstreamError::Timeout)?;
+            match next {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Ok(Message::Text(text))) => return Ok(Some(Bytes::from(text))),
                 Some(Ok(Message::Binary(_))) => {
@@ -478,11 +500,33 @@ impl Conn {
         }
     }
 
-    /// The turn ended with its terminal event: the socket waits for the conversation's next.
+    /// The turn is over: when its terminal event came, the socket waits for the
+    /// conversation's next turn; otherwise (stopped early) it is closed, which stops the turn.
     pub fn release(self) {
-        let pool = self.pool.clone();
-        pool.put_back(self);
+        if self.ended {
+            let pool = self.pool.clone();
+            pool.put_back(self);
+        }
     }
+}
+
+/// `response.completed`, `response.failed` or `response.incomplete`: the turn is over.
+fn is_terminal(event: &[u8]) -> bool {
+    let kind = super::wire::leading_type(event)
+        .map(str::to_owned)
+        .or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(event)
+                .ok()
+                .and_then(|v| {
+                    v.get("type")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                })
+        });
+    matches!(
+        kind.as_deref(),
+        Some("response.completed" | "response.failed" | "response.incomplete")
+    )
 }
 
 fn error_message(error: &UpstreamError) -> String {
@@ -649,6 +693,22 @@ mod tests {
         assert!(matches!(
             frame_kind(br#"{"sequence_number":1,"type":"error","status":500,"error":{}}"#),
             Frame::Error(_)
+        ));
+    }
+
+    #[test]
+    fn terminal_events_end_a_turn() {
+        assert!(is_terminal(
+            br#"{"type":"response.completed","response":{}}"#
+        ));
+        assert!(is_terminal(
+            br#"{"type":"response.incomplete","response":{}}"#
+        ));
+        assert!(is_terminal(
+            br#"{"sequence_number":9,"type":"response.failed"}"#
+        ));
+        assert!(!is_terminal(
+            br#"{"type":"response.output_text.delta","delta":"x"}"#
         ));
     }
 }
