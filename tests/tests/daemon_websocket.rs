@@ -66,12 +66,25 @@ async fn a_conversation_keeps_its_socket_turn_after_turn() {
         1,
         "one socket for the conversation"
     );
-    // Every turn passed the strict fake (a whole request each, for now).
-    for turn in fake.requests_to(RESPONSES_PATH) {
+    // Every turn passed the strict fake; after the first, each carried only the new user
+    // message, naming the turn before (the fake rebuilt the whole history from it).
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let mut previous = None;
+    for (i, turn) in turns.iter().enumerate() {
         assert_eq!(turn.status, 200, "{:?}", turn.rejection);
-        let sent = turn.body.unwrap();
+        let sent = turn.body.as_ref().unwrap();
         assert_eq!(sent["type"], "response.create");
-        assert!(sent.get("previous_response_id").is_none());
+        let input = sent["input"].as_array().unwrap();
+        if i == 0 {
+            assert!(sent.get("previous_response_id").is_none());
+            assert_eq!(input.len(), 1);
+        } else {
+            assert!(sent["previous_response_id"].is_string(), "{sent}");
+            assert_ne!(sent["previous_response_id"], json!(previous));
+            assert_eq!(input.len(), 1, "{sent}");
+            assert_eq!(input[0]["role"], "user");
+        }
+        previous = sent.get("previous_response_id").cloned();
     }
     // Another conversation gets its own socket.
     let (status, _, _) = daemon.chat(&conversation(&["something else"])).await;
@@ -262,4 +275,169 @@ async fn a_turn_stopped_early_is_not_reused() {
         2,
         "the stopped turn's socket was closed"
     );
+}
+
+/// The input items of each turn the fake received, and its `previous_response_id`.
+fn sent_turns(fake: &FakeUpstream) -> Vec<(Option<String>, Vec<Value>)> {
+    fake.requests_to(RESPONSES_PATH)
+        .into_iter()
+        .filter(|r| r.method == "WS")
+        .map(|r| {
+            let body = r.body.unwrap();
+            (
+                body["previous_response_id"].as_str().map(str::to_owned),
+                body["input"].as_array().cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_edited_history_goes_out_whole_and_a_lost_response_recovers() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    for turns in [&["a", "b"][..], &["a", "b", "c"]] {
+        let (status, _, body) = daemon.chat(&conversation(turns)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The same conversation with its second message edited: sent whole.
+    let (status, _, body) = daemon.chat(&conversation(&["a", "B", "c", "d"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: d");
+    let turns = sent_turns(&fake);
+    assert_eq!(turns.len(), 3);
+    assert!(turns[1].0.is_some() && turns[1].1.len() == 1);
+    assert!(turns[2].0.is_none(), "an edited history is not built on");
+    assert_eq!(turns[2].1.len(), 7);
+
+    // The backend forgets: the incremental turn is refused, and sent again whole at once.
+    fake.forget_previous_responses();
+    let (status, _, body) = daemon.chat(&conversation(&["a", "B", "c", "d", "e"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: e");
+    let turns = sent_turns(&fake);
+    assert_eq!(turns.len(), 5);
+    assert!(turns[3].0.is_some());
+    assert!(turns[4].0.is_none());
+    assert_eq!(turns[4].1.len(), 9);
+    let refused = &fake.requests_to(RESPONSES_PATH)[3];
+    assert_eq!(refused.status, 400);
+    assert_eq!(fake.websockets_opened(), 1);
+}
+
+#[tokio::test]
+async fn a_tool_loop_sends_only_each_tools_output() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "Weather in Paris, Lyon and Nice?"})];
+    for (i, city) in ["Paris", "Lyon", "Nice"].iter().enumerate() {
+        fake.enqueue(
+            Script::function_call("get_weather", &format!("{{\"city\":\"{city}\"}}"))
+                .with_reasoning("Looking it up."),
+        );
+        let (status, _, body) = daemon
+            .chat(&json!({"model": "gpt-5.5", "messages": messages, "tools": tools}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let reply: Value = serde_json::from_str(&body).unwrap();
+        let message = reply["choices"][0]["message"].clone();
+        let call = &message["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather", "{body}");
+        messages.push(message.clone());
+        messages.push(
+            json!({"role": "tool", "tool_call_id": call["id"], "content": format!("sunny {i}")}),
+        );
+    }
+    let (status, _, body) = daemon
+        .chat(&json!({"model": "gpt-5.5", "messages": messages, "tools": tools}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let turns = sent_turns(&fake);
+    assert_eq!(turns.len(), 4);
+    assert!(turns[0].0.is_none());
+    for (i, (previous, input)) in turns.iter().enumerate().skip(1) {
+        assert!(previous.is_some(), "turn {i} was sent whole");
+        // Only the tool's output: the call (and the reasoning before it) are upstream already.
+        assert_eq!(input.len(), 1, "turn {i}: {input:?}");
+        assert_eq!(input[0]["type"], "function_call_output");
+        assert_eq!(input[0]["output"], format!("sunny {}", i - 1));
+    }
+    // Every turn passed the strict fake (which rebuilt each whole input, reasoning included).
+    assert!(
+        fake.requests_to(RESPONSES_PATH)
+            .iter()
+            .all(|r| r.status == 200)
+    );
+}
+
+#[tokio::test]
+async fn messages_and_responses_clients_continue_incrementally_too() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    let client = daemon.client();
+    // Anthropic Messages: a tool loop, the way Claude Code sends it.
+    fake.enqueue(Script::function_call("Read", r#"{"path":"a.txt"}"#).with_reasoning("Reading."));
+    let tools = json!([{"name": "Read", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "What is in a.txt?"})];
+    let first: Value = client
+        .post(daemon.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": tools, "messages": messages}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tool_use = first["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .unwrap()
+        .clone();
+    messages.push(json!({"role": "assistant", "content": first["content"]}));
+    messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use["id"], "content": "hello"}]}));
+    let second = client
+        .post(daemon.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": tools, "messages": messages}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let turns = sent_turns(&fake);
+    assert_eq!(turns.len(), 2);
+    assert!(turns[1].0.is_some(), "{:?}", turns[1]);
+    assert_eq!(turns[1].1.len(), 1, "{:?}", turns[1].1);
+    assert_eq!(turns[1].1[0]["type"], "function_call_output");
+
+    // Responses, stateless (`store: false`, the history sent back each time).
+    let mut input = vec![json!({"role": "user", "content": "hi"})];
+    let first: Value = client
+        .post(daemon.url("/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": input, "store": false,
+            "include": ["reasoning.encrypted_content"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    input.extend(first["output"].as_array().unwrap().iter().cloned());
+    input.push(json!({"role": "user", "content": "and then?"}));
+    let second = client
+        .post(daemon.url("/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": input, "store": false,
+            "include": ["reasoning.encrypted_content"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let turns = sent_turns(&fake);
+    assert_eq!(turns.len(), 4);
+    assert!(turns[3].0.is_some(), "{:?}", turns[3]);
+    assert_eq!(turns[3].1.len(), 1, "{:?}", turns[3].1);
 }

@@ -297,10 +297,26 @@ impl Upstream {
                     return Ok(None);
                 }
             };
-            let opening = match conn.send(&body.bytes).await {
+            let (frame, shape, incremental) = plan_frame(&body.bytes, conn.chain()).await?;
+            let mut opening = match conn.send(frame, shape.clone()).await {
                 Ok(()) => conn.opening().await,
                 Err(e) => Err(e),
             };
+            // The backend lost the previous response (or never had it): the whole input at
+            // once, before the client has seen a byte.
+            if incremental
+                && let Ok(Opening::Error(error)) = &opening
+                && websocket::previous_response_unknown(error)
+            {
+                tracing::debug!(
+                    "the backend did not know the previous response; sending the whole turn"
+                );
+                let whole = websocket::create_frame(&body.bytes)?;
+                opening = match conn.send(whole, shape).await {
+                    Ok(()) => conn.opening().await,
+                    Err(e) => Err(e),
+                };
+            }
             match opening {
                 Ok(Opening::Began(quota)) => {
                     self.keep_cookies(&conn.headers);
@@ -669,6 +685,45 @@ impl Upstream {
             })?;
         String::from_utf8(body).map_err(|_| "not UTF-8".to_owned())
     }
+}
+
+/// Bodies up to this size are cut on the async workers; larger ones on the blocking pool.
+const INLINE_PLAN_BYTES: usize = 256 * 1024;
+
+type Planned = (String, Option<super::incremental::Shape>, bool);
+
+/// The frame of a turn on a socket whose last completed turn was `chain`: only the new items
+/// with `previous_response_id` when the request continues it, else the whole body. Also the
+/// request's shape, for the next turn to build on (`None` when the body is not one to cut),
+/// and whether the frame is incremental.
+async fn plan_frame(
+    body: &Bytes,
+    chain: Option<&super::incremental::Chain>,
+) -> Result<Planned, UpstreamError> {
+    fn plan(
+        body: &[u8],
+        chain: Option<&super::incremental::Chain>,
+    ) -> Result<Planned, UpstreamError> {
+        use super::incremental;
+        let Some(parsed) = incremental::parse(body) else {
+            return Ok((super::websocket::create_frame(body)?, None, false));
+        };
+        let shape = incremental::shape(&parsed);
+        if let Some(chain) = chain
+            && let Some(from) = incremental::continues(chain, &shape, &parsed)
+        {
+            let frame = incremental::incremental_frame(&parsed, from, &chain.response_id);
+            return Ok((frame, Some(shape), true));
+        }
+        Ok((super::websocket::create_frame(body)?, Some(shape), false))
+    }
+    if body.len() <= INLINE_PLAN_BYTES {
+        return plan(body, chain);
+    }
+    let (body, chain) = (body.clone(), chain.cloned());
+    tokio::task::spawn_blocking(move || plan(&body, chain.as_ref()))
+        .await
+        .map_err(|e| UpstreamError::Transport(format!("cannot prepare the turn: {e}")))?
 }
 
 /// The events of one streamed response. Dropping it closes the upstream request (an HTTP/2

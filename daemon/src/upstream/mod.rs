@@ -9,6 +9,7 @@ mod flat;
 mod flat_props;
 mod http;
 pub mod identity;
+pub mod incremental;
 mod items;
 pub mod sse;
 pub mod websocket;

@@ -12,6 +12,7 @@
 //!
 //! No `permessage-deflate`: the WebSocket library has none (RFC 7692 makes it optional).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::UpstreamError;
+use super::incremental::{Chain, ItemKey, Shape};
 
 /// The `OpenAI-Beta` value of the handshake.
 pub const BETA: &str = "responses_websockets=2026-02-06";
@@ -73,6 +75,19 @@ pub struct Conn {
     ended: bool,
     /// The longest silence inside a turn.
     idle_timeout: Duration,
+    /// The last turn, when it completed: the next may send only its new items.
+    chain: Option<Chain>,
+    /// The turn under way: its request, and what the backend answered so far.
+    turn: Option<TurnSeen>,
+}
+
+/// What a turn under way has shown of itself.
+#[derive(Debug)]
+struct TurnSeen {
+    shape: Shape,
+    response_id: Option<String>,
+    output: Vec<ItemKey>,
+    completed: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -394,6 +409,8 @@ pub async fn open(
                 first: None,
                 ended: false,
                 idle_timeout: endpoint.idle_timeout,
+                chain: None,
+                turn: None,
             })
         }
         Err(e) => {
@@ -414,12 +431,24 @@ pub enum Opening {
 }
 
 impl Conn {
-    /// Sends one `response.create` (the Responses body, as JSON).
-    pub async fn send(&mut self, body: &[u8]) -> Result<(), UpstreamError> {
-        let text = create_frame(body)?;
+    /// The conversation's last completed turn on this socket, if any.
+    pub fn chain(&self) -> Option<&Chain> {
+        self.chain.as_ref()
+    }
+
+    /// Sends one `response.create` frame for a request of `shape` (`None`: not to be built
+    /// on). Until this turn completes, nothing builds on the socket's earlier turns.
+    pub async fn send(&mut self, frame: String, shape: Option<Shape>) -> Result<(), UpstreamError> {
         self.ended = false;
+        self.chain = None;
+        self.turn = shape.map(|shape| TurnSeen {
+            shape,
+            response_id: None,
+            output: Vec::new(),
+            completed: false,
+        });
         self.socket
-            .send(Message::Text(text.into()))
+            .send(Message::Text(frame.into()))
             .await
             .map_err(|e| UpstreamError::Transport(format!("the WebSocket broke: {e}")))
     }
@@ -441,7 +470,7 @@ impl Conn {
                     return Ok(Opening::Error(error));
                 }
                 Frame::Event => {
-                    self.ended = is_terminal(&frame);
+                    self.observe(&frame);
                     self.first = Some(frame);
                     return Ok(Opening::Began(quota));
                 }
@@ -468,7 +497,7 @@ impl Conn {
                         ))));
                     }
                     Frame::Event => {
-                        self.ended = is_terminal(&frame);
+                        self.observe(&frame);
                         return Some(Ok(frame));
                     }
                 },
@@ -500,33 +529,82 @@ impl Conn {
         }
     }
 
-    /// The turn is over: when its terminal event came, the socket waits for the
-    /// conversation's next turn; otherwise (stopped early) it is closed, which stops the turn.
-    pub fn release(self) {
-        if self.ended {
-            let pool = self.pool.clone();
-            pool.put_back(self);
+    /// Notes what an event says of the turn: its output items, its end.
+    fn observe(&mut self, event: &[u8]) {
+        let kind = event_type(event);
+        self.ended = matches!(
+            kind.as_deref(),
+            Some("response.completed" | "response.failed" | "response.incomplete")
+        );
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        match kind.as_deref() {
+            Some("response.output_item.done") => {
+                #[derive(serde::Deserialize)]
+                struct Done<'a> {
+                    #[serde(borrow)]
+                    item: &'a serde_json::value::RawValue,
+                }
+                if let Ok(done) = serde_json::from_slice::<Done<'_>>(event) {
+                    turn.output
+                        .push(super::incremental::item_key(done.item.get()));
+                }
+            }
+            Some("response.completed") => {
+                #[derive(serde::Deserialize)]
+                struct Completed {
+                    response: Id,
+                }
+                #[derive(serde::Deserialize)]
+                struct Id {
+                    id: String,
+                }
+                if let Ok(done) = serde_json::from_slice::<Completed>(event) {
+                    turn.response_id = Some(done.response.id);
+                    turn.completed = true;
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// The turn is over: when its terminal event came, the socket waits for the
+    /// conversation's next turn (which may build on this one if it completed); otherwise
+    /// (stopped early) it is closed, which stops the turn.
+    pub fn release(mut self) {
+        if !self.ended {
+            return;
+        }
+        if let Some(turn) = self.turn.take()
+            && turn.completed
+            && let Some(id) = turn.response_id
+        {
+            self.chain = Some(Chain::new(id, turn.shape, turn.output));
+        }
+        let pool = self.pool.clone();
+        pool.put_back(self);
     }
 }
 
-/// `response.completed`, `response.failed` or `response.incomplete`: the turn is over.
-fn is_terminal(event: &[u8]) -> bool {
-    let kind = super::wire::leading_type(event)
-        .map(str::to_owned)
-        .or_else(|| {
-            serde_json::from_slice::<serde_json::Value>(event)
-                .ok()
-                .and_then(|v| {
-                    v.get("type")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned)
-                })
-        });
-    matches!(
-        kind.as_deref(),
-        Some("response.completed" | "response.failed" | "response.incomplete")
-    )
+/// An event's type: read from its start when it is first (as the backend writes it).
+fn event_type(event: &[u8]) -> Option<Cow<'static, str>> {
+    if let Some(kind) = super::wire::leading_type(event) {
+        return Some(Cow::Borrowed(kind));
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_slice::<Typed>(event)
+        .ok()
+        .map(|t| Cow::Owned(t.kind))
+}
+
+/// Whether a wrapped error says the backend does not know the previous response.
+pub fn previous_response_unknown(error: &UpstreamError) -> bool {
+    matches!(error, UpstreamError::Status { body, .. } if body.contains("previous_response_not_found"))
 }
 
 fn error_message(error: &UpstreamError) -> String {
@@ -537,7 +615,7 @@ fn error_message(error: &UpstreamError) -> String {
 }
 
 /// `{"type":"response.create", …body}`: the body's members after the type.
-fn create_frame(body: &[u8]) -> Result<String, UpstreamError> {
+pub fn create_frame(body: &[u8]) -> Result<String, UpstreamError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| UpstreamError::Transport("the request body is not UTF-8".into()))?;
     let rest = text
@@ -697,18 +775,16 @@ mod tests {
     }
 
     #[test]
-    fn terminal_events_end_a_turn() {
-        assert!(is_terminal(
-            br#"{"type":"response.completed","response":{}}"#
-        ));
-        assert!(is_terminal(
-            br#"{"type":"response.incomplete","response":{}}"#
-        ));
-        assert!(is_terminal(
-            br#"{"sequence_number":9,"type":"response.failed"}"#
-        ));
-        assert!(!is_terminal(
-            br#"{"type":"response.output_text.delta","delta":"x"}"#
-        ));
+    fn event_types_are_read_wherever_they_are() {
+        let kind = |e: &[u8]| event_type(e).map(|k| k.into_owned());
+        assert_eq!(
+            kind(br#"{"type":"response.completed","response":{}}"#).as_deref(),
+            Some("response.completed")
+        );
+        assert_eq!(
+            kind(br#"{"sequence_number":9,"type":"response.failed"}"#).as_deref(),
+            Some("response.failed")
+        );
+        assert_eq!(kind(b"[]"), None);
     }
 }

@@ -119,6 +119,8 @@ struct Inner {
     websocket_refused: bool,
     /// WebSocket handshakes accepted so far.
     websockets_opened: usize,
+    /// Raised to make every socket forget the responses it could chain on.
+    websocket_forget: u64,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -265,6 +267,7 @@ impl FakeUpstream {
                 appcast_down: false,
                 websocket_refused: false,
                 websockets_opened: 0,
+                websocket_forget: 0,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -550,6 +553,12 @@ impl FakeUpstream {
     /// Answers WebSocket handshakes 426 (`true`), as a backend without sockets would.
     pub fn refuse_websockets(&self, refused: bool) {
         self.shared.with(|inner| inner.websocket_refused = refused);
+    }
+
+    /// Every open socket forgets the responses it could chain on (the backend lost its
+    /// state): the next `previous_response_id` is answered `previous_response_not_found`.
+    pub fn forget_previous_responses(&self) {
+        self.shared.with(|inner| inner.websocket_forget += 1);
     }
 
     /// WebSocket handshakes accepted so far.

@@ -81,7 +81,13 @@ pub async fn upgrade(
 
 async fn serve(shared: Arc<Shared>, handshake: Incoming, mut socket: WebSocket) {
     let mut chain: HashMap<String, Chained> = HashMap::new();
+    let mut forgotten = shared.with(|inner| inner.websocket_forget);
     while let Some(Ok(message)) = socket.recv().await {
+        let forget = shared.with(|inner| inner.websocket_forget);
+        if forget != forgotten {
+            chain.clear();
+            forgotten = forget;
+        }
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {

@@ -1,0 +1,439 @@
+//! Incremental turns (§5.4): on the socket that answered a conversation's last turn, a
+//! request whose non-input fields are unchanged and whose input is that turn's input, then its
+//! output, then new items is sent as only the new items with `previous_response_id`.
+//!
+//! Decided by comparison, never by guessing. The members other than `input` are hashed whole.
+//! The earlier input is compared item by item by a hash of each item's bytes (a client, or
+//! our translation of its history, sends the same history the same way). The earlier output
+//! is compared by meaning, since a client sends the answer back in its own words: a message
+//! by role and text, a call by id, name and arguments, reasoning by its encrypted content —
+//! and a reasoning item the client left out (Chat Completions and Messages clients keep none)
+//! may be missing: the backend still has it, which is how the model keeps its reasoning
+//! across a tool loop. Anything else goes out whole.
+
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A Responses body read just enough to cut it: its members, and its input's items.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    /// The top-level members in order, `input` included.
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// The input's items.
+    pub input: Vec<&'a RawValue>,
+}
+
+/// A JSON object's members in order, their values left as they are.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((name, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// Reads the body's outline (the bytes are checked once, nothing is copied).
+pub fn parse(body: &[u8]) -> Option<Parsed<'_>> {
+    let Members(members) = serde_json::from_slice(body).ok()?;
+    let input = match members.iter().find(|(name, _)| name == "input") {
+        Some((_, raw)) => serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok()?,
+        None => Vec::new(),
+    };
+    Some(Parsed { members, input })
+}
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// What a request is, for comparing the next one with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// Every member but `input` (and a `previous_response_id`).
+    non_input: u64,
+    /// Each input item's bytes.
+    input: Vec<u64>,
+}
+
+/// The shape of a parsed request.
+pub fn shape(parsed: &Parsed<'_>) -> Shape {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (name, raw) in &parsed.members {
+        if matches!(name.as_ref(), "input" | "previous_response_id") {
+            continue;
+        }
+        name.hash(&mut h);
+        raw.get().hash(&mut h);
+    }
+    Shape {
+        non_input: h.finish(),
+        input: parsed
+            .input
+            .iter()
+            .map(|i| hash_bytes(i.get().as_bytes()))
+            .collect(),
+    }
+}
+
+/// An item by meaning: how the backend's output item and a client's copy of it compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemKey {
+    reasoning: bool,
+    key: u64,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(default)]
+    role: Option<&'a str>,
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(default)]
+    encrypted_content: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+}
+
+/// The meaning of one item (input or output).
+pub fn item_key(raw: &str) -> ItemKey {
+    let Ok(item) = serde_json::from_str::<Item<'_>>(raw) else {
+        return ItemKey {
+            reasoning: false,
+            key: hash_bytes(raw.as_bytes()),
+        };
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let kind = item.kind.unwrap_or("message");
+    kind.hash(&mut h);
+    match kind {
+        "message" => {
+            item.role.hash(&mut h);
+            // The text of its parts, whatever their type (`output_text` or `input_text`).
+            match item.content.map(RawValue::get) {
+                Some(text) if text.starts_with('"') => {
+                    serde_json::from_str::<String>(text)
+                        .unwrap_or_default()
+                        .hash(&mut h);
+                }
+                Some(parts) => {
+                    let parts: Vec<Part> = serde_json::from_str(parts).unwrap_or_default();
+                    let mut text = String::new();
+                    for part in parts {
+                        text.push_str(part.text.or(part.refusal).as_deref().unwrap_or_default());
+                    }
+                    text.hash(&mut h);
+                }
+                None => {}
+            }
+        }
+        "function_call" | "custom_tool_call" => {
+            item.call_id.hash(&mut h);
+            item.name.hash(&mut h);
+            item.arguments.hash(&mut h);
+            item.input.hash(&mut h);
+        }
+        "reasoning" => {
+            // The encrypted content is the reasoning; without it, its id.
+            match &item.encrypted_content {
+                Some(content) => content.hash(&mut h),
+                None => item.id.hash(&mut h),
+            }
+        }
+        _ => raw.hash(&mut h),
+    }
+    ItemKey {
+        reasoning: kind == "reasoning",
+        key: h.finish(),
+    }
+}
+
+/// A conversation's last completed turn on a socket: what the next may build on.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub response_id: String,
+    shape: Shape,
+    output: Vec<ItemKey>,
+}
+
+impl Chain {
+    pub fn new(response_id: String, shape: Shape, output: Vec<ItemKey>) -> Self {
+        Self {
+            response_id,
+            shape,
+            output,
+        }
+    }
+}
+
+/// Where the new items of `next` begin when it continues `chain`; `None` when it does not
+/// (another model, tools or instructions, an edited or shortened history, another answer).
+pub fn continues(chain: &Chain, next: &Shape, parsed: &Parsed<'_>) -> Option<usize> {
+    if next.non_input != chain.shape.non_input {
+        return None;
+    }
+    let before = chain.shape.input.len();
+    if next.input.len() < before || next.input[..before] != chain.shape.input[..] {
+        return None;
+    }
+    // The earlier answer, by meaning; reasoning the client left out is still upstream.
+    let mut at = before;
+    for output in &chain.output {
+        let matched = parsed
+            .input
+            .get(at)
+            .is_some_and(|item| item_key(item.get()) == *output);
+        if matched {
+            at += 1;
+        } else if !output.reasoning {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// The `response.create` frame of an incremental turn: the request's members as they were,
+/// `input` holding only the items from `from` on, and `previous_response_id`.
+pub fn incremental_frame(parsed: &Parsed<'_>, from: usize, previous: &str) -> String {
+    let new: usize = parsed.input[from..].iter().map(|i| i.get().len() + 1).sum();
+    let rest: usize = parsed
+        .members
+        .iter()
+        .filter(|(name, _)| name != "input")
+        .map(|(name, raw)| name.len() + raw.get().len() + 4)
+        .sum();
+    let mut frame = String::with_capacity(64 + previous.len() + new + rest);
+    frame.push_str(r#"{"type":"response.create","previous_response_id":"#);
+    // A response id is plain ASCII; quoted by serde all the same.
+    frame.push_str(&serde_json::to_string(previous).unwrap_or_default());
+    for (name, raw) in &parsed.members {
+        if matches!(name.as_ref(), "previous_response_id" | "type") {
+            continue;
+        }
+        frame.push(',');
+        frame.push_str(&serde_json::to_string(name).unwrap_or_default());
+        frame.push(':');
+        if name == "input" {
+            frame.push('[');
+            for (i, item) in parsed.input[from..].iter().enumerate() {
+                if i > 0 {
+                    frame.push(',');
+                }
+                frame.push_str(item.get());
+            }
+            frame.push(']');
+        } else {
+            frame.push_str(raw.get());
+        }
+    }
+    frame.push('}');
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn body(input: &Value) -> String {
+        json!({"model": "gpt-5.5", "instructions": "Be brief.", "input": input,
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+            "store": false, "stream": true, "prompt_cache_key": "conv-1"})
+        .to_string()
+    }
+
+    fn user(text: &str) -> Value {
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+    }
+
+    /// What the backend answered turn one with.
+    fn output() -> Vec<Value> {
+        vec![
+            json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-enc-1"}),
+            json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]}),
+            json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
+                "arguments": "{\"city\":\"Paris\"}", "status": "completed"}),
+        ]
+    }
+
+    fn chain_after_turn_one() -> Chain {
+        let first = body(&json!([user("Weather in Paris?")]));
+        let parsed = parse(first.as_bytes()).unwrap();
+        let keys = output().iter().map(|o| item_key(&o.to_string())).collect();
+        Chain::new("resp_1".into(), shape(&parsed), keys)
+    }
+
+    /// A Chat Completions client's next request, as our translation writes it: the answer
+    /// without its reasoning, in the client's words, then the tool's output.
+    fn chat_replay() -> Value {
+        json!([
+            user("Weather in Paris?"),
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "18°C, sunny"},
+        ])
+    }
+
+    #[test]
+    fn a_replay_without_reasoning_continues_after_the_answer() {
+        let chain = chain_after_turn_one();
+        let next = body(&chat_replay());
+        let parsed = parse(next.as_bytes()).unwrap();
+        assert_eq!(continues(&chain, &shape(&parsed), &parsed), Some(3));
+        let frame = incremental_frame(&parsed, 3, "resp_1");
+        let sent: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(sent["type"], "response.create");
+        assert_eq!(sent["previous_response_id"], "resp_1");
+        assert_eq!(
+            sent["input"],
+            json!([{"type": "function_call_output", "call_id": "call_1", "output": "18°C, sunny"}])
+        );
+        // Every other member as it was.
+        let whole: Value = serde_json::from_str(&next).unwrap();
+        for key in [
+            "model",
+            "instructions",
+            "tools",
+            "store",
+            "stream",
+            "prompt_cache_key",
+        ] {
+            assert_eq!(sent[key], whole[key], "{key}");
+        }
+    }
+
+    #[test]
+    fn a_replay_with_the_reasoning_continues_too() {
+        let chain = chain_after_turn_one();
+        let mut items = vec![user("Weather in Paris?")];
+        items.extend(output());
+        items.push(json!({"type": "function_call_output", "call_id": "call_1", "output": "sunny"}));
+        let next = body(&Value::Array(items));
+        let parsed = parse(next.as_bytes()).unwrap();
+        assert_eq!(continues(&chain, &shape(&parsed), &parsed), Some(4));
+    }
+
+    #[test]
+    fn anything_else_goes_out_whole() {
+        let chain = chain_after_turn_one();
+        let cases = [
+            // An edited first message.
+            {
+                let mut items = chat_replay();
+                items[0] = user("Weather in Lyon?");
+                body(&items)
+            },
+            // Another answer than the backend's.
+            {
+                let mut items = chat_replay();
+                items[1]["content"][0]["text"] = json!("Let me see.");
+                body(&items)
+            },
+            // The call's arguments changed.
+            {
+                let mut items = chat_replay();
+                items[2]["arguments"] = json!("{\"city\":\"Lyon\"}");
+                body(&items)
+            },
+            // A shorter history (a compaction).
+            body(&json!([user("Summary so far.")])),
+            // Another model.
+            body(&chat_replay()).replace("gpt-5.5", "gpt-5.4-mini"),
+            // Other instructions.
+            body(&chat_replay()).replace("Be brief.", "Be verbose."),
+        ];
+        for case in cases {
+            let parsed = parse(case.as_bytes()).unwrap();
+            assert_eq!(continues(&chain, &shape(&parsed), &parsed), None, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_answer_must_be_there_in_full() {
+        let chain = chain_after_turn_one();
+        // The client kept the message but dropped the call: not the same history.
+        let items = json!([
+            user("Weather in Paris?"),
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            user("Never mind."),
+        ]);
+        let next = body(&items);
+        let parsed = parse(next.as_bytes()).unwrap();
+        assert_eq!(continues(&chain, &shape(&parsed), &parsed), None);
+    }
+
+    #[test]
+    fn a_plain_string_message_compares_by_its_text() {
+        let a = item_key(r#"{"role":"assistant","content":"Hello"}"#);
+        let b = item_key(
+            r#"{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Hello"}]}"#,
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            item_key(r#"{"type":"message","role":"user","content":"Hello"}"#)
+        );
+    }
+
+    #[test]
+    fn nothing_new_is_an_empty_input() {
+        let chain = chain_after_turn_one();
+        let mut items = vec![user("Weather in Paris?")];
+        items.extend(output());
+        let next = body(&Value::Array(items));
+        let parsed = parse(next.as_bytes()).unwrap();
+        let from = continues(&chain, &shape(&parsed), &parsed).unwrap();
+        let sent: Value =
+            serde_json::from_str(&incremental_frame(&parsed, from, "resp_1")).unwrap();
+        assert_eq!(sent["input"], json!([]));
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_not_parsed() {
+        assert!(parse(b"[1,2]").is_none());
+        assert!(parse(br#"{"input": 5}"#).is_none());
+        assert!(parse(b"{").is_none());
+    }
+}
