@@ -201,6 +201,15 @@ impl DaemonBuilder {
         if !self.no_config_file {
             let config = dir.path().join("config.toml");
             let mut sections = self.sections.clone();
+            // The tests of the HTTP transport's details (headers, HTTP/2, zstd, cookies, whole
+            // bodies) expect HTTP; those of the sockets, and the real clients', say otherwise.
+            if let Some(upstream) = sections.get_mut("upstream")
+                && !upstream
+                    .iter()
+                    .any(|l| l.trim_start().starts_with("transport"))
+            {
+                upstream.push("transport = \"http\"".to_owned());
+            }
             if let Some(key) = &self.api_key {
                 sections
                     .entry("server")

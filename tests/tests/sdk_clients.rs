@@ -19,7 +19,11 @@ fn repo_root() -> PathBuf {
 /// Runs an SDK suite against a fresh fake and daemon; fails with the suite's output.
 async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]) {
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder().fake(&fake, accounts).start();
+    // The shipped default: the backend's WebSocket, incremental turns.
+    let daemon = Daemon::builder()
+        .fake(&fake, accounts)
+        .set("upstream", "transport = \"auto\"")
+        .start();
     run_suite_on(program, args, cwd, &fake, &daemon, &[]).await;
 }
 
@@ -232,7 +236,10 @@ async fn codex_exec(daemon: &Daemon, websocket: bool, work: &Path, prompt: &str)
 async fn the_codex_cli_runs_a_turn_over_http_and_over_the_websocket() {
     for websocket in [false, true] {
         let fake = FakeUpstream::start().await.unwrap();
-        let daemon = Daemon::builder().fake(&fake, &[0]).start();
+        let daemon = Daemon::builder()
+            .fake(&fake, &[0])
+            .set("upstream", "transport = \"auto\"")
+            .start();
         let work = tempfile::tempdir().unwrap();
         let stdout = codex_exec(&daemon, websocket, work.path(), "say hi").await;
         // The fake echoes the last user message.
@@ -258,7 +265,10 @@ async fn the_codex_cli_runs_a_turn_over_http_and_over_the_websocket() {
 async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
     for websocket in [false, true] {
         let fake = FakeUpstream::start().await.unwrap();
-        let daemon = Daemon::builder().fake(&fake, &[0]).start();
+        let daemon = Daemon::builder()
+            .fake(&fake, &[0])
+            .set("upstream", "transport = \"auto\"")
+            .start();
         let work = tempfile::tempdir().unwrap();
         fake.enqueue(Script::custom_tool_call(
             "apply_patch",
@@ -319,7 +329,10 @@ async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
 #[tokio::test]
 async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder().fake(&fake, &[0]).start();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .start();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(
         work.path().join("notes.txt"),
@@ -352,10 +365,8 @@ async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
     let requests = fake.requests_to(RESPONSES_PATH);
     let last = requests.last().unwrap();
     assert_eq!(last.status, 200, "{:?}", last.rejection);
-    let input = last.body.as_ref().unwrap()["input"]
-        .as_array()
-        .unwrap()
-        .clone();
+    // The input the model saw (an incremental turn sends only its new items).
+    let input = last.full_input().unwrap().as_array().unwrap().clone();
     let kinds: Vec<&str> = input.iter().filter_map(|i| i["type"].as_str()).collect();
     // The thinking block (with its signature) came back as the reasoning it was, before the
     // call it led to; the call's output carries what Bash printed in the work directory.

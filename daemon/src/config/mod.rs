@@ -120,7 +120,7 @@ impl Default for UpstreamConfig {
             idle_timeout_seconds: 300,
             proxy: None,
             compress_requests: true,
-            transport: Transport::Http,
+            transport: Transport::Auto,
         }
     }
 }

@@ -271,13 +271,17 @@ impl Upstream {
         // meanwhile: then once more on a new one, before anything reached the client.
         for fresh in [false, true] {
             let headers = self.headers(account, session);
+            let owner = websocket::Owner {
+                account: &account.id,
+                conversation: session,
+                token: account.tokens.access_token.expose(),
+            };
             let got = if fresh {
-                websocket::open(&self.ws, &self.ws_endpoint, &account.id, session, headers)
+                websocket::open(&self.ws, &self.ws_endpoint, owner, headers)
                     .await
                     .map(|conn| (conn, false))
             } else {
-                websocket::checkout(&self.ws, &self.ws_endpoint, &account.id, session, headers)
-                    .await
+                websocket::checkout(&self.ws, &self.ws_endpoint, owner, headers).await
             };
             let (mut conn, reused) = match got {
                 Ok(got) => got,

@@ -133,8 +133,13 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-fn key(account: &str, conversation: &str) -> String {
-    format!("{account}\n{conversation}")
+/// Sockets are kept per account, conversation and token: a socket is signed in with the token
+/// of its handshake, so one from before a refresh is not reused.
+fn key(account: &str, conversation: &str, token: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut h);
+    format!("{account}\n{conversation}\n{:016x}", h.finish())
 }
 
 impl Pool {
@@ -157,13 +162,13 @@ impl Pool {
     }
 
     /// An idle socket of this conversation, still young enough.
-    fn take_idle(&self, account: &str, conversation: &str) -> Option<Conn> {
+    fn take_idle(&self, account: &str, conversation: &str, token: &str) -> Option<Conn> {
         let expired = {
             let mut inner = self.lock();
             let expired = purge(&mut inner);
             let conn = inner
                 .idle
-                .get_mut(&key(account, conversation))
+                .get_mut(&key(account, conversation, token))
                 .and_then(Vec::pop);
             if let Some(conn) = conn {
                 drop(inner);
@@ -368,18 +373,35 @@ fn handshake_failure(error: tungstenite::Error) -> Unavailable {
     }
 }
 
+/// Whose socket: the account, the conversation, and the access token it signs in with.
+#[derive(Clone, Copy)]
+pub struct Owner<'a> {
+    pub account: &'a str,
+    pub conversation: &'a str,
+    pub token: &'a str,
+}
+
+impl std::fmt::Debug for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Owner")
+            .field("account", &self.account)
+            .field("conversation", &self.conversation)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A socket for one turn: an idle one of the conversation, else a new one.
 pub async fn checkout(
     pool: &Arc<Pool>,
     endpoint: &Endpoint,
-    account: &str,
-    conversation: &str,
+    owner: Owner<'_>,
     headers: HeaderMap,
 ) -> Result<(Conn, bool), Unavailable> {
-    if let Some(conn) = pool.take_idle(account, conversation) {
+    if let Some(conn) = pool.take_idle(owner.account, owner.conversation, owner.token) {
         return Ok((conn, true));
     }
-    open(pool, endpoint, account, conversation, headers)
+    open(pool, endpoint, owner, headers)
         .await
         .map(|conn| (conn, false))
 }
@@ -388,10 +410,14 @@ pub async fn checkout(
 pub async fn open(
     pool: &Arc<Pool>,
     endpoint: &Endpoint,
-    account: &str,
-    conversation: &str,
+    owner: Owner<'_>,
     headers: HeaderMap,
 ) -> Result<Conn, Unavailable> {
+    let Owner {
+        account,
+        conversation,
+        token,
+    } = owner;
     if !pool.reserve(account) {
         return Err(Unavailable::Full);
     }
@@ -402,7 +428,7 @@ pub async fn open(
                 socket,
                 pool: pool.clone(),
                 account: account.to_owned(),
-                key: key(account, conversation),
+                key: key(account, conversation, token),
                 opened: now,
                 used: now,
                 headers,

@@ -164,6 +164,7 @@ impl Shared {
                 account_id: None,
                 client_hung_up: false,
                 completed: false,
+                resolved_input: None,
             });
             seq
         })

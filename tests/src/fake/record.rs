@@ -35,6 +35,18 @@ pub struct Recorded {
     pub client_hung_up: bool,
     /// The whole response body was handed to the connection.
     pub completed: bool,
+    /// A WebSocket turn's whole input as the backend saw it: the earlier turn's input and
+    /// output before the items sent, when the turn named a `previous_response_id`.
+    pub resolved_input: Option<Value>,
+}
+
+impl Recorded {
+    /// The input the model saw: the resolved one of an incremental turn, else the body's.
+    pub fn full_input(&self) -> Option<&Value> {
+        self.resolved_input
+            .as_ref()
+            .or_else(|| self.body.as_ref().and_then(|b| b.get("input")))
+    }
 }
 
 impl Recorded {

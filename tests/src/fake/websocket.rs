@@ -178,7 +178,13 @@ async fn turn(
         let mut input = known.input.clone();
         input.extend(known.output.iter().cloned());
         input.extend(new);
-        body.insert("input".into(), Value::Array(input));
+        let resolved = Value::Array(input);
+        shared.with(|inner| {
+            if let Some(record) = inner.records.get_mut(seq) {
+                record.resolved_input = Some(resolved.clone());
+            }
+        });
+        body.insert("input".into(), resolved);
     }
     if metadata_flag(&body, LITE_METADATA) {
         req.headers.insert(
@@ -250,8 +256,9 @@ async fn prewarm_turn(
 async fn unwrap_error(response: Response) -> Value {
     let status = response.status().as_u16();
     let mut headers = Map::new();
+    // The answer's own headers (quota, retry-after…), not the framing ones.
     for (name, value) in response.headers() {
-        if name.as_str().starts_with("x-codex-")
+        if !matches!(name.as_str(), "content-type" | "content-length" | "date")
             && let Ok(value) = value.to_str()
         {
             headers.insert(name.as_str().to_owned(), Value::from(value));
