@@ -441,3 +441,69 @@ async fn messages_and_responses_clients_continue_incrementally_too() {
     assert!(turns[3].0.is_some(), "{:?}", turns[3]);
     assert_eq!(turns[3].1.len(), 1, "{:?}", turns[3].1);
 }
+
+/// Reasoning a Chat Completions client never sends back is put back in its place when a turn
+/// must go out whole (here: the backend lost the previous response), and never sent to
+/// another account: after a failover the turn goes without it, and is still answered.
+#[tokio::test]
+async fn dropped_reasoning_is_replayed_in_place_and_never_to_another_account() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "websocket");
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "Weather in Paris?"})];
+    let ask =
+        |messages: &Vec<Value>| json!({"model": "gpt-5.5", "messages": messages, "tools": tools});
+    fake.enqueue(
+        Script::function_call("get_weather", r#"{"city":"Paris"}"#)
+            .with_reasoning("Looking it up."),
+    );
+    let (status, _, body) = daemon.chat(&ask(&messages)).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    let message = reply["choices"][0]["message"].clone();
+    let call_id = message["tool_calls"][0]["id"].clone();
+    messages.push(message);
+    messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": "sunny"}));
+    let first_account = fake.requests_to(RESPONSES_PATH)[0].account_id.clone();
+
+    // The backend forgets: the whole turn again, with the reasoning before its call.
+    fake.forget_previous_responses();
+    let (status, _, body) = daemon.chat(&ask(&messages)).await;
+    assert_eq!(status, 200, "{body}");
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let whole = turns.last().unwrap();
+    assert_eq!(whole.status, 200, "{:?}", whole.rejection);
+    let sent = whole.body.as_ref().unwrap();
+    assert!(sent.get("previous_response_id").is_none());
+    let kinds: Vec<&str> = sent["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect();
+    let call = kinds.iter().position(|k| *k == "function_call").unwrap();
+    assert_eq!(kinds[call - 1], "reasoning", "{kinds:?}");
+    assert!(sent["input"][call - 1]["encrypted_content"].is_string());
+
+    // The account runs out: the turn moves to the other account, without the reasoning.
+    messages.push(json!({"role": "assistant", "content": "It is sunny."}));
+    messages.push(json!({"role": "user", "content": "And tomorrow?"}));
+    fake.enqueue(Script::usage_limit(3600));
+    let (status, _, body) = daemon.chat(&ask(&messages)).await;
+    assert_eq!(status, 200, "{body}");
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let moved = turns.last().unwrap();
+    assert_eq!(moved.status, 200, "{:?}", moved.rejection);
+    assert_ne!(moved.account_id, first_account);
+    let sent = moved.body.as_ref().unwrap();
+    assert!(sent.get("previous_response_id").is_none());
+    assert!(
+        sent["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["type"] != "reasoning"),
+        "{sent}"
+    );
+}

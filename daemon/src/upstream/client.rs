@@ -1,6 +1,7 @@
 //! The calls to the Codex backend and the auth server: the identity headers, zstd bodies,
 //! bounded answers, Cloudflare cookies — on the one HTTP client of [`super::http`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -56,14 +57,14 @@ pub struct Upstream {
     auth_url: String,
     compress: bool,
     /// Replaced whole when the appcast or a reload changes it; readers clone the `Arc`.
-    identity: std::sync::RwLock<std::sync::Arc<Identity>>,
-    cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
+    identity: std::sync::RwLock<Arc<Identity>>,
+    cookies: Option<Arc<super::cookies::CloudflareCookies>>,
     /// The installation's id (state), which compaction requests carry as a header (§5.3).
     installation_id: std::sync::OnceLock<String>,
     transport: crate::config::Transport,
     /// The Responses WebSocket: where, and the sockets kept for reuse.
     ws_endpoint: super::websocket::Endpoint,
-    ws: std::sync::Arc<super::websocket::Pool>,
+    ws: Arc<super::websocket::Pool>,
     /// Every turn goes through a proxy: always HTTP (sockets are not tunnelled).
     proxied: bool,
 }
@@ -77,7 +78,7 @@ impl Upstream {
     pub fn with_cookies(
         config: &Config,
         identity: Identity,
-        cookies: Option<std::sync::Arc<super::cookies::CloudflareCookies>>,
+        cookies: Option<Arc<super::cookies::CloudflareCookies>>,
     ) -> anyhow::Result<Self> {
         // ring is the process's TLS provider (installing twice is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -96,7 +97,7 @@ impl Upstream {
             Duration::from_secs(upstream.connect_timeout_seconds),
             Duration::from_secs(upstream.idle_timeout_seconds),
         )?;
-        let http = Http::new(upstream, std::sync::Arc::new(tls))?;
+        let http = Http::new(upstream, Arc::new(tls))?;
         let proxied = http.proxied(&responses_uri);
         Ok(Self {
             http,
@@ -111,12 +112,12 @@ impl Upstream {
             },
             auth_url: upstream.auth_url.as_str().to_owned(),
             compress: upstream.compress_requests,
-            identity: std::sync::RwLock::new(std::sync::Arc::new(identity)),
+            identity: std::sync::RwLock::new(Arc::new(identity)),
             cookies,
             installation_id: std::sync::OnceLock::new(),
             transport: upstream.transport,
             ws_endpoint,
-            ws: std::sync::Arc::default(),
+            ws: Arc::default(),
             proxied,
         })
     }
@@ -144,7 +145,7 @@ impl Upstream {
     }
 
     /// The identity headers' values now.
-    pub fn identity(&self) -> std::sync::Arc<Identity> {
+    pub fn identity(&self) -> Arc<Identity> {
         self.identity
             .read()
             .map_or_else(|p| p.into_inner().clone(), |i| i.clone())
@@ -157,7 +158,7 @@ impl Upstream {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = **slot != identity;
-        *slot = std::sync::Arc::new(identity);
+        *slot = Arc::new(identity);
         changed
     }
 
@@ -301,7 +302,9 @@ impl Upstream {
                     return Ok(None);
                 }
             };
-            let (frame, shape, incremental) = plan_frame(&body.bytes, conn.chain()).await?;
+            let kept = self.ws.kept_reasoning(&account.id, session);
+            let (frame, shape, incremental) =
+                plan_frame(&body.bytes, conn.chain(), kept.clone()).await?;
             let mut opening = match conn.send(frame, shape.clone()).await {
                 Ok(()) => conn.opening().await,
                 Err(e) => Err(e),
@@ -315,7 +318,7 @@ impl Upstream {
                 tracing::debug!(
                     "the backend did not know the previous response; sending the whole turn"
                 );
-                let whole = websocket::create_frame(&body.bytes)?;
+                let (whole, _, _) = plan_frame(&body.bytes, None, kept).await?;
                 opening = match conn.send(whole, shape).await {
                     Ok(()) => conn.opening().await,
                     Err(e) => Err(e),
@@ -703,10 +706,12 @@ type Planned = (String, Option<super::incremental::Shape>, bool);
 async fn plan_frame(
     body: &Bytes,
     chain: Option<&super::incremental::Chain>,
+    kept: Option<Arc<Vec<super::incremental::Kept>>>,
 ) -> Result<Planned, UpstreamError> {
     fn plan(
         body: &[u8],
         chain: Option<&super::incremental::Chain>,
+        kept: Option<&[super::incremental::Kept]>,
     ) -> Result<Planned, UpstreamError> {
         use super::incremental;
         let Some(parsed) = incremental::parse(body) else {
@@ -719,15 +724,21 @@ async fn plan_frame(
             let frame = incremental::incremental_frame(&parsed, from, &chain.response_id);
             return Ok((frame, Some(shape), true));
         }
+        // Sent whole: the reasoning the client left out goes back in its places.
+        if let Some(frame) = kept.and_then(|kept| incremental::replayed_frame(&parsed, kept)) {
+            return Ok((frame, Some(shape), false));
+        }
         Ok((super::websocket::create_frame(body)?, Some(shape), false))
     }
     if body.len() <= INLINE_PLAN_BYTES {
-        return plan(body, chain);
+        return plan(body, chain, kept.as_deref().map(Vec::as_slice));
     }
     let (body, chain) = (body.clone(), chain.cloned());
-    tokio::task::spawn_blocking(move || plan(&body, chain.as_ref()))
-        .await
-        .map_err(|e| UpstreamError::Transport(format!("cannot prepare the turn: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        plan(&body, chain.as_ref(), kept.as_deref().map(Vec::as_slice))
+    })
+    .await
+    .map_err(|e| UpstreamError::Transport(format!("cannot prepare the turn: {e}")))?
 }
 
 /// The events of one streamed response. Dropping it closes the upstream request (an HTTP/2

@@ -105,6 +105,12 @@ pub struct ItemKey {
     key: u64,
 }
 
+impl ItemKey {
+    pub fn is_reasoning(&self) -> bool {
+        self.reasoning
+    }
+}
+
 #[derive(Deserialize)]
 struct Item<'a> {
     #[serde(rename = "type", default)]
@@ -270,6 +276,72 @@ pub fn incremental_frame(parsed: &Parsed<'_>, from: usize, previous: &str) -> St
     frame
 }
 
+/// The reasoning that came before an answer the model gave: put back before that answer when
+/// a client sends the history without it.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The item the reasoning preceded (a message or a call), by meaning.
+    pub before: ItemKey,
+    /// The reasoning items, as the backend sent them (with their encrypted content).
+    pub reasoning: Vec<String>,
+}
+
+/// The whole-body frame with `kept` reasoning put back in its places: before each item it
+/// preceded, unless reasoning is there already. `None` when nothing was put back.
+pub fn replayed_frame(parsed: &Parsed<'_>, kept: &[Kept]) -> Option<String> {
+    if kept.is_empty() {
+        return None;
+    }
+    let mut items: Vec<&str> = Vec::with_capacity(parsed.input.len() + kept.len());
+    let mut replayed = 0;
+    let mut previous_is_reasoning = false;
+    for item in &parsed.input {
+        let key = item_key(item.get());
+        if !previous_is_reasoning
+            && !key.reasoning
+            && let Some(found) = kept.iter().find(|k| k.before == key)
+        {
+            items.extend(found.reasoning.iter().map(String::as_str));
+            replayed += found.reasoning.len();
+        }
+        previous_is_reasoning = key.reasoning;
+        items.push(item.get());
+    }
+    if replayed == 0 {
+        return None;
+    }
+    let mut frame = String::with_capacity(
+        64 + parsed
+            .members
+            .iter()
+            .map(|(n, r)| n.len() + r.get().len() + 4)
+            .sum::<usize>()
+            + kept
+                .iter()
+                .flat_map(|k| &k.reasoning)
+                .map(String::len)
+                .sum::<usize>(),
+    );
+    frame.push_str(r#"{"type":"response.create""#);
+    for (name, raw) in &parsed.members {
+        if matches!(name.as_ref(), "previous_response_id" | "type") {
+            continue;
+        }
+        frame.push(',');
+        frame.push_str(&serde_json::to_string(name).unwrap_or_default());
+        frame.push(':');
+        if name == "input" {
+            frame.push('[');
+            frame.push_str(&items.join(","));
+            frame.push(']');
+        } else {
+            frame.push_str(raw.get());
+        }
+    }
+    frame.push('}');
+    Some(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -428,6 +500,47 @@ mod tests {
         let sent: Value =
             serde_json::from_str(&incremental_frame(&parsed, from, "resp_1")).unwrap();
         assert_eq!(sent["input"], json!([]));
+    }
+
+    #[test]
+    fn reasoning_a_client_dropped_is_put_back_before_its_answer() {
+        let reasoning = output()[0].to_string();
+        let kept = vec![Kept {
+            before: item_key(&output()[1].to_string()),
+            reasoning: vec![reasoning],
+        }];
+        let whole = body(&chat_replay());
+        let parsed = parse(whole.as_bytes()).unwrap();
+        let frame = replayed_frame(&parsed, &kept).unwrap();
+        let sent: Value = serde_json::from_str(&frame).unwrap();
+        let kinds: Vec<&str> = sent["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message",
+                "reasoning",
+                "message",
+                "function_call",
+                "function_call_output"
+            ]
+        );
+        assert_eq!(sent["input"][1], output()[0]);
+        assert_eq!(sent["model"], "gpt-5.5");
+        // A history that has its reasoning already is left as it is.
+        let mut items = vec![user("Weather in Paris?")];
+        items.extend(output());
+        let complete = body(&Value::Array(items));
+        let parsed = parse(complete.as_bytes()).unwrap();
+        assert_eq!(replayed_frame(&parsed, &kept), None);
+        // So is one without the answer the reasoning preceded.
+        let other = body(&json!([user("Something else")]));
+        let parsed = parse(other.as_bytes()).unwrap();
+        assert_eq!(replayed_frame(&parsed, &kept), None);
     }
 
     #[test]
