@@ -85,13 +85,20 @@ pub struct Settings {
     pub compress: bool,
     /// Its `log.level` (its log goes to the bench's standard error).
     pub log: String,
+    /// Its `upstream.transport` (`http` for the scenarios the mock answers over HTTP).
+    pub transport: &'static str,
 }
 
 impl Daemon {
     /// Starts `binary` against `mock` as `settings` say; with a mock serving HTTPS the daemon
     /// talks to it over HTTPS, trusting its CA.
     pub fn start(binary: &Path, mock: Mock, settings: &Settings) -> anyhow::Result<Self> {
-        let Settings { cpu, compress, log } = settings;
+        let Settings {
+            cpu,
+            compress,
+            log,
+            transport,
+        } = settings;
         let dir = tempfile::tempdir()?;
         let upstream = match mock.tls {
             Some(tls) => format!("https://{tls}"),
@@ -111,7 +118,7 @@ impl Daemon {
             &config,
             format!(
                 "[server]\napi_keys = [\"{API_KEY}\"]\n\n[upstream]\nbase_url = \"{upstream}/backend-api\"\n\
-                 auth_url = \"{upstream}\"\ncompress_requests = {compress}\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"{log}\"\n\n\
+                 auth_url = \"{upstream}\"\ncompress_requests = {compress}\ntransport = \"{transport}\"\n\n[appcast]\nenabled = false\n\n[log]\nlevel = \"{log}\"\n\n\
                  [auth]\nmax_concurrent_per_account = 16384\n"
             ),
         )?;

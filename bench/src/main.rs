@@ -69,8 +69,7 @@ struct Cli {
     #[arg(long)]
     mock_on_load_core: bool,
     /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
-    /// bodies);
-    /// all by default.
+    /// bodies, conversation); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the mock upstream's Responses stream of one answer and exit (the input of
@@ -129,6 +128,7 @@ impl Cli {
             cpu: self.daemon_cpu,
             compress: !self.uncompressed,
             log: self.daemon_log.clone(),
+            transport: "http",
         }
     }
 
@@ -357,6 +357,103 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
         let upstream = mock::start(shape, cli.load_cpu(), cli.tls()).await?;
         let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
         bodies(cli, &d).await?;
+    }
+    if wants("conversation") {
+        conversation(cli, binary, shape).await?;
+    }
+    Ok(())
+}
+
+/// About `bytes` of space-separated pseudo-words (a fixed sequence from `seed`).
+fn words(seed: &mut u64, bytes: usize) -> String {
+    const SYLLABLES: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "sta", "ter", "von", "fn", "let", "self", "impl", "->", "{",
+        "}", "ok",
+    ];
+    let mut out = String::with_capacity(bytes + 8);
+    while out.len() < bytes {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let mut n = *seed;
+        for _ in 0..(1 + n % 3) {
+            out.push_str(SYLLABLES[(n % 16) as usize]);
+            n /= 16;
+        }
+        out.push(' ');
+    }
+    out
+}
+
+/// [10] A long conversation, turn after turn, as a coding agent drives it: a 200 KB history,
+/// then 30 turns each sending the whole conversation back with one new 1 KB message. Over
+/// HTTP every turn carries the whole history upstream; over the WebSocket each turn after the
+/// first carries its new items only. Upstream bytes, time to first token and daemon CPU per
+/// turn, for each transport.
+async fn conversation(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::Result<()> {
+    let turns = if cli.quick { 8 } else { 30 };
+    let answer: String = (0..shape.deltas)
+        .map(|i| mock::delta_text(i, shape.delta_bytes))
+        .collect();
+    println!(
+        "\n[10] a conversation of {turns} turns on a 200 KB history (streamed chat, one new 1 KB message a turn)"
+    );
+    for transport in ["http", "websocket"] {
+        let upstream = mock::start(shape, cli.load_cpu(), None).await?;
+        let mut settings = cli.daemon_settings();
+        settings.transport = transport;
+        let d = Daemon::start(binary, upstream, &settings)?;
+        // 20 messages of 10 KB of text-like words (zstd compresses them as it does prose and
+        // code, not as it would a repeated letter): the history so far.
+        let mut messages: Vec<serde_json::Value> =
+            vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..20 {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            messages.push(serde_json::json!({"role": role, "content": words(&mut seed, 10_240)}));
+        }
+        let mut conn = Conn::open(d.addr, API_KEY).await?;
+        let mut bytes = Vec::with_capacity(turns);
+        let mut first = Vec::with_capacity(turns);
+        let mut history = 0;
+        let mut cpu_later = 0;
+        for turn in 0..turns {
+            messages.push(serde_json::json!({"role": "user", "content": format!("turn {turn:03} {}", words(&mut seed, 1015))}));
+            let body = Bytes::from(
+                serde_json::json!({"model": "gpt-5.5", "stream": true, "messages": messages})
+                    .to_string(),
+            );
+            history = body.len();
+            let (sent, used) = (mock::received_bytes(), d.cpu_us());
+            let seen = conn.stream(&body).await?;
+            anyhow::ensure!(seen.complete, "turn {turn} did not complete");
+            bytes.push(mock::received_bytes() - sent);
+            // CPU time is counted in clock ticks: summed over the later turns, not per turn.
+            if turn > 0 {
+                cpu_later += d.cpu_us() - used;
+            }
+            first.push(seen.first_delta);
+            messages.push(serde_json::json!({"role": "assistant", "content": answer}));
+        }
+        let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len().max(1) as u64;
+        let later = |v: &[u64]| mean(&v[1..]);
+        let mut ttft: Vec<u64> = first
+            .iter()
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .collect();
+        let ttft_first = ttft[0];
+        ttft.remove(0);
+        ttft.sort_unstable();
+        println!(
+            "  {transport:<9} upstream bytes: turn 1 {}, turns 2–{turns} mean {} (the client's last body {} B) · \
+             first token p50 {} µs (turn 1 {} µs) · daemon CPU per later turn {} µs",
+            bytes[0],
+            later(&bytes),
+            history,
+            ttft[ttft.len() / 2],
+            ttft_first,
+            cpu_later / (turns as u64 - 1),
+        );
     }
     Ok(())
 }

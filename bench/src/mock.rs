@@ -17,6 +17,19 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+/// Bytes of turns the mock received on `/backend-api/codex/responses` (HTTP bodies as sent,
+/// WebSocket frames), for the upstream bytes per turn.
+static RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of turns received so far.
+pub fn received_bytes() -> u64 {
+    RECEIVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_received(bytes: usize) {
+    RECEIVED.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// What every answer contains: `deltas` pieces of `delta_bytes` each, one every `pace`.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -201,6 +214,8 @@ fn chat_frames(shape: Shape) -> (Frames, Bytes) {
 #[derive(Debug)]
 struct Rendered {
     responses: Frames,
+    /// The same events as WebSocket messages (each event's JSON).
+    socket: Vec<String>,
     chat: Frames,
     chat_whole: Bytes,
     /// The non-streamed `/v1/responses` answer of the same content (the Responses direct leg).
@@ -274,8 +289,76 @@ fn immediate(frames: &Frames) -> Body {
     Full::new(Bytes::from(all)).boxed()
 }
 
+/// Each SSE event's `data` as one WebSocket message.
+fn socket_messages(frames: &Frames) -> Vec<String> {
+    let mut all = frames.head.to_vec();
+    for d in &frames.deltas {
+        all.extend_from_slice(d);
+    }
+    all.extend_from_slice(&frames.tail);
+    String::from_utf8_lossy(&all)
+        .split("\n\n")
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The Responses WebSocket: each `response.create` answered with the same events, at once.
+fn upgrade(r: Arc<Rendered>, req: Request<Incoming>) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let Some(key) = req.headers().get("sec-websocket-key") else {
+        return Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap_or_default();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            count_received(text.len());
+            for event in &r.socket {
+                if socket.feed(Message::text(event.as_str())).await.is_err() {
+                    return;
+                }
+            }
+            if socket.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap_or_default()
+}
+
 async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
+    if path == "/backend-api/codex/responses" && req.headers().contains_key("sec-websocket-key") {
+        return Ok(upgrade(r, req));
+    }
     // Read the request to its end so the connection stays reusable.
     let body = req
         .into_body()
@@ -289,6 +372,9 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
             .body(body)
             .unwrap_or_default()
     };
+    if path == "/backend-api/codex/responses" {
+        count_received(body.len());
+    }
     Ok(match path.as_str() {
         "/backend-api/codex/responses" if r.pace.is_zero() => sse(immediate(&r.responses)),
         "/backend-api/codex/responses" => sse(paced(&r, false)),
@@ -374,8 +460,11 @@ pub async fn start(shape: Shape, cpu: Option<usize>, tls: Option<Tls>) -> anyhow
 
 async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
     let (chat, chat_whole) = chat_frames(shape);
+    let responses = responses_frames(shape);
+    let socket = socket_messages(&responses);
     let rendered = Arc::new(Rendered {
-        responses: responses_frames(shape),
+        responses,
+        socket,
         chat,
         chat_whole,
         response_whole: response_whole(shape),
@@ -396,6 +485,7 @@ async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
                 let service = hyper::service::service_fn(move |req| handle(r.clone(), req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades()
                     .await;
             });
         }
