@@ -511,3 +511,158 @@ async fn dropped_reasoning_is_replayed_in_place_and_never_to_another_account() {
         "{sent}"
     );
 }
+
+/// Checks a 30-turn tool loop's upstream turns: the first whole, every later one only the
+/// tool's output, each whole input the fake rebuilt holding every call's reasoning right before
+/// the call, all on one account and one socket.
+fn assert_incremental_loop(fake: &FakeUpstream, turns: usize) {
+    let records: Vec<_> = fake
+        .requests_to(RESPONSES_PATH)
+        .into_iter()
+        .filter(|r| r.method == "WS")
+        .collect();
+    assert_eq!(records.len(), turns);
+    assert_eq!(fake.websockets_opened(), 1);
+    let account = records[0].account_id.clone();
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record.status, 200, "turn {i}: {:?}", record.rejection);
+        assert_eq!(record.account_id, account, "turn {i} moved");
+        let sent = record.body.as_ref().unwrap();
+        if i == 0 {
+            assert!(sent.get("previous_response_id").is_none());
+            continue;
+        }
+        assert!(
+            sent["previous_response_id"].is_string(),
+            "turn {i} was sent whole"
+        );
+        let input = sent["input"].as_array().unwrap();
+        assert_eq!(input.len(), 1, "turn {i}: {input:?}");
+        assert!(
+            input[0]["type"] == "function_call_output",
+            "turn {i}: {input:?}"
+        );
+        // The model saw every earlier call with its reasoning right before it.
+        let full = record.full_input().unwrap().as_array().unwrap();
+        let calls: Vec<usize> = full
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item["type"] == "function_call")
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(calls.len(), i, "turn {i}");
+        for at in calls {
+            assert_eq!(full[at - 1]["type"], "reasoning", "turn {i}, item {at}");
+        }
+    }
+}
+
+const LOOP_TURNS: usize = 30;
+
+#[tokio::test]
+async fn a_30_turn_tool_loop_over_chat_completions() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "websocket");
+    let tools = json!([{"type": "function", "function": {"name": "run",
+        "parameters": {"type": "object", "properties": {"step": {"type": "integer"}}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "Run the steps."})];
+    for step in 0..LOOP_TURNS {
+        fake.enqueue(
+            Script::function_call("run", &format!("{{\"step\":{step}}}"))
+                .with_reasoning("Next step."),
+        );
+        let (status, _, body) = daemon
+            .chat(&json!({"model": "gpt-5.5", "messages": messages, "tools": tools}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let reply: Value = serde_json::from_str(&body).unwrap();
+        let message = reply["choices"][0]["message"].clone();
+        assert_eq!(
+            message["tool_calls"][0]["function"]["arguments"],
+            format!("{{\"step\":{step}}}")
+        );
+        let id = message["tool_calls"][0]["id"].clone();
+        messages.push(message);
+        messages
+            .push(json!({"role": "tool", "tool_call_id": id, "content": format!("done {step}")}));
+    }
+    assert_incremental_loop(&fake, LOOP_TURNS);
+}
+
+#[tokio::test]
+async fn a_30_turn_tool_loop_over_messages() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "websocket");
+    let client = daemon.client();
+    let tools = json!([{"name": "run", "input_schema": {"type": "object", "properties": {"step": {"type": "integer"}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "Run the steps."})];
+    for step in 0..LOOP_TURNS {
+        fake.enqueue(
+            Script::function_call("run", &format!("{{\"step\":{step}}}"))
+                .with_reasoning("Next step."),
+        );
+        let reply: Value = client
+            .post(daemon.url("/v1/messages"))
+            .header("anthropic-version", "2023-06-01")
+            .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 500, "tools": tools, "messages": messages}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tool_use = reply["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .unwrap_or_else(|| panic!("{reply}"))
+            .clone();
+        assert_eq!(tool_use["input"]["step"], step);
+        messages.push(json!({"role": "assistant", "content": reply["content"]}));
+        messages.push(json!({"role": "user", "content": [{"type": "tool_result",
+            "tool_use_id": tool_use["id"], "content": format!("done {step}")}]}));
+    }
+    assert_incremental_loop(&fake, LOOP_TURNS);
+}
+
+#[tokio::test]
+async fn a_30_turn_tool_loop_over_responses() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "websocket");
+    let client = daemon.client();
+    let tools = json!([{"type": "function", "name": "run",
+        "parameters": {"type": "object", "properties": {"step": {"type": "integer"}}}}]);
+    // A stateless client that keeps the reasoning (as the Codex CLI and the Agents SDK do).
+    let mut input = vec![json!({"role": "user", "content": "Run the steps."})];
+    for step in 0..LOOP_TURNS {
+        fake.enqueue(
+            Script::function_call("run", &format!("{{\"step\":{step}}}"))
+                .with_reasoning("Next step."),
+        );
+        let reply: Value = client
+            .post(daemon.url("/v1/responses"))
+            .json(
+                &json!({"model": "gpt-5.5", "input": input, "tools": tools, "store": false,
+                "include": ["reasoning.encrypted_content"]}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let output = reply["output"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reply}"));
+        let call = output
+            .iter()
+            .find(|i| i["type"] == "function_call")
+            .unwrap();
+        assert_eq!(call["arguments"], format!("{{\"step\":{step}}}"));
+        let call_id = call["call_id"].clone();
+        input.extend(output.iter().cloned());
+        input.push(json!({"type": "function_call_output", "call_id": call_id, "output": format!("done {step}")}));
+    }
+    assert_incremental_loop(&fake, LOOP_TURNS);
+}
