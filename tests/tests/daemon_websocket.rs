@@ -666,3 +666,29 @@ async fn a_30_turn_tool_loop_over_responses() {
     }
     assert_incremental_loop(&fake, LOOP_TURNS);
 }
+
+/// A Responses Lite model's turns go over the socket too, with Lite's flag where a socket
+/// carries per-request headers: in `client_metadata`.
+#[tokio::test]
+async fn responses_lite_turns_carry_their_flag_in_the_metadata() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    for turns in [&["lite"][..], &["lite", "again"]] {
+        let mut body = conversation(turns);
+        body["model"] = json!("gpt-5.6-sol");
+        let (status, _, text) = daemon.chat(&body).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let turns = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(methods(&fake), ["WS", "WS"]);
+    for turn in &turns {
+        assert_eq!(turn.status, 200, "{:?}", turn.rejection);
+        let sent = turn.body.as_ref().unwrap();
+        assert_eq!(
+            sent["client_metadata"]["ws_request_header_x_openai_internal_codex_responses_lite"],
+            "true",
+            "{sent}"
+        );
+    }
+    assert!(turns[1].body.as_ref().unwrap()["previous_response_id"].is_string());
+}

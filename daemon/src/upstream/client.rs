@@ -259,8 +259,7 @@ impl Upstream {
     ) -> Result<Option<EventStream>, UpstreamError> {
         use super::websocket::{self, Opening, Unavailable};
         use crate::config::Transport;
-        // Responses Lite's per-turn flag is not carried on sockets yet.
-        if !self.sockets_first() || lite || body.zstd {
+        if !self.sockets_first() || body.zstd {
             return Ok(None);
         }
         if self.proxied {
@@ -304,7 +303,7 @@ impl Upstream {
             };
             let kept = self.ws.kept_reasoning(&account.id, session);
             let (frame, shape, incremental) =
-                plan_frame(&body.bytes, conn.chain(), kept.clone()).await?;
+                plan_frame(&body.bytes, conn.chain(), kept.clone(), lite).await?;
             let mut opening = match conn.send(frame, shape.clone()).await {
                 Ok(()) => conn.opening().await,
                 Err(e) => Err(e),
@@ -318,7 +317,7 @@ impl Upstream {
                 tracing::debug!(
                     "the backend did not know the previous response; sending the whole turn"
                 );
-                let (whole, _, _) = plan_frame(&body.bytes, None, kept).await?;
+                let (whole, _, _) = plan_frame(&body.bytes, None, kept, lite).await?;
                 opening = match conn.send(whole, shape).await {
                     Ok(()) => conn.opening().await,
                     Err(e) => Err(e),
@@ -707,35 +706,66 @@ async fn plan_frame(
     body: &Bytes,
     chain: Option<&super::incremental::Chain>,
     kept: Option<Arc<Vec<super::incremental::Kept>>>,
+    lite: bool,
 ) -> Result<Planned, UpstreamError> {
     fn plan(
         body: &[u8],
         chain: Option<&super::incremental::Chain>,
         kept: Option<&[super::incremental::Kept]>,
+        lite: bool,
     ) -> Result<Planned, UpstreamError> {
-        use super::incremental;
+        use super::incremental::{self, Frame};
+        // Responses Lite's header travels in `client_metadata` on a socket (§5.4).
+        const LITE: [(&str, &str); 1] = [(
+            "ws_request_header_x_openai_internal_codex_responses_lite",
+            "true",
+        )];
+        let metadata: &[(&str, &str)] = if lite { &LITE } else { &[] };
         let Some(parsed) = incremental::parse(body) else {
+            if lite {
+                return Err(UpstreamError::Transport(
+                    "the request body is not a JSON object".into(),
+                ));
+            }
             return Ok((super::websocket::create_frame(body)?, None, false));
         };
         let shape = incremental::shape(&parsed);
         if let Some(chain) = chain
             && let Some(from) = incremental::continues(chain, &shape, &parsed)
         {
-            let frame = incremental::incremental_frame(&parsed, from, &chain.response_id);
-            return Ok((frame, Some(shape), true));
+            let frame = Frame {
+                previous: Some(&chain.response_id),
+                input: parsed.input[from..].iter().map(|i| i.get()).collect(),
+                metadata,
+            };
+            return Ok((incremental::build_frame(&parsed, &frame), Some(shape), true));
         }
         // Sent whole: the reasoning the client left out goes back in its places.
-        if let Some(frame) = kept.and_then(|kept| incremental::replayed_frame(&parsed, kept)) {
-            return Ok((frame, Some(shape), false));
-        }
-        Ok((super::websocket::create_frame(body)?, Some(shape), false))
+        let input = kept
+            .and_then(|kept| incremental::replayed(&parsed, kept))
+            .unwrap_or_else(|| incremental::items(&parsed));
+        let frame = Frame {
+            previous: None,
+            input,
+            metadata,
+        };
+        Ok((
+            incremental::build_frame(&parsed, &frame),
+            Some(shape),
+            false,
+        ))
     }
     if body.len() <= INLINE_PLAN_BYTES {
-        return plan(body, chain, kept.as_deref().map(Vec::as_slice));
+        return plan(body, chain, kept.as_deref().map(Vec::as_slice), lite);
     }
     let (body, chain) = (body.clone(), chain.cloned());
     tokio::task::spawn_blocking(move || {
-        plan(&body, chain.as_ref(), kept.as_deref().map(Vec::as_slice))
+        plan(
+            &body,
+            chain.as_ref(),
+            kept.as_deref().map(Vec::as_slice),
+            lite,
+        )
     })
     .await
     .map_err(|e| UpstreamError::Transport(format!("cannot prepare the turn: {e}")))?

@@ -238,42 +238,94 @@ pub fn continues(chain: &Chain, next: &Shape, parsed: &Parsed<'_>) -> Option<usi
     Some(at)
 }
 
-/// The `response.create` frame of an incremental turn: the request's members as they were,
-/// `input` holding only the items from `from` on, and `previous_response_id`.
-pub fn incremental_frame(parsed: &Parsed<'_>, from: usize, previous: &str) -> String {
-    let new: usize = parsed.input[from..].iter().map(|i| i.get().len() + 1).sum();
+/// What a `response.create` frame is made of, besides the request's other members.
+#[derive(Debug, Default)]
+pub struct Frame<'a> {
+    /// `previous_response_id`, for an incremental turn.
+    pub previous: Option<&'a str>,
+    /// The input items, as JSON.
+    pub input: Vec<&'a str>,
+    /// Entries added to `client_metadata` (on a socket, per-request headers travel there).
+    pub metadata: &'a [(&'a str, &'a str)],
+}
+
+/// A `response.create` frame: the request's members as they were, with `frame`'s input,
+/// previous response and metadata.
+pub fn build_frame(parsed: &Parsed<'_>, frame: &Frame<'_>) -> String {
     let rest: usize = parsed
         .members
         .iter()
         .filter(|(name, _)| name != "input")
         .map(|(name, raw)| name.len() + raw.get().len() + 4)
         .sum();
-    let mut frame = String::with_capacity(64 + previous.len() + new + rest);
-    frame.push_str(r#"{"type":"response.create","previous_response_id":"#);
-    // A response id is plain ASCII; quoted by serde all the same.
-    frame.push_str(&serde_json::to_string(previous).unwrap_or_default());
+    let items: usize = frame.input.iter().map(|i| i.len() + 1).sum();
+    let mut out = String::with_capacity(96 + rest + items);
+    out.push_str(r#"{"type":"response.create""#);
+    if let Some(previous) = frame.previous {
+        out.push_str(r#","previous_response_id":"#);
+        // A response id is plain ASCII; quoted by serde all the same.
+        out.push_str(&serde_json::to_string(previous).unwrap_or_default());
+    }
+    let mut metadata_done = frame.metadata.is_empty();
     for (name, raw) in &parsed.members {
         if matches!(name.as_ref(), "previous_response_id" | "type") {
             continue;
         }
-        frame.push(',');
-        frame.push_str(&serde_json::to_string(name).unwrap_or_default());
-        frame.push(':');
-        if name == "input" {
-            frame.push('[');
-            for (i, item) in parsed.input[from..].iter().enumerate() {
-                if i > 0 {
-                    frame.push(',');
+        out.push(',');
+        out.push_str(&serde_json::to_string(name).unwrap_or_default());
+        out.push(':');
+        match name.as_ref() {
+            "input" => {
+                out.push('[');
+                for (i, item) in frame.input.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(item);
                 }
-                frame.push_str(item.get());
+                out.push(']');
             }
-            frame.push(']');
-        } else {
-            frame.push_str(raw.get());
+            "client_metadata" if !metadata_done => {
+                out.push_str(&with_metadata(raw.get(), frame.metadata));
+                metadata_done = true;
+            }
+            _ => out.push_str(raw.get()),
         }
     }
-    frame.push('}');
-    frame
+    if !metadata_done {
+        out.push_str(r#","client_metadata":"#);
+        out.push_str(&with_metadata("{}", frame.metadata));
+    }
+    out.push('}');
+    out
+}
+
+/// A `client_metadata` object with `entries` added.
+fn with_metadata(raw: &str, entries: &[(&str, &str)]) -> String {
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).unwrap_or_default();
+    for (key, value) in entries {
+        map.insert((*key).to_owned(), serde_json::Value::from(*value));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The input items of a request, as JSON.
+pub fn items<'a>(parsed: &'a Parsed<'_>) -> Vec<&'a str> {
+    parsed.input.iter().map(|i| i.get()).collect()
+}
+
+/// The frame of an incremental turn: only the items from `from` on, and
+/// `previous_response_id`.
+pub fn incremental_frame(parsed: &Parsed<'_>, from: usize, previous: &str) -> String {
+    build_frame(
+        parsed,
+        &Frame {
+            previous: Some(previous),
+            input: parsed.input[from..].iter().map(|i| i.get()).collect(),
+            metadata: &[],
+        },
+    )
 }
 
 /// The reasoning that came before an answer the model gave: put back before that answer when
@@ -286,9 +338,9 @@ pub struct Kept {
     pub reasoning: Vec<String>,
 }
 
-/// The whole-body frame with `kept` reasoning put back in its places: before each item it
+/// The whole input with `kept` reasoning put back in its places: before each item it
 /// preceded, unless reasoning is there already. `None` when nothing was put back.
-pub fn replayed_frame(parsed: &Parsed<'_>, kept: &[Kept]) -> Option<String> {
+pub fn replayed<'a>(parsed: &'a Parsed<'_>, kept: &'a [Kept]) -> Option<Vec<&'a str>> {
     if kept.is_empty() {
         return None;
     }
@@ -307,39 +359,20 @@ pub fn replayed_frame(parsed: &Parsed<'_>, kept: &[Kept]) -> Option<String> {
         previous_is_reasoning = key.reasoning;
         items.push(item.get());
     }
-    if replayed == 0 {
-        return None;
-    }
-    let mut frame = String::with_capacity(
-        64 + parsed
-            .members
-            .iter()
-            .map(|(n, r)| n.len() + r.get().len() + 4)
-            .sum::<usize>()
-            + kept
-                .iter()
-                .flat_map(|k| &k.reasoning)
-                .map(String::len)
-                .sum::<usize>(),
-    );
-    frame.push_str(r#"{"type":"response.create""#);
-    for (name, raw) in &parsed.members {
-        if matches!(name.as_ref(), "previous_response_id" | "type") {
-            continue;
-        }
-        frame.push(',');
-        frame.push_str(&serde_json::to_string(name).unwrap_or_default());
-        frame.push(':');
-        if name == "input" {
-            frame.push('[');
-            frame.push_str(&items.join(","));
-            frame.push(']');
-        } else {
-            frame.push_str(raw.get());
-        }
-    }
-    frame.push('}');
-    Some(frame)
+    (replayed > 0).then_some(items)
+}
+
+/// The whole-body frame with `kept` reasoning put back ([`replayed`]); `None` when nothing
+/// was put back.
+pub fn replayed_frame(parsed: &Parsed<'_>, kept: &[Kept]) -> Option<String> {
+    let input = replayed(parsed, kept)?;
+    Some(build_frame(
+        parsed,
+        &Frame {
+            input,
+            ..Frame::default()
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -541,6 +574,44 @@ mod tests {
         let other = body(&json!([user("Something else")]));
         let parsed = parse(other.as_bytes()).unwrap();
         assert_eq!(replayed_frame(&parsed, &kept), None);
+    }
+
+    #[test]
+    fn metadata_is_added_to_the_clients_or_made() {
+        let whole = body(&json!([user("hi")]));
+        let parsed = parse(whole.as_bytes()).unwrap();
+        let flag = [(
+            "ws_request_header_x_openai_internal_codex_responses_lite",
+            "true",
+        )];
+        let frame = Frame {
+            input: items(&parsed),
+            metadata: &flag,
+            ..Frame::default()
+        };
+        let sent: Value = serde_json::from_str(&build_frame(&parsed, &frame)).unwrap();
+        assert_eq!(
+            sent["client_metadata"],
+            json!({"ws_request_header_x_openai_internal_codex_responses_lite": "true"})
+        );
+        let with = whole.replace(
+            r#""store":false"#,
+            r#""client_metadata":{"session_id":"s1"},"store":false"#,
+        );
+        let parsed = parse(with.as_bytes()).unwrap();
+        let frame = Frame {
+            input: items(&parsed),
+            metadata: &flag,
+            ..Frame::default()
+        };
+        let sent: Value = serde_json::from_str(&build_frame(&parsed, &frame)).unwrap();
+        assert_eq!(sent["client_metadata"]["session_id"], "s1");
+        assert_eq!(
+            sent["client_metadata"]["ws_request_header_x_openai_internal_codex_responses_lite"],
+            "true"
+        );
+        assert_eq!(sent["input"], json!([user("hi")]));
+        assert_eq!(sent["type"], "response.create");
     }
 
     #[test]
