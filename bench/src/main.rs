@@ -69,7 +69,7 @@ struct Cli {
     #[arg(long)]
     mock_on_load_core: bool,
     /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
-    /// bodies, conversation); all by default.
+    /// bodies, conversation, history); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the mock upstream's Responses stream of one answer and exit (the input of
@@ -361,6 +361,63 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     if wants("conversation") {
         conversation(cli, binary, shape).await?;
     }
+    if wants("history") {
+        history(cli, binary, shape).await?;
+    }
+    Ok(())
+}
+
+/// [11] The cost of a large request: conversations whose history is 10 KB, 100 KB and 1 MB,
+/// each turn adding a 1 KB message; the daemon's CPU per turn (and per MB of the client's
+/// body) and the upstream bytes per turn, sent whole over HTTP and incrementally over the
+/// WebSocket.
+async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::Result<()> {
+    let turns = if cli.quick { 4 } else { 20 };
+    let answer: String = (0..shape.deltas)
+        .map(|i| mock::delta_text(i, shape.delta_bytes))
+        .collect();
+    println!("\n[11] large histories: {turns} turns each, one new 1 KB message a turn (streamed chat)");
+    for kib in [10usize, 100, 1000] {
+        for transport in ["http", "websocket"] {
+            let upstream = mock::start(shape, cli.load_cpu(), None).await?;
+            let mut settings = cli.daemon_settings();
+            settings.transport = transport;
+            let d = Daemon::start(binary, upstream, &settings)?;
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+            let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
+            for i in 0..kib / 10 {
+                let role = if i % 2 == 0 { "user" } else { "assistant" };
+                messages.push(serde_json::json!({"role": role, "content": words(&mut seed, 10_240)}));
+            }
+            let mut conn = Conn::open(d.addr, API_KEY).await?;
+            let (mut cpu, mut bytes, mut body_bytes) = (0u64, 0u64, 0u64);
+            for turn in 0..=turns {
+                messages.push(serde_json::json!({"role": "user", "content": words(&mut seed, 1024)}));
+                let body = Bytes::from(
+                    serde_json::json!({"model": "gpt-5.5", "stream": true, "messages": messages}).to_string(),
+                );
+                let (sent, used) = (mock::received_bytes(), d.cpu_ns());
+                let seen = conn.stream(&body).await?;
+                anyhow::ensure!(seen.complete, "turn {turn} did not complete");
+                // The first turn opens the socket and sends everything: not counted.
+                if turn > 0 {
+                    cpu += d.cpu_ns().saturating_sub(used);
+                    bytes += mock::received_bytes() - sent;
+                    body_bytes += body.len() as u64;
+                }
+                messages.push(serde_json::json!({"role": "assistant", "content": answer}));
+            }
+            let n = turns as u64;
+            let per_turn_us = cpu / n / 1000;
+            let mb = body_bytes as f64 / n as f64 / 1e6;
+            println!(
+                "  {kib:>5} KB  {transport:<9} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
+                per_turn_us as f64 / 1000.0 / mb,
+                bytes / n,
+                body_bytes / n,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -424,13 +481,12 @@ async fn conversation(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyh
                     .to_string(),
             );
             history = body.len();
-            let (sent, used) = (mock::received_bytes(), d.cpu_us());
+            let (sent, used) = (mock::received_bytes(), d.cpu_ns());
             let seen = conn.stream(&body).await?;
             anyhow::ensure!(seen.complete, "turn {turn} did not complete");
             bytes.push(mock::received_bytes() - sent);
-            // CPU time is counted in clock ticks: summed over the later turns, not per turn.
             if turn > 0 {
-                cpu_later += d.cpu_us() - used;
+                cpu_later += d.cpu_ns().saturating_sub(used);
             }
             first.push(seen.first_delta);
             messages.push(serde_json::json!({"role": "assistant", "content": answer}));
@@ -452,7 +508,7 @@ async fn conversation(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyh
             history,
             ttft[ttft.len() / 2],
             ttft_first,
-            cpu_later / (turns as u64 - 1),
+            cpu_later / 1000 / (turns as u64 - 1),
         );
     }
     Ok(())
