@@ -376,7 +376,9 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
     let answer: String = (0..shape.deltas)
         .map(|i| mock::delta_text(i, shape.delta_bytes))
         .collect();
-    println!("\n[11] large histories: {turns} turns each, one new 1 KB message a turn (streamed chat)");
+    println!(
+        "\n[11] large histories: {turns} turns each, one new 1 KB message a turn (streamed chat)"
+    );
     for kib in [10usize, 100, 1000] {
         for transport in ["http", "websocket"] {
             let upstream = mock::start(shape, cli.load_cpu(), None).await?;
@@ -384,17 +386,21 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
             settings.transport = transport;
             let d = Daemon::start(binary, upstream, &settings)?;
             let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-            let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
+            let mut messages =
+                vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
             for i in 0..kib / 10 {
                 let role = if i % 2 == 0 { "user" } else { "assistant" };
-                messages.push(serde_json::json!({"role": role, "content": words(&mut seed, 10_240)}));
+                messages
+                    .push(serde_json::json!({"role": role, "content": words(&mut seed, 10_240)}));
             }
             let mut conn = Conn::open(d.addr, API_KEY).await?;
             let (mut cpu, mut bytes, mut body_bytes) = (0u64, 0u64, 0u64);
             for turn in 0..=turns {
-                messages.push(serde_json::json!({"role": "user", "content": words(&mut seed, 1024)}));
+                messages
+                    .push(serde_json::json!({"role": "user", "content": words(&mut seed, 1024)}));
                 let body = Bytes::from(
-                    serde_json::json!({"model": "gpt-5.5", "stream": true, "messages": messages}).to_string(),
+                    serde_json::json!({"model": "gpt-5.5", "stream": true, "messages": messages})
+                        .to_string(),
                 );
                 let (sent, used) = (mock::received_bytes(), d.cpu_ns());
                 let seen = conn.stream(&body).await?;

@@ -692,3 +692,28 @@ async fn responses_lite_turns_carry_their_flag_in_the_metadata() {
     }
     assert!(turns[1].body.as_ref().unwrap()["previous_response_id"].is_string());
 }
+
+/// A socket that has served its time (`websocket_connection_limit_reached`, the backend's 60
+/// minutes) is replaced before the client sees anything: the turn goes whole on a new one.
+#[tokio::test]
+async fn a_socket_at_its_limit_is_replaced_invisibly() {
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.limit_websocket_turns(2);
+    let daemon = daemon(&fake, &[0], "websocket");
+    let all = ["one", "two", "three", "four"];
+    for n in 1..=all.len() {
+        let (status, _, body) = daemon.chat(&conversation(&all[..n])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(answer(&body), format!("You said: {}", all[n - 1]));
+    }
+    assert_eq!(fake.websockets_opened(), 2);
+    // one, two (incremental); three refused on the old socket (the fake does not count the
+    // refusal as a turn), then whole on the new one; four incremental.
+    let turns = fake.requests_to(RESPONSES_PATH);
+    assert!(turns.iter().all(|t| t.status == 200));
+    let sent = sent_turns(&fake);
+    assert_eq!(sent.len(), 4);
+    assert!(sent[1].0.is_some());
+    assert!(sent[2].0.is_none(), "the new socket's first turn is whole");
+    assert!(sent[3].0.is_some());
+}

@@ -337,6 +337,10 @@ impl Upstream {
                         socket: Some(conn),
                     }));
                 }
+                // The socket has served its time: the turn again on a new one.
+                Ok(Opening::Error(error)) if websocket::socket_expired(&error) && !fresh => {
+                    tracing::debug!("the backend's socket reached its limit; opening a new one");
+                }
                 // The turn ended there; the socket serves the next one.
                 Ok(Opening::Error(error)) => {
                     conn.release();

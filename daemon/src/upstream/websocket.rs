@@ -738,6 +738,12 @@ fn event_type(event: &[u8]) -> Option<Cow<'static, str>> {
         .map(|t| Cow::Owned(t.kind))
 }
 
+/// Whether a wrapped error says the socket has served its time (60 minutes): a new one serves
+/// the turn.
+pub fn socket_expired(error: &UpstreamError) -> bool {
+    matches!(error, UpstreamError::Status { body, .. } if body.contains("websocket_connection_limit_reached"))
+}
+
 /// Whether a wrapped error says the backend does not know the previous response.
 pub fn previous_response_unknown(error: &UpstreamError) -> bool {
     matches!(error, UpstreamError::Status { body, .. } if body.contains("previous_response_not_found"))

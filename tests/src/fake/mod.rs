@@ -121,6 +121,9 @@ struct Inner {
     websockets_opened: usize,
     /// Raised to make every socket forget the responses it could chain on.
     websocket_forget: u64,
+    /// Turns a socket serves before it answers `websocket_connection_limit_reached` and
+    /// closes (the backend's 60 minutes, in turns).
+    websocket_turn_limit: Option<usize>,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -269,6 +272,7 @@ impl FakeUpstream {
                 websocket_refused: false,
                 websockets_opened: 0,
                 websocket_forget: 0,
+                websocket_turn_limit: None,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -560,6 +564,13 @@ impl FakeUpstream {
     /// state): the next `previous_response_id` is answered `previous_response_not_found`.
     pub fn forget_previous_responses(&self) {
         self.shared.with(|inner| inner.websocket_forget += 1);
+    }
+
+    /// Sockets serve `turns` turns, then answer the next with
+    /// `websocket_connection_limit_reached` and close, as the backend does at 60 minutes.
+    pub fn limit_websocket_turns(&self, turns: usize) {
+        self.shared
+            .with(|inner| inner.websocket_turn_limit = Some(turns));
     }
 
     /// WebSocket handshakes accepted so far.

@@ -82,7 +82,24 @@ pub async fn upgrade(
 async fn serve(shared: Arc<Shared>, handshake: Incoming, mut socket: WebSocket) {
     let mut chain: HashMap<String, Chained> = HashMap::new();
     let mut forgotten = shared.with(|inner| inner.websocket_forget);
+    let mut served = 0usize;
     while let Some(Ok(message)) = socket.recv().await {
+        if let Message::Text(_) = &message
+            && shared
+                .with(|inner| inner.websocket_turn_limit)
+                .is_some_and(|limit| served >= limit)
+        {
+            let error = wrapped(
+                400,
+                "invalid_request_error",
+                Some("websocket_connection_limit_reached"),
+                "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue.",
+            );
+            let _ = send(&mut socket, &error).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+        served += 1;
         let forget = shared.with(|inner| inner.websocket_forget);
         if forget != forgotten {
             chain.clear();
