@@ -248,8 +248,9 @@ impl Upstream {
         self.post_turn(account, session, lite, body, false).await
     }
 
-    /// A turn over the conversation's WebSocket, or `None` when it goes over HTTP (HTTP only,
-    /// a Responses Lite turn, a compressed body, no socket to be had under `auto`).
+    /// A turn over the conversation's WebSocket, or `None` when it goes over HTTP (the
+    /// transport is HTTP, the body was compressed for HTTP, the account has all its sockets
+    /// busy, or `auto` found no socket to be had).
     async fn socket_turn(
         &self,
         account: &Account,
