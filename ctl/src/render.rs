@@ -340,7 +340,7 @@ pub fn requests(requests: &[RequestView], style: Style) -> String {
         let time = chrono_hms(r.at_ms);
         // Padded before it is painted, so colour does not shift the columns.
         let status = format!("{:>6}", r.status);
-        let status = if r.status >= 400 || r.error.is_some() {
+        let status = if r.failed() {
             style.alarm(&status)
         } else {
             status

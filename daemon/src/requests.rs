@@ -183,7 +183,7 @@ impl RequestLog {
 }
 
 fn log(r: &RequestView) {
-    let failed = r.status >= 400 || r.error.is_some();
+    let failed = r.failed();
     let dash = "-";
     macro_rules! line {
         ($level:ident) => {

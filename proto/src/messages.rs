@@ -394,6 +394,13 @@ pub struct RequestView {
     pub error: Option<String>,
 }
 
+impl RequestView {
+    /// It failed: an error status, or a failure after the response began.
+    pub fn failed(&self) -> bool {
+        self.status >= 400 || self.error.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub accounts: Vec<AccountUsage>,

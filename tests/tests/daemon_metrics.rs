@@ -278,23 +278,14 @@ async fn a_request_waiting_for_a_slot_is_counted_as_queued() {
     fake.enqueue(Script::text("held").paced(2_000));
     fake.enqueue(Script::text("second"));
     let body = json!({"model": "codex", "messages": [{"role": "user", "content": "x"}]});
-    let first = tokio::spawn({
-        let (daemon_url, key, body) = (
-            daemon.url("/v1/chat/completions"),
-            daemon.api_key(),
-            body.clone(),
-        );
-        async move {
-            reqwest::Client::new()
-                .post(daemon_url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let send = || {
+        let request = reqwest::Client::new()
+            .post(daemon.url("/v1/chat/completions"))
+            .bearer_auth(daemon.api_key())
+            .json(&body);
+        tokio::spawn(async move { request.send().await.unwrap().status() })
+    };
+    let first = send();
     // Wait until the first holds the slot, then send the second.
     for _ in 0..500 {
         let (_, text) = scrape(&daemon, Some(&daemon.api_key())).await;
@@ -303,19 +294,7 @@ async fn a_request_waiting_for_a_slot_is_counted_as_queued() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let second = tokio::spawn({
-        let (daemon_url, key) = (daemon.url("/v1/chat/completions"), daemon.api_key());
-        async move {
-            reqwest::Client::new()
-                .post(daemon_url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let second = send();
     let mut queued = None;
     for _ in 0..500 {
         let (_, text) = scrape(&daemon, Some(&daemon.api_key())).await;

@@ -393,10 +393,11 @@ pub async fn run(state: &AppState, request: Request) -> Response {
             failed,
             surface,
         } => Response::Requests {
-            requests: state.requests().recent(limit as usize, |r| {
-                (!failed || r.status >= 400 || r.error.is_some())
-                    && surface.as_deref().is_none_or(|s| r.surface == s)
-            }),
+            requests: state
+                .requests()
+                .recent((limit as usize).min(crate::requests::RING), |r| {
+                    (!failed || r.failed()) && surface.as_deref().is_none_or(|s| r.surface == s)
+                }),
         },
         Request::KeyShow => key::show(state),
         Request::KeyRotate => key::rotate(state).await,

@@ -260,8 +260,7 @@ async fn api_status(
     let mut last_errors = serde_json::Map::new();
     for account in &report.accounts {
         let failed = state.requests().recent(1, |r| {
-            r.account.as_deref() == Some(account.id.as_str())
-                && (r.status >= 400 || r.error.is_some())
+            r.account.as_deref() == Some(account.id.as_str()) && r.failed()
         });
         if let Some(r) = failed.into_iter().next() {
             last_errors.insert(
@@ -296,14 +295,19 @@ async fn api_requests(
     if let Err(denied) = guard(&state, &sessions, &headers) {
         return denied.into_response();
     }
-    let surface = q.surface.filter(|s| !s.is_empty());
-    let requests =
-        state
-            .requests()
-            .recent(q.limit.unwrap_or(200).min(crate::requests::RING), |r| {
-                (!q.failed || r.status >= 400 || r.error.is_some())
-                    && surface.as_deref().is_none_or(|s| r.surface == s)
-            });
+    // What `codexctl requests` answers.
+    let listed = crate::control::run(
+        &state,
+        codex_proxy_proto::Request::Requests {
+            limit: u32::try_from(q.limit.unwrap_or(200)).unwrap_or(u32::MAX),
+            failed: q.failed,
+            surface: q.surface.filter(|s| !s.is_empty()),
+        },
+    )
+    .await;
+    let codex_proxy_proto::Response::Requests { requests } = listed else {
+        return answer(&listed);
+    };
     axum::Json(serde_json::json!({"requests": requests})).into_response()
 }
 
@@ -323,7 +327,10 @@ async fn api_usage(
         return denied.into_response();
     }
     let daily = q.range.as_deref() == Some("month");
-    axum::Json(state.usage_history().view(daily)).into_response()
+    match crate::control::run(&state, codex_proxy_proto::Request::UsageHistory { daily }).await {
+        codex_proxy_proto::Response::UsageHistory(view) => axum::Json(view).into_response(),
+        other => answer(&other),
+    }
 }
 
 /// The largest action body: an imported `auth.json` is a few kilobytes.
