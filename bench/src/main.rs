@@ -69,7 +69,7 @@ struct Cli {
     #[arg(long)]
     mock_on_load_core: bool,
     /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
-    /// bodies, conversation, history); all by default.
+    /// bodies, conversation, history, events); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the mock upstream's Responses stream of one answer and exit (the input of
@@ -364,6 +364,9 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     if wants("history") {
         history(cli, binary, shape).await?;
     }
+    if wants("events") {
+        events(cli, binary).await?;
+    }
     Ok(())
 }
 
@@ -423,6 +426,49 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
                 body_bytes / n,
             );
         }
+    }
+    Ok(())
+}
+
+/// [12] The cost of an event as real streams deliver them: one request at a time, the mock
+/// writing the whole answer at once (as in [4]), each event in its own write with no wait, or
+/// each event alone 1 ms apart (real answers: one event per segment, tens of ms apart). The
+/// daemon's CPU per request and per upstream event.
+async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
+    let requests: u64 = if cli.quick { 50 } else { 1000 };
+    println!(
+        "\n[12] per-event cost, c = 1, {requests} streamed chat requests of {} deltas each",
+        cli.deltas
+    );
+    for (name, pace, count) in [
+        ("at once", Duration::ZERO, requests),
+        ("alone, unpaced", Duration::from_nanos(1), requests),
+        ("alone, 1 ms apart", Duration::from_millis(1), requests / 5),
+    ] {
+        let shape = Shape {
+            deltas: cli.deltas,
+            delta_bytes: cli.delta_bytes,
+            pace,
+        };
+        let upstream = mock::start(shape, cli.load_cpu(), None).await?;
+        let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
+        let body = chat_body(true);
+        let mut conn = Conn::open(d.addr, API_KEY).await?;
+        for _ in 0..20 {
+            conn.stream(&body).await?;
+        }
+        let before = d.cpu_ns();
+        for _ in 0..count {
+            let seen = conn.stream(&body).await?;
+            anyhow::ensure!(seen.complete, "a stream did not complete");
+        }
+        let per_request = (d.cpu_ns() - before) as f64 / count as f64 / 1000.0;
+        // The events of one answer: the deltas and eight around them.
+        let events = (cli.deltas + 8) as f64;
+        println!(
+            "  {name:<18} {per_request:>7.1} CPU-µs per request, {:>5.2} per event",
+            per_request / events
+        );
     }
     Ok(())
 }

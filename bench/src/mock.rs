@@ -264,8 +264,13 @@ fn paced(frames: &Arc<Rendered>, chat: bool) -> Body {
             0 => f.head.clone(),
             i if i <= n => {
                 if i > 1 {
-                    let k = u32::try_from(i - 1).unwrap_or(u32::MAX);
-                    tokio::time::sleep_until(start + r.pace * k).await;
+                    if r.pace < Duration::from_millis(1) {
+                        // "Alone, unpaced": each delta its own write, with no wait between.
+                        tokio::task::yield_now().await;
+                    } else {
+                        let k = u32::try_from(i - 1).unwrap_or(u32::MAX);
+                        tokio::time::sleep_until(start + r.pace * k).await;
+                    }
                 }
                 f.deltas[i - 1].clone()
             }
