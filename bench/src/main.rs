@@ -68,6 +68,9 @@ struct Cli {
     /// keeps the crossings equal (two per request on each leg).
     #[arg(long)]
     mock_on_load_core: bool,
+    /// Turns per history size in [11] (more, to profile one).
+    #[arg(long, default_value_t = 20)]
+    history_turns: usize,
     /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
     /// bodies, conversation, history, events); all by default.
     #[arg(long, value_delimiter = ',')]
@@ -375,7 +378,11 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
 /// body) and the upstream bytes per turn, sent whole over HTTP and incrementally over the
 /// WebSocket.
 async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::Result<()> {
-    let turns = if cli.quick { 4 } else { 20 };
+    let turns = if cli.quick {
+        4
+    } else {
+        cli.history_turns.max(1)
+    };
     let answer: String = (0..shape.deltas)
         .map(|i| mock::delta_text(i, shape.delta_bytes))
         .collect();
