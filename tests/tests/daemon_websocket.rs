@@ -37,6 +37,30 @@ fn answer(body: &str) -> String {
         .to_owned()
 }
 
+/// A `/v1/messages` request as an Anthropic client sends it: its status and JSON answer.
+async fn post_messages(daemon: &Daemon, body: &Value) -> (u16, Value) {
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The `tool_use` block of a Messages answer.
+fn tool_use_of(reply: &Value) -> Value {
+    reply["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("{reply}"))
+        .clone()
+}
+
 fn methods(fake: &FakeUpstream) -> Vec<String> {
     fake.requests_to(RESPONSES_PATH)
         .into_iter()
@@ -385,33 +409,13 @@ async fn messages_and_responses_clients_continue_incrementally_too() {
     fake.enqueue(Script::function_call("Read", r#"{"path":"a.txt"}"#).with_reasoning("Reading."));
     let tools = json!([{"name": "Read", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
     let mut messages = vec![json!({"role": "user", "content": "What is in a.txt?"})];
-    let first: Value = client
-        .post(daemon.url("/v1/messages"))
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": tools, "messages": messages}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tool_use = first["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "tool_use")
-        .unwrap()
-        .clone();
+    let ask = |messages: &Vec<Value>| json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": tools, "messages": messages});
+    let (_, first) = post_messages(&daemon, &ask(&messages)).await;
+    let tool_use = tool_use_of(&first);
     messages.push(json!({"role": "assistant", "content": first["content"]}));
     messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use["id"], "content": "hello"}]}));
-    let second = client
-        .post(daemon.url("/v1/messages"))
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": tools, "messages": messages}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(second.status(), 200);
+    let (status, _) = post_messages(&daemon, &ask(&messages)).await;
+    assert_eq!(status, 200);
     let turns = sent_turns(&fake);
     assert_eq!(turns.len(), 2);
     assert!(turns[1].0.is_some(), "{:?}", turns[1]);
@@ -593,7 +597,6 @@ async fn a_30_turn_tool_loop_over_chat_completions() {
 async fn a_30_turn_tool_loop_over_messages() {
     let fake = FakeUpstream::start().await.unwrap();
     let daemon = daemon(&fake, &[0, 1], "websocket");
-    let client = daemon.client();
     let tools = json!([{"name": "run", "input_schema": {"type": "object", "properties": {"step": {"type": "integer"}}}}]);
     let mut messages = vec![json!({"role": "user", "content": "Run the steps."})];
     for step in 0..LOOP_TURNS {
@@ -601,23 +604,9 @@ async fn a_30_turn_tool_loop_over_messages() {
             Script::function_call("run", &format!("{{\"step\":{step}}}"))
                 .with_reasoning("Next step."),
         );
-        let reply: Value = client
-            .post(daemon.url("/v1/messages"))
-            .header("anthropic-version", "2023-06-01")
-            .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 500, "tools": tools, "messages": messages}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tool_use = reply["content"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["type"] == "tool_use")
-            .unwrap_or_else(|| panic!("{reply}"))
-            .clone();
+        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 500, "tools": tools, "messages": messages});
+        let (_, reply) = post_messages(&daemon, &body).await;
+        let tool_use = tool_use_of(&reply);
         assert_eq!(tool_use["input"]["step"], step);
         messages.push(json!({"role": "assistant", "content": reply["content"]}));
         messages.push(json!({"role": "user", "content": [{"type": "tool_result",

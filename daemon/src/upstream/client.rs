@@ -719,7 +719,7 @@ async fn plan_frame(
         kept: Option<&[super::incremental::Kept]>,
         lite: bool,
     ) -> Result<Planned, UpstreamError> {
-        use super::incremental::{self, Frame};
+        use super::incremental;
         // Responses Lite's header travels in `client_metadata` on a socket (§5.4).
         const LITE: [(&str, &str); 1] = [(
             "ws_request_header_x_openai_internal_codex_responses_lite",
@@ -735,30 +735,8 @@ async fn plan_frame(
             return Ok((super::websocket::create_frame(body)?, None, false));
         };
         let shape = incremental::shape(&parsed);
-        if let Some(chain) = chain
-            && let Some(from) = incremental::continues(chain, &shape, &parsed)
-        {
-            let frame = Frame {
-                previous: Some(&chain.response_id),
-                input: parsed.input[from..].iter().map(|i| i.get()).collect(),
-                metadata,
-            };
-            return Ok((incremental::build_frame(&parsed, &frame), Some(shape), true));
-        }
-        // Sent whole: the reasoning the client left out goes back in its places.
-        let input = kept
-            .and_then(|kept| incremental::replayed(&parsed, kept))
-            .unwrap_or_else(|| incremental::items(&parsed));
-        let frame = Frame {
-            previous: None,
-            input,
-            metadata,
-        };
-        Ok((
-            incremental::build_frame(&parsed, &frame),
-            Some(shape),
-            false,
-        ))
+        let (frame, incremental) = incremental::next_frame(&parsed, &shape, chain, kept, metadata);
+        Ok((frame, Some(shape), incremental))
     }
     if body.len() <= INLINE_PLAN_BYTES {
         return plan(body, chain, kept.as_deref().map(Vec::as_slice), lite);

@@ -315,19 +315,6 @@ pub fn items<'a>(parsed: &'a Parsed<'_>) -> Vec<&'a str> {
     parsed.input.iter().map(|i| i.get()).collect()
 }
 
-/// The frame of an incremental turn: only the items from `from` on, and
-/// `previous_response_id`.
-pub fn incremental_frame(parsed: &Parsed<'_>, from: usize, previous: &str) -> String {
-    build_frame(
-        parsed,
-        &Frame {
-            previous: Some(previous),
-            input: parsed.input[from..].iter().map(|i| i.get()).collect(),
-            metadata: &[],
-        },
-    )
-}
-
 /// The reasoning that came before an answer the model gave: put back before that answer when
 /// a client sends the history without it.
 #[derive(Debug, Clone)]
@@ -362,17 +349,35 @@ pub fn replayed<'a>(parsed: &'a Parsed<'_>, kept: &'a [Kept]) -> Option<Vec<&'a 
     (replayed > 0).then_some(items)
 }
 
-/// The whole-body frame with `kept` reasoning put back ([`replayed`]); `None` when nothing
-/// was put back.
-pub fn replayed_frame(parsed: &Parsed<'_>, kept: &[Kept]) -> Option<String> {
-    let input = replayed(parsed, kept)?;
-    Some(build_frame(
-        parsed,
-        &Frame {
-            input,
-            ..Frame::default()
-        },
-    ))
+/// The frame of the next turn on a socket whose last completed turn was `chain`: only the new
+/// items with `previous_response_id` when the request continues it (`true`), else the whole
+/// input with the `kept` reasoning the client left out put back in its places.
+pub fn next_frame(
+    parsed: &Parsed<'_>,
+    shape: &Shape,
+    chain: Option<&Chain>,
+    kept: Option<&[Kept]>,
+    metadata: &[(&str, &str)],
+) -> (String, bool) {
+    if let Some(chain) = chain
+        && let Some(from) = continues(chain, shape, parsed)
+    {
+        let frame = Frame {
+            previous: Some(&chain.response_id),
+            input: parsed.input[from..].iter().map(|i| i.get()).collect(),
+            metadata,
+        };
+        return (build_frame(parsed, &frame), true);
+    }
+    let input = kept
+        .and_then(|kept| replayed(parsed, kept))
+        .unwrap_or_else(|| items(parsed));
+    let frame = Frame {
+        previous: None,
+        input,
+        metadata,
+    };
+    (build_frame(parsed, &frame), false)
 }
 
 #[cfg(test)]
@@ -427,7 +432,8 @@ mod tests {
         let next = body(&chat_replay());
         let parsed = parse(next.as_bytes()).unwrap();
         assert_eq!(continues(&chain, &shape(&parsed), &parsed), Some(3));
-        let frame = incremental_frame(&parsed, 3, "resp_1");
+        let (frame, incremental) = next_frame(&parsed, &shape(&parsed), Some(&chain), None, &[]);
+        assert!(incremental);
         let sent: Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(sent["type"], "response.create");
         assert_eq!(sent["previous_response_id"], "resp_1");
@@ -529,9 +535,9 @@ mod tests {
         items.extend(output());
         let next = body(&Value::Array(items));
         let parsed = parse(next.as_bytes()).unwrap();
-        let from = continues(&chain, &shape(&parsed), &parsed).unwrap();
-        let sent: Value =
-            serde_json::from_str(&incremental_frame(&parsed, from, "resp_1")).unwrap();
+        assert!(continues(&chain, &shape(&parsed), &parsed).is_some());
+        let (frame, _) = next_frame(&parsed, &shape(&parsed), Some(&chain), None, &[]);
+        let sent: Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(sent["input"], json!([]));
     }
 
@@ -544,7 +550,8 @@ mod tests {
         }];
         let whole = body(&chat_replay());
         let parsed = parse(whole.as_bytes()).unwrap();
-        let frame = replayed_frame(&parsed, &kept).unwrap();
+        let (frame, incremental) = next_frame(&parsed, &shape(&parsed), None, Some(&kept), &[]);
+        assert!(!incremental);
         let sent: Value = serde_json::from_str(&frame).unwrap();
         let kinds: Vec<&str> = sent["input"]
             .as_array()
@@ -569,11 +576,11 @@ mod tests {
         items.extend(output());
         let complete = body(&Value::Array(items));
         let parsed = parse(complete.as_bytes()).unwrap();
-        assert_eq!(replayed_frame(&parsed, &kept), None);
+        assert_eq!(replayed(&parsed, &kept), None);
         // So is one without the answer the reasoning preceded.
         let other = body(&json!([user("Something else")]));
         let parsed = parse(other.as_bytes()).unwrap();
-        assert_eq!(replayed_frame(&parsed, &kept), None);
+        assert_eq!(replayed(&parsed, &kept), None);
     }
 
     #[test]

@@ -309,11 +309,6 @@ impl Pool {
         let expired = purge(&mut self.lock());
         drop(expired);
     }
-
-    /// Sockets open now (idle and busy), for tests and status.
-    pub fn open(&self) -> usize {
-        self.lock().open.values().sum()
-    }
 }
 
 /// Takes the expired idle sockets out (to be dropped once the lock is released).
