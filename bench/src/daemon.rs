@@ -223,6 +223,13 @@ impl Daemon {
 
     /// user + system CPU time so far, in microseconds.
     pub fn cpu_us(&self) -> u64 {
+        let (user, system) = self.cpu_user_system_us();
+        user + system
+    }
+
+    /// User and system (kernel) CPU time so far, in microseconds, in clock ticks' resolution
+    /// (10 ms): for the share of each over a long enough run, not for one request.
+    pub fn cpu_user_system_us(&self) -> (u64, u64) {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let fields: Vec<&str> = stat
@@ -230,15 +237,13 @@ impl Daemon {
             .map(|(_, r)| r.split(' ').collect())
             .unwrap_or_default();
         // utime and stime are fields 14 and 15 of stat; 12 and 13 after "pid (comm) ".
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-            .sum();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
             .flatten()
             .unwrap_or(100) as u64;
-        ticks * 1_000_000 / hz.max(1)
+        let us = |t: u64| t * 1_000_000 / hz.max(1);
+        (us(ticks(11)), us(ticks(12)))
     }
 }
 

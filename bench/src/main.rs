@@ -447,10 +447,13 @@ async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
         "\n[12] per-event cost, c = 1, {requests} streamed chat requests of {} deltas each",
         cli.deltas
     );
-    for (name, pace, count) in [
-        ("at once", Duration::ZERO, requests),
-        ("alone, unpaced", Duration::from_nanos(1), requests),
-        ("alone, 1 ms apart", Duration::from_millis(1), requests / 5),
+    for (transport, name, pace, count) in [
+        ("http", "at once", Duration::ZERO, requests),
+        ("http", "alone, unpaced", Duration::from_nanos(1), requests),
+        ("http", "alone, 1 ms apart", Duration::from_millis(1), requests / 5),
+        ("websocket", "at once", Duration::ZERO, requests),
+        ("websocket", "alone, unpaced", Duration::from_nanos(1), requests),
+        ("websocket", "alone, 1 ms apart", Duration::from_millis(1), requests / 5),
     ] {
         let shape = Shape {
             deltas: cli.deltas,
@@ -458,23 +461,33 @@ async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
             pace,
         };
         let upstream = mock::start(shape, cli.load_cpu(), None).await?;
-        let d = Daemon::start(binary, upstream, &cli.daemon_settings())?;
+        let mut settings = cli.daemon_settings();
+        settings.transport = transport;
+        let d = Daemon::start(binary, upstream, &settings)?;
         let body = chat_body(true);
         let mut conn = Conn::open(d.addr, API_KEY).await?;
         for _ in 0..20 {
             conn.stream(&body).await?;
         }
         let before = d.cpu_ns();
+        let (user_before, system_before) = d.cpu_user_system_us();
         for _ in 0..count {
             let seen = conn.stream(&body).await?;
             anyhow::ensure!(seen.complete, "a stream did not complete");
         }
         let per_request = (d.cpu_ns() - before) as f64 / count as f64 / 1000.0;
+        let (user_after, system_after) = d.cpu_user_system_us();
+        let (user, system) = (user_after - user_before, system_after - system_before);
+        // The kernel's share: reading the upstream socket, writing the client's (on loopback the
+        // writer also runs the receiver's TCP input and wakes it), waiting for the next event.
+        let user_share = user as f64 / (user + system).max(1) as f64;
         // The events of one answer: the deltas and eight around them.
         let events = (cli.deltas + 8) as f64;
         println!(
-            "  {name:<18} {per_request:>7.1} CPU-µs per request, {:>5.2} per event",
-            per_request / events
+            "  {transport:<9} {name:<18} {per_request:>7.1} CPU-µs per request, {:>5.2} per event (user {:>5.2}, kernel {:>5.2})",
+            per_request / events,
+            per_request / events * user_share,
+            per_request / events * (1.0 - user_share),
         );
     }
     Ok(())

@@ -216,6 +216,10 @@ struct Rendered {
     responses: Frames,
     /// The same events as WebSocket messages (each event's JSON).
     socket: Vec<String>,
+    /// How many of them come before the first delta (sent together, as the SSE head is).
+    socket_head: usize,
+    /// How many are deltas (each sent alone when the answer is paced).
+    socket_deltas: usize,
     chat: Frames,
     chat_whole: Bytes,
     /// The non-streamed `/v1/responses` answer of the same content (the Responses direct leg).
@@ -312,7 +316,8 @@ fn socket_messages(frames: &Frames) -> Vec<String> {
         .collect()
 }
 
-/// The Responses WebSocket: each `response.create` answered with the same events, at once.
+/// The Responses WebSocket: each `response.create` answered with the same events, paced as the
+/// SSE answers are (the head together, each delta alone at its time, the tail together).
 fn upgrade(r: Arc<Rendered>, req: Request<Incoming>) -> Response<Body> {
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let Some(key) = req.headers().get("sec-websocket-key") else {
@@ -340,7 +345,35 @@ fn upgrade(r: Arc<Rendered>, req: Request<Incoming>) -> Response<Body> {
                 continue;
             };
             count_received(text.len());
-            for event in &r.socket {
+            let (head, rest) = r.socket.split_at(r.socket_head.min(r.socket.len()));
+            let (deltas, tail) = rest.split_at(r.socket_deltas.min(rest.len()));
+            let start = tokio::time::Instant::now();
+            for event in head {
+                if socket.feed(Message::text(event.as_str())).await.is_err() {
+                    return;
+                }
+            }
+            for (k, event) in deltas.iter().enumerate() {
+                // Unless the answer is written at once, each delta goes alone at its time.
+                if !r.pace.is_zero() {
+                    if socket.flush().await.is_err() {
+                        return;
+                    }
+                    if k > 0 && r.pace < Duration::from_millis(1) {
+                        tokio::task::yield_now().await;
+                    } else if k > 0 {
+                        let k = u32::try_from(k).unwrap_or(u32::MAX);
+                        tokio::time::sleep_until(start + r.pace * k).await;
+                    }
+                }
+                if socket.feed(Message::text(event.as_str())).await.is_err() {
+                    return;
+                }
+            }
+            if !r.pace.is_zero() && socket.flush().await.is_err() {
+                return;
+            }
+            for event in tail {
                 if socket.feed(Message::text(event.as_str())).await.is_err() {
                     return;
                 }
@@ -467,9 +500,23 @@ async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
     let (chat, chat_whole) = chat_frames(shape);
     let responses = responses_frames(shape);
     let socket = socket_messages(&responses);
+    let socket_head = socket_messages(&Frames {
+        head: responses.head.clone(),
+        deltas: Vec::new(),
+        tail: Bytes::new(),
+    })
+    .len();
+    let socket_deltas = socket_messages(&Frames {
+        head: Bytes::new(),
+        deltas: responses.deltas.clone(),
+        tail: Bytes::new(),
+    })
+    .len();
     let rendered = Arc::new(Rendered {
         responses,
         socket,
+        socket_head,
+        socket_deltas,
         chat,
         chat_whole,
         response_whole: response_whole(shape),

@@ -293,8 +293,8 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
-/// Output items as fields, read in every rotation by the tests here and by the event reader's
-/// (`flat.rs`): real items, missing, repeated and unknown fields, odd tags, an escaped key.
+/// Output items as fields, read in every rotation by the tests here: real items, missing,
+/// repeated and unknown fields, odd tags, an escaped key.
 #[cfg(test)]
 pub(super) const SAMPLE_ITEMS: &[&[&str]] = &[
     &[

@@ -4,9 +4,6 @@ pub mod appcast;
 pub mod client;
 pub mod cookies;
 pub mod errors;
-mod flat;
-#[cfg(test)]
-mod flat_props;
 mod http;
 pub mod identity;
 pub mod incremental;

@@ -273,10 +273,6 @@ impl<'a> StreamEvent<'a> {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(data),
         };
-        // The frequent flat events without serde; everything else (and anything unusual) with it.
-        if let Some(event) = super::flat::read(&text, ignored) {
-            return Some(f(event));
-        }
         match serde_json::from_str::<StreamEvent<'_>>(&text) {
             Ok(event) => Some(f(event)),
             Err(e) => {
