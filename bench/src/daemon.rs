@@ -237,7 +237,12 @@ impl Daemon {
             .map(|(_, r)| r.split(' ').collect())
             .unwrap_or_default();
         // utime and stime are fields 14 and 15 of stat; 12 and 13 after "pid (comm) ".
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
             .flatten()

@@ -450,10 +450,25 @@ async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     for (transport, name, pace, count) in [
         ("http", "at once", Duration::ZERO, requests),
         ("http", "alone, unpaced", Duration::from_nanos(1), requests),
-        ("http", "alone, 1 ms apart", Duration::from_millis(1), requests / 5),
+        (
+            "http",
+            "alone, 1 ms apart",
+            Duration::from_millis(1),
+            requests / 5,
+        ),
         ("websocket", "at once", Duration::ZERO, requests),
-        ("websocket", "alone, unpaced", Duration::from_nanos(1), requests),
-        ("websocket", "alone, 1 ms apart", Duration::from_millis(1), requests / 5),
+        (
+            "websocket",
+            "alone, unpaced",
+            Duration::from_nanos(1),
+            requests,
+        ),
+        (
+            "websocket",
+            "alone, 1 ms apart",
+            Duration::from_millis(1),
+            requests / 5,
+        ),
     ] {
         let shape = Shape {
             deltas: cli.deltas,

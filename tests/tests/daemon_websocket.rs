@@ -516,6 +516,76 @@ async fn dropped_reasoning_is_replayed_in_place_and_never_to_another_account() {
     );
 }
 
+/// Over HTTP too (`transport = "http"`, or `auto` when sockets are not to be had): every turn
+/// goes whole, with the reasoning a Chat Completions client dropped put back before its call;
+/// after a failover to another account, without it.
+#[tokio::test]
+async fn dropped_reasoning_is_replayed_over_http_too() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "http");
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "Weather in Paris?"})];
+    let ask =
+        |messages: &Vec<Value>| json!({"model": "gpt-5.5", "messages": messages, "tools": tools});
+    fake.enqueue(
+        Script::function_call("get_weather", r#"{"city":"Paris"}"#)
+            .with_reasoning("Looking it up."),
+    );
+    let (status, _, body) = daemon.chat(&ask(&messages)).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    let message = reply["choices"][0]["message"].clone();
+    let call_id = message["tool_calls"][0]["id"].clone();
+    messages.push(message);
+    messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": "sunny"}));
+    let first_account = fake.requests_to(RESPONSES_PATH)[0].account_id.clone();
+
+    let (status, _, body) = daemon.chat(&ask(&messages)).await;
+    assert_eq!(status, 200, "{body}");
+    let turns = fake.requests_to(RESPONSES_PATH);
+    assert!(
+        turns.iter().all(|t| t.method == "POST"),
+        "{:?}",
+        methods(&fake)
+    );
+    let second = turns.last().unwrap();
+    assert_eq!(second.status, 200, "{:?}", second.rejection);
+    assert_eq!(second.account_id, first_account);
+    let sent = second.body.as_ref().unwrap();
+    let kinds: Vec<&str> = sent["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect();
+    let call = kinds.iter().position(|k| *k == "function_call").unwrap();
+    assert_eq!(kinds[call - 1], "reasoning", "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "reasoning").count(), 1);
+    assert!(sent["input"][call - 1]["encrypted_content"].is_string());
+
+    // The account runs out: the turn moves to the other account, without the reasoning (the
+    // fake, like the backend, refuses reasoning another account made).
+    messages.push(json!({"role": "assistant", "content": "It is sunny."}));
+    messages.push(json!({"role": "user", "content": "And tomorrow?"}));
+    fake.enqueue(Script::usage_limit(3600));
+    let (status, _, body) = daemon.chat(&ask(&messages)).await;
+    assert_eq!(status, 200, "{body}");
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let moved = turns.last().unwrap();
+    assert_eq!(moved.status, 200, "{:?}", moved.rejection);
+    assert_ne!(moved.account_id, first_account);
+    let sent = moved.body.as_ref().unwrap();
+    assert!(
+        sent["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["type"] != "reasoning"),
+        "{sent}"
+    );
+}
+
 /// Checks a 30-turn tool loop's upstream turns: the first whole, every later one only the
 /// tool's output, each whole input the fake rebuilt holding every call's reasoning right before
 /// the call, all on one account and one socket.

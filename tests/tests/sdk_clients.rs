@@ -294,6 +294,75 @@ async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
     }
 }
 
+/// Issue 22's long conversation with the official client: a 30-turn tool loop (29 patches the
+/// model asks for, then its answer) from `codex exec` over its WebSocket to the daemon, and from
+/// the daemon over the backend's: the first upstream turn whole, each later one only the CLI's
+/// output for the last call, with `previous_response_id`, on one socket — and the files made.
+#[tokio::test]
+async fn the_codex_cli_runs_a_30_turn_tool_loop_incrementally() {
+    const TURNS: usize = 30;
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .start();
+    let work = tempfile::tempdir().unwrap();
+    for step in 1..TURNS {
+        fake.enqueue(
+            Script::custom_tool_call(
+                "apply_patch",
+                &format!(
+                    "*** Begin Patch\n*** Add File: step-{step:02}.txt\n+step {step}\n*** End Patch\n"
+                ),
+            )
+            .with_reasoning("Next file."),
+        );
+    }
+    fake.enqueue(Script::text("Made 29 files."));
+    let stdout = codex_exec(&daemon, true, work.path(), "make the files").await;
+    assert!(stdout.contains("Made 29 files."), "{stdout}");
+    for step in 1..TURNS {
+        let made = std::fs::read_to_string(work.path().join(format!("step-{step:02}.txt")));
+        assert_eq!(made.unwrap(), format!("step {step}\n"));
+    }
+    let records = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(
+        records.len(),
+        TURNS,
+        "{:?}",
+        records.iter().map(|r| &r.method).collect::<Vec<_>>()
+    );
+    assert_eq!(fake.websockets_opened(), 1);
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record.method, "WS", "turn {i}");
+        assert_eq!(record.status, 200, "turn {i}: {:?}", record.rejection);
+        let sent = record.body.as_ref().unwrap();
+        if i == 0 {
+            assert!(sent.get("previous_response_id").is_none());
+            continue;
+        }
+        assert!(
+            sent["previous_response_id"].is_string(),
+            "turn {i} was sent whole"
+        );
+        let input = sent["input"].as_array().unwrap();
+        assert_eq!(input.len(), 1, "turn {i}: {input:?}");
+        assert_eq!(input[0]["type"], "custom_tool_call_output", "turn {i}");
+        // The model saw every earlier patch with its reasoning right before it.
+        let full = record.full_input().unwrap().as_array().unwrap();
+        let calls: Vec<usize> = full
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item["type"] == "custom_tool_call")
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(calls.len(), i, "turn {i}");
+        for at in calls {
+            assert_eq!(full[at - 1]["type"], "reasoning", "turn {i}, item {at}");
+        }
+    }
+}
+
 /// Runs `claude -p PROMPT` (Claude Code, npm `@anthropic-ai/claude-code`, pinned in
 /// tests/sdk/node) against the daemon as the README configures it: `ANTHROPIC_BASE_URL` and
 /// `ANTHROPIC_API_KEY`, in `work`, with a fresh home. Returns stdout.

@@ -205,9 +205,8 @@ impl Upstream {
         }
     }
 
-    /// The request body as it goes on the wire: serialised, and zstd-compressed when the
-    /// daemon compresses (as the official client does). Work in proportion to the body: a
-    /// caller with a large one runs this off the async workers.
+    /// The request body, serialised. Work in proportion to the body: a caller with a large one
+    /// runs this off the async workers.
     pub fn encode(&self, body: &ResponsesRequest) -> Result<WireBody, UpstreamError> {
         // Room for the instructions and a short conversation at once (`to_vec` starts at 128
         // bytes and doubles: four allocations and three copies for a small request).
@@ -219,18 +218,13 @@ impl Upstream {
     }
 
     /// A body already serialised (a pass-through surface's), made ready as [`encode`] does.
+    /// It is compressed when, and if, it goes over HTTP: a socket's frames go as they are.
     ///
     /// [`encode`]: Self::encode
     pub fn encode_json(&self, json: Vec<u8>) -> Result<WireBody, UpstreamError> {
-        // A socket's frames go as they are.
-        let (bytes, zstd) = if self.compress && !self.sockets_first() {
-            (zstd_compress(&json)?, true)
-        } else {
-            (json, false)
-        };
         Ok(WireBody {
-            bytes: Bytes::from(bytes),
-            zstd,
+            json: Bytes::from(json),
+            compressed: Arc::default(),
         })
     }
 
@@ -260,7 +254,7 @@ impl Upstream {
     ) -> Result<Option<EventStream>, UpstreamError> {
         use super::websocket::{self, Opening, Unavailable};
         use crate::config::Transport;
-        if !self.sockets_first() || body.zstd {
+        if !self.sockets_first() {
             return Ok(None);
         }
         if self.proxied {
@@ -304,7 +298,7 @@ impl Upstream {
             };
             let kept = self.ws.kept_reasoning(&account.id, session);
             let (frame, shape, incremental) =
-                plan_frame(&body.bytes, conn.chain(), kept.clone(), lite).await?;
+                plan_frame(&body.json, conn.chain(), kept.clone(), lite).await?;
             let mut opening = match conn.send(frame, shape.clone()).await {
                 Ok(()) => conn.opening().await,
                 Err(e) => Err(e),
@@ -318,7 +312,7 @@ impl Upstream {
                 tracing::debug!(
                     "the backend did not know the previous response; sending the whole turn"
                 );
-                let (whole, _, _) = plan_frame(&body.bytes, None, kept, lite).await?;
+                let (whole, _, _) = plan_frame(&body.json, None, kept, lite).await?;
                 opening = match conn.send(whole, shape).await {
                     Ok(()) => conn.opening().await,
                     Err(e) => Err(e),
@@ -336,6 +330,7 @@ impl Upstream {
                         peeked: std::collections::VecDeque::new(),
                         current: None,
                         socket: Some(conn),
+                        turn: None,
                     }));
                 }
                 // The socket has served its time: the turn again on a new one.
@@ -395,7 +390,8 @@ impl Upstream {
         if lite {
             put("x-openai-internal-codex-responses-lite", "true");
         }
-        if body.zstd {
+        let (bytes, zstd) = self.http_body(account, session, body, compact).await?;
+        if zstd {
             put("content-encoding", "zstd");
         }
         if compact
@@ -409,10 +405,7 @@ impl Upstream {
         } else {
             &self.responses_uri
         };
-        let response = self
-            .http
-            .send(Method::POST, uri, headers, body.bytes.clone())
-            .await?;
+        let response = self.http.send(Method::POST, uri, headers, bytes).await?;
         let (head, body) = response.into_parts();
         self.keep_cookies(&head.headers);
         let mut body = self.http.body(body);
@@ -423,6 +416,16 @@ impl Upstream {
                 body: body.read_lossy(ERROR_BODY_MAX).await,
             });
         }
+        // What the turn answers is watched for reasoning to put back in the conversation's
+        // next turns, as on a socket.
+        let turn = (!compact).then(|| {
+            Box::new(HttpTurn {
+                pool: self.ws.clone(),
+                account: account.id.clone(),
+                conversation: session.to_owned(),
+                output: super::incremental::TurnOutput::default(),
+            })
+        });
         Ok(EventStream {
             headers: head.headers,
             body: Some(body),
@@ -430,7 +433,56 @@ impl Upstream {
             peeked: std::collections::VecDeque::new(),
             current: None,
             socket: None,
+            turn,
         })
+    }
+
+    /// What an HTTP turn sends: the body with the reasoning kept for the conversation on this
+    /// account put back where the client left it out (a Responses turn, as on a socket), then
+    /// zstd-compressed when the daemon compresses (level 3, as the official client). Large
+    /// bodies are prepared off the async workers; a body sent again unchanged (another
+    /// attempt, another account) is compressed once.
+    async fn http_body(
+        &self,
+        account: &Account,
+        session: &str,
+        body: &WireBody,
+        compact: bool,
+    ) -> Result<(Bytes, bool), UpstreamError> {
+        let kept = if compact {
+            None
+        } else {
+            self.ws.kept_reasoning(&account.id, session)
+        };
+        let compress = self.compress;
+        if !compress && kept.is_none() {
+            return Ok((body.json.clone(), false));
+        }
+        let inline = body.json.len() <= INLINE_PLAN_BYTES;
+        let body = body.clone();
+        let prepare = move || -> Result<(Bytes, bool), UpstreamError> {
+            let replayed = kept
+                .as_deref()
+                .and_then(|kept| super::incremental::with_reasoning(&body.json, kept));
+            match (replayed, compress) {
+                (Some(json), true) => Ok((Bytes::from(zstd_compress(json.as_bytes())?), true)),
+                (Some(json), false) => Ok((Bytes::from(json), false)),
+                (None, true) => {
+                    if let Some(done) = body.compressed.get() {
+                        return Ok((done.clone(), true));
+                    }
+                    let done = Bytes::from(zstd_compress(&body.json)?);
+                    Ok((body.compressed.get_or_init(|| done).clone(), true))
+                }
+                (None, false) => Ok((body.json, false)),
+            }
+        };
+        if inline {
+            return prepare();
+        }
+        tokio::task::spawn_blocking(prepare)
+            .await
+            .map_err(|e| UpstreamError::Transport(format!("cannot prepare the request: {e}")))?
     }
 
     /// A bounded call (everything but the Responses stream): the request and its answer's
@@ -628,12 +680,42 @@ impl Upstream {
     }
 }
 
-/// zstd level 3, as the official client; large bodies are compressed off the async threads.
 /// A Responses request body ready to send, as often as attempts and choices need it.
 #[derive(Debug, Clone)]
 pub struct WireBody {
-    bytes: Bytes,
-    zstd: bool,
+    json: Bytes,
+    /// The body zstd-compressed, once an HTTP turn needed it.
+    compressed: Arc<std::sync::OnceLock<Bytes>>,
+}
+
+/// An HTTP turn under way: its answer watched for reasoning to keep.
+struct HttpTurn {
+    pool: Arc<super::websocket::Pool>,
+    account: String,
+    conversation: String,
+    output: super::incremental::TurnOutput,
+}
+
+impl HttpTurn {
+    /// Notes an event; at `response.completed`, keeps the turn's reasoning for the
+    /// conversation on this account.
+    fn observe(&mut self, event: &[u8]) {
+        let Some(kind) = super::websocket::event_type(event) else {
+            return;
+        };
+        if !matches!(
+            kind.as_ref(),
+            "response.output_item.done" | "response.completed"
+        ) {
+            return;
+        }
+        self.output.observe(&kind, event);
+        if self.output.completed {
+            let kept = std::mem::take(&mut self.output.kept);
+            self.pool
+                .keep_reasoning(&self.account, &self.conversation, kept);
+        }
+    }
 }
 
 fn zstd_compress(json: &[u8]) -> Result<Vec<u8>, UpstreamError> {
@@ -770,6 +852,8 @@ pub struct EventStream {
     /// The turn's WebSocket, when it came over one (then `body` is `None`): put back for the
     /// conversation's next turn by [`Self::finish`], closed when dropped before.
     socket: Option<super::websocket::Conn>,
+    /// An HTTP turn's watch for reasoning to keep (a socket's own does that over a socket).
+    turn: Option<Box<HttpTurn>>,
 }
 
 /// What [`EventStream::finish`] reads after the terminal event at most, and for how long.
@@ -812,7 +896,11 @@ impl EventStream {
                 }
             }
         }
-        Some(Ok(self.decoder.event()))
+        let event = self.decoder.event();
+        if let Some(turn) = self.turn.as_mut() {
+            turn.observe(event);
+        }
+        Some(Ok(event))
     }
 
     /// The next event of a turn on a socket.
@@ -835,6 +923,9 @@ impl EventStream {
     #[cold]
     fn replay(&mut self) -> Option<Result<&[u8], UpstreamError>> {
         let event = self.peeked.pop_front()?;
+        if let Some(turn) = self.turn.as_mut() {
+            turn.observe(&event);
+        }
         Some(Ok(&self.current.insert(event)[..]))
     }
 

@@ -72,7 +72,7 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 /// What a request is, for comparing the next one with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shape {
-    /// Every member but `input` (and a `previous_response_id`).
+    /// Every member but `input` (and `previous_response_id`, `client_metadata`, `generate`).
     non_input: u64,
     /// Each input item's bytes.
     input: Vec<u64>,
@@ -82,7 +82,12 @@ pub struct Shape {
 pub fn shape(parsed: &Parsed<'_>) -> Shape {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (name, raw) in &parsed.members {
-        if matches!(name.as_ref(), "input" | "previous_response_id") {
+        // As the official client compares (`get_incremental_items`): not the transport's
+        // metadata, which carries per-request values (a send time, turn ids), nor `generate`.
+        if matches!(
+            name.as_ref(),
+            "input" | "previous_response_id" | "client_metadata" | "generate"
+        ) {
             continue;
         }
         name.hash(&mut h);
@@ -252,6 +257,20 @@ pub struct Frame<'a> {
 /// A `response.create` frame: the request's members as they were, with `frame`'s input,
 /// previous response and metadata.
 pub fn build_frame(parsed: &Parsed<'_>, frame: &Frame<'_>) -> String {
+    write_object(parsed, frame, true)
+}
+
+/// The request body (no `type`) with `input` in place of its input.
+pub fn build_body(parsed: &Parsed<'_>, input: &[&str]) -> String {
+    let frame = Frame {
+        previous: None,
+        input: input.to_vec(),
+        metadata: &[],
+    };
+    write_object(parsed, &frame, false)
+}
+
+fn write_object(parsed: &Parsed<'_>, frame: &Frame<'_>, create: bool) -> String {
     let rest: usize = parsed
         .members
         .iter()
@@ -260,18 +279,32 @@ pub fn build_frame(parsed: &Parsed<'_>, frame: &Frame<'_>) -> String {
         .sum();
     let items: usize = frame.input.iter().map(|i| i.len() + 1).sum();
     let mut out = String::with_capacity(96 + rest + items);
-    out.push_str(r#"{"type":"response.create""#);
+    out.push('{');
+    // Whether a member has been written (a comma goes before the next).
+    let mut any = false;
+    if create {
+        out.push_str(r#""type":"response.create""#);
+        any = true;
+    }
     if let Some(previous) = frame.previous {
-        out.push_str(r#","previous_response_id":"#);
+        if any {
+            out.push(',');
+        }
+        out.push_str(r#""previous_response_id":"#);
         // A response id is plain ASCII; quoted by serde all the same.
         out.push_str(&serde_json::to_string(previous).unwrap_or_default());
+        any = true;
     }
     let mut metadata_done = frame.metadata.is_empty();
     for (name, raw) in &parsed.members {
-        if matches!(name.as_ref(), "previous_response_id" | "type") {
+        // A frame says the previous response itself (or none); a body keeps its members.
+        if create && matches!(name.as_ref(), "previous_response_id" | "type") {
             continue;
         }
-        out.push(',');
+        if any {
+            out.push(',');
+        }
+        any = true;
         out.push_str(&serde_json::to_string(name).unwrap_or_default());
         out.push(':');
         match name.as_ref() {
@@ -293,7 +326,10 @@ pub fn build_frame(parsed: &Parsed<'_>, frame: &Frame<'_>) -> String {
         }
     }
     if !metadata_done {
-        out.push_str(r#","client_metadata":"#);
+        if any {
+            out.push(',');
+        }
+        out.push_str(r#""client_metadata":"#);
         out.push_str(&with_metadata("{}", frame.metadata));
     }
     out.push('}');
@@ -347,6 +383,71 @@ pub fn replayed<'a>(parsed: &'a Parsed<'_>, kept: &'a [Kept]) -> Option<Vec<&'a 
         items.push(item.get());
     }
     (replayed > 0).then_some(items)
+}
+
+/// What a turn's events showed of its answer, over either transport: its output items by
+/// meaning, the reasoning each answer item followed (to keep for replay), its id, whether it
+/// completed.
+#[derive(Debug, Default)]
+pub struct TurnOutput {
+    pub response_id: Option<String>,
+    pub output: Vec<ItemKey>,
+    pub completed: bool,
+    /// Reasoning items not yet followed by an answer item.
+    reasoning: Vec<String>,
+    /// Reasoning with the answer item it preceded, to keep for replay.
+    pub kept: Vec<Kept>,
+}
+
+impl TurnOutput {
+    /// Notes an event of type `kind` (read with [`super::wire::leading_type`] or serde).
+    pub fn observe(&mut self, kind: &str, event: &[u8]) {
+        match kind {
+            "response.output_item.done" => {
+                #[derive(Deserialize)]
+                struct Done<'a> {
+                    #[serde(borrow)]
+                    item: &'a RawValue,
+                }
+                if let Ok(done) = serde_json::from_slice::<Done<'_>>(event) {
+                    let key = item_key(done.item.get());
+                    if key.is_reasoning() {
+                        self.reasoning.push(done.item.get().to_owned());
+                    } else if !self.reasoning.is_empty() {
+                        self.kept.push(Kept {
+                            before: key.clone(),
+                            reasoning: std::mem::take(&mut self.reasoning),
+                        });
+                    }
+                    self.output.push(key);
+                }
+            }
+            "response.completed" => {
+                #[derive(Deserialize)]
+                struct Completed {
+                    response: Id,
+                }
+                #[derive(Deserialize)]
+                struct Id {
+                    id: String,
+                }
+                if let Ok(done) = serde_json::from_slice::<Completed>(event) {
+                    self.response_id = Some(done.response.id);
+                    self.completed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A request body (`{…}`, JSON) with `kept` reasoning put back in its input where the client
+/// left it out — what an HTTP turn sends; `None` when nothing was put back (or the body is not
+/// an object with an input).
+pub fn with_reasoning(body: &[u8], kept: &[Kept]) -> Option<String> {
+    let parsed = parse(body)?;
+    let input = replayed(&parsed, kept)?;
+    Some(build_body(&parsed, &input))
 }
 
 /// The frame of the next turn on a socket whose last completed turn was `chain`: only the new
@@ -502,6 +603,29 @@ mod tests {
     }
 
     #[test]
+    fn per_request_metadata_does_not_break_the_chain() {
+        let chain = chain_after_turn_one();
+        // The official client stamps each frame with its send time and turn ids.
+        let with = |ms: &str| {
+            let mut value: Value = serde_json::from_str(&body(&chat_replay())).unwrap();
+            value["client_metadata"] =
+                json!({"turn_id": ms, "x-codex-ws-stream-request-start-ms": ms});
+            value.to_string()
+        };
+        let next = with("1796432832587");
+        let parsed = parse(next.as_bytes()).unwrap();
+        assert_eq!(continues(&chain, &shape(&parsed), &parsed), Some(3));
+        let (frame, incremental) = next_frame(&parsed, &shape(&parsed), Some(&chain), None, &[]);
+        assert!(incremental);
+        // The frame carries this request's metadata.
+        let sent: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            sent["client_metadata"]["x-codex-ws-stream-request-start-ms"],
+            "1796432832587"
+        );
+    }
+
+    #[test]
     fn the_answer_must_be_there_in_full() {
         let chain = chain_after_turn_one();
         // The client kept the message but dropped the call: not the same history.
@@ -581,6 +705,79 @@ mod tests {
         let other = body(&json!([user("Something else")]));
         let parsed = parse(other.as_bytes()).unwrap();
         assert_eq!(replayed(&parsed, &kept), None);
+    }
+
+    #[test]
+    fn an_http_body_gets_its_reasoning_back_and_keeps_every_member() {
+        let kept = vec![Kept {
+            before: item_key(&output()[1].to_string()),
+            reasoning: vec![output()[0].to_string()],
+        }];
+        let whole = body(&chat_replay());
+        let replayed_body = with_reasoning(whole.as_bytes(), &kept).unwrap();
+        let sent: Value = serde_json::from_str(&replayed_body).unwrap();
+        let before: Value = serde_json::from_str(&whole).unwrap();
+        // No frame type; every member as it was, in its order, the input with the reasoning.
+        assert!(sent.get("type").is_none());
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&sent), keys(&before));
+        for (key, value) in before.as_object().unwrap() {
+            if key != "input" {
+                assert_eq!(&sent[key], value, "{key}");
+            }
+        }
+        assert_eq!(sent["input"][1], output()[0]);
+        assert_eq!(sent["input"].as_array().unwrap().len(), 5);
+        // A body's own previous_response_id stays (a frame says its own).
+        let chained = whole.replace(
+            r#""store":false"#,
+            r#""store":false,"previous_response_id":"resp_0""#,
+        );
+        let sent: Value =
+            serde_json::from_str(&with_reasoning(chained.as_bytes(), &kept).unwrap()).unwrap();
+        assert_eq!(sent["previous_response_id"], "resp_0");
+        // Nothing to put back, or not a body: nothing to send differently.
+        let mut items = vec![user("Weather in Paris?")];
+        items.extend(output());
+        assert_eq!(
+            with_reasoning(body(&Value::Array(items)).as_bytes(), &kept),
+            None
+        );
+        assert_eq!(with_reasoning(b"[1, 2]", &kept), None);
+        assert_eq!(with_reasoning(b"{\"input\": 3}", &kept), None);
+    }
+
+    #[test]
+    fn a_turns_output_is_seen_with_the_reasoning_before_each_answer() {
+        let mut seen = TurnOutput::default();
+        for item in output() {
+            let event =
+                json!({"type": "response.output_item.done", "output_index": 0, "item": item});
+            seen.observe("response.output_item.done", event.to_string().as_bytes());
+        }
+        assert!(!seen.completed);
+        seen.observe(
+            "response.completed",
+            json!({"type": "response.completed", "response": {"id": "resp_9", "status": "completed"}})
+                .to_string()
+                .as_bytes(),
+        );
+        assert!(seen.completed);
+        assert_eq!(seen.response_id.as_deref(), Some("resp_9"));
+        assert_eq!(seen.output.len(), 3);
+        assert!(seen.output[0].is_reasoning());
+        // The reasoning is kept before the message that followed it, and only there.
+        assert_eq!(seen.kept.len(), 1);
+        assert_eq!(seen.kept[0].before, item_key(&output()[1].to_string()));
+        assert_eq!(seen.kept[0].reasoning, vec![output()[0].to_string()]);
+        // An event that is not what it says is passed over.
+        let mut odd = TurnOutput::default();
+        odd.observe(
+            "response.output_item.done",
+            b"{\"type\":\"response.output_item.done\"}",
+        );
+        odd.observe("response.completed", b"not json");
+        assert!(odd.output.is_empty() && !odd.completed);
     }
 
     #[test]

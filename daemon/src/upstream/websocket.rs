@@ -25,7 +25,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::UpstreamError;
-use super::incremental::{Chain, ItemKey, Kept, Shape};
+use super::incremental::{Chain, Kept, Shape, TurnOutput};
 
 /// The `OpenAI-Beta` value of the handshake.
 pub const BETA: &str = "responses_websockets=2026-02-06";
@@ -86,13 +86,7 @@ pub struct Conn {
 #[derive(Debug)]
 struct TurnSeen {
     shape: Shape,
-    response_id: Option<String>,
-    output: Vec<ItemKey>,
-    completed: bool,
-    /// Reasoning items not yet followed by an answer item.
-    reasoning: Vec<String>,
-    /// Reasoning with the answer item it preceded, to keep for replay.
-    kept: Vec<Kept>,
+    output: TurnOutput,
 }
 
 impl std::fmt::Debug for Conn {
@@ -242,7 +236,7 @@ impl Pool {
 
     /// Keeps a completed turn's reasoning for the conversation (on `account`'s behalf only:
     /// a conversation that moved to another account starts afresh).
-    fn keep_reasoning(&self, account: &str, conversation: &str, new: Vec<Kept>) {
+    pub fn keep_reasoning(&self, account: &str, conversation: &str, new: Vec<Kept>) {
         if new.is_empty() {
             return;
         }
@@ -562,11 +556,7 @@ impl Conn {
         self.chain = None;
         self.turn = shape.map(|shape| TurnSeen {
             shape,
-            response_id: None,
-            output: Vec::new(),
-            completed: false,
-            reasoning: Vec::new(),
-            kept: Vec::new(),
+            output: TurnOutput::default(),
         });
         self.socket
             .send(Message::Text(frame.into()))
@@ -657,44 +647,8 @@ impl Conn {
             kind.as_deref(),
             Some("response.completed" | "response.failed" | "response.incomplete")
         );
-        let Some(turn) = self.turn.as_mut() else {
-            return;
-        };
-        match kind.as_deref() {
-            Some("response.output_item.done") => {
-                #[derive(serde::Deserialize)]
-                struct Done<'a> {
-                    #[serde(borrow)]
-                    item: &'a serde_json::value::RawValue,
-                }
-                if let Ok(done) = serde_json::from_slice::<Done<'_>>(event) {
-                    let key = super::incremental::item_key(done.item.get());
-                    if key.is_reasoning() {
-                        turn.reasoning.push(done.item.get().to_owned());
-                    } else if !turn.reasoning.is_empty() {
-                        turn.kept.push(Kept {
-                            before: key.clone(),
-                            reasoning: std::mem::take(&mut turn.reasoning),
-                        });
-                    }
-                    turn.output.push(key);
-                }
-            }
-            Some("response.completed") => {
-                #[derive(serde::Deserialize)]
-                struct Completed {
-                    response: Id,
-                }
-                #[derive(serde::Deserialize)]
-                struct Id {
-                    id: String,
-                }
-                if let Ok(done) = serde_json::from_slice::<Completed>(event) {
-                    turn.response_id = Some(done.response.id);
-                    turn.completed = true;
-                }
-            }
-            _ => {}
+        if let (Some(turn), Some(kind)) = (self.turn.as_mut(), kind) {
+            turn.output.observe(&kind, event);
         }
     }
 
@@ -705,13 +659,13 @@ impl Conn {
         if !self.ended {
             return;
         }
-        if let Some(turn) = self.turn.take()
-            && turn.completed
-            && let Some(id) = turn.response_id
+        if let Some(TurnSeen { shape, output }) = self.turn.take()
+            && output.completed
+            && let Some(id) = output.response_id
         {
             self.pool
-                .keep_reasoning(&self.account, &self.conversation, turn.kept);
-            self.chain = Some(Chain::new(id, turn.shape, turn.output));
+                .keep_reasoning(&self.account, &self.conversation, output.kept);
+            self.chain = Some(Chain::new(id, shape, output.output));
         }
         let pool = self.pool.clone();
         pool.put_back(self);
@@ -719,7 +673,7 @@ impl Conn {
 }
 
 /// An event's type: read from its start when it is first (as the backend writes it).
-fn event_type(event: &[u8]) -> Option<Cow<'static, str>> {
+pub(super) fn event_type(event: &[u8]) -> Option<Cow<'static, str>> {
     if let Some(kind) = super::wire::leading_type(event) {
         return Some(Cow::Borrowed(kind));
     }
