@@ -442,36 +442,62 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
 /// each event alone 1 ms apart (real answers: one event per segment, tens of ms apart). The
 /// daemon's CPU per request and per upstream event.
 async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
+    const SHORT: usize = 17;
     let requests: u64 = if cli.quick { 50 } else { 1000 };
     println!(
-        "\n[12] per-event cost, c = 1, {requests} streamed chat requests of {} deltas each",
+        "\n[12] per-event cost, c = 1, {requests} streamed chat requests of {} deltas each (short: {SHORT}; with the 8 other events, issue 22's short request of about 25)",
         cli.deltas
     );
-    for (transport, name, pace, count) in [
-        ("http", "at once", Duration::ZERO, requests),
-        ("http", "alone, unpaced", Duration::from_nanos(1), requests),
+    let long = cli.deltas;
+    let rows = [
+        ("http", "at once", Duration::ZERO, requests, long),
+        (
+            "http",
+            "alone, unpaced",
+            Duration::from_nanos(1),
+            requests,
+            long,
+        ),
         (
             "http",
             "alone, 1 ms apart",
             Duration::from_millis(1),
             requests / 5,
+            long,
         ),
-        ("websocket", "at once", Duration::ZERO, requests),
+        (
+            "http",
+            "short, alone",
+            Duration::from_nanos(1),
+            requests,
+            SHORT,
+        ),
+        ("websocket", "at once", Duration::ZERO, requests, long),
         (
             "websocket",
             "alone, unpaced",
             Duration::from_nanos(1),
             requests,
+            long,
         ),
         (
             "websocket",
             "alone, 1 ms apart",
             Duration::from_millis(1),
             requests / 5,
+            long,
         ),
-    ] {
+        (
+            "websocket",
+            "short, alone",
+            Duration::from_nanos(1),
+            requests,
+            SHORT,
+        ),
+    ];
+    for (transport, name, pace, count, deltas) in rows {
         let shape = Shape {
-            deltas: cli.deltas,
+            deltas,
             delta_bytes: cli.delta_bytes,
             pace,
         };
@@ -497,7 +523,7 @@ async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
         // writer also runs the receiver's TCP input and wakes it), waiting for the next event.
         let user_share = user as f64 / (user + system).max(1) as f64;
         // The events of one answer: the deltas and eight around them.
-        let events = (cli.deltas + 8) as f64;
+        let events = (deltas + 8) as f64;
         println!(
             "  {transport:<9} {name:<18} {per_request:>7.1} CPU-µs per request, {:>5.2} per event (user {:>5.2}, kernel {:>5.2})",
             per_request / events,

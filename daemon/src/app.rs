@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::accounts::{Account, AccountState, Accounts, Secret};
+use crate::body_budget::BodyBudget;
 use crate::config::{Config, Loaded, Overrides, ResolvedPaths};
 use crate::engine::Conversations;
 use crate::models::Catalog;
-use crate::server::body;
 use crate::state;
 use crate::upstream::{Identity, Upstream};
 
@@ -44,7 +44,7 @@ struct Inner {
     catalog_stale: tokio::sync::Notify,
     logins: crate::auth::login::Logins,
     installation_id: String,
-    body_budget: body::BodyBudget,
+    body_budget: BodyBudget,
 }
 
 impl AppState {
@@ -88,7 +88,7 @@ impl AppState {
             }
         }
         let refresher = crate::auth::Refresher::new(accounts.clone(), upstream.clone());
-        let body_budget = body::BodyBudget::new(config.server.request_memory_mb);
+        let body_budget = BodyBudget::new(config.server.request_memory_mb);
         let config_store_mb = config.responses.store_mb;
         let config_store_ttl = config.responses.store_ttl_minutes as i64;
         Ok(Self {
@@ -255,7 +255,7 @@ impl AppState {
     }
 
     /// The memory request bodies in flight may take together.
-    pub fn body_budget(&self) -> &body::BodyBudget {
+    pub fn body_budget(&self) -> &BodyBudget {
         &self.inner.body_budget
     }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api_error;
 pub mod app;
 pub mod auth;
+pub mod body_budget;
 pub mod cli;
 pub mod clock;
 pub mod config;

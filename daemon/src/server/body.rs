@@ -11,14 +11,13 @@
 //! After a large request, freed memory is handed back to the system (see
 //! [`crate::service::memory`]), so a burst of big bodies does not leave the daemon large.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ApiError, AppState};
 
@@ -29,26 +28,7 @@ const UNIT: usize = 1024;
 /// After a body this large is done with, the allocator is asked to return free memory.
 const TRIM_AFTER: usize = 1 << 20;
 
-/// The memory all request bodies in flight may take together.
-#[derive(Debug)]
-pub struct BodyBudget {
-    units: Arc<Semaphore>,
-    total_units: u32,
-}
-
-impl BodyBudget {
-    pub fn new(megabytes: u64) -> Self {
-        let total = u32::try_from(megabytes.saturating_mul(1024)).unwrap_or(u32::MAX);
-        Self {
-            units: Arc::new(Semaphore::new(total as usize)),
-            total_units: total,
-        }
-    }
-
-    fn megabytes(&self) -> u32 {
-        self.total_units / 1024
-    }
-}
+pub use crate::body_budget::BodyBudget;
 
 /// A body's share of the budget, released (and large memory returned) when dropped.
 #[derive(Debug)]
@@ -157,9 +137,9 @@ impl FromRequest<AppState> for JsonBody {
         // half-read body could hold room others need to finish).
         let mut permit = match declared {
             Some(n) => {
-                let want = units(n as usize).min(budget.total_units);
+                let want = units(n as usize).min(budget.total_units());
                 let taken =
-                    tokio::time::timeout(wait, budget.units.clone().acquire_many_owned(want))
+                    tokio::time::timeout(wait, budget.units().clone().acquire_many_owned(want))
                         .await
                         .map_err(|_| busy(budget, wait))?
                         .map_err(|_| busy(budget, wait))?;
@@ -186,7 +166,7 @@ impl FromRequest<AppState> for JsonBody {
                 let needed = units(bytes.len()) as usize;
                 if needed > held {
                     let more = budget
-                        .units
+                        .units()
                         .clone()
                         .try_acquire_many_owned((needed - held) as u32)
                         .map_err(|_| busy(budget, Duration::ZERO))?;
