@@ -449,52 +449,16 @@ async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
         cli.deltas
     );
     let long = cli.deltas;
-    let rows = [
-        ("http", "at once", Duration::ZERO, requests, long),
-        (
-            "http",
-            "alone, unpaced",
-            Duration::from_nanos(1),
-            requests,
-            long,
-        ),
-        (
-            "http",
-            "alone, 1 ms apart",
-            Duration::from_millis(1),
-            requests / 5,
-            long,
-        ),
-        (
-            "http",
-            "short, alone",
-            Duration::from_nanos(1),
-            requests,
-            SHORT,
-        ),
-        ("websocket", "at once", Duration::ZERO, requests, long),
-        (
-            "websocket",
-            "alone, unpaced",
-            Duration::from_nanos(1),
-            requests,
-            long,
-        ),
-        (
-            "websocket",
-            "alone, 1 ms apart",
-            Duration::from_millis(1),
-            requests / 5,
-            long,
-        ),
-        (
-            "websocket",
-            "short, alone",
-            Duration::from_nanos(1),
-            requests,
-            SHORT,
-        ),
+    let (alone, apart) = (Duration::from_nanos(1), Duration::from_millis(1));
+    let cases = [
+        ("at once", Duration::ZERO, requests, long),
+        ("alone, unpaced", alone, requests, long),
+        ("alone, 1 ms apart", apart, requests / 5, long),
+        ("short, alone", alone, requests, SHORT),
     ];
+    let rows = ["http", "websocket"].into_iter().flat_map(|transport| {
+        cases.map(|(name, pace, count, deltas)| (transport, name, pace, count, deltas))
+    });
     for (transport, name, pace, count, deltas) in rows {
         let shape = Shape {
             deltas,

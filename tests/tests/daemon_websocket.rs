@@ -450,109 +450,74 @@ async fn messages_and_responses_clients_continue_incrementally_too() {
     assert_eq!(turns[3].1.len(), 1, "{:?}", turns[3].1);
 }
 
-/// Reasoning a Chat Completions client never sends back is put back in its place when a turn
-/// must go out whole (here: the backend lost the previous response), and never sent to
-/// another account: after a failover the turn goes without it, and is still answered.
-#[tokio::test]
-async fn dropped_reasoning_is_replayed_in_place_and_never_to_another_account() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = daemon(&fake, &[0, 1], "websocket");
-    let tools = json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
-    let mut messages = vec![json!({"role": "user", "content": "Weather in Paris?"})];
-    let ask =
-        |messages: &Vec<Value>| json!({"model": "gpt-5.5", "messages": messages, "tools": tools});
-    fake.enqueue(
-        Script::function_call("get_weather", r#"{"city":"Paris"}"#)
-            .with_reasoning("Looking it up."),
-    );
-    let (status, _, body) = daemon.chat(&ask(&messages)).await;
-    assert_eq!(status, 200, "{body}");
-    let reply: Value = serde_json::from_str(&body).unwrap();
-    let message = reply["choices"][0]["message"].clone();
-    let call_id = message["tool_calls"][0]["id"].clone();
-    messages.push(message);
-    messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": "sunny"}));
-    let first_account = fake.requests_to(RESPONSES_PATH)[0].account_id.clone();
-
-    // The backend forgets: the whole turn again, with the reasoning before its call.
-    fake.forget_previous_responses();
-    let (status, _, body) = daemon.chat(&ask(&messages)).await;
-    assert_eq!(status, 200, "{body}");
-    let turns = fake.requests_to(RESPONSES_PATH);
-    let whole = turns.last().unwrap();
-    assert_eq!(whole.status, 200, "{:?}", whole.rejection);
-    let sent = whole.body.as_ref().unwrap();
-    assert!(sent.get("previous_response_id").is_none());
-    let kinds: Vec<&str> = sent["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["type"].as_str().unwrap_or("message"))
-        .collect();
-    let call = kinds.iter().position(|k| *k == "function_call").unwrap();
-    assert_eq!(kinds[call - 1], "reasoning", "{kinds:?}");
-    assert!(sent["input"][call - 1]["encrypted_content"].is_string());
-
-    // The account runs out: the turn moves to the other account, without the reasoning.
-    messages.push(json!({"role": "assistant", "content": "It is sunny."}));
-    messages.push(json!({"role": "user", "content": "And tomorrow?"}));
-    fake.enqueue(Script::usage_limit(3600));
-    let (status, _, body) = daemon.chat(&ask(&messages)).await;
-    assert_eq!(status, 200, "{body}");
-    let turns = fake.requests_to(RESPONSES_PATH);
-    let moved = turns.last().unwrap();
-    assert_eq!(moved.status, 200, "{:?}", moved.rejection);
-    assert_ne!(moved.account_id, first_account);
-    let sent = moved.body.as_ref().unwrap();
-    assert!(sent.get("previous_response_id").is_none());
-    assert!(
-        sent["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|i| i["type"] != "reasoning"),
-        "{sent}"
-    );
+/// A Chat Completions client's tool loop: the model called `get_weather` (with reasoning) and
+/// the client sends the call and its output back without the reasoning, as such clients do.
+struct WeatherLoop {
+    tools: Value,
+    messages: Vec<Value>,
+    /// The account that made the reasoning.
+    first_account: Option<String>,
 }
 
-/// Over HTTP too (`transport = "http"`, or `auto` when sockets are not to be had): every turn
-/// goes whole, with the reasoning a Chat Completions client dropped put back before its call;
-/// after a failover to another account, without it.
-#[tokio::test]
-async fn dropped_reasoning_is_replayed_over_http_too() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = daemon(&fake, &[0, 1], "http");
-    let tools = json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
-    let mut messages = vec![json!({"role": "user", "content": "Weather in Paris?"})];
-    let ask =
-        |messages: &Vec<Value>| json!({"model": "gpt-5.5", "messages": messages, "tools": tools});
-    fake.enqueue(
-        Script::function_call("get_weather", r#"{"city":"Paris"}"#)
-            .with_reasoning("Looking it up."),
-    );
-    let (status, _, body) = daemon.chat(&ask(&messages)).await;
-    assert_eq!(status, 200, "{body}");
-    let reply: Value = serde_json::from_str(&body).unwrap();
-    let message = reply["choices"][0]["message"].clone();
-    let call_id = message["tool_calls"][0]["id"].clone();
-    messages.push(message);
-    messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": "sunny"}));
-    let first_account = fake.requests_to(RESPONSES_PATH)[0].account_id.clone();
+impl WeatherLoop {
+    async fn start(daemon: &Daemon, fake: &FakeUpstream) -> Self {
+        let mut this = Self {
+            tools: json!([{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]),
+            messages: vec![json!({"role": "user", "content": "Weather in Paris?"})],
+            first_account: None,
+        };
+        fake.enqueue(
+            Script::function_call("get_weather", r#"{"city":"Paris"}"#)
+                .with_reasoning("Looking it up."),
+        );
+        let body = this.ask(daemon).await;
+        let reply: Value = serde_json::from_str(&body).unwrap();
+        let message = reply["choices"][0]["message"].clone();
+        let call_id = message["tool_calls"][0]["id"].clone();
+        this.messages.push(message);
+        this.messages
+            .push(json!({"role": "tool", "tool_call_id": call_id, "content": "sunny"}));
+        this.first_account = fake.requests_to(RESPONSES_PATH)[0].account_id.clone();
+        this
+    }
 
-    let (status, _, body) = daemon.chat(&ask(&messages)).await;
-    assert_eq!(status, 200, "{body}");
-    let turns = fake.requests_to(RESPONSES_PATH);
-    assert!(
-        turns.iter().all(|t| t.method == "POST"),
-        "{:?}",
-        methods(&fake)
-    );
-    let second = turns.last().unwrap();
-    assert_eq!(second.status, 200, "{:?}", second.rejection);
-    assert_eq!(second.account_id, first_account);
-    let sent = second.body.as_ref().unwrap();
+    /// Sends the conversation so far; the answer's body (a 200, or the test fails).
+    async fn ask(&self, daemon: &Daemon) -> String {
+        let request = json!({"model": "gpt-5.5", "messages": self.messages, "tools": self.tools});
+        let (status, _, body) = daemon.chat(&request).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The account runs out: the next turn moves to the other account and goes without the
+    /// reasoning (the fake, like the backend, refuses reasoning another account made).
+    async fn fails_over_without_the_reasoning(&mut self, daemon: &Daemon, fake: &FakeUpstream) {
+        self.messages
+            .push(json!({"role": "assistant", "content": "It is sunny."}));
+        self.messages
+            .push(json!({"role": "user", "content": "And tomorrow?"}));
+        fake.enqueue(Script::usage_limit(3600));
+        self.ask(daemon).await;
+        let turns = fake.requests_to(RESPONSES_PATH);
+        let moved = turns.last().unwrap();
+        assert_eq!(moved.status, 200, "{:?}", moved.rejection);
+        assert_ne!(moved.account_id, self.first_account);
+        let sent = moved.body.as_ref().unwrap();
+        assert!(sent.get("previous_response_id").is_none());
+        assert!(
+            sent["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["type"] != "reasoning"),
+            "{sent}"
+        );
+    }
+}
+
+/// The reasoning the client dropped is in `sent`'s input once, right before the call.
+fn assert_reasoning_before_the_call(sent: &Value) {
     let kinds: Vec<&str> = sent["input"]
         .as_array()
         .unwrap()
@@ -563,72 +528,52 @@ async fn dropped_reasoning_is_replayed_over_http_too() {
     assert_eq!(kinds[call - 1], "reasoning", "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "reasoning").count(), 1);
     assert!(sent["input"][call - 1]["encrypted_content"].is_string());
-
-    // The account runs out: the turn moves to the other account, without the reasoning (the
-    // fake, like the backend, refuses reasoning another account made).
-    messages.push(json!({"role": "assistant", "content": "It is sunny."}));
-    messages.push(json!({"role": "user", "content": "And tomorrow?"}));
-    fake.enqueue(Script::usage_limit(3600));
-    let (status, _, body) = daemon.chat(&ask(&messages)).await;
-    assert_eq!(status, 200, "{body}");
-    let turns = fake.requests_to(RESPONSES_PATH);
-    let moved = turns.last().unwrap();
-    assert_eq!(moved.status, 200, "{:?}", moved.rejection);
-    assert_ne!(moved.account_id, first_account);
-    let sent = moved.body.as_ref().unwrap();
-    assert!(
-        sent["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|i| i["type"] != "reasoning"),
-        "{sent}"
-    );
 }
 
-/// Checks a 30-turn tool loop's upstream turns: the first whole, every later one only the
-/// tool's output, each whole input the fake rebuilt holding every call's reasoning right before
-/// the call, all on one account and one socket.
-fn assert_incremental_loop(fake: &FakeUpstream, turns: usize) {
-    let records: Vec<_> = fake
-        .requests_to(RESPONSES_PATH)
-        .into_iter()
-        .filter(|r| r.method == "WS")
-        .collect();
-    assert_eq!(records.len(), turns);
-    assert_eq!(fake.websockets_opened(), 1);
-    let account = records[0].account_id.clone();
-    for (i, record) in records.iter().enumerate() {
-        assert_eq!(record.status, 200, "turn {i}: {:?}", record.rejection);
-        assert_eq!(record.account_id, account, "turn {i} moved");
-        let sent = record.body.as_ref().unwrap();
-        if i == 0 {
-            assert!(sent.get("previous_response_id").is_none());
-            continue;
-        }
-        assert!(
-            sent["previous_response_id"].is_string(),
-            "turn {i} was sent whole"
-        );
-        let input = sent["input"].as_array().unwrap();
-        assert_eq!(input.len(), 1, "turn {i}: {input:?}");
-        assert!(
-            input[0]["type"] == "function_call_output",
-            "turn {i}: {input:?}"
-        );
-        // The model saw every earlier call with its reasoning right before it.
-        let full = record.full_input().unwrap().as_array().unwrap();
-        let calls: Vec<usize> = full
-            .iter()
-            .enumerate()
-            .filter(|(_, item)| item["type"] == "function_call")
-            .map(|(at, _)| at)
-            .collect();
-        assert_eq!(calls.len(), i, "turn {i}");
-        for at in calls {
-            assert_eq!(full[at - 1]["type"], "reasoning", "turn {i}, item {at}");
-        }
-    }
+/// Reasoning a Chat Completions client never sends back is put back in its place when a turn
+/// must go out whole (here: the backend lost the previous response), and never sent to
+/// another account: after a failover the turn goes without it, and is still answered.
+#[tokio::test]
+async fn dropped_reasoning_is_replayed_in_place_and_never_to_another_account() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "websocket");
+    let mut tool_loop = WeatherLoop::start(&daemon, &fake).await;
+    // The backend forgets: the whole turn again, with the reasoning before its call.
+    fake.forget_previous_responses();
+    tool_loop.ask(&daemon).await;
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let whole = turns.last().unwrap();
+    assert_eq!(whole.status, 200, "{:?}", whole.rejection);
+    let sent = whole.body.as_ref().unwrap();
+    assert!(sent.get("previous_response_id").is_none());
+    assert_reasoning_before_the_call(sent);
+    tool_loop
+        .fails_over_without_the_reasoning(&daemon, &fake)
+        .await;
+}
+
+/// Over HTTP too (`transport = "http"`, or `auto` when sockets are not to be had): every turn
+/// goes whole, with the reasoning a Chat Completions client dropped put back before its call;
+/// after a failover to another account, without it.
+#[tokio::test]
+async fn dropped_reasoning_is_replayed_over_http_too() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "http");
+    let mut tool_loop = WeatherLoop::start(&daemon, &fake).await;
+    tool_loop.ask(&daemon).await;
+    let turns = fake.requests_to(RESPONSES_PATH);
+    assert!(
+        turns.iter().all(|t| t.method == "POST"),
+        "{:?}",
+        methods(&fake)
+    );
+    let second = turns.last().unwrap();
+    assert_eq!(second.status, 200, "{:?}", second.rejection);
+    assert_eq!(second.account_id, tool_loop.first_account);
+    assert_reasoning_before_the_call(second.body.as_ref().unwrap());
+    tool_loop
+        .fails_over_without_the_reasoning(&daemon, &fake)
+        .await;
 }
 
 const LOOP_TURNS: usize = 30;
@@ -660,7 +605,7 @@ async fn a_30_turn_tool_loop_over_chat_completions() {
         messages
             .push(json!({"role": "tool", "tool_call_id": id, "content": format!("done {step}")}));
     }
-    assert_incremental_loop(&fake, LOOP_TURNS);
+    fake.assert_incremental_loop(LOOP_TURNS, "function_call", "function_call_output");
 }
 
 #[tokio::test]
@@ -682,7 +627,7 @@ async fn a_30_turn_tool_loop_over_messages() {
         messages.push(json!({"role": "user", "content": [{"type": "tool_result",
             "tool_use_id": tool_use["id"], "content": format!("done {step}")}]}));
     }
-    assert_incremental_loop(&fake, LOOP_TURNS);
+    fake.assert_incremental_loop(LOOP_TURNS, "function_call", "function_call_output");
 }
 
 #[tokio::test]
@@ -723,7 +668,7 @@ async fn a_30_turn_tool_loop_over_responses() {
         input.extend(output.iter().cloned());
         input.push(json!({"type": "function_call_output", "call_id": call_id, "output": format!("done {step}")}));
     }
-    assert_incremental_loop(&fake, LOOP_TURNS);
+    fake.assert_incremental_loop(LOOP_TURNS, "function_call", "function_call_output");
 }
 
 /// A Responses Lite model's turns go over the socket too, with Lite's flag where a socket

@@ -325,42 +325,7 @@ async fn the_codex_cli_runs_a_30_turn_tool_loop_incrementally() {
         let made = std::fs::read_to_string(work.path().join(format!("step-{step:02}.txt")));
         assert_eq!(made.unwrap(), format!("step {step}\n"));
     }
-    let records = fake.requests_to(RESPONSES_PATH);
-    assert_eq!(
-        records.len(),
-        TURNS,
-        "{:?}",
-        records.iter().map(|r| &r.method).collect::<Vec<_>>()
-    );
-    assert_eq!(fake.websockets_opened(), 1);
-    for (i, record) in records.iter().enumerate() {
-        assert_eq!(record.method, "WS", "turn {i}");
-        assert_eq!(record.status, 200, "turn {i}: {:?}", record.rejection);
-        let sent = record.body.as_ref().unwrap();
-        if i == 0 {
-            assert!(sent.get("previous_response_id").is_none());
-            continue;
-        }
-        assert!(
-            sent["previous_response_id"].is_string(),
-            "turn {i} was sent whole"
-        );
-        let input = sent["input"].as_array().unwrap();
-        assert_eq!(input.len(), 1, "turn {i}: {input:?}");
-        assert_eq!(input[0]["type"], "custom_tool_call_output", "turn {i}");
-        // The model saw every earlier patch with its reasoning right before it.
-        let full = record.full_input().unwrap().as_array().unwrap();
-        let calls: Vec<usize> = full
-            .iter()
-            .enumerate()
-            .filter(|(_, item)| item["type"] == "custom_tool_call")
-            .map(|(at, _)| at)
-            .collect();
-        assert_eq!(calls.len(), i, "turn {i}");
-        for at in calls {
-            assert_eq!(full[at - 1]["type"], "reasoning", "turn {i}, item {at}");
-        }
-    }
+    fake.assert_incremental_loop(TURNS, "custom_tool_call", "custom_tool_call_output");
 }
 
 /// Runs `claude -p PROMPT` (Claude Code, npm `@anthropic-ai/claude-code`, pinned in

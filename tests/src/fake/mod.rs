@@ -578,6 +578,54 @@ impl FakeUpstream {
         self.shared.with(|inner| inner.websockets_opened)
     }
 
+    /// Checks a tool loop of `turns` turns as issue 22 wants it upstream: all over one socket
+    /// on one account, the first turn whole, every later one only the client's output for
+    /// the last call (an item of type `output`) with `previous_response_id`, and the input the
+    /// model saw holding every earlier call (of type `call`) with its reasoning right before it.
+    /// Panics (a failed test) otherwise.
+    pub fn assert_incremental_loop(&self, turns: usize, call: &str, output: &str) {
+        let records: Vec<Recorded> = self
+            .requests_to(RESPONSES_PATH)
+            .into_iter()
+            .filter(|r| r.method == "WS")
+            .collect();
+        assert_eq!(records.len(), turns, "turns over the socket");
+        assert_eq!(self.websockets_opened(), 1);
+        let account = records[0].account_id.clone();
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.status, 200, "turn {i}: {:?}", record.rejection);
+            assert_eq!(record.account_id, account, "turn {i} moved");
+            let sent = record.body.clone().unwrap_or_default();
+            if i == 0 {
+                assert!(sent.get("previous_response_id").is_none());
+                continue;
+            }
+            assert!(
+                sent["previous_response_id"].is_string(),
+                "turn {i} was sent whole"
+            );
+            let input = sent["input"].as_array().cloned().unwrap_or_default();
+            assert_eq!(input.len(), 1, "turn {i}: {input:?}");
+            assert_eq!(input[0]["type"], output, "turn {i}: {input:?}");
+            let full = record
+                .full_input()
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let calls: Vec<usize> = full
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| item["type"] == call)
+                .map(|(at, _)| at)
+                .collect();
+            assert_eq!(calls.len(), i, "turn {i}");
+            for at in calls {
+                assert!(at > 0, "turn {i}: a call with nothing before it");
+                assert_eq!(full[at - 1]["type"], "reasoning", "turn {i}, item {at}");
+            }
+        }
+    }
+
     /// Requests to one path (e.g. [`RESPONSES_PATH`]).
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
         self.shared.with(|inner| {
