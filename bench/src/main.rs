@@ -71,6 +71,12 @@ struct Cli {
     /// Turns per history size in [11] (more, to profile one).
     #[arg(long, default_value_t = 20)]
     history_turns: usize,
+    /// History sizes in KB for [11] (one, to profile it).
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    history_kib: Vec<usize>,
+    /// Transports for [11] (http, websocket).
+    #[arg(long, value_delimiter = ',', default_value = "http,websocket")]
+    history_transports: Vec<String>,
     /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
     /// bodies, conversation, history, events); all by default.
     #[arg(long, value_delimiter = ',')]
@@ -389,8 +395,13 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
     println!(
         "\n[11] large histories: {turns} turns each, one new 1 KB message a turn (streamed chat)"
     );
-    for kib in [10usize, 100, 1000] {
-        for transport in ["http", "websocket"] {
+    for &kib in &cli.history_kib {
+        for transport in &cli.history_transports {
+            let transport: &'static str = match transport.as_str() {
+                "http" => "http",
+                "websocket" => "websocket",
+                other => anyhow::bail!("--history-transports: unknown transport {other}"),
+            };
             let upstream = mock::start(shape, cli.load_cpu(), None).await?;
             let mut settings = cli.daemon_settings();
             settings.transport = transport;

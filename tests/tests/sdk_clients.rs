@@ -284,12 +284,14 @@ async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
         );
         let requests = fake.requests_to(RESPONSES_PATH);
         assert_eq!(requests.len(), 2, "websocket={websocket}");
-        let second = requests[1].body.as_ref().unwrap();
         // The second turn carries the call and the CLI's output for it (the strict fake refuses
-        // an output whose call is not in the input).
-        let input = second["input"].as_array().unwrap();
+        // an output whose call is not in the input) — on the socket, as the output alone after
+        // the first turn's response.
+        let input = requests[1].full_input().unwrap().as_array().unwrap();
         assert!(input.iter().any(|i| i["type"] == "custom_tool_call"));
         assert!(input.iter().any(|i| i["type"] == "custom_tool_call_output"));
+        let sent = requests[1].body.as_ref().unwrap();
+        assert!(sent["previous_response_id"].is_string(), "{sent}");
         assert_eq!(requests[1].status, 200, "{:?}", requests[1].rejection);
     }
 }
