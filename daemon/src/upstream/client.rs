@@ -423,7 +423,7 @@ impl Upstream {
                 pool: self.ws.clone(),
                 account: account.id.clone(),
                 conversation: session.to_owned(),
-                output: super::incremental::TurnOutput::default(),
+                output: super::incremental::TurnOutput::for_reasoning(),
             })
         });
         Ok(EventStream {
@@ -439,7 +439,8 @@ impl Upstream {
 
     /// What an HTTP turn sends: the body with the reasoning kept for the conversation on this
     /// account put back where the client left it out (a Responses turn, as on a socket), then
-    /// zstd-compressed when the daemon compresses (level 3, as the official client). Large
+    /// zstd-compressed when the daemon compresses (level 3, as the official client) and the
+    /// body is not small ([`COMPRESS_FROM`]). Large
     /// bodies are prepared off the async workers; a body sent again unchanged (another
     /// attempt, another account) is compressed once.
     async fn http_body(
@@ -455,7 +456,7 @@ impl Upstream {
             self.ws.kept_reasoning(&account.id, session)
         };
         let compress = self.compress;
-        if !compress && kept.is_none() {
+        if kept.is_none() && (!compress || body.json.len() < COMPRESS_FROM) {
             return Ok((body.json.clone(), false));
         }
         let inline = body.json.len() <= INLINE_PLAN_BYTES;
@@ -464,7 +465,8 @@ impl Upstream {
             let replayed = kept
                 .as_deref()
                 .and_then(|kept| super::incremental::with_reasoning(&body.json, kept));
-            match (replayed, compress) {
+            let size = replayed.as_ref().map_or(body.json.len(), String::len);
+            match (replayed, compress && size >= COMPRESS_FROM) {
                 (Some(json), true) => Ok((Bytes::from(zstd_compress(json.as_bytes())?), true)),
                 (Some(json), false) => Ok((Bytes::from(json), false)),
                 (None, true) => {
@@ -679,6 +681,11 @@ impl Upstream {
         .await
     }
 }
+
+/// Bodies smaller than this go uncompressed: zstd would save at most a few hundred bytes of
+/// them and spends more on its tables than on the bytes (a fifth of the daemon's CPU for a
+/// short chat request over HTTP, measured with `perf`); the backend takes either.
+pub const COMPRESS_FROM: usize = 4 << 10;
 
 /// A Responses request body ready to send, as often as attempts and choices need it.
 #[derive(Debug, Clone)]

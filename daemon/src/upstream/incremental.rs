@@ -392,7 +392,9 @@ pub fn replayed<'a>(parsed: &'a Parsed<'_>, kept: &'a [Kept]) -> Option<Vec<&'a 
 #[derive(Debug, Default)]
 pub struct TurnOutput {
     pub response_id: Option<String>,
+    /// Every output item by meaning — only for a turn a chain may build on (a socket's).
     pub output: Vec<ItemKey>,
+    chain: bool,
     pub completed: bool,
     /// Reasoning items not yet followed by an answer item.
     reasoning: Vec<String>,
@@ -401,6 +403,19 @@ pub struct TurnOutput {
 }
 
 impl TurnOutput {
+    /// A socket turn's: every output item is kept by meaning, for the next turn to build on.
+    pub fn for_chain() -> Self {
+        Self {
+            chain: true,
+            ..Self::default()
+        }
+    }
+
+    /// An HTTP turn's: only the reasoning and the items it preceded are read.
+    pub fn for_reasoning() -> Self {
+        Self::default()
+    }
+
     /// Notes an event of type `kind` (read with [`super::wire::leading_type`] or serde).
     pub fn observe(&mut self, kind: &str, event: &[u8]) {
         match kind {
@@ -410,7 +425,20 @@ impl TurnOutput {
                     #[serde(borrow)]
                     item: &'a RawValue,
                 }
+                #[derive(Deserialize)]
+                struct Typed<'a> {
+                    #[serde(rename = "type", borrow, default)]
+                    kind: Option<Cow<'a, str>>,
+                }
                 if let Ok(done) = serde_json::from_slice::<Done<'_>>(event) {
+                    // Without a chain, an answer that follows no reasoning is not read further.
+                    if !self.chain
+                        && self.reasoning.is_empty()
+                        && serde_json::from_str::<Typed<'_>>(done.item.get())
+                            .is_ok_and(|t| t.kind.as_deref() != Some("reasoning"))
+                    {
+                        return;
+                    }
                     let key = item_key(done.item.get());
                     if key.is_reasoning() {
                         self.reasoning.push(done.item.get().to_owned());
@@ -420,7 +448,9 @@ impl TurnOutput {
                             reasoning: std::mem::take(&mut self.reasoning),
                         });
                     }
-                    self.output.push(key);
+                    if self.chain {
+                        self.output.push(key);
+                    }
                 }
             }
             "response.completed" => {
@@ -750,7 +780,7 @@ mod tests {
 
     #[test]
     fn a_turns_output_is_seen_with_the_reasoning_before_each_answer() {
-        let mut seen = TurnOutput::default();
+        let mut seen = TurnOutput::for_chain();
         for item in output() {
             let event =
                 json!({"type": "response.output_item.done", "output_index": 0, "item": item});
@@ -771,8 +801,18 @@ mod tests {
         assert_eq!(seen.kept.len(), 1);
         assert_eq!(seen.kept[0].before, item_key(&output()[1].to_string()));
         assert_eq!(seen.kept[0].reasoning, vec![output()[0].to_string()]);
+        // Without a chain, the same reasoning is kept and nothing else is read.
+        let mut http = TurnOutput::for_reasoning();
+        for item in output() {
+            let event =
+                json!({"type": "response.output_item.done", "output_index": 0, "item": item});
+            http.observe("response.output_item.done", event.to_string().as_bytes());
+        }
+        assert!(http.output.is_empty());
+        assert_eq!(http.kept.len(), 1);
+        assert_eq!(http.kept[0].before, seen.kept[0].before);
         // An event that is not what it says is passed over.
-        let mut odd = TurnOutput::default();
+        let mut odd = TurnOutput::for_chain();
         odd.observe(
             "response.output_item.done",
             b"{\"type\":\"response.output_item.done\"}",

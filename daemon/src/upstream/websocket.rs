@@ -556,7 +556,7 @@ impl Conn {
         self.chain = None;
         self.turn = shape.map(|shape| TurnSeen {
             shape,
-            output: TurnOutput::default(),
+            output: TurnOutput::for_chain(),
         });
         self.socket
             .send(Message::Text(frame.into()))
