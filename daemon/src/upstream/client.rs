@@ -296,7 +296,7 @@ impl Upstream {
                     return Ok(None);
                 }
             };
-            let kept = self.ws.kept_reasoning(&account.id, session);
+            let kept = self.ws.reasoning().kept(&account.id, session);
             let (frame, shape, incremental) =
                 plan_frame(&body.json, conn.chain(), kept.clone(), lite).await?;
             let mut opening = match conn.send(frame, shape.clone()).await {
@@ -420,7 +420,7 @@ impl Upstream {
         // next turns, as on a socket.
         let turn = (!compact).then(|| {
             Box::new(HttpTurn {
-                pool: self.ws.clone(),
+                reasoning: self.ws.reasoning().clone(),
                 account: account.id.clone(),
                 conversation: session.to_owned(),
                 output: super::incremental::TurnOutput::for_reasoning(),
@@ -453,7 +453,7 @@ impl Upstream {
         let kept = if compact {
             None
         } else {
-            self.ws.kept_reasoning(&account.id, session)
+            self.ws.reasoning().kept(&account.id, session)
         };
         let compress = self.compress;
         if kept.is_none() && (!compress || body.json.len() < COMPRESS_FROM) {
@@ -697,7 +697,7 @@ pub struct WireBody {
 
 /// An HTTP turn under way: its answer watched for reasoning to keep.
 struct HttpTurn {
-    pool: Arc<super::websocket::Pool>,
+    reasoning: Arc<super::reasoning::KeptReasoning>,
     account: String,
     conversation: String,
     output: super::incremental::TurnOutput,
@@ -719,8 +719,7 @@ impl HttpTurn {
         self.output.observe(&kind, event);
         if self.output.completed {
             let kept = std::mem::take(&mut self.output.kept);
-            self.pool
-                .keep_reasoning(&self.account, &self.conversation, kept);
+            self.reasoning.keep(&self.account, &self.conversation, kept);
         }
     }
 }

@@ -25,7 +25,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::UpstreamError;
-use super::incremental::{Chain, Kept, Shape, TurnOutput};
+use super::incremental::{Chain, Shape, TurnOutput};
+use super::reasoning::KeptReasoning;
 
 /// The `OpenAI-Beta` value of the handshake.
 pub const BETA: &str = "responses_websockets=2026-02-06";
@@ -110,27 +111,6 @@ impl Drop for Conn {
     }
 }
 
-/// Reasoning kept for a conversation, with the account that made it.
-struct KeptFor {
-    account: String,
-    kept: Arc<Vec<Kept>>,
-    bytes: usize,
-}
-
-/// Reasoning kept per conversation, bounded in entries and bytes.
-#[derive(Default)]
-struct KeptReasoning {
-    by_conversation: HashMap<String, KeptFor>,
-    /// Conversations, least recently kept first.
-    order: std::collections::VecDeque<String>,
-    bytes: usize,
-}
-
-/// Answers whose reasoning is kept per conversation.
-const KEPT_PER_CONVERSATION: usize = 256;
-/// Bytes of reasoning kept in all; the conversations least recently kept go first.
-const KEPT_BYTES: usize = 32 << 20;
-
 #[derive(Default)]
 struct Inner {
     /// Idle sockets by (account, conversation) key.
@@ -141,11 +121,11 @@ struct Inner {
     fallback_until: Option<Instant>,
 }
 
-/// The sockets kept for reuse, and the reasoning of their conversations.
+/// The sockets kept for reuse, and where their turns' reasoning is kept.
 #[derive(Default)]
 pub struct Pool {
     inner: Mutex<Inner>,
-    reasoning: Mutex<KeptReasoning>,
+    reasoning: Arc<KeptReasoning>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -164,6 +144,11 @@ fn key(account: &str, conversation: &str, token: &str) -> String {
 }
 
 impl Pool {
+    /// The reasoning kept for the conversations, which HTTP turns share.
+    pub fn reasoning(&self) -> &Arc<KeptReasoning> {
+        &self.reasoning
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -226,76 +211,6 @@ impl Pool {
         conn.used = Instant::now();
         let mut inner = self.lock();
         inner.idle.entry(conn.key.clone()).or_default().push(conn);
-    }
-
-    fn kept(&self) -> std::sync::MutexGuard<'_, KeptReasoning> {
-        self.reasoning
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Keeps a completed turn's reasoning for the conversation (on `account`'s behalf only:
-    /// a conversation that moved to another account starts afresh).
-    pub fn keep_reasoning(&self, account: &str, conversation: &str, new: Vec<Kept>) {
-        if new.is_empty() {
-            return;
-        }
-        let size = |k: &Kept| k.reasoning.iter().map(String::len).sum::<usize>();
-        let mut guard = self.kept();
-        let kept = &mut *guard;
-        let entry = kept
-            .by_conversation
-            .entry(conversation.to_owned())
-            .or_insert_with(|| KeptFor {
-                account: account.to_owned(),
-                kept: Arc::default(),
-                bytes: 0,
-            });
-        if entry.account != account {
-            kept.bytes -= entry.bytes;
-            *entry = KeptFor {
-                account: account.to_owned(),
-                kept: Arc::default(),
-                bytes: 0,
-            };
-        }
-        let list = Arc::make_mut(&mut entry.kept);
-        for item in new {
-            entry.bytes += size(&item);
-            kept.bytes += size(&item);
-            list.push(item);
-        }
-        while list.len() > KEPT_PER_CONVERSATION {
-            let gone = list.remove(0);
-            entry.bytes -= size(&gone);
-            kept.bytes -= size(&gone);
-        }
-        kept.order.retain(|c| c != conversation);
-        kept.order.push_back(conversation.to_owned());
-        while kept.bytes > KEPT_BYTES {
-            let Some(oldest) = kept.order.pop_front() else {
-                break;
-            };
-            if let Some(gone) = kept.by_conversation.remove(&oldest) {
-                kept.bytes -= gone.bytes;
-            }
-        }
-    }
-
-    /// The reasoning kept for a conversation on `account`; a conversation that moved to
-    /// another account has its reasoning dropped (it is never sent to another account).
-    pub fn kept_reasoning(&self, account: &str, conversation: &str) -> Option<Arc<Vec<Kept>>> {
-        let mut guard = self.kept();
-        let kept = &mut *guard;
-        let entry = kept.by_conversation.get(conversation)?;
-        if entry.account == account {
-            return Some(entry.kept.clone());
-        }
-        if let Some(gone) = kept.by_conversation.remove(conversation) {
-            kept.bytes -= gone.bytes;
-        }
-        kept.order.retain(|c| c != conversation);
-        None
     }
 
     /// Closes idle sockets that waited too long or are too old.
@@ -664,7 +579,8 @@ impl Conn {
             && let Some(id) = output.response_id
         {
             self.pool
-                .keep_reasoning(&self.account, &self.conversation, output.kept);
+                .reasoning
+                .keep(&self.account, &self.conversation, output.kept);
             self.chain = Some(Chain::new(id, shape, output.output));
         }
         let pool = self.pool.clone();
