@@ -499,11 +499,19 @@ async fn events(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
         let user_share = user as f64 / (user + system).max(1) as f64;
         // The events of one answer: the deltas and eight around them.
         let events = (deltas + 8) as f64;
+        let per_event = per_request / events;
+        // The split is read in clock ticks (10 ms): meaningless over a short run (under 15).
+        let split = if user + system >= 150_000 {
+            format!(
+                "user {:>5.2}, kernel {:>5.2}",
+                per_event * user_share,
+                per_event * (1.0 - user_share)
+            )
+        } else {
+            "run too short to split".to_owned()
+        };
         println!(
-            "  {transport:<9} {name:<18} {per_request:>7.1} CPU-µs per request, {:>5.2} per event (user {:>5.2}, kernel {:>5.2})",
-            per_request / events,
-            per_request / events * user_share,
-            per_request / events * (1.0 - user_share),
+            "  {transport:<9} {name:<18} {per_request:>7.1} CPU-µs per request, {per_event:>5.2} per event ({split})"
         );
     }
     Ok(())
