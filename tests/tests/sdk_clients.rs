@@ -16,14 +16,20 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// Runs an SDK suite against a fresh fake and daemon; fails with the suite's output.
-async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]) {
+/// A fresh fake and a daemon on the shipped default: the backend's WebSocket, incremental
+/// turns (the harness pins HTTP unless a test says otherwise).
+async fn fake_and_daemon(accounts: &[usize]) -> (FakeUpstream, Daemon) {
     let fake = FakeUpstream::start().await.unwrap();
-    // The shipped default: the backend's WebSocket, incremental turns.
     let daemon = Daemon::builder()
         .fake(&fake, accounts)
         .set("upstream", "transport = \"auto\"")
         .start();
+    (fake, daemon)
+}
+
+/// Runs an SDK suite against a fresh fake and daemon; fails with the suite's output.
+async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]) {
+    let (fake, daemon) = fake_and_daemon(accounts).await;
     run_suite_on(program, args, cwd, &fake, &daemon, &[]).await;
 }
 
@@ -235,11 +241,7 @@ async fn codex_exec(daemon: &Daemon, websocket: bool, work: &Path, prompt: &str)
 #[tokio::test]
 async fn the_codex_cli_runs_a_turn_over_http_and_over_the_websocket() {
     for websocket in [false, true] {
-        let fake = FakeUpstream::start().await.unwrap();
-        let daemon = Daemon::builder()
-            .fake(&fake, &[0])
-            .set("upstream", "transport = \"auto\"")
-            .start();
+        let (fake, daemon) = fake_and_daemon(&[0]).await;
         let work = tempfile::tempdir().unwrap();
         let stdout = codex_exec(&daemon, websocket, work.path(), "say hi").await;
         // The fake echoes the last user message.
@@ -264,11 +266,7 @@ async fn the_codex_cli_runs_a_turn_over_http_and_over_the_websocket() {
 #[tokio::test]
 async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
     for websocket in [false, true] {
-        let fake = FakeUpstream::start().await.unwrap();
-        let daemon = Daemon::builder()
-            .fake(&fake, &[0])
-            .set("upstream", "transport = \"auto\"")
-            .start();
+        let (fake, daemon) = fake_and_daemon(&[0]).await;
         let work = tempfile::tempdir().unwrap();
         fake.enqueue(Script::custom_tool_call(
             "apply_patch",
@@ -303,11 +301,7 @@ async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
 #[tokio::test]
 async fn the_codex_cli_runs_a_30_turn_tool_loop_incrementally() {
     const TURNS: usize = 30;
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"auto\"")
-        .start();
+    let (fake, daemon) = fake_and_daemon(&[0]).await;
     let work = tempfile::tempdir().unwrap();
     for step in 1..TURNS {
         fake.enqueue(
@@ -364,11 +358,7 @@ async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"auto\"")
-        .start();
+    let (fake, daemon) = fake_and_daemon(&[0]).await;
     let work = tempfile::tempdir().unwrap();
     std::fs::write(
         work.path().join("notes.txt"),
