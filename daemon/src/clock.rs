@@ -37,6 +37,19 @@ pub fn utc_clock(ts: i64, now: i64) -> String {
     }
 }
 
+/// `2026-12-05T03:41:12.345Z` for Unix milliseconds (RFC 3339, UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (year, month, day) = codex_proxy_proto::civil_date(secs.div_euclid(86_400));
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +63,6 @@ mod tests {
         let now = 1_786_000_000; // 2026-08-06 07:06:40 UTC
         assert_eq!(utc_clock(now + 3600, now), "08:06 UTC");
         assert_eq!(utc_clock(now + 86_400, now), "2026-08-07 07:06 UTC");
+        assert_eq!(rfc3339_ms(now * 1000 + 45), "2026-08-06T07:06:40.045Z");
     }
 }

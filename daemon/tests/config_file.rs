@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use codex_proxy::config::load::parse_str;
 use codex_proxy::config::{
     AppcastConfig, AuthConfig, ClientIdentityConfig, Config, ConfigSource, DashboardConfig,
-    LogConfig, MetricsConfig, ModelConfig, PathsConfig, ResponsesConfig, ServerConfig,
-    ServiceConfig, UpstreamConfig,
+    LogConfig, MetricsConfig, ModelConfig, OllamaConfig, PathsConfig, ResponsesConfig,
+    ServerConfig, ServiceConfig, UpstreamConfig,
 };
 
 fn documented_file() -> (PathBuf, String) {
@@ -52,6 +52,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         responses,
         metrics,
         dashboard,
+        ollama,
         paths,
         service,
         log,
@@ -123,6 +124,12 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         session_hours: _,
     } = dashboard;
     assert!(password.is_some(), "dashboard.password has no example");
+    let OllamaConfig {
+        enabled: _,
+        listen,
+        require_key: _,
+    } = ollama;
+    assert!(listen.is_some(), "ollama.listen has no example");
     let PathsConfig { state_dir, socket } = paths;
     assert!(state_dir.is_some() && socket.is_some());
     let ServiceConfig {

@@ -365,6 +365,21 @@ impl Daemon {
         format!("http://{}{path}", self.addr)
     }
 
+    /// An address on the Ollama listener (`[ollama] listen`), read from the daemon's log.
+    pub fn ollama_url(&self, path: &str) -> String {
+        let logs = self.logs();
+        let addr = logs
+            .split("the Ollama API is also served on http://")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                    .collect::<String>()
+            })
+            .unwrap_or_else(|| panic!("no Ollama listener in the log:\n{logs}"));
+        format!("http://{addr}{path}")
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.state.clone()
     }

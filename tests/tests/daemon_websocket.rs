@@ -608,6 +608,44 @@ async fn a_30_turn_tool_loop_over_chat_completions() {
     fake.assert_incremental_loop(LOOP_TURNS, "function_call", "function_call_output");
 }
 
+/// Ollama's clients keep neither call ids nor the arguments' text: the daemon gives each call
+/// back the id and the exact arguments the backend made (here with a space the client's
+/// re-serialisation would drop), so every later turn still goes incrementally.
+#[tokio::test]
+async fn a_30_turn_tool_loop_over_the_ollama_api() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0, 1], "websocket");
+    let tools = json!([{"type": "function", "function": {"name": "run",
+        "parameters": {"type": "object", "properties": {"step": {"type": "integer"}}}}}]);
+    let mut messages = vec![json!({"role": "user", "content": "Run the steps."})];
+    let client = reqwest::Client::new();
+    for step in 0..LOOP_TURNS {
+        fake.enqueue(
+            Script::function_call("run", &format!("{{\"step\": {step}}}"))
+                .with_reasoning("Next step."),
+        );
+        let response = client
+            .post(daemon.url("/api/chat"))
+            .json(
+                &json!({"model": "gpt-5.5", "messages": messages, "tools": tools, "stream": false}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let reply: Value = response.json().await.unwrap();
+        let call = &reply["message"]["tool_calls"][0]["function"];
+        assert_eq!(call["arguments"], json!({"step": step}));
+        // As ollama-python sends the message back: no id, no empty content.
+        messages.push(json!({"role": "assistant", "tool_calls": [
+            {"function": {"name": "run", "arguments": call["arguments"]}}
+        ]}));
+        messages
+            .push(json!({"role": "tool", "tool_name": "run", "content": format!("done {step}")}));
+    }
+    fake.assert_incremental_loop(LOOP_TURNS, "function_call", "function_call_output");
+}
+
 #[tokio::test]
 async fn a_30_turn_tool_loop_over_messages() {
     let fake = FakeUpstream::start().await.unwrap();

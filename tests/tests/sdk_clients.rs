@@ -133,6 +133,31 @@ async fn official_python_sdk() {
     pytest("test_openai_sdk.py", &[0, 1]).await;
 }
 
+/// The `ollama` Python library on the Ollama API, through the daemon's second listener (as
+/// users point it: `Client(host=…)`, no key) and its main port (with the key).
+#[tokio::test]
+async fn ollama_python_library() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .set("ollama", "listen = \"127.0.0.1:0\"")
+        .start();
+    let python = repo_root().join("target/sdk/venv/bin/python");
+    let suite = repo_root().join("tests/sdk/python");
+    let args = [
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_ollama_sdk.py",
+    ];
+    let listen = daemon.ollama_url("");
+    let env = [("OLLAMA_LISTEN_URL", listen.as_str())];
+    run_suite_on(&python, &args, &suite, &fake, &daemon, &env).await;
+}
+
 /// The `anthropic` Python SDK on the Messages API. One account, so the failures its last
 /// tests provoke are exactly what the client sees.
 #[tokio::test]

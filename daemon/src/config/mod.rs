@@ -32,6 +32,7 @@ pub struct Config {
     pub responses: ResponsesConfig,
     pub metrics: MetricsConfig,
     pub dashboard: DashboardConfig,
+    pub ollama: OllamaConfig,
     pub paths: PathsConfig,
     pub service: ServiceConfig,
     pub log: LogConfig,
@@ -391,6 +392,30 @@ impl Default for DashboardConfig {
             enabled: true,
             password: None,
             session_hours: 12,
+        }
+    }
+}
+
+/// `[ollama]`: the Ollama API (`/api/chat`, `/api/generate`, `/api/tags`, …), on the main port
+/// and, when `listen` is set, on a second listener of its own (Ollama clients assume port 11434).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OllamaConfig {
+    pub enabled: bool,
+    /// A second listener serving the Ollama API (and the OpenAI `/v1` routes, as Ollama does),
+    /// e.g. `127.0.0.1:11434`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Ollama clients send no API key: without one, `/api/*` answers loopback clients only.
+    /// `true` asks every Ollama request for the key (`OLLAMA_API_KEY` in Ollama's own clients).
+    pub require_key: bool,
+}
+
+impl Default for OllamaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            require_key: false,
         }
     }
 }

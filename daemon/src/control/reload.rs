@@ -131,6 +131,10 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
         ),
         ("client_identity", e.client_identity != o.client_identity),
         ("log.level", e.log.level != o.log.level),
+        (
+            "ollama.enabled/require_key",
+            (e.ollama.enabled, e.ollama.require_key) != (o.ollama.enabled, o.ollama.require_key),
+        ),
     ]);
     let restart_needed = changed(&[
         (
@@ -167,6 +171,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
         ("paths", paths_changed || e.paths != o.paths),
         ("service", e.service != o.service),
         ("log.format", e.log.format != o.log.format),
+        ("ollama.listen", e.ollama.listen != o.ollama.listen),
     ]);
     // Restart-only settings keep their running values, so what the daemon reports is true.
     let mut effective = new;
@@ -185,6 +190,7 @@ fn merge(old: &Config, new: Config, paths_changed: bool) -> (Config, ReloadRepor
     effective.paths = old.paths.clone();
     effective.service = old.service.clone();
     effective.log.format = old.log.format;
+    effective.ollama.listen = old.ollama.listen;
     (
         effective,
         ReloadReport {

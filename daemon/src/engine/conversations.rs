@@ -11,6 +11,25 @@ use std::sync::Mutex;
 
 /// How many conversations are remembered; the least recently used is forgotten first.
 const CAPACITY: usize = 10_000;
+/// Tool calls remembered per conversation (the most recent), and their bytes together.
+const MAX_CALLS: usize = 256;
+const MAX_CALL_BYTES: usize = 256 << 10;
+
+/// A tool call the backend made in a conversation, exactly as it made it: what a client that
+/// keeps neither call ids nor the arguments' text (Ollama's) gets back when it repeats the call,
+/// so the repeated history matches the backend's and the turn can go incrementally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+impl KnownCall {
+    fn bytes(&self) -> usize {
+        self.id.len() + self.name.len() + self.arguments.len()
+    }
+}
 
 /// A conversation's identity in the registry (a hash of what identifies it on its surface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +74,8 @@ struct Entry {
     session: String,
     account: Option<String>,
     used: u64,
+    /// The conversation's tool calls, oldest first (bounded).
+    calls: VecDeque<KnownCall>,
 }
 
 impl Map {
@@ -87,6 +108,7 @@ impl Map {
                 session,
                 account: None,
                 used,
+                calls: VecDeque::new(),
             },
         );
         self.order.push_back((id, used));
@@ -138,6 +160,37 @@ impl Conversations {
         {
             entry.account = Some(account.to_owned());
         }
+    }
+
+    /// Remembers tool calls the backend made in this conversation (the oldest go past the
+    /// bounds).
+    pub fn remember_calls(&self, id: ConversationId, calls: impl IntoIterator<Item = KnownCall>) {
+        let mut map = self.map();
+        let Some(entry) = map.entries.get_mut(&id) else {
+            return;
+        };
+        for call in calls {
+            if call.bytes() > MAX_CALL_BYTES || entry.calls.contains(&call) {
+                continue;
+            }
+            entry.calls.push_back(call);
+        }
+        let mut bytes: usize = entry.calls.iter().map(KnownCall::bytes).sum();
+        while entry.calls.len() > MAX_CALLS || bytes > MAX_CALL_BYTES {
+            let Some(old) = entry.calls.pop_front() else {
+                break;
+            };
+            bytes -= old.bytes();
+        }
+    }
+
+    /// The tool calls remembered for this conversation, oldest first.
+    pub fn known_calls(&self, id: ConversationId) -> Vec<KnownCall> {
+        self.map()
+            .entries
+            .get(&id)
+            .map(|e| e.calls.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     #[cfg(test)]
@@ -194,6 +247,32 @@ mod tests {
         assert_eq!(c.account(two), None);
         c.bind(one, "acct-2");
         assert_eq!(c.account(one).as_deref(), Some("acct-2"));
+    }
+
+    #[test]
+    fn tool_calls_are_remembered_per_conversation_within_bounds() {
+        let c = Conversations::default();
+        let one = fingerprint(0, "m", "", "a", None);
+        c.key_for(one);
+        let call = |i: usize| KnownCall {
+            id: format!("call_{i}"),
+            name: "f".into(),
+            arguments: format!("{{\"i\": {i}}}"),
+        };
+        c.remember_calls(one, [call(0), call(1)]);
+        c.remember_calls(one, [call(1)]);
+        assert_eq!(c.known_calls(one), [call(0), call(1)]);
+        assert!(c.known_calls(fingerprint(0, "m", "", "b", None)).is_empty());
+        c.remember_calls(one, (2..MAX_CALLS + 10).map(call));
+        let known = c.known_calls(one);
+        assert_eq!(known.len(), MAX_CALLS);
+        assert_eq!(known.last(), Some(&call(MAX_CALLS + 9)), "the newest stay");
+        let huge = KnownCall {
+            arguments: "x".repeat(MAX_CALL_BYTES),
+            ..call(0)
+        };
+        c.remember_calls(one, [huge]);
+        assert_eq!(c.known_calls(one).len(), MAX_CALLS, "too big to keep");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-pub use conversations::{ConversationId, Conversations, fingerprint, named};
+pub use conversations::{ConversationId, Conversations, KnownCall, fingerprint, named};
 pub use errors::{EngineError, stream_failure, usage_limit};
 
 use crate::accounts::{Account, AccountState, PickError, Quota};

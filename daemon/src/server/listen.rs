@@ -79,6 +79,18 @@ pub fn auto_max_connections() -> usize {
 /// (each is told to close once idle); returns when all have closed.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    serve_shared(listener, app, limits, slots, stop).await;
+}
+
+/// [`serve`] with connection slots shared with other listeners: `max_connections` bounds the
+/// daemon's connections, whichever port they came in on.
+pub async fn serve_shared(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    slots: Arc<tokio::sync::Semaphore>,
+    stop: CancellationToken,
+) {
     let connections = TaskTracker::new();
     let mut accept_errors = RateLimitedLog::default();
     let mut full_since: Option<Instant> = None;
@@ -109,7 +121,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
                 since.elapsed().as_millis()
             );
         }
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -127,7 +139,14 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        connections.spawn(connection(tcp, app.clone(), limits, stop.clone(), slot));
+        connections.spawn(connection(
+            tcp,
+            Peer(peer),
+            app.clone(),
+            limits,
+            stop.clone(),
+            slot,
+        ));
     }
     connections.close();
     connections.wait().await;
@@ -167,9 +186,26 @@ impl RateLimitedLog {
     }
 }
 
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl Peer {
+    /// From this machine (IPv4-mapped loopback included).
+    pub fn is_loopback(self) -> bool {
+        match self.0.ip() {
+            std::net::IpAddr::V4(ip) => ip.is_loopback(),
+            std::net::IpAddr::V6(ip) => {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        }
+    }
+}
+
 /// One client connection, with its watchdog.
 async fn connection(
     tcp: TcpStream,
+    peer: Peer,
     app: Router,
     limits: Limits,
     stop: CancellationToken,
@@ -179,8 +215,9 @@ async fn connection(
     let io = TokioIo::new(Guarded::new(tcp, activity.clone()));
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |request: Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let mut app = app.clone();
+            request.extensions_mut().insert(peer);
             // Counts the request as in progress until its response body is done or dropped.
             let busy = Busy::new(activity.clone());
             async move {

@@ -15,17 +15,38 @@ mod messages;
 mod metrics_route;
 mod models;
 mod observe;
+mod ollama;
 mod responses;
 mod responses_ws;
 mod sse;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 pub use crate::api_error::ApiError;
 pub use crate::app::AppState;
 
+/// Which listener a router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// `[server]`: every API, the dashboard.
+    Main,
+    /// `[ollama] listen`: the Ollama API and the OpenAI routes (as Ollama serves both on its
+    /// port), `GET /` answering Ollama's probe; no dashboard.
+    Ollama,
+}
+
+/// The main listener's routes.
 pub fn router(state: AppState) -> Router {
+    build(state, Listener::Main)
+}
+
+/// The routes of the Ollama listener (`[ollama] listen`).
+pub fn ollama_router(state: AppState) -> Router {
+    build(state, Listener::Ollama)
+}
+
+fn build(state: AppState, listener: Listener) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route(
@@ -68,8 +89,22 @@ pub fn router(state: AppState) -> Router {
             auth::require_api_key,
         ))
         .layer(axum::middleware::map_response(messages::anthropic_errors));
+    // Ollama's surface: its own access rule (no key from this machine) and error shape.
+    let ollama = Router::new()
+        .route("/api/version", get(ollama::version))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/{*rest}", any(ollama::unsupported))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ollama::ollama_access,
+        ))
+        .layer(axum::middleware::map_response(ollama::ollama_errors));
     let cors = cors_layer(&state.config().server.cors_origins);
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(health::health))
         // Its own key check: an API key, or the scraper's [metrics] token.
         .route("/metrics", get(metrics_route::metrics))
@@ -77,11 +112,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/hello", get(messages::hello))
         .merge(api)
         .merge(anthropic)
+        .merge(ollama);
+    if listener == Listener::Ollama {
+        app = app.route("/", get(ollama::running));
+    }
+    let app = app
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .layer(axum::middleware::map_response(errors::json_errors))
-        // The dashboard's pages answer in HTML, errors too, so it comes after the JSON layer.
-        .merge(dashboard::router(&state))
+        .layer(axum::middleware::map_response(errors::json_errors));
+    // The dashboard's pages answer in HTML, errors too, so it comes after the JSON layer.
+    let app = match listener {
+        Listener::Main => app.merge(dashboard::router(&state)),
+        Listener::Ollama => app,
+    };
+    let app = app
         // Every request recorded (the request log), with the body the client finally got.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -17,13 +17,18 @@ pub trait Frames: Send + 'static {
 
 /// `200 text/event-stream` with `source`'s frames as the body, unbuffered by proxies.
 pub fn response(source: impl Frames) -> Response {
+    response_as(source, "text/event-stream")
+}
+
+/// `200` with `source`'s frames as a body of this type (e.g. NDJSON), unbuffered by proxies.
+pub fn response_as(source: impl Frames, content_type: &'static str) -> Response {
     let body = stream::unfold(source, |mut source| async move {
         let bytes = source.next_frame().await?;
         Some((Ok::<Bytes, std::convert::Infallible>(bytes), source))
     });
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache")
         .header("x-accel-buffering", "no")
         .body(Body::from_stream(body))

@@ -36,6 +36,7 @@ pub fn start(loaded: Loaded, options: &StartOptions) -> anyhow::Result<()> {
     let owner = target.as_ref().map(|t| (t.uid, t.gid));
     let control = crate::control::Control::bind(&loaded, owner)?;
     let http = bind(&loaded)?;
+    let ollama = bind_ollama(&loaded)?;
     if let Some(target) = &target {
         super::privileges::hand_over(target, &loaded.paths.state_dir)?;
         super::privileges::drop_to(target)?;
@@ -49,10 +50,15 @@ pub fn start(loaded: Loaded, options: &StartOptions) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = TcpListener::from_std(http).context("HTTP listener")?;
+        let ollama = ollama
+            .map(TcpListener::from_std)
+            .transpose()
+            .context("Ollama listener")?;
         serve(
             loaded,
             state,
             listener,
+            ollama,
             control,
             options.pid_file.as_deref(),
             super::signals::terminated(),
@@ -77,12 +83,27 @@ pub fn bind(loaded: &Loaded) -> anyhow::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-/// Serves HTTP on `listener` and the control socket until `shutdown` resolves, then lets open
-/// requests finish for up to [`DRAIN_TIMEOUT`].
+/// Binds `[ollama] listen` when it is set (blocking, before privileges are dropped).
+pub fn bind_ollama(loaded: &Loaded) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let Some(addr) = loaded.config.ollama.listen else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
+        format!("cannot listen on {addr} for the Ollama API ([ollama] listen; is Ollama itself running?)")
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("Ollama listener: non-blocking mode")?;
+    Ok(Some(listener))
+}
+
+/// Serves HTTP on `listener` (and the Ollama API on `ollama`) and the control socket until
+/// `shutdown` resolves, then lets open requests finish for up to [`DRAIN_TIMEOUT`].
 pub async fn serve(
     loaded: Loaded,
     state: server::AppState,
     listener: TcpListener,
+    ollama: Option<TcpListener>,
     control: crate::control::Control,
     pid_file: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -116,8 +137,18 @@ pub async fn serve(
         stop.clone(),
     ));
     background.close();
-    // Before the "listening" line, so whoever waits for that line has seen this one too.
+    // Before the "listening" line, so whoever waits for that line has seen these too.
     tracing::debug!(socket = %socket, "resolved paths");
+    let ollama = match ollama {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .context("the Ollama listener has no local address")?;
+            tracing::info!("the Ollama API is also served on http://{addr}");
+            Some(listener)
+        }
+        None => None,
+    };
     tracing::info!(
         mode = %loaded.paths.mode,
         socket = %socket,
@@ -157,7 +188,19 @@ pub async fn serve(
         "listener limits"
     );
     let stop_serving = CancellationToken::new();
-    let server = server::listen::serve(listener, app, limits, stop_serving.clone());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let main =
+        server::listen::serve_shared(listener, app, limits, slots.clone(), stop_serving.clone());
+    let second = async {
+        if let Some(listener) = ollama {
+            let app = server::ollama_router(state.clone());
+            server::listen::serve_shared(listener, app, limits, slots, stop_serving.clone()).await;
+        }
+    };
+    // Both listeners drain together; the daemon is done when both are.
+    let server = async {
+        tokio::join!(main, second);
+    };
     let drain_deadline = async {
         if stopping_rx.await.is_err() {
             return std::future::pending().await;

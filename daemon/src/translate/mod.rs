@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod held;
 pub mod messages;
+pub mod ollama;
 pub mod output;
 pub mod raw;
 pub mod request;

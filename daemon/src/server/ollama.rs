@@ -1,0 +1,861 @@
+//! The Ollama API: `POST /api/chat` and `/api/generate` (NDJSON streams or one object),
+//! `GET /api/tags`, `POST /api/show`, `GET /api/ps`, `GET /api/version`, and Ollama's error
+//! shape (`{"error": "…"}`) for all of them.
+//!
+//! A request is parsed, made a Chat Completions request (`translate::ollama`), translated and
+//! run by the engine like every other surface; its events are rendered as Ollama's
+//! (`translate::ollama::render`).
+//!
+//! Ollama's clients send no API key. A request without one is answered when it comes from this
+//! machine (`[ollama] require_key = false`, the default); a key, when sent, is checked as
+//! everywhere else.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::auth::{self, ClientKey};
+use super::body::JsonBody;
+use super::listen::Peer;
+use super::{ApiError, AppState};
+use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
+use crate::models;
+use crate::requests::Observed;
+use crate::translate::chat::{ChatMessage, ChatRequest, ToolCall as ChatToolCall};
+use crate::translate::messages::tokens;
+use crate::translate::ollama::render::{self, Mode, Surface, Writer};
+use crate::translate::ollama::{self as wire, OllamaChat, OllamaGenerate, Thinking};
+use crate::translate::output::{OutputEvent, OutputSink, OutputTranslator};
+use crate::translate::request::{self, Context};
+use crate::translate::stream::StreamTranslator;
+use crate::upstream::wire::{Failure, StreamEvent};
+use crate::upstream::{EventStream, WireBody};
+
+/// Bodies above this size are parsed, translated and encoded off the async workers.
+const OFF_WORKER_BYTES: usize = 256 << 10;
+
+/// The Ollama API version codex-proxy answers with: the API level it speaks (`think`, tools,
+/// structured output), which clients read to decide what to offer.
+pub const OLLAMA_VERSION: &str = "0.13.0";
+
+/// A fixed time for every model (the backend publishes none).
+const MODIFIED_AT: &str = "2026-01-01T00:00:00Z";
+
+/// `GET /` and `HEAD /` on the Ollama listener: the probe Ollama's clients make.
+pub async fn running() -> &'static str {
+    "Ollama is running"
+}
+
+/// Who may use the Ollama routes: a client with a valid key; without a key, one on this machine
+/// unless `[ollama] require_key` is set. Also answers 404 while `[ollama] enabled = false`.
+pub async fn ollama_access(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let config = state.config();
+    if !config.ollama.enabled {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            "The Ollama API is turned off ([ollama] enabled = false).",
+        )
+        .into_response();
+    }
+    let client = match auth::identify(&state, request.headers(), None) {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            let peer = request.extensions().get::<Peer>().copied();
+            if let Err(why) = keyless(config.ollama.require_key, peer) {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request_error",
+                    "invalid_api_key",
+                    format!(
+                        "Missing API key ({why}). Ollama's clients send $OLLAMA_API_KEY as \
+                         `Authorization: Bearer KEY`; `codexctl key show` prints the key."
+                    ),
+                )
+                .into_response();
+            }
+            ClientKey::KEYLESS
+        }
+        Err(refused) => return refused.into_response(),
+    };
+    request.extensions_mut().insert(client);
+    next.run(request).await
+}
+
+/// Whether a request without a key is answered: from this machine, unless keys are required.
+/// A request whose peer is unknown is not from this machine.
+fn keyless(require_key: bool, peer: Option<Peer>) -> Result<(), &'static str> {
+    if require_key {
+        return Err("[ollama] require_key is set");
+    }
+    if peer.is_some_and(Peer::is_loopback) {
+        Ok(())
+    } else {
+        Err("without a key only clients on this machine are answered")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assistant(calls: &[(&str, &str, &str)]) -> ChatMessage {
+        ChatMessage::Assistant {
+            content: None,
+            tool_calls: Some(
+                calls
+                    .iter()
+                    .map(|(id, name, arguments)| ChatToolCall::Function {
+                        id: (*id).into(),
+                        function: crate::translate::chat::FunctionCallMsg {
+                            name: (*name).into(),
+                            arguments: (*arguments).into(),
+                        },
+                    })
+                    .collect(),
+            ),
+            function_call: None,
+            refusal: None,
+        }
+    }
+
+    fn tool(id: &str) -> ChatMessage {
+        ChatMessage::Tool {
+            content: None,
+            tool_call_id: id.into(),
+        }
+    }
+
+    fn known(id: &str, name: &str, arguments: &str) -> engine::KnownCall {
+        engine::KnownCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[test]
+    fn calls_get_back_the_backends_ids_and_arguments() {
+        let mut chat: ChatRequest = serde_json::from_value(json!({"messages": []})).unwrap();
+        chat.messages = vec![
+            assistant(&[
+                ("call_0_0", "f", r#"{"b":2,"a":1}"#),
+                ("call_0_1", "f", r#"{"a":1,"b":2}"#),
+                ("kept_id", "g", r#"{"x":true}"#),
+                ("call_0_3", "h", r#"{"q":"unknown"}"#),
+            ]),
+            tool("call_0_1"),
+            tool("call_0_0"),
+            tool("kept_id"),
+            tool("call_0_3"),
+        ];
+        let made_up: Vec<String> = ["call_0_0", "call_0_1", "call_0_3"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let remembered = [
+            known("call_AAA", "f", r#"{"a": 1, "b": 2}"#),
+            known("call_BBB", "f", r#"{"a": 1, "b": 2}"#),
+            known("kept_id", "g", r#"{"x": true}"#),
+            known("call_CCC", "h", r#"{"q": "other"}"#),
+        ];
+        restore_calls(&mut chat, &made_up, &remembered);
+        let ChatMessage::Assistant {
+            tool_calls: Some(calls),
+            ..
+        } = &chat.messages[0]
+        else {
+            panic!("not an assistant message");
+        };
+        let seen: Vec<(String, String)> = calls
+            .iter()
+            .map(|c| match c {
+                ChatToolCall::Function { id, function } => (id.clone(), function.arguments.clone()),
+                ChatToolCall::Custom { id, .. } => (id.clone(), String::new()),
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("call_AAA".into(), r#"{"a": 1, "b": 2}"#.into()),
+                ("call_BBB".into(), r#"{"a": 1, "b": 2}"#.into()),
+                ("kept_id".into(), r#"{"x": true}"#.into()),
+                // Different arguments: not the remembered call, left as it came.
+                ("call_0_3".into(), r#"{"q":"unknown"}"#.into()),
+            ]
+        );
+        let results: Vec<&str> = chat.messages[1..]
+            .iter()
+            .map(|m| match m {
+                ChatMessage::Tool { tool_call_id, .. } => tool_call_id.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(results, ["call_BBB", "call_AAA", "kept_id", "call_0_3"]);
+    }
+
+    #[test]
+    fn only_this_machine_goes_without_a_key() {
+        let peer = |addr: &str| Some(Peer(addr.parse().unwrap()));
+        assert!(keyless(false, peer("127.0.0.1:5000")).is_ok());
+        assert!(keyless(false, peer("[::1]:5000")).is_ok());
+        assert!(keyless(false, peer("[::ffff:127.0.0.1]:5000")).is_ok());
+        assert!(keyless(false, peer("192.168.1.20:5000")).is_err());
+        assert!(keyless(false, peer("[::ffff:10.0.0.1]:5000")).is_err());
+        assert!(keyless(false, None).is_err());
+        assert!(keyless(true, peer("127.0.0.1:5000")).is_err());
+    }
+}
+
+/// The last layer of the Ollama routes: every error, whoever made it, as Ollama's
+/// `{"error": "…"}` with its status.
+pub async fn ollama_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| match v.get("error") {
+            Some(Value::String(message)) => Some(message.clone()),
+            Some(error) => error.get("message")?.as_str().map(str::to_owned),
+            None => None,
+        })
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text
+            }
+        });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(render::error_body(&message).to_string()),
+    )
+}
+
+/// `GET /api/version`.
+pub async fn version() -> axum::Json<Value> {
+    axum::Json(json!({ "version": OLLAMA_VERSION }))
+}
+
+fn details() -> Value {
+    json!({
+        "parent_model": "",
+        "format": "codex",
+        "family": "gpt",
+        "families": ["gpt"],
+        "parameter_size": "",
+        "quantization_level": "",
+    })
+}
+
+/// A stable digest per name, in the shape Ollama gives (64 hex digits).
+fn digest(name: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `GET /api/tags`: every model and alias `/v1/models` lists, with Ollama's `:latest` tag.
+pub async fn tags(State(state): State<AppState>) -> axum::Json<Value> {
+    let ids = models::listed_ids(&state.catalog(), &state.config().model.aliases);
+    let models: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let name = wire::tagged(id);
+            json!({
+                "name": name,
+                "model": name,
+                "modified_at": MODIFIED_AT,
+                "size": 0,
+                "digest": digest(id),
+                "details": details(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "models": models }))
+}
+
+/// `GET /api/ps`: the models that answer now — every listed one (nothing is loaded or
+/// unloaded; there is no memory to report).
+pub async fn ps(State(state): State<AppState>) -> axum::Json<Value> {
+    let catalog = state.catalog();
+    let config = state.config();
+    let ids = models::listed_ids(&catalog, &config.model.aliases);
+    let models: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let name = wire::tagged(id);
+            let window = models::resolve(
+                Some(id),
+                &catalog,
+                &config.model.aliases,
+                &config.model.default,
+            )
+            .map_or(0, |r| r.model.context_window);
+            json!({
+                "name": name,
+                "model": name,
+                "size": 0,
+                "digest": digest(id),
+                "details": details(),
+                "size_vram": 0,
+                "context_length": window,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "models": models }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ShowRequest {
+    #[serde(default)]
+    model: Option<String>,
+    /// The old name of `model`.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /api/show`: what a model can do (`capabilities`) and its context window
+/// (`model_info`), which clients read to offer tools, thinking and images.
+pub async fn show(State(state): State<AppState>, body: JsonBody) -> Result<Response, ApiError> {
+    let req: ShowRequest = super::body::parse_json(&body.bytes)?;
+    let requested = req
+        .model
+        .or(req.name)
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("model: Field required", Some("model")))?;
+    let resolved = resolve(&state, &requested)?;
+    let model = &resolved.model;
+    let mut capabilities = vec!["completion", "tools", "vision"];
+    if !model.efforts.is_empty() {
+        capabilities.push("thinking");
+    }
+    let efforts = model.efforts.join(", ");
+    Ok(axum::Json(json!({
+        "license": "",
+        "modelfile": format!("# {} ({}) on the Codex backend, through codex-proxy\n", model.display_name, model.slug),
+        "parameters": format!("num_ctx {}", model.context_window),
+        "template": "",
+        "details": details(),
+        "model_info": {
+            "general.architecture": "gpt",
+            "general.basename": model.slug,
+            "general.name": model.display_name,
+            "gpt.context_length": model.context_window,
+            "codex.reasoning_efforts": efforts,
+            "codex.default_reasoning_effort": model.default_effort,
+        },
+        "capabilities": capabilities,
+        "modified_at": MODIFIED_AT,
+    }))
+    .into_response())
+}
+
+/// The catalog model an Ollama name stands for (its `:latest` tag taken off).
+fn resolve(state: &AppState, name: &str) -> Result<models::Resolved, ApiError> {
+    let config = state.config();
+    let catalog = state.catalog();
+    let untagged = wire::untagged(name);
+    models::resolve(
+        Some(untagged),
+        &catalog,
+        &config.model.aliases,
+        &config.model.default,
+    )
+    .map_err(|mut error| {
+        if error.status == StatusCode::NOT_FOUND {
+            error.message = format!(
+                "model '{}' not found (GET /api/tags lists the models)",
+                crate::api_error::quoted(name)
+            );
+        }
+        error
+    })
+}
+
+/// `/api/embed`, `/api/pull` and the other model-management endpoints: a clear answer instead
+/// of a bare 404.
+pub async fn unsupported(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let why = match path {
+        "/api/embed" | "/api/embeddings" => {
+            "codex-proxy serves the Codex models, which make no embeddings"
+        }
+        "/api/pull" | "/api/push" | "/api/create" | "/api/copy" | "/api/delete" => {
+            "the models live on the Codex backend: there is nothing to pull, push, create, copy \
+             or delete (GET /api/tags lists them)"
+        }
+        _ => "codex-proxy does not serve this part of the Ollama API",
+    };
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "invalid_request_error",
+        "not_implemented",
+        format!("{path}: {why}"),
+    )
+}
+
+/// A request made ready for the backend.
+struct Prepared {
+    /// The name the client asked for, echoed in every line.
+    requested: String,
+    model: String,
+    conversation: ConversationId,
+    session: String,
+    wire: WireBody,
+    lite: bool,
+    stream: bool,
+    thinking: Thinking,
+    stop: Vec<String>,
+    ignored: Vec<String>,
+    estimate: u64,
+}
+
+enum Parsed {
+    Chat(OllamaChat),
+    Generate(OllamaGenerate),
+}
+
+impl Parsed {
+    fn model(&self) -> &str {
+        match self {
+            Parsed::Chat(c) => &c.model,
+            Parsed::Generate(g) => &g.model,
+        }
+    }
+}
+
+/// Parse, resolve, translate and encode: CPU work in proportion to the body.
+fn prepare(
+    state: &AppState,
+    client: ClientKey,
+    surface: Surface,
+    body: &[u8],
+) -> Result<Prepared, ApiError> {
+    let parsed = match surface {
+        Surface::Chat => Parsed::Chat(super::body::parse_json(body)?),
+        Surface::Generate => Parsed::Generate(super::body::parse_json(body)?),
+    };
+    let requested = parsed.model().trim().to_owned();
+    if requested.is_empty() {
+        return Err(ApiError::invalid("model is required", Some("model")));
+    }
+    let resolved = resolve(state, &requested)?;
+    let translated = match parsed {
+        Parsed::Chat(req) => wire::chat(req, &resolved.model.efforts)?,
+        Parsed::Generate(req) => wire::generate(req, &resolved.model.efforts)?,
+    };
+    let wire::Translated {
+        mut chat,
+        stream,
+        thinking,
+        mut ignored,
+        made_up_ids,
+    } = translated;
+    let (system, first_user) = request::conversation_seed(&chat);
+    let conversation =
+        engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None);
+    let session = state.conversations().key_for(conversation);
+    if has_calls(&chat) {
+        let known = state.conversations().known_calls(conversation);
+        restore_calls(&mut chat, &made_up_ids, &known);
+    }
+    let config = state.config();
+    let mut translated = request::translate(
+        chat,
+        &Context {
+            model: &resolved,
+            config: &config.model,
+            prompt_cache_key: session.clone(),
+        },
+    )?;
+    translated.body.client_metadata = state.client_metadata(&session);
+    ignored.append(&mut translated.ignored);
+    let estimate = tokens::estimate(&translated.body);
+    let wire = state.upstream().encode(&translated.body).map_err(|e| {
+        ApiError::internal(format!(
+            "The request could not be encoded for the backend: {e}"
+        ))
+    })?;
+    Ok(Prepared {
+        requested,
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        wire,
+        lite: translated.lite,
+        stream,
+        thinking,
+        stop: translated.stop,
+        ignored,
+        estimate,
+    })
+}
+
+fn has_calls(chat: &ChatRequest) -> bool {
+    chat.messages.iter().any(|m| {
+        matches!(
+            m,
+            ChatMessage::Assistant {
+                tool_calls: Some(_),
+                ..
+            }
+        )
+    })
+}
+
+/// The same arguments, whatever their spacing and key order.
+fn canonical(arguments: &str) -> Option<String> {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .map(|v| v.to_string())
+}
+
+/// Ollama's clients send a call back without its id and with its arguments re-serialised from
+/// the object they were given. Each such call that the backend made in this conversation gets
+/// back the id and the exact arguments the backend gave it (its results follow the id), so the
+/// history is the backend's own again: the turn can go incrementally, and reasoning kept for
+/// the call is put back before it. A call matches by its id when the client kept it, else by
+/// name and arguments, in order.
+fn restore_calls(chat: &mut ChatRequest, made_up: &[String], known: &[engine::KnownCall]) {
+    if known.is_empty() {
+        return;
+    }
+    let mut used = vec![false; known.len()];
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    for message in &mut chat.messages {
+        let ChatMessage::Assistant {
+            tool_calls: Some(calls),
+            ..
+        } = message
+        else {
+            continue;
+        };
+        for call in calls {
+            let ChatToolCall::Function { id, function } = call else {
+                continue;
+            };
+            let Some(wanted) = canonical(&function.arguments) else {
+                continue;
+            };
+            let invented = made_up.contains(id);
+            let found = known.iter().enumerate().position(|(i, k)| {
+                !used[i]
+                    && k.name == function.name
+                    && (invented || k.id == *id)
+                    && canonical(&k.arguments).as_deref() == Some(wanted.as_str())
+            });
+            let Some(at) = found else { continue };
+            used[at] = true;
+            let known = &known[at];
+            function.arguments.clone_from(&known.arguments);
+            if invented {
+                renamed.insert(std::mem::replace(id, known.id.clone()), known.id.clone());
+            }
+        }
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    for message in &mut chat.messages {
+        if let ChatMessage::Tool { tool_call_id, .. } = message
+            && let Some(new) = renamed.get(tool_call_id)
+        {
+            tool_call_id.clone_from(new);
+        }
+    }
+}
+
+/// `POST /api/chat`.
+pub async fn chat(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientKey>,
+    observed: Option<Extension<Observed>>,
+    body: JsonBody,
+) -> Response {
+    answer(&state, client, Surface::Chat, observed, body).await
+}
+
+/// `POST /api/generate`.
+pub async fn generate(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientKey>,
+    observed: Option<Extension<Observed>>,
+    body: JsonBody,
+) -> Response {
+    answer(&state, client, Surface::Generate, observed, body).await
+}
+
+async fn answer(
+    state: &AppState,
+    client: ClientKey,
+    surface: Surface,
+    observed: Option<Extension<Observed>>,
+    body: JsonBody,
+) -> Response {
+    let observed = observed.map(|Extension(o)| o);
+    match handle(state, client, surface, observed.as_ref(), body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    client: ClientKey,
+    surface: Surface,
+    observed: Option<&Observed>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let in_flight = state.track_request();
+    let JsonBody { bytes, reservation } = body;
+    let prepared = if bytes.len() > OFF_WORKER_BYTES {
+        let owned = state.clone();
+        tokio::task::spawn_blocking(move || prepare(&owned, client, surface, &bytes))
+            .await
+            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
+    } else {
+        let prepared = prepare(state, client, surface, &bytes)?;
+        drop(bytes);
+        prepared
+    };
+    let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
+    let turn = engine::start(
+        state,
+        &TurnRequest {
+            conversation: prepared.conversation,
+            session: &prepared.session,
+            wire: &prepared.wire,
+            lite: prepared.lite,
+            fan_out: 1,
+            model: &prepared.model,
+            prefer: None,
+            first_event_within: keepalive,
+            call: engine::Call::Responses,
+            observed,
+        },
+        in_flight,
+    )
+    .await?;
+    let Prepared {
+        requested,
+        conversation,
+        wire,
+        stream,
+        thinking,
+        stop,
+        ignored,
+        estimate,
+        ..
+    } = prepared;
+    // Sent: the request's memory goes back.
+    drop(wire);
+    drop(reservation);
+    let Some(events) = turn.streams.into_iter().next() else {
+        return Err(ApiError::internal("the engine started no response"));
+    };
+    let mode = if stream { Mode::Stream } else { Mode::Whole };
+    let reader = Reader {
+        events,
+        output: OutputTranslator::default(),
+        writer: Writer::new(surface, mode, requested, thinking, &stop, estimate),
+        ended: false,
+        calls: (surface == Surface::Chat).then(|| (state.clone(), conversation)),
+    };
+    let mut response = if stream {
+        stream_response(reader, keepalive, turn.guard).await?
+    } else {
+        complete(reader, turn.guard).await?
+    };
+    if !ignored.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&ignored.join(", "))
+    {
+        response
+            .headers_mut()
+            .insert("x-codex-proxy-ignored-params", value);
+    }
+    Ok(response)
+}
+
+/// The upstream events of one turn, read into the writer.
+struct Reader {
+    events: EventStream,
+    output: OutputTranslator,
+    writer: Writer,
+    ended: bool,
+    /// Where the answer's tool calls are remembered (chat): see [`restore_calls`].
+    calls: Option<(AppState, ConversationId)>,
+}
+
+impl Reader {
+    /// The failure the writer saw, as the client is told it.
+    fn error(&self) -> Option<ApiError> {
+        self.writer.failure().map(engine::stream_failure)
+    }
+
+    /// Reads one upstream event; `false` once the answer is over.
+    async fn step(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        match self.events.next().await {
+            Some(Ok(data)) => {
+                let (output, writer) = (&mut self.output, &mut self.writer);
+                StreamEvent::with(data, StreamTranslator::ignores, |event| {
+                    output.push(event, writer);
+                });
+            }
+            Some(Err(error)) => {
+                self.writer.event(OutputEvent::Failed(Failure {
+                    code: None,
+                    message: format!("The upstream stream broke: {error}"),
+                    resets_at: None,
+                }));
+            }
+            None => self.output.eof(&mut self.writer),
+        }
+        if self.writer.stopped() && !self.writer.is_done() {
+            // A stop sequence: the answer ends here; dropping the events stops generation.
+            self.writer.finish_stopped();
+            self.ended = true;
+        } else if self.output.is_terminal() || self.writer.is_done() {
+            self.events.finish();
+            self.ended = true;
+            if self.writer.failure().is_none()
+                && let Some((state, conversation)) = self.calls.take()
+            {
+                let calls = self
+                    .writer
+                    .calls()
+                    .map(|(id, name, arguments)| engine::KnownCall {
+                        id: id.to_owned(),
+                        name: name.to_owned(),
+                        arguments: arguments.to_owned(),
+                    });
+                state.conversations().remember_calls(conversation, calls);
+            }
+        }
+        !self.ended
+    }
+}
+
+/// Not streamed: the whole answer, or the failure as an HTTP error.
+async fn complete(mut reader: Reader, mut guard: TurnGuard) -> Result<Response, ApiError> {
+    while reader.step().await {}
+    if let Some(error) = reader.error() {
+        return Err(error);
+    }
+    if let Some(usage) = reader.writer.usage() {
+        guard.add_usage(usage);
+    }
+    guard.release_slot();
+    drop(guard);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        reader.writer.whole().to_string(),
+    )
+        .into_response())
+}
+
+/// Streamed: the status waits up to `keepalive` for the first line, so an early failure is
+/// still an HTTP error; after that a failure is an `{"error": …}` line (Ollama's clients raise
+/// it). NDJSON has no comments, so a silence sends nothing.
+async fn stream_response(
+    mut reader: Reader,
+    keepalive: Duration,
+    guard: TurnGuard,
+) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + keepalive;
+    while reader.writer.lines().is_empty() && reader.writer.failure().is_none() {
+        match tokio::time::timeout_at(deadline, reader.step()).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+    }
+    if reader.writer.lines().is_empty()
+        && let Some(error) = reader.error()
+    {
+        return Err(error);
+    }
+    Ok(super::sse::response_as(
+        LineBody {
+            reader,
+            guard: Some(guard),
+            done: false,
+        },
+        "application/x-ndjson",
+    ))
+}
+
+struct LineBody {
+    reader: Reader,
+    /// The account's slot, held until the client has the whole answer (or left).
+    guard: Option<TurnGuard>,
+    done: bool,
+}
+
+impl super::sse::Frames for LineBody {
+    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
+}
+
+impl LineBody {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(line) = self.reader.writer.lines().pop_front() {
+                return Some(line);
+            }
+            if self.done {
+                return None;
+            }
+            if let Some(error) = self.reader.error() {
+                if let Some(guard) = self.guard.take() {
+                    guard.failed(&error.message);
+                }
+                self.done = true;
+                let mut line = render::error_body(&error.message).to_string();
+                line.push('\n');
+                return Some(Bytes::from(line));
+            }
+            if self.reader.ended {
+                if let Some(mut guard) = self.guard.take()
+                    && let Some(usage) = self.reader.writer.usage()
+                {
+                    guard.add_usage(usage);
+                }
+                self.done = true;
+                continue;
+            }
+            self.reader.step().await;
+        }
+    }
+}
