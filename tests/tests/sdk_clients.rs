@@ -158,6 +158,14 @@ async fn ollama_python_library() {
     run_suite_on(&python, &args, &suite, &fake, &daemon, &env).await;
 }
 
+/// Google's `google-genai` Python SDK on the Gemini API (under `/v1`, its default, and
+/// `/v1beta`): text, streams, automatic and manual function calling, a Pydantic schema,
+/// thoughts and an image, countTokens, the model list, errors.
+#[tokio::test]
+async fn gemini_python_sdk() {
+    pytest("test_gemini_sdk.py", &[0]).await;
+}
+
 /// The `anthropic` Python SDK on the Messages API. One account, so the failures its last
 /// tests provoke are exactly what the client sees.
 #[tokio::test]

@@ -39,8 +39,8 @@ pub fn missing_key() -> Response {
     )
 }
 
-/// The key a request carries (`Authorization: Bearer`, `x-api-key`, or `extra` — a surface's
-/// own place for it), checked: `Ok(None)` when it carries none, the 401 when it is wrong.
+/// The key a request carries (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, or
+/// `extra` — a surface's own place for it), checked: `Ok(None)` when it carries none, the 401 when it is wrong.
 pub fn identify(
     state: &AppState,
     headers: &axum::http::HeaderMap,
@@ -54,6 +54,8 @@ pub fn identify(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        // Google's SDKs and the Gemini CLI send it here.
+        .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
         .or(extra)
         .map(str::trim);
     let Some(given) = given.filter(|g| !g.is_empty()) else {

@@ -126,6 +126,9 @@ pub async fn v1_models(
     if headers.contains_key("anthropic-version") {
         return super::models::anthropic_list(state).await.into_response();
     }
+    if super::gemini::asks_as_gemini(&headers) {
+        return super::gemini::list(state).await.into_response();
+    }
     super::models::list(state).await.into_response()
 }
 

@@ -8,6 +8,7 @@ mod chat;
 pub mod dashboard;
 mod errors;
 mod fingerprint;
+mod gemini;
 mod health;
 mod host;
 pub mod listen;
@@ -16,9 +17,11 @@ mod metrics_route;
 mod models;
 mod observe;
 mod ollama;
+mod rendered;
 mod responses;
 mod responses_ws;
 mod sse;
+mod tool_calls;
 
 use axum::Router;
 use axum::routing::{any, get, post};
@@ -103,6 +106,18 @@ fn build(state: AppState, listener: Listener) -> Router {
             ollama::ollama_access,
         ))
         .layer(axum::middleware::map_response(ollama::ollama_errors));
+    // Gemini's surface: its key may come as `?key=`, and every error in Google's shape. Under
+    // `/v1` too (Google's Python SDK's default), where `POST /v1/models/{model}:{method}` sits
+    // beside OpenAI's `GET /v1/models/{id}`.
+    let gemini = Router::new()
+        .route("/v1beta/models", get(gemini::list))
+        .route("/v1beta/models/{id}", get(gemini::get).post(gemini::action))
+        .route("/v1/models/{id}", post(gemini::action))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gemini::gemini_access,
+        ))
+        .layer(axum::middleware::map_response(gemini::gemini_errors));
     let cors = cors_layer(&state.config().server.cors_origins);
     let mut app = Router::new()
         .route("/health", get(health::health))
@@ -112,7 +127,8 @@ fn build(state: AppState, listener: Listener) -> Router {
         .route("/api/hello", get(messages::hello))
         .merge(api)
         .merge(anthropic)
-        .merge(ollama);
+        .merge(ollama)
+        .merge(gemini);
     if listener == Listener::Ollama {
         app = app.route("/", get(ollama::running));
     }
@@ -170,6 +186,7 @@ fn cors_layer(origins: &[crate::config::CorsOrigin]) -> Option<tower_http::cors:
                 HeaderName::from_static("x-api-key"),
                 HeaderName::from_static("anthropic-version"),
                 HeaderName::from_static("anthropic-beta"),
+                HeaderName::from_static("x-goog-api-key"),
             ])
             .expose_headers([
                 HeaderName::from_static("x-codex-proxy-ignored-params"),

@@ -85,6 +85,11 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
+    if super::gemini::asks_as_gemini(&headers) {
+        return Ok(super::gemini::get(State(state), Path(id))
+            .await?
+            .into_response());
+    }
     let config = state.config();
     let config = &config.model;
     let catalog = state.catalog();

@@ -10,7 +10,6 @@
 //! machine (`[ollama] require_key = false`, the default); a key, when sent, is checked as
 //! everywhere else.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Extension;
@@ -24,19 +23,17 @@ use serde_json::{Value, json};
 use super::auth::{self, ClientKey};
 use super::body::JsonBody;
 use super::listen::Peer;
+use super::rendered::{self, Reader, Rendered};
 use super::{ApiError, AppState};
-use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
+use crate::engine::{self, ConversationId, TurnRequest};
 use crate::models;
 use crate::requests::Observed;
-use crate::translate::chat::{ChatMessage, ChatRequest, ToolCall as ChatToolCall};
 use crate::translate::messages::tokens;
 use crate::translate::ollama::render::{self, Mode, Surface, Writer};
 use crate::translate::ollama::{self as wire, OllamaChat, OllamaGenerate, Thinking};
-use crate::translate::output::{OutputEvent, OutputSink, OutputTranslator};
 use crate::translate::request::{self, Context};
-use crate::translate::stream::StreamTranslator;
-use crate::upstream::wire::{Failure, StreamEvent};
-use crate::upstream::{EventStream, WireBody};
+use crate::upstream::WireBody;
+use crate::upstream::wire::{Failure, Usage};
 
 /// Bodies above this size are parsed, translated and encoded off the async workers.
 const OFF_WORKER_BYTES: usize = 256 << 10;
@@ -110,101 +107,6 @@ fn keyless(require_key: bool, peer: Option<Peer>) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn assistant(calls: &[(&str, &str, &str)]) -> ChatMessage {
-        ChatMessage::Assistant {
-            content: None,
-            tool_calls: Some(
-                calls
-                    .iter()
-                    .map(|(id, name, arguments)| ChatToolCall::Function {
-                        id: (*id).into(),
-                        function: crate::translate::chat::FunctionCallMsg {
-                            name: (*name).into(),
-                            arguments: (*arguments).into(),
-                        },
-                    })
-                    .collect(),
-            ),
-            function_call: None,
-            refusal: None,
-        }
-    }
-
-    fn tool(id: &str) -> ChatMessage {
-        ChatMessage::Tool {
-            content: None,
-            tool_call_id: id.into(),
-        }
-    }
-
-    fn known(id: &str, name: &str, arguments: &str) -> engine::KnownCall {
-        engine::KnownCall {
-            id: id.into(),
-            name: name.into(),
-            arguments: arguments.into(),
-        }
-    }
-
-    #[test]
-    fn calls_get_back_the_backends_ids_and_arguments() {
-        let mut chat: ChatRequest = serde_json::from_value(json!({"messages": []})).unwrap();
-        chat.messages = vec![
-            assistant(&[
-                ("call_0_0", "f", r#"{"b":2,"a":1}"#),
-                ("call_0_1", "f", r#"{"a":1,"b":2}"#),
-                ("kept_id", "g", r#"{"x":true}"#),
-                ("call_0_3", "h", r#"{"q":"unknown"}"#),
-            ]),
-            tool("call_0_1"),
-            tool("call_0_0"),
-            tool("kept_id"),
-            tool("call_0_3"),
-        ];
-        let made_up: Vec<String> = ["call_0_0", "call_0_1", "call_0_3"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let remembered = [
-            known("call_AAA", "f", r#"{"a": 1, "b": 2}"#),
-            known("call_BBB", "f", r#"{"a": 1, "b": 2}"#),
-            known("kept_id", "g", r#"{"x": true}"#),
-            known("call_CCC", "h", r#"{"q": "other"}"#),
-        ];
-        restore_calls(&mut chat, &made_up, &remembered);
-        let ChatMessage::Assistant {
-            tool_calls: Some(calls),
-            ..
-        } = &chat.messages[0]
-        else {
-            panic!("not an assistant message");
-        };
-        let seen: Vec<(String, String)> = calls
-            .iter()
-            .map(|c| match c {
-                ChatToolCall::Function { id, function } => (id.clone(), function.arguments.clone()),
-                ChatToolCall::Custom { id, .. } => (id.clone(), String::new()),
-            })
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                ("call_AAA".into(), r#"{"a": 1, "b": 2}"#.into()),
-                ("call_BBB".into(), r#"{"a": 1, "b": 2}"#.into()),
-                ("kept_id".into(), r#"{"x": true}"#.into()),
-                // Different arguments: not the remembered call, left as it came.
-                ("call_0_3".into(), r#"{"q":"unknown"}"#.into()),
-            ]
-        );
-        let results: Vec<&str> = chat.messages[1..]
-            .iter()
-            .map(|m| match m {
-                ChatMessage::Tool { tool_call_id, .. } => tool_call_id.as_str(),
-                _ => "",
-            })
-            .collect();
-        assert_eq!(results, ["call_BBB", "call_AAA", "kept_id", "call_0_3"]);
-    }
 
     #[test]
     fn only_this_machine_goes_without_a_key() {
@@ -481,10 +383,7 @@ fn prepare(
     let conversation =
         engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None);
     let session = state.conversations().key_for(conversation);
-    if has_calls(&chat) {
-        let known = state.conversations().known_calls(conversation);
-        restore_calls(&mut chat, &made_up_ids, &known);
-    }
+    super::tool_calls::restore(state, conversation, &mut chat, &made_up_ids);
     let config = state.config();
     let mut translated = request::translate(
         chat,
@@ -515,80 +414,6 @@ fn prepare(
         ignored,
         estimate,
     })
-}
-
-fn has_calls(chat: &ChatRequest) -> bool {
-    chat.messages.iter().any(|m| {
-        matches!(
-            m,
-            ChatMessage::Assistant {
-                tool_calls: Some(_),
-                ..
-            }
-        )
-    })
-}
-
-/// The same arguments, whatever their spacing and key order.
-fn canonical(arguments: &str) -> Option<String> {
-    serde_json::from_str::<Value>(arguments)
-        .ok()
-        .map(|v| v.to_string())
-}
-
-/// Ollama's clients send a call back without its id and with its arguments re-serialised from
-/// the object they were given. Each such call that the backend made in this conversation gets
-/// back the id and the exact arguments the backend gave it (its results follow the id), so the
-/// history is the backend's own again: the turn can go incrementally, and reasoning kept for
-/// the call is put back before it. A call matches by its id when the client kept it, else by
-/// name and arguments, in order.
-fn restore_calls(chat: &mut ChatRequest, made_up: &[String], known: &[engine::KnownCall]) {
-    if known.is_empty() {
-        return;
-    }
-    let mut used = vec![false; known.len()];
-    let mut renamed: HashMap<String, String> = HashMap::new();
-    for message in &mut chat.messages {
-        let ChatMessage::Assistant {
-            tool_calls: Some(calls),
-            ..
-        } = message
-        else {
-            continue;
-        };
-        for call in calls {
-            let ChatToolCall::Function { id, function } = call else {
-                continue;
-            };
-            let Some(wanted) = canonical(&function.arguments) else {
-                continue;
-            };
-            let invented = made_up.contains(id);
-            let found = known.iter().enumerate().position(|(i, k)| {
-                !used[i]
-                    && k.name == function.name
-                    && (invented || k.id == *id)
-                    && canonical(&k.arguments).as_deref() == Some(wanted.as_str())
-            });
-            let Some(at) = found else { continue };
-            used[at] = true;
-            let known = &known[at];
-            function.arguments.clone_from(&known.arguments);
-            if invented {
-                renamed.insert(std::mem::replace(id, known.id.clone()), known.id.clone());
-            }
-        }
-    }
-    if renamed.is_empty() {
-        return;
-    }
-    for message in &mut chat.messages {
-        if let ChatMessage::Tool { tool_call_id, .. } = message
-            && let Some(new) = renamed.get(tool_call_id)
-        {
-            tool_call_id.clone_from(new);
-        }
-    }
 }
 
 /// `POST /api/chat`.
@@ -680,17 +505,13 @@ async fn handle(
         return Err(ApiError::internal("the engine started no response"));
     };
     let mode = if stream { Mode::Stream } else { Mode::Whole };
-    let reader = Reader {
-        events,
-        output: OutputTranslator::default(),
-        writer: Writer::new(surface, mode, requested, thinking, &stop, estimate),
-        ended: false,
-        calls: (surface == Surface::Chat).then(|| (state.clone(), conversation)),
-    };
+    let writer = Writer::new(surface, mode, requested, thinking, &stop, estimate);
+    let remember = (surface == Surface::Chat).then(|| (state.clone(), conversation));
+    let reader = Reader::new(events, writer, remember);
     let mut response = if stream {
-        stream_response(reader, keepalive, turn.guard).await?
+        rendered::stream(reader, keepalive, turn.guard, "application/x-ndjson").await?
     } else {
-        complete(reader, turn.guard).await?
+        rendered::complete(reader, turn.guard).await?
     };
     if !ignored.is_empty()
         && let Ok(value) = HeaderValue::from_str(&ignored.join(", "))
@@ -702,160 +523,41 @@ async fn handle(
     Ok(response)
 }
 
-/// The upstream events of one turn, read into the writer.
-struct Reader {
-    events: EventStream,
-    output: OutputTranslator,
-    writer: Writer,
-    ended: bool,
-    /// Where the answer's tool calls are remembered (chat): see [`restore_calls`].
-    calls: Option<(AppState, ConversationId)>,
-}
-
-impl Reader {
-    /// The failure the writer saw, as the client is told it.
-    fn error(&self) -> Option<ApiError> {
-        self.writer.failure().map(engine::stream_failure)
+impl Rendered for Writer {
+    fn stopped(&self) -> bool {
+        Writer::stopped(self)
     }
-
-    /// Reads one upstream event; `false` once the answer is over.
-    async fn step(&mut self) -> bool {
-        if self.ended {
-            return false;
-        }
-        match self.events.next().await {
-            Some(Ok(data)) => {
-                let (output, writer) = (&mut self.output, &mut self.writer);
-                StreamEvent::with(data, StreamTranslator::ignores, |event| {
-                    output.push(event, writer);
-                });
-            }
-            Some(Err(error)) => {
-                self.writer.event(OutputEvent::Failed(Failure {
-                    code: None,
-                    message: format!("The upstream stream broke: {error}"),
-                    resets_at: None,
-                }));
-            }
-            None => self.output.eof(&mut self.writer),
-        }
-        if self.writer.stopped() && !self.writer.is_done() {
-            // A stop sequence: the answer ends here; dropping the events stops generation.
-            self.writer.finish_stopped();
-            self.ended = true;
-        } else if self.output.is_terminal() || self.writer.is_done() {
-            self.events.finish();
-            self.ended = true;
-            if self.writer.failure().is_none()
-                && let Some((state, conversation)) = self.calls.take()
-            {
-                let calls = self
-                    .writer
-                    .calls()
-                    .map(|(id, name, arguments)| engine::KnownCall {
-                        id: id.to_owned(),
-                        name: name.to_owned(),
-                        arguments: arguments.to_owned(),
-                    });
-                state.conversations().remember_calls(conversation, calls);
-            }
-        }
-        !self.ended
+    fn is_done(&self) -> bool {
+        Writer::is_done(self)
     }
-}
-
-/// Not streamed: the whole answer, or the failure as an HTTP error.
-async fn complete(mut reader: Reader, mut guard: TurnGuard) -> Result<Response, ApiError> {
-    while reader.step().await {}
-    if let Some(error) = reader.error() {
-        return Err(error);
+    fn failure(&self) -> Option<&Failure> {
+        Writer::failure(self)
     }
-    if let Some(usage) = reader.writer.usage() {
-        guard.add_usage(usage);
+    fn usage(&self) -> Option<&Usage> {
+        Writer::usage(self)
     }
-    guard.release_slot();
-    drop(guard);
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        )],
-        reader.writer.whole().to_string(),
-    )
-        .into_response())
-}
-
-/// Streamed: the status waits up to `keepalive` for the first line, so an early failure is
-/// still an HTTP error; after that a failure is an `{"error": …}` line (Ollama's clients raise
-/// it). NDJSON has no comments, so a silence sends nothing.
-async fn stream_response(
-    mut reader: Reader,
-    keepalive: Duration,
-    guard: TurnGuard,
-) -> Result<Response, ApiError> {
-    let deadline = tokio::time::Instant::now() + keepalive;
-    while reader.writer.lines().is_empty() && reader.writer.failure().is_none() {
-        match tokio::time::timeout_at(deadline, reader.step()).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
-        }
+    fn finish_stopped(&mut self) {
+        Writer::finish_stopped(self);
     }
-    if reader.writer.lines().is_empty()
-        && let Some(error) = reader.error()
-    {
-        return Err(error);
+    fn tool_calls(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.calls()
     }
-    Ok(super::sse::response_as(
-        LineBody {
-            reader,
-            guard: Some(guard),
-            done: false,
-        },
-        "application/x-ndjson",
-    ))
-}
-
-struct LineBody {
-    reader: Reader,
-    /// The account's slot, held until the client has the whole answer (or left).
-    guard: Option<TurnGuard>,
-    done: bool,
-}
-
-impl super::sse::Frames for LineBody {
-    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
-        self.next()
+    fn take_piece(&mut self) -> Option<Bytes> {
+        self.lines().pop_front()
     }
-}
-
-impl LineBody {
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(line) = self.reader.writer.lines().pop_front() {
-                return Some(line);
-            }
-            if self.done {
-                return None;
-            }
-            if let Some(error) = self.reader.error() {
-                if let Some(guard) = self.guard.take() {
-                    guard.failed(&error.message);
-                }
-                self.done = true;
-                let mut line = render::error_body(&error.message).to_string();
-                line.push('\n');
-                return Some(Bytes::from(line));
-            }
-            if self.reader.ended {
-                if let Some(mut guard) = self.guard.take()
-                    && let Some(usage) = self.reader.writer.usage()
-                {
-                    guard.add_usage(usage);
-                }
-                self.done = true;
-                continue;
-            }
-            self.reader.step().await;
-        }
+    fn has_piece(&self) -> bool {
+        self.has_lines()
+    }
+    /// An `{"error": …}` line: Ollama's clients raise it.
+    fn error_piece(&mut self, error: &ApiError) -> Bytes {
+        let mut line = render::error_body(&error.message).to_string();
+        line.push('\n');
+        Bytes::from(line)
+    }
+    fn end_piece(&mut self) -> Option<Bytes> {
+        None
+    }
+    fn whole(&self) -> Value {
+        Writer::whole(self)
     }
 }

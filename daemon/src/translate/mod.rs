@@ -1,6 +1,7 @@
 //! Pure translation between the client protocols and the Codex Responses wire.
 
 pub mod chat;
+pub mod gemini;
 pub mod held;
 pub mod messages;
 pub mod ollama;

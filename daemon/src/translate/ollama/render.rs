@@ -117,6 +117,11 @@ impl Writer {
         &mut self.lines
     }
 
+    /// Whether a line is ready (stream mode).
+    pub fn has_lines(&self) -> bool {
+        !self.lines.is_empty()
+    }
+
     /// A stop sequence ended the answer.
     pub fn stopped(&self) -> bool {
         self.stopped

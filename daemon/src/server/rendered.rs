@@ -1,0 +1,210 @@
+//! A turn's events read into a surface's writer, and the answer it makes: one JSON object, or
+//! a stream of pieces the writer frames itself (Ollama's NDJSON lines, Gemini's SSE chunks or
+//! JSON array). Shared by the surfaces whose streams have no comment syntax for keep-alives.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::engine::{self, ConversationId, TurnGuard};
+use crate::translate::output::{OutputEvent, OutputSink, OutputTranslator};
+use crate::translate::stream::StreamTranslator;
+use crate::upstream::EventStream;
+use crate::upstream::wire::{Failure, StreamEvent, Usage};
+
+/// A surface's writer, as the reader drives it.
+pub trait Rendered: OutputSink + Send + 'static {
+    /// A stop sequence ended the answer.
+    fn stopped(&self) -> bool;
+    /// The answer ended or failed.
+    fn is_done(&self) -> bool;
+    fn failure(&self) -> Option<&Failure>;
+    fn usage(&self) -> Option<&Usage>;
+    /// Ends the answer a stop sequence cut short.
+    fn finish_stopped(&mut self);
+    /// The answer's tool calls as the backend made them: id, name, arguments.
+    fn tool_calls(&self) -> impl Iterator<Item = (&str, &str, &str)>;
+    /// The next framed piece of a stream, if one is ready.
+    fn take_piece(&mut self) -> Option<Bytes>;
+    /// Whether a piece is ready.
+    fn has_piece(&self) -> bool;
+    /// The failure, framed as the stream's last piece.
+    fn error_piece(&mut self, error: &ApiError) -> Bytes;
+    /// What closes a stream that ended well (a JSON array's `]`).
+    fn end_piece(&mut self) -> Option<Bytes>;
+    /// The whole answer (not streamed).
+    fn whole(&self) -> Value;
+}
+
+/// The upstream events of one turn, read into the writer.
+pub struct Reader<W> {
+    events: EventStream,
+    output: OutputTranslator,
+    pub writer: W,
+    ended: bool,
+    /// Where the answer's tool calls are remembered: see [`super::tool_calls`].
+    calls: Option<(AppState, ConversationId)>,
+}
+
+impl<W: Rendered> Reader<W> {
+    pub fn new(
+        events: EventStream,
+        writer: W,
+        remember_calls: Option<(AppState, ConversationId)>,
+    ) -> Self {
+        Self {
+            events,
+            output: OutputTranslator::default(),
+            writer,
+            ended: false,
+            calls: remember_calls,
+        }
+    }
+
+    /// The failure the writer saw, as the client is told it.
+    pub fn error(&self) -> Option<ApiError> {
+        self.writer.failure().map(engine::stream_failure)
+    }
+
+    /// Reads one upstream event; `false` once the answer is over.
+    pub async fn step(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        match self.events.next().await {
+            Some(Ok(data)) => {
+                let (output, writer) = (&mut self.output, &mut self.writer);
+                StreamEvent::with(data, StreamTranslator::ignores, |event| {
+                    output.push(event, writer);
+                });
+            }
+            Some(Err(error)) => {
+                self.writer.event(OutputEvent::Failed(Failure {
+                    code: None,
+                    message: format!("The upstream stream broke: {error}"),
+                    resets_at: None,
+                }));
+            }
+            None => self.output.eof(&mut self.writer),
+        }
+        if self.writer.stopped() && !self.writer.is_done() {
+            // A stop sequence: the answer ends here; dropping the events stops generation.
+            self.writer.finish_stopped();
+            self.ended = true;
+        } else if self.output.is_terminal() || self.writer.is_done() {
+            self.events.finish();
+            self.ended = true;
+            if self.writer.failure().is_none()
+                && let Some((state, conversation)) = self.calls.take()
+            {
+                super::tool_calls::remember(&state, conversation, self.writer.tool_calls());
+            }
+        }
+        !self.ended
+    }
+}
+
+/// Not streamed: the whole answer as JSON, or the failure as an HTTP error.
+pub async fn complete<W: Rendered>(
+    mut reader: Reader<W>,
+    mut guard: TurnGuard,
+) -> Result<Response, ApiError> {
+    while reader.step().await {}
+    if let Some(error) = reader.error() {
+        return Err(error);
+    }
+    if let Some(usage) = reader.writer.usage() {
+        guard.add_usage(usage);
+    }
+    guard.release_slot();
+    drop(guard);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        reader.writer.whole().to_string(),
+    )
+        .into_response())
+}
+
+/// Streamed: the status waits up to `first_within` for the first piece, so an early failure is
+/// still an HTTP error; after that a failure is the stream's last piece. These streams have no
+/// comments, so a silence sends nothing.
+pub async fn stream<W: Rendered>(
+    mut reader: Reader<W>,
+    first_within: Duration,
+    guard: TurnGuard,
+    content_type: &'static str,
+) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + first_within;
+    while !reader.writer.has_piece() && reader.writer.failure().is_none() {
+        match tokio::time::timeout_at(deadline, reader.step()).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+    }
+    if !reader.writer.has_piece()
+        && let Some(error) = reader.error()
+    {
+        return Err(error);
+    }
+    Ok(super::sse::response_as(
+        Pieces {
+            reader,
+            guard: Some(guard),
+            done: false,
+        },
+        content_type,
+    ))
+}
+
+struct Pieces<W> {
+    reader: Reader<W>,
+    /// The account's slot, held until the client has the whole answer (or left).
+    guard: Option<TurnGuard>,
+    done: bool,
+}
+
+impl<W: Rendered> super::sse::Frames for Pieces<W> {
+    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
+}
+
+impl<W: Rendered> Pieces<W> {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(piece) = self.reader.writer.take_piece() {
+                return Some(piece);
+            }
+            if self.done {
+                return None;
+            }
+            if let Some(error) = self.reader.error() {
+                if let Some(guard) = self.guard.take() {
+                    guard.failed(&error.message);
+                }
+                self.done = true;
+                return Some(self.reader.writer.error_piece(&error));
+            }
+            if self.reader.ended {
+                if let Some(mut guard) = self.guard.take()
+                    && let Some(usage) = self.reader.writer.usage()
+                {
+                    guard.add_usage(usage);
+                }
+                self.done = true;
+                if let Some(end) = self.reader.writer.end_piece() {
+                    return Some(end);
+                }
+                continue;
+            }
+            self.reader.step().await;
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The Gemini translation, rule by rule, from requests shaped like the google-genai SDK's and
+//! the Gemini CLI's, and the rendering of a realistic answer.
+
+use serde_json::{Value, json};
+
+use super::render::{Mode, Writer, error_body};
+use super::{GenerateContentRequest, json_schema_of, model_name, thinking, translate};
+use crate::config::ModelConfig;
+use crate::models::{self, Catalog};
+use crate::translate::output::OutputTranslator;
+use crate::translate::request::{self, Context};
+use crate::upstream::wire::StreamEvent;
+
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+fn efforts() -> Vec<String> {
+    ["low", "medium", "high", "xhigh"]
+        .iter()
+        .map(|e| (*e).to_owned())
+        .collect()
+}
+
+fn translated(body: Value) -> super::Translated {
+    let req: GenerateContentRequest = serde_json::from_value(body).unwrap();
+    translate(req, "gpt-5.5", &efforts()).unwrap()
+}
+
+/// A Gemini body all the way to the Responses body.
+fn upstream(body: Value) -> Value {
+    let model = models::resolve(
+        Some("gpt-5.5"),
+        &Catalog::builtin(),
+        &ModelConfig::default().aliases,
+        "gpt-5.5",
+    )
+    .unwrap();
+    let config = ModelConfig::default();
+    let out = request::translate(
+        translated(body).chat,
+        &Context {
+            model: &model,
+            config: &config,
+            prompt_cache_key: "k".into(),
+        },
+    )
+    .unwrap();
+    serde_json::to_value(&out.body).unwrap()
+}
+
+fn error_of(body: Value) -> String {
+    let req: GenerateContentRequest = serde_json::from_value(body).unwrap();
+    translate(req, "gpt-5.5", &efforts()).unwrap_err().message
+}
+
+#[test]
+fn a_function_calling_turn_as_the_sdk_sends_it() {
+    // google-genai after automatic function calling: the model's call (no id), then the
+    // response in a user turn that names the function.
+    let body = upstream(json!({
+        "contents": [
+            {"role": "user", "parts": [{"text": "What is the weather in Boston?"}]},
+            {"role": "model", "parts": [
+                {"text": "Let me check.", "thought": false},
+                {"functionCall": {"name": "get_weather", "args": {"location": "Boston"}}, "thoughtSignature": "c2ln"}
+            ]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}}]}
+        ],
+        "systemInstruction": {"parts": [{"text": "You are a weather bot."}]},
+        "tools": [{"functionDeclarations": [{
+            "name": "get_weather", "description": "Weather for a place",
+            "parameters": {"type": "OBJECT", "properties": {"location": {"type": "STRING", "description": "City"}}, "required": ["location"]}
+        }]}],
+        "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+        "generationConfig": {"temperature": 0.5, "maxOutputTokens": 100}
+    }));
+    assert_eq!(body["instructions"], "You are a weather bot.");
+    let input = body["input"].as_array().unwrap();
+    assert_eq!(
+        input[0]["content"][0]["text"],
+        "What is the weather in Boston?"
+    );
+    assert_eq!(input[1]["role"], "assistant");
+    assert_eq!(input[1]["content"][0]["text"], "Let me check.");
+    assert_eq!(input[2]["type"], "function_call");
+    assert_eq!(input[2]["call_id"], "call_1_1");
+    assert_eq!(input[2]["arguments"], r#"{"location":"Boston"}"#);
+    assert_eq!(input[3]["type"], "function_call_output");
+    assert_eq!(input[3]["call_id"], "call_1_1");
+    assert_eq!(input[3]["output"], r#"{"result":"sunny"}"#);
+    let tool = &body["tools"][0];
+    assert_eq!(tool["name"], "get_weather");
+    assert_eq!(
+        tool["parameters"],
+        json!({"type": "object", "properties": {"location": {"type": "string", "description": "City"}}, "required": ["location"]})
+    );
+    assert_eq!(body["tool_choice"], "auto");
+}
+
+#[test]
+fn ignored_settings_are_reported() {
+    let t = translated(json!({
+        "contents": [{"parts": [{"text": "hi"}]}],
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+        "generationConfig": {"temperature": 0.5, "topK": 3, "candidateCount": 1, "stopSequences": ["END"]}
+    }));
+    for key in [
+        "safetySettings",
+        "generationConfig.temperature",
+        "generationConfig.topK",
+        "generationConfig.candidateCount",
+    ] {
+        assert!(t.ignored.iter().any(|i| i == key), "{key}: {:?}", t.ignored);
+    }
+    assert!(!t.ignored.iter().any(|i| i.contains("stopSequences")));
+    assert!(t.chat.stop.is_some());
+}
+
+#[test]
+fn googles_schema_dialect_becomes_json_schema() {
+    let google = json!({
+        "type": "OBJECT",
+        "properties": {
+            "name": {"type": "STRING"},
+            "tags": {"type": "ARRAY", "items": {"type": "STRING", "enum": ["a", "b"]}},
+            "note": {"type": "STRING", "nullable": true},
+            "choice": {"anyOf": [{"type": "INTEGER"}, {"type": "BOOLEAN"}]}
+        },
+        "required": ["name"],
+        "propertyOrdering": ["name", "tags"]
+    });
+    assert_eq!(
+        json_schema_of(&google),
+        json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}},
+                "note": {"type": ["string", "null"]},
+                "choice": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]}
+            },
+            "required": ["name"]
+        })
+    );
+    // Structured output: a schema in either dialect, with the JSON mime type.
+    let body = upstream(json!({
+        "contents": [{"parts": [{"text": "A recipe"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseSchema": google}
+    }));
+    assert_eq!(body["text"]["format"]["type"], "json_schema");
+    assert_eq!(
+        body["text"]["format"]["schema"]["properties"]["name"]["type"],
+        "string"
+    );
+    let plain = json!({"type": "object", "properties": {"x": {"type": "number"}}});
+    let body = upstream(json!({
+        "contents": [{"parts": [{"text": "x"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": plain}
+    }));
+    assert_eq!(body["text"]["format"]["schema"], plain);
+    let body = upstream(json!({
+        "contents": [{"parts": [{"text": "x"}]}],
+        "generationConfig": {"responseMimeType": "application/json"}
+    }));
+    assert_eq!(body["text"]["format"]["schema"], json!({"type": "object"}));
+    assert!(
+        error_of(json!({
+            "contents": [{"parts": [{"text": "x"}]}],
+            "generationConfig": {"responseSchema": {"type": "OBJECT"}}
+        }))
+        .contains("responseMimeType")
+    );
+}
+
+#[test]
+fn inline_data_images_and_documents() {
+    let body = upstream(json!({
+        "contents": [{"role": "user", "parts": [
+            {"inlineData": {"mimeType": "image/png", "data": PNG}},
+            {"inline_data": {"mime_type": "application/pdf", "data": "JVBERi0xLjQ="}},
+            {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}},
+            {"text": "Describe these."}
+        ]}]
+    }));
+    let content = body["input"][0]["content"].as_array().unwrap();
+    assert_eq!(content[0]["type"], "input_image");
+    assert_eq!(
+        content[0]["image_url"],
+        format!("data:image/png;base64,{PNG}")
+    );
+    assert_eq!(content[1]["type"], "input_file");
+    assert_eq!(
+        content[1]["file_data"],
+        "data:application/pdf;base64,JVBERi0xLjQ="
+    );
+    assert_eq!(content[2]["image_url"], "https://example.com/cat.jpg");
+    assert_eq!(content[3]["text"], "Describe these.");
+    let error = error_of(
+        json!({"contents": [{"parts": [{"inlineData": {"mimeType": "audio/wav", "data": "UklGR"}}]}]}),
+    );
+    assert!(error.contains("contents.0.parts.0.inlineData"), "{error}");
+    let error =
+        error_of(json!({"contents": [{"parts": [{"fileData": {"fileUri": "files/abc123"}}]}]}));
+    assert!(error.contains("Files API"), "{error}");
+}
+
+#[test]
+fn thinking_config_maps_onto_the_models_efforts() {
+    let config = |v: Value| serde_json::from_value::<super::ThinkingConfig>(v).unwrap();
+    let e = efforts();
+    assert_eq!(thinking(None, &e).unwrap(), (None, false));
+    assert_eq!(
+        thinking(Some(&config(json!({"thinkingBudget": 0}))), &e).unwrap(),
+        (Some("low".into()), false)
+    );
+    assert_eq!(
+        thinking(
+            Some(&config(
+                json!({"thinkingBudget": -1, "includeThoughts": true})
+            )),
+            &e
+        )
+        .unwrap(),
+        (None, true)
+    );
+    assert_eq!(
+        thinking(Some(&config(json!({"thinkingBudget": 8000}))), &e).unwrap(),
+        (Some("medium".into()), false)
+    );
+    assert_eq!(
+        thinking(Some(&config(json!({"thinkingLevel": "HIGH"}))), &e).unwrap(),
+        (Some("high".into()), false)
+    );
+    assert!(thinking(Some(&config(json!({"thinkingLevel": "huge"}))), &e).is_err());
+    assert!(thinking(Some(&config(json!({"thinkingBudget": -5}))), &e).is_err());
+}
+
+#[test]
+fn tool_config_modes() {
+    let with = |config: Value| {
+        let t = translated(
+            json!({"contents": [{"parts": [{"text": "x"}]}], "toolConfig": {"functionCallingConfig": config}}),
+        );
+        (t.chat.tool_choice, t.ignored)
+    };
+    assert_eq!(with(json!({"mode": "ANY"})).0, Some(json!("required")));
+    assert_eq!(
+        with(json!({"mode": "ANY", "allowedFunctionNames": ["f"]})).0,
+        Some(json!({"type": "function", "function": {"name": "f"}}))
+    );
+    assert_eq!(with(json!({"mode": "NONE"})).0, Some(json!("none")));
+    let (choice, ignored) = with(json!({"mode": "ANY", "allowedFunctionNames": ["f", "g"]}));
+    assert_eq!(choice, Some(json!("required")));
+    assert!(ignored.iter().any(|i| i.contains("allowedFunctionNames")));
+    let req: GenerateContentRequest = serde_json::from_value(json!({
+        "contents": [{"parts": [{"text": "x"}]}],
+        "toolConfig": {"functionCallingConfig": {"mode": "SOMETIMES"}}
+    }))
+    .unwrap();
+    assert!(translate(req, "m", &efforts()).is_err());
+}
+
+#[test]
+fn bad_contents_are_refused_with_their_path() {
+    assert!(error_of(json!({"contents": []})).contains("contents"));
+    assert!(
+        error_of(json!({"contents": [{"role": "robot", "parts": [{"text": "x"}]}]}))
+            .contains("contents.0.role")
+    );
+    assert!(error_of(json!({"contents": [{"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}]})).contains("no functionCall"));
+    assert!(
+        error_of(json!({"contents": [{"role": "model", "parts": [{"text": "only me"}]}]}))
+            .contains("user turn")
+    );
+    assert!(
+        error_of(
+            json!({"contents": [{"parts": [{"text": "x"}]}], "tools": [{"codeExecution": {}}]})
+        )
+        .contains("codeExecution")
+    );
+    assert_eq!(model_name("models/gpt-5.5"), "gpt-5.5");
+}
+
+fn sample() -> Vec<Value> {
+    vec![
+        json!({"type": "response.created", "response": {"id": "resp_abc", "model": "gpt-5.5"}}),
+        json!({"type": "response.output_item.added", "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 0}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Plan."}),
+        json!({"type": "response.output_item.done", "item": {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAenc"}}),
+        json!({"type": "response.output_item.added", "item": {"type": "message", "id": "msg_1", "content": []}}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Checking "}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "now."}),
+        json!({"type": "response.output_item.done", "item": {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "Checking now."}]}}),
+        json!({"type": "response.output_item.added", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "get_weather", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"location\":"}),
+        json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "get_weather", "arguments": "{\"location\":\"Boston\"}"}}),
+        json!({"type": "response.completed", "response": {"id": "resp_abc", "usage": {"input_tokens": 1000, "output_tokens": 50, "total_tokens": 1050,
+            "input_tokens_details": {"cached_tokens": 800}, "output_tokens_details": {"reasoning_tokens": 20}}}}),
+    ]
+}
+
+fn render(mode: Mode, thoughts: bool) -> Writer {
+    let mut writer = Writer::new(mode, "gpt-5.5".into(), thoughts, &[], 42);
+    let mut output = OutputTranslator::default();
+    for event in sample() {
+        let data = event.to_string();
+        StreamEvent::with(data.as_bytes(), |_| false, |e| output.push(e, &mut writer));
+    }
+    writer
+}
+
+#[test]
+fn a_stream_is_one_part_per_chunk_then_the_finish() {
+    let mut writer = render(Mode::Stream, true);
+    let chunks: Vec<Value> = writer.chunks().drain(..).collect();
+    let part = |i: usize| chunks[i]["candidates"][0]["content"]["parts"][0].clone();
+    assert_eq!(part(0), json!({"text": "Plan.", "thought": true}));
+    assert_eq!(part(1), json!({"text": "Checking "}));
+    assert_eq!(part(2), json!({"text": "now."}));
+    assert_eq!(
+        part(3),
+        json!({"functionCall": {"id": "call_7", "name": "get_weather", "args": {"location": "Boston"}}})
+    );
+    let last = &chunks[4];
+    assert_eq!(chunks.len(), 5);
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(
+        last["usageMetadata"],
+        json!({"promptTokenCount": 1000, "candidatesTokenCount": 30, "thoughtsTokenCount": 20,
+               "cachedContentTokenCount": 800, "totalTokenCount": 1050})
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["modelVersion"] == "gpt-5.5" && c["responseId"] == "resp_abc")
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["candidates"][0]["content"]["role"] == "model")
+    );
+    assert!(
+        chunks[..4]
+            .iter()
+            .all(|c| c["candidates"][0].get("finishReason").is_none())
+    );
+}
+
+#[test]
+fn a_whole_answer_merges_the_text_and_hides_thoughts_unless_asked() {
+    let whole = render(Mode::Whole, false).whole();
+    let parts = whole["candidates"][0]["content"]["parts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0], json!({"text": "Checking now."}));
+    assert_eq!(
+        parts[1]["functionCall"]["args"],
+        json!({"location": "Boston"})
+    );
+    assert_eq!(whole["candidates"][0]["finishReason"], "STOP");
+    let with_thoughts = render(Mode::Whole, true).whole();
+    assert_eq!(
+        with_thoughts["candidates"][0]["content"]["parts"][0],
+        json!({"text": "Plan.", "thought": true})
+    );
+    assert_eq!(
+        error_body(429, "slow down"),
+        json!({"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}})
+    );
+}
