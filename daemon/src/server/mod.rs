@@ -11,6 +11,7 @@ mod fingerprint;
 mod gemini;
 mod health;
 mod host;
+mod images;
 pub mod listen;
 mod messages;
 mod metrics_route;
@@ -52,6 +53,8 @@ pub fn ollama_router(state: AppState) -> Router {
 fn build(state: AppState, listener: Listener) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/images/generations", post(images::generations))
+        .route("/v1/images/edits", post(images::edits))
         .route(
             "/v1/responses",
             post(responses::create).get(responses_ws::upgrade),

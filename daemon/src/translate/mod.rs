@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod gemini;
 pub mod held;
+pub mod images;
 pub mod messages;
 pub mod ollama;
 pub mod output;

@@ -561,7 +561,7 @@ fn tools(
             Tool::Function { name, .. }
             | Tool::Custom { name, .. }
             | Tool::Namespace { name, .. } => name,
-            Tool::WebSearch {} => continue,
+            Tool::WebSearch {} | Tool::ImageGeneration { .. } => continue,
         };
         if !names.insert(name.clone()) {
             return Err(ApiError::invalid(

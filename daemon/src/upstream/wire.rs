@@ -177,6 +177,27 @@ pub enum Tool {
     },
     /// The backend's own web search.
     WebSearch {},
+    /// The backend's image generation: the model calls it, the answer carries the image
+    /// (an `image_generation_call` item with the base64 `result`).
+    ImageGeneration {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        size: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quality: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output_format: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output_compression: Option<u8>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        background: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        moderation: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input_fidelity: Option<String>,
+        /// An edit's mask: `{"image_url": "data:…"}`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input_image_mask: Option<Value>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

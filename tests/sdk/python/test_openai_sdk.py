@@ -329,3 +329,42 @@ def test_agents_sdk_runs_an_agent_with_a_function_tool():
     assert result.final_output == "It is 12 C in Oslo."
     outputs = [item for item in result.new_items if item.type == "tool_call_output_item"]
     assert outputs and outputs[0].output == "12 C in Oslo"
+
+
+# ---- images: the backend's image_generation tool ----
+
+
+def last_upstream_body():
+    with urllib.request.urlopen(f"{FAKE}/requests") as response:
+        records = [r for r in json.load(response) if r["path"].endswith("/responses")]
+    return records[-1]["body"]
+
+
+def test_images_generate_returns_base64_and_urls():
+    result = client.images.generate(model="gpt-image-1", prompt="A red fox in the snow", size="1024x1024", quality="high")
+    assert len(result.data) == 1
+    assert base64.b64decode(result.data[0].b64_json).startswith(b"\x89PNG")
+    assert result.data[0].revised_prompt == "An image of: A red fox in the snow"
+    tool = last_upstream_body()["tools"][0]
+    assert tool == {"type": "image_generation", "size": "1024x1024", "quality": "high"}
+    two = client.images.generate(prompt="A lighthouse", n=2, response_format="url")
+    assert [d.url.startswith("data:image/png;base64,") for d in two.data] == [True, True]
+
+
+def test_images_edit_uploads_the_image():
+    png = base64.b64decode(PNG)
+    result = client.images.edit(
+        model="gpt-image-1", image=("fox.png", png, "image/png"), mask=("mask.png", png, "image/png"), prompt="Add a hat"
+    )
+    assert result.data[0].b64_json == PNG
+    body = last_upstream_body()
+    parts = body["input"][0]["content"]
+    assert parts[0]["text"] == "Add a hat"
+    assert parts[1]["image_url"] == f"data:image/png;base64,{PNG}"
+    assert body["tools"][0]["input_image_mask"]["image_url"].startswith("data:image/png;base64,")
+
+
+def test_images_bad_size_is_a_bad_request():
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.generate(prompt="x", size="256x256")
+    assert refused.value.body["param"] == "size"

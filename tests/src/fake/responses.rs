@@ -267,7 +267,22 @@ fn choose_script(shared: &Arc<Shared>, body: &Value, checked: &Checked) -> Scrip
                 .or_else(|| inner.queue.pop_front())
                 .or_else(|| inner.default_script.clone())
         })
-        .unwrap_or_else(|| echo(&checked.last_user_text))
+        .unwrap_or_else(|| {
+            if checked.image_tool {
+                drawn(&checked.last_user_text)
+            } else {
+                echo(&checked.last_user_text)
+            }
+        })
+}
+
+/// A 1×1 PNG: the image every built-in image reply carries.
+pub const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+/// The built-in reply to a request that offers the image tool: the tool called, a pixel made.
+fn drawn(last_user_text: &str) -> Script {
+    let prompt: String = last_user_text.chars().take(200).collect();
+    Script::image(PIXEL_PNG, &format!("An image of: {prompt}"))
 }
 
 /// The built-in reply: a short reasoning summary and an answer that quotes the user.

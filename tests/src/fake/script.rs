@@ -80,6 +80,12 @@ pub enum OutputItem {
         call_id: Option<String>,
         input_deltas: Vec<String>,
     },
+    /// The `image_generation` tool's call: the image (base64) and the prompt the model gave it.
+    ImageGenerationCall {
+        result: String,
+        #[serde(default)]
+        revised_prompt: Option<String>,
+    },
 }
 
 /// How a stream ends.
@@ -199,6 +205,19 @@ impl Script {
             call_id: None,
             input_deltas: n_deltas(input, 3),
         }])
+    }
+
+    /// An image made by the `image_generation` tool, after a short reasoning.
+    pub fn image(base64: &str, revised_prompt: &str) -> Self {
+        Self::stream(vec![
+            OutputItem::Reasoning {
+                summary: vec![word_deltas("Drawing it.")],
+            },
+            OutputItem::ImageGenerationCall {
+                result: base64.to_owned(),
+                revised_prompt: Some(revised_prompt.to_owned()),
+            },
+        ])
     }
 
     pub fn usage_limit(resets_in_seconds: i64) -> Self {

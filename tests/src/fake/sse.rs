@@ -242,6 +242,28 @@ pub fn render(
                 json!({"type": "custom_tool_call", "id": id, "status": "completed", "call_id": call,
                        "name": name, "input": input})
             }
+            OutputItem::ImageGenerationCall {
+                result,
+                revised_prompt,
+            } => {
+                let id = item_id("ig");
+                b.event(
+                    "response.output_item.added",
+                    json!({"output_index": output_index, "item": {
+                    "type": "image_generation_call", "id": id, "status": "in_progress"}}),
+                    false,
+                );
+                let common = json!({"item_id": id, "output_index": output_index});
+                for stage in ["in_progress", "generating", "completed"] {
+                    b.event(
+                        &format!("response.image_generation_call.{stage}"),
+                        common.clone(),
+                        false,
+                    );
+                }
+                json!({"type": "image_generation_call", "id": id, "status": "completed",
+                       "revised_prompt": revised_prompt, "result": result})
+            }
         };
         b.event(
             "response.output_item.done",

@@ -54,6 +54,8 @@ pub struct Checked {
     pub prompt_cache_key: Option<String>,
     pub last_user_text: String,
     pub body_len: usize,
+    /// The request offers the `image_generation` tool.
+    pub image_tool: bool,
 }
 
 /// Who is asking: the version gates models, the account binds encrypted reasoning.
@@ -125,6 +127,10 @@ pub fn check_responses(
         prompt_cache_key,
         last_user_text: input.last_user_text,
         body_len,
+        image_tool: map
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|tools| tools.iter().any(|t| t["type"] == "image_generation")),
     })
 }
 
@@ -692,8 +698,8 @@ fn check_tool(tool: &Value, path: &str, names: &mut Vec<String>) -> Result<(), R
                 check_tool(t, &format!("{inner_path}[{j}]"), names)?;
             }
         }
-        "web_search" | "web_search_preview" | "tool_search" | "local_shell"
-        | "image_generation" => {}
+        "web_search" | "web_search_preview" | "tool_search" | "local_shell" => {}
+        "image_generation" => check_image_tool(obj, path)?,
         other => {
             return Err(invalid_value(
                 &format!("{path}.type"),
@@ -708,6 +714,58 @@ fn check_tool(tool: &Value, path: &str, names: &mut Vec<String>) -> Result<(), R
                 ],
             ));
         }
+    }
+    Ok(())
+}
+
+/// The image tool's options, as the Responses API documents them.
+fn check_image_tool(obj: &Map<String, Value>, path: &str) -> Result<(), Rejection> {
+    only(
+        obj,
+        &[
+            "type",
+            "model",
+            "size",
+            "quality",
+            "output_format",
+            "output_compression",
+            "background",
+            "moderation",
+            "input_fidelity",
+            "input_image_mask",
+            "partial_images",
+        ],
+        path,
+    )?;
+    let choices: [(&str, &[&str]); 6] = [
+        ("size", &["auto", "1024x1024", "1024x1536", "1536x1024"]),
+        ("quality", &["auto", "low", "medium", "high"]),
+        ("output_format", &["png", "webp", "jpeg"]),
+        ("background", &["auto", "transparent", "opaque"]),
+        ("moderation", &["auto", "low"]),
+        ("input_fidelity", &["low", "high"]),
+    ];
+    for (key, allowed) in choices {
+        let field = format!("{path}.{key}");
+        if let Some(value) = opt_str(obj, key, path)?
+            && !allowed.contains(&value)
+        {
+            return Err(invalid_value(&field, value, allowed));
+        }
+    }
+    if let Some(compression) = obj.get("output_compression") {
+        let ok = compression.as_u64().is_some_and(|c| c <= 100);
+        if !ok {
+            return Err(wrong_type(
+                &format!("{path}.output_compression"),
+                "an integer from 0 to 100",
+                compression,
+            ));
+        }
+    }
+    if let Some(mask) = obj.get("input_image_mask") {
+        let mask = object(mask, &format!("{path}.input_image_mask"))?;
+        req_str(mask, "image_url", &format!("{path}.input_image_mask"))?;
     }
     Ok(())
 }

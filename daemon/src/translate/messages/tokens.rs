@@ -85,7 +85,7 @@ fn tool_tokens(tool: &Tool) -> u64 {
             name, description, ..
         } => PER_TOOL + text(name) + description.as_deref().map_or(0, text),
         Tool::Namespace { tools, .. } => tools.iter().map(tool_tokens).sum(),
-        Tool::WebSearch {} => PER_TOOL,
+        Tool::WebSearch {} | Tool::ImageGeneration { .. } => PER_TOOL,
     }
 }
 
