@@ -29,6 +29,9 @@ pub enum Surface {
     Compact,
     Models,
     Backend,
+    Ollama,
+    Gemini,
+    Images,
     Other,
 }
 
@@ -42,7 +45,12 @@ impl Surface {
             "/v1/responses/compact" | "/backend-api/codex/responses/compact" => Self::Compact,
             "/v1/responses" | "/backend-api/codex/responses" => Self::Responses,
             p if p.starts_with("/v1/responses/") => Self::Responses,
+            p if p.starts_with("/v1/images/") => Self::Images,
+            p if p.starts_with("/v1beta/") => Self::Gemini,
+            // `/v1/models/{model}:{method}`: Gemini under Google's SDK's default version.
+            p if p.starts_with("/v1/models/") && p.contains(':') => Self::Gemini,
             p if p.starts_with("/v1/models") => Self::Models,
+            p if p.starts_with("/api/") => Self::Ollama,
             p if p.starts_with("/backend-api/") => Self::Backend,
             _ => Self::Other,
         }
@@ -57,6 +65,9 @@ impl Surface {
             Self::Compact => "compact",
             Self::Models => "models",
             Self::Backend => "backend",
+            Self::Ollama => "ollama",
+            Self::Gemini => "gemini",
+            Self::Images => "images",
             Self::Other => "other",
         }
     }
@@ -267,5 +278,10 @@ mod tests {
         assert!(r.error.as_ref().unwrap().len() <= MAX_ERROR + '…'.len_utf8());
         assert_eq!(Surface::of("/v1/responses/resp_1"), Surface::Responses);
         assert_eq!(Surface::of("/nope"), Surface::Other);
+        assert_eq!(Surface::of("/api/chat"), Surface::Ollama);
+        assert_eq!(Surface::of("/v1beta/models/gpt-5.5:generateContent"), Surface::Gemini);
+        assert_eq!(Surface::of("/v1/models/gpt-5.5:streamGenerateContent"), Surface::Gemini);
+        assert_eq!(Surface::of("/v1/models/gpt-5.5"), Surface::Models);
+        assert_eq!(Surface::of("/v1/images/edits"), Surface::Images);
     }
 }
