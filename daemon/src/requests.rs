@@ -279,8 +279,14 @@ mod tests {
         assert_eq!(Surface::of("/v1/responses/resp_1"), Surface::Responses);
         assert_eq!(Surface::of("/nope"), Surface::Other);
         assert_eq!(Surface::of("/api/chat"), Surface::Ollama);
-        assert_eq!(Surface::of("/v1beta/models/gpt-5.5:generateContent"), Surface::Gemini);
-        assert_eq!(Surface::of("/v1/models/gpt-5.5:streamGenerateContent"), Surface::Gemini);
+        assert_eq!(
+            Surface::of("/v1beta/models/gpt-5.5:generateContent"),
+            Surface::Gemini
+        );
+        assert_eq!(
+            Surface::of("/v1/models/gpt-5.5:streamGenerateContent"),
+            Surface::Gemini
+        );
         assert_eq!(Surface::of("/v1/models/gpt-5.5"), Surface::Models);
         assert_eq!(Surface::of("/v1/images/edits"), Surface::Images);
     }

@@ -68,6 +68,50 @@ pub async fn json_errors(response: Response) -> Response {
     json
 }
 
+/// Rewrites an error response in a surface's own shape, whoever made it (auth, body limits,
+/// the handlers): `render` gets the status (which it may change), the message and the error
+/// code, read from OpenAI's and Anthropic's `{"error": {"message", "code"}}`, Ollama's
+/// `{"error": "…"}` or plain text, and returns the new JSON body. Other responses pass.
+pub async fn reshape(
+    response: Response,
+    render: impl FnOnce(&mut StatusCode, &str, Option<&str>) -> String,
+) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let message = match error {
+        Some(serde_json::Value::String(message)) => Some(message.clone()),
+        Some(error) => error
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned),
+        None => None,
+    }
+    .unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        }
+    });
+    let code = error.and_then(|e| e.get("code")).and_then(|c| c.as_str());
+    let body = render(&mut parts.status, &message, code);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -577,43 +577,16 @@ impl SseBody {
 /// the handlers), in Anthropic's shape — `{"type":"error","error":{"type","message"}}` — with
 /// Anthropic's statuses (an overloaded pool is 529).
 pub async fn anthropic_errors(response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 10)
-        .await
-        .unwrap_or_default();
-    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-    let field = |name: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.pointer(&format!("/error/{name}")))
-            .and_then(|m| m.as_str())
-            .map(str::to_owned)
-    };
-    let message = field("message").unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-        if text.is_empty() {
-            status.canonical_reason().unwrap_or("error").to_owned()
+    super::errors::reshape(response, |status, message, code| {
+        let overloaded = *status == StatusCode::SERVICE_UNAVAILABLE
+            && code.is_some_and(|c| render::OVERLOADED_CODES.contains(&c));
+        let kind = if overloaded {
+            *status = StatusCode::from_u16(529).unwrap_or(*status);
+            "overloaded_error"
         } else {
-            text
-        }
-    });
-    let overloaded = status == StatusCode::SERVICE_UNAVAILABLE
-        && field("code").is_some_and(|c| render::OVERLOADED_CODES.contains(&c.as_str()));
-    let kind = if overloaded {
-        parts.status = StatusCode::from_u16(529).unwrap_or(status);
-        "overloaded_error"
-    } else {
-        render::error_type(status.as_u16())
-    };
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let body = render::error_body(kind, &message).to_string();
-    Response::from_parts(parts, axum::body::Body::from(body))
+            render::error_type(status.as_u16())
+        };
+        render::error_body(kind, message).to_string()
+    })
+    .await
 }

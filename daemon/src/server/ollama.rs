@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -124,39 +124,10 @@ mod tests {
 /// The last layer of the Ollama routes: every error, whoever made it, as Ollama's
 /// `{"error": "…"}` with its status.
 pub async fn ollama_errors(response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 10)
-        .await
-        .unwrap_or_default();
-    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| match v.get("error") {
-            Some(Value::String(message)) => Some(message.clone()),
-            Some(error) => error.get("message")?.as_str().map(str::to_owned),
-            None => None,
-        })
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-            if text.is_empty() {
-                status.canonical_reason().unwrap_or("error").to_owned()
-            } else {
-                text
-            }
-        });
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(
-        parts,
-        axum::body::Body::from(render::error_body(&message).to_string()),
-    )
+    super::errors::reshape(response, |_, message, _| {
+        render::error_body(message).to_string()
+    })
+    .await
 }
 
 /// `GET /api/version`.

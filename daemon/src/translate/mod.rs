@@ -7,6 +7,7 @@ pub mod images;
 pub mod messages;
 pub mod ollama;
 pub mod output;
+pub mod pieces;
 pub mod raw;
 pub mod request;
 pub mod responses;

@@ -94,6 +94,31 @@ pub trait OutputSink {
     fn event(&mut self, event: OutputEvent<'_>);
 }
 
+/// For tests: a realistic answer's events — two reasoning summary parts, text in two deltas,
+/// a function call whose arguments' last part comes only with its done item — and usage.
+#[cfg(test)]
+pub fn sample_events() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"type": "response.created", "response": {"id": "resp_abc", "model": "gpt-5.5"}}),
+        json!({"type": "response.output_item.added", "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 0}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Plan."}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 1}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Act."}),
+        json!({"type": "response.output_item.done", "item": {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAenc"}}),
+        json!({"type": "response.output_item.added", "item": {"type": "message", "id": "msg_1", "content": []}}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Running "}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "ls."}),
+        json!({"type": "response.output_item.done", "item": {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "Running ls."}]}}),
+        json!({"type": "response.output_item.added", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "Bash", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"command\":"}),
+        json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "Bash", "arguments": "{\"command\":\"ls\"}"}}),
+        json!({"type": "response.completed", "response": {"id": "resp_abc", "usage": {"input_tokens": 1000, "output_tokens": 50, "total_tokens": 1050,
+            "input_tokens_details": {"cached_tokens": 800}, "output_tokens_details": {"reasoning_tokens": 20}}}}),
+    ]
+}
+
 /// For tests: each event as its `Debug` text.
 #[cfg(test)]
 impl OutputSink for Vec<String> {

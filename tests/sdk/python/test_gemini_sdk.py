@@ -8,16 +8,16 @@ The SDK goes to /v1 by default; one client here asks for v1beta, as the Gemini C
 import base64
 import json
 import os
-import urllib.request
 
 import pytest
 from google import genai
 from google.genai import errors, types
 from pydantic import BaseModel
 
+from fake_upstream import call, full_input, message, reasoning, script, stream_of, upstream_requests
+
 ROOT = os.environ["CODEX_PROXY_BASE_URL"].removesuffix("/v1")
 API_KEY = os.environ["CODEX_PROXY_API_KEY"]
-FAKE = os.environ["FAKE_ADMIN_URL"]
 
 client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=ROOT))
 beta = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=ROOT, api_version="v1beta"))
@@ -25,42 +25,6 @@ beta = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=ROO
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-
-
-def script(reply, times=1, **extra):
-    """Tells the fake upstream what its next reply (or replies) is."""
-    body = json.dumps({"reply": reply, **extra}).encode()
-    for _ in range(times):
-        request = urllib.request.Request(
-            f"{FAKE}/script", data=body, headers={"content-type": "application/json"}, method="POST"
-        )
-        urllib.request.urlopen(request).read()
-
-
-def full_input(record):
-    """The input the model saw (a WebSocket turn may carry only its new items)."""
-    return record.get("resolved_input") or record["body"]["input"]
-
-
-def upstream_requests():
-    with urllib.request.urlopen(f"{FAKE}/requests") as response:
-        return [r for r in json.load(response) if r["path"].endswith("/responses")]
-
-
-def stream_of(*items, **extra):
-    return {"kind": "stream", "items": list(items), **extra}
-
-
-def message(*deltas):
-    return {"type": "message", "deltas": list(deltas)}
-
-
-def reasoning(*parts):
-    return {"type": "reasoning", "summary": [list(p) for p in parts]}
-
-
-def call(name, *argument_deltas):
-    return {"type": "function_call", "name": name, "argument_deltas": list(argument_deltas)}
 
 
 def test_text_with_a_system_instruction():

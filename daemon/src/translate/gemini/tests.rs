@@ -280,29 +280,10 @@ fn bad_contents_are_refused_with_their_path() {
     assert_eq!(model_name("models/gpt-5.5"), "gpt-5.5");
 }
 
-fn sample() -> Vec<Value> {
-    vec![
-        json!({"type": "response.created", "response": {"id": "resp_abc", "model": "gpt-5.5"}}),
-        json!({"type": "response.output_item.added", "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
-        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 0}),
-        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Plan."}),
-        json!({"type": "response.output_item.done", "item": {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAenc"}}),
-        json!({"type": "response.output_item.added", "item": {"type": "message", "id": "msg_1", "content": []}}),
-        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Checking "}),
-        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "now."}),
-        json!({"type": "response.output_item.done", "item": {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "Checking now."}]}}),
-        json!({"type": "response.output_item.added", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "get_weather", "arguments": ""}}),
-        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"location\":"}),
-        json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "get_weather", "arguments": "{\"location\":\"Boston\"}"}}),
-        json!({"type": "response.completed", "response": {"id": "resp_abc", "usage": {"input_tokens": 1000, "output_tokens": 50, "total_tokens": 1050,
-            "input_tokens_details": {"cached_tokens": 800}, "output_tokens_details": {"reasoning_tokens": 20}}}}),
-    ]
-}
-
 fn render(mode: Mode, thoughts: bool) -> Writer {
     let mut writer = Writer::new(mode, "gpt-5.5".into(), thoughts, &[], 42);
     let mut output = OutputTranslator::default();
-    for event in sample() {
+    for event in crate::translate::output::sample_events() {
         let data = event.to_string();
         StreamEvent::with(data.as_bytes(), |_| false, |e| output.push(e, &mut writer));
     }
@@ -315,14 +296,16 @@ fn a_stream_is_one_part_per_chunk_then_the_finish() {
     let chunks: Vec<Value> = writer.chunks().drain(..).collect();
     let part = |i: usize| chunks[i]["candidates"][0]["content"]["parts"][0].clone();
     assert_eq!(part(0), json!({"text": "Plan.", "thought": true}));
-    assert_eq!(part(1), json!({"text": "Checking "}));
-    assert_eq!(part(2), json!({"text": "now."}));
+    assert_eq!(part(1), json!({"text": "\n\n", "thought": true}));
+    assert_eq!(part(2), json!({"text": "Act.", "thought": true}));
+    assert_eq!(part(3), json!({"text": "Running "}));
+    assert_eq!(part(4), json!({"text": "ls."}));
     assert_eq!(
-        part(3),
-        json!({"functionCall": {"id": "call_7", "name": "get_weather", "args": {"location": "Boston"}}})
+        part(5),
+        json!({"functionCall": {"id": "call_7", "name": "Bash", "args": {"command": "ls"}}})
     );
-    let last = &chunks[4];
-    assert_eq!(chunks.len(), 5);
+    let last = &chunks[6];
+    assert_eq!(chunks.len(), 7);
     assert_eq!(last["candidates"][0]["finishReason"], "STOP");
     assert_eq!(
         last["usageMetadata"],
@@ -340,7 +323,7 @@ fn a_stream_is_one_part_per_chunk_then_the_finish() {
             .all(|c| c["candidates"][0]["content"]["role"] == "model")
     );
     assert!(
-        chunks[..4]
+        chunks[..6]
             .iter()
             .all(|c| c["candidates"][0].get("finishReason").is_none())
     );
@@ -353,16 +336,13 @@ fn a_whole_answer_merges_the_text_and_hides_thoughts_unless_asked() {
         .as_array()
         .unwrap();
     assert_eq!(parts.len(), 2);
-    assert_eq!(parts[0], json!({"text": "Checking now."}));
-    assert_eq!(
-        parts[1]["functionCall"]["args"],
-        json!({"location": "Boston"})
-    );
+    assert_eq!(parts[0], json!({"text": "Running ls."}));
+    assert_eq!(parts[1]["functionCall"]["args"], json!({"command": "ls"}));
     assert_eq!(whole["candidates"][0]["finishReason"], "STOP");
     let with_thoughts = render(Mode::Whole, true).whole();
     assert_eq!(
         with_thoughts["candidates"][0]["content"]["parts"][0],
-        json!({"text": "Plan.", "thought": true})
+        json!({"text": "Plan.\n\nAct.", "thought": true})
     );
     assert_eq!(
         error_body(429, "slow down"),

@@ -11,11 +11,11 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::Thinking;
-use crate::translate::output::{BlockKind, Ending, OutputEvent, OutputSink};
-use crate::translate::stream::StopMatcher;
+use crate::translate::output::{Ending, OutputEvent, OutputSink};
+use crate::translate::pieces::{Call, PieceSink, Pieces, Piecewise};
 use crate::upstream::wire::{Failure, Usage};
 
 /// Which endpoint the answer is for.
@@ -38,44 +38,41 @@ pub fn error_body(message: &str) -> Value {
     json!({ "error": message })
 }
 
-#[derive(Debug)]
-struct Call {
-    /// The upstream block it came in.
-    block: u32,
-    id: String,
-    name: String,
-    arguments: String,
+/// A tool call as Ollama writes it.
+fn call_json(call: &Call, index: u32) -> Value {
+    json!({
+        "id": call.id,
+        "function": {"index": index, "name": call.name, "arguments": call.arguments_object()},
+    })
+}
+
+fn created_at() -> String {
+    crate::clock::rfc3339_ms(crate::clock::unix_now_ms())
 }
 
 /// What the answer says, as Ollama says it.
 #[derive(Debug)]
 pub struct Writer {
+    inner: Piecewise<Out>,
+    input_estimate: u64,
+}
+
+/// The answer being written: lines (stream), or what the whole object will hold.
+#[derive(Debug)]
+struct Out {
     surface: Surface,
     mode: Mode,
     model: String,
     thinking: Thinking,
-    stop: Option<StopMatcher>,
-    stopped: bool,
     began: Instant,
     first_output: Option<Instant>,
-    /// The kind of each upstream block, by its index.
-    kinds: Vec<Option<BlockKind>>,
-    /// Reasoning summary parts seen per upstream block (a new part is a new paragraph).
-    parts: Vec<u32>,
-    calls: Vec<Call>,
-    /// Tool calls written so far (their `index`).
-    calls_written: u32,
     /// Whole mode: the answer's text and thinking.
     content: String,
     thought: String,
-    /// Estimated tokens of what was shown, for an answer a stop sequence ended.
-    input_estimate: u64,
-    shown_chars: usize,
     lines: VecDeque<Bytes>,
     done_reason: &'static str,
     usage: Option<Usage>,
-    failure: Option<Failure>,
-    finished: bool,
+    input_estimate: u64,
 }
 
 impl Writer {
@@ -88,94 +85,142 @@ impl Writer {
         input_estimate: u64,
     ) -> Self {
         Self {
-            surface,
-            mode,
-            model,
-            thinking,
-            stop: (!stop.is_empty()).then(|| StopMatcher::new(stop)),
-            stopped: false,
-            began: Instant::now(),
-            first_output: None,
-            kinds: Vec::new(),
-            parts: Vec::new(),
-            calls: Vec::new(),
-            calls_written: 0,
-            content: String::new(),
-            thought: String::new(),
+            inner: Piecewise {
+                pieces: Pieces::new(stop),
+                sink: Out {
+                    surface,
+                    mode,
+                    model,
+                    thinking,
+                    began: Instant::now(),
+                    first_output: None,
+                    content: String::new(),
+                    thought: String::new(),
+                    lines: VecDeque::new(),
+                    done_reason: "stop",
+                    usage: None,
+                    input_estimate,
+                },
+            },
             input_estimate,
-            shown_chars: 0,
-            lines: VecDeque::new(),
-            done_reason: "stop",
-            usage: None,
-            failure: None,
-            finished: false,
         }
     }
 
     /// The lines written so far (stream mode), each ending in `\n`.
     pub fn lines(&mut self) -> &mut VecDeque<Bytes> {
-        &mut self.lines
+        &mut self.inner.sink.lines
     }
 
     /// Whether a line is ready (stream mode).
     pub fn has_lines(&self) -> bool {
-        !self.lines.is_empty()
+        !self.inner.sink.lines.is_empty()
     }
 
     /// A stop sequence ended the answer.
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.inner.pieces.stopped()
     }
 
     /// The answer ended (its last line written) or failed.
     pub fn is_done(&self) -> bool {
-        self.finished || self.failure.is_some()
+        self.inner.pieces.is_done()
     }
 
     pub fn failure(&self) -> Option<&Failure> {
-        self.failure.as_ref()
+        self.inner.pieces.failure()
     }
 
     pub fn usage(&self) -> Option<&Usage> {
-        self.usage.as_ref()
+        self.inner.sink.usage.as_ref()
     }
 
     /// The answer's tool calls as the backend made them: id, name, arguments.
     pub fn calls(&self) -> impl Iterator<Item = (&str, &str, &str)> {
-        self.calls
+        self.inner
+            .pieces
+            .calls()
             .iter()
             .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
     }
 
-    fn kind(&self, index: u32) -> Option<BlockKind> {
-        self.kinds.get(index as usize).copied().flatten()
+    /// A stop sequence ended the answer before the backend did: it ends now.
+    pub fn finish_stopped(&mut self) {
+        let Piecewise { pieces, sink } = &mut self.inner;
+        pieces.finish_stopped(self.input_estimate, sink);
     }
 
-    fn created_at() -> String {
-        crate::clock::rfc3339_ms(crate::clock::unix_now_ms())
+    /// The whole answer as one object (whole mode), once finished.
+    pub fn whole(&self) -> Value {
+        let out = &self.inner.sink;
+        let mut object = match out.surface {
+            Surface::Chat => {
+                let mut message = json!({"role": "assistant", "content": out.content});
+                if !out.thought.is_empty() {
+                    message["thinking"] = out.thought.clone().into();
+                }
+                let calls = self.inner.pieces.calls();
+                if !calls.is_empty() {
+                    let calls: Vec<Value> = (0u32..)
+                        .zip(calls)
+                        .map(|(i, call)| call_json(call, i))
+                        .collect();
+                    message["tool_calls"] = calls.into();
+                }
+                json!({"model": out.model, "created_at": created_at(), "message": message})
+            }
+            Surface::Generate => {
+                let mut object = json!({
+                    "model": out.model,
+                    "created_at": created_at(),
+                    "response": out.content,
+                });
+                if !out.thought.is_empty() {
+                    object["thinking"] = out.thought.clone().into();
+                }
+                object
+            }
+        };
+        if let Value::Object(map) = &mut object {
+            map.extend(out.done_fields());
+        }
+        object
     }
+}
 
-    /// One piece of the answer: `message` (chat) or the generate fields, not done.
+impl OutputSink for Writer {
+    fn event(&mut self, event: OutputEvent<'_>) {
+        self.inner.event(event);
+    }
+}
+
+impl Out {
+    /// One piece of the answer: `message` fields (chat) or the generate fields, not done.
     fn piece(&mut self, fields: Value) {
+        if self.first_output.is_none() {
+            self.first_output = Some(Instant::now());
+        }
         if self.mode != Mode::Stream {
             return;
         }
+        let Value::Object(fields) = fields else {
+            return;
+        };
         let mut line = match self.surface {
             Surface::Chat => {
-                let mut message = json!({"role": "assistant", "content": ""});
-                if let (Value::Object(message), Value::Object(fields)) = (&mut message, fields) {
-                    message.extend(fields);
-                }
-                json!({"model": self.model, "created_at": Self::created_at(), "message": message, "done": false})
+                let mut message = Map::new();
+                message.insert("role".into(), "assistant".into());
+                message.insert("content".into(), "".into());
+                message.extend(fields);
+                json!({"model": self.model, "created_at": created_at(), "message": message, "done": false})
             }
             Surface::Generate => {
-                let mut line =
-                    json!({"model": self.model, "created_at": Self::created_at(), "response": ""});
-                if let (Value::Object(line), Value::Object(fields)) = (&mut line, fields) {
-                    line.extend(fields);
-                }
-                line["done"] = false.into();
-                line
+                let mut line = Map::new();
+                line.insert("model".into(), self.model.clone().into());
+                line.insert("created_at".into(), created_at().into());
+                line.insert("response".into(), "".into());
+                line.extend(fields);
+                line.insert("done".into(), false.into());
+                Value::Object(line)
             }
         };
         self.push_line(&mut line);
@@ -189,87 +234,6 @@ impl Writer {
         self.lines.push_back(Bytes::from(buf));
     }
 
-    fn output_began(&mut self) {
-        if self.first_output.is_none() {
-            self.first_output = Some(Instant::now());
-        }
-    }
-
-    fn text(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        self.output_began();
-        self.shown_chars += text.len();
-        if self.mode == Mode::Whole {
-            self.content.push_str(text);
-        } else {
-            let field = match self.surface {
-                Surface::Chat => "content",
-                Surface::Generate => "response",
-            };
-            self.piece(json!({ field: text }));
-        }
-    }
-
-    fn thinking_text(&mut self, text: &str) {
-        if text.is_empty() || self.thinking == Thinking::Hidden {
-            return;
-        }
-        self.output_began();
-        if self.mode == Mode::Whole {
-            self.thought.push_str(text);
-        } else {
-            self.piece(json!({ "thinking": text }));
-        }
-    }
-
-    /// Answer text through the stop sequences.
-    fn answer(&mut self, text: &str) {
-        let Some(matcher) = &mut self.stop else {
-            self.text(text);
-            return;
-        };
-        let (safe, hit) = matcher.push_matched(text);
-        self.text(&safe);
-        if hit.is_some() {
-            self.stopped = true;
-        }
-    }
-
-    /// Text held back as a possible stop sequence is the answer's after all.
-    fn release(&mut self) {
-        if let Some(held) = self.stop.as_mut().map(StopMatcher::flush) {
-            self.text(&held);
-        }
-    }
-
-    fn tool_call_json(&self, call: &Call, index: u32) -> Value {
-        let arguments = match serde_json::from_str::<Value>(&call.arguments) {
-            Ok(value @ Value::Object(_)) => value,
-            _ if call.arguments.trim().is_empty() => json!({}),
-            // Not an object: Ollama's clients read arguments as an object, so the text goes
-            // whole under one key rather than being lost.
-            Ok(_) | Err(_) => json!({ "input": call.arguments }),
-        };
-        json!({
-            "id": call.id,
-            "function": {"index": index, "name": call.name, "arguments": arguments},
-        })
-    }
-
-    fn call_done(&mut self, block: u32) {
-        let Some(at) = self.calls.iter().position(|c| c.block == block) else {
-            return;
-        };
-        self.output_began();
-        if self.mode == Mode::Stream {
-            let call = self.tool_call_json(&self.calls[at], self.calls_written);
-            self.piece(json!({ "tool_calls": [call] }));
-        }
-        self.calls_written += 1;
-    }
-
     fn durations(&self) -> (u64, u64, u64) {
         let now = Instant::now();
         let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -281,12 +245,12 @@ impl Writer {
     }
 
     /// The last line's fields: done, the reason and the counts.
-    fn done_fields(&self) -> serde_json::Map<String, Value> {
+    fn done_fields(&self) -> Map<String, Value> {
         let (total, prompt, eval) = self.durations();
         let (input, output) = self.usage.as_ref().map_or((self.input_estimate, 0), |u| {
             (u.input_tokens, u.output_tokens)
         });
-        let mut map = serde_json::Map::new();
+        let mut map = Map::new();
         map.insert("done".into(), true.into());
         map.insert("done_reason".into(), self.done_reason.into());
         map.insert("total_duration".into(), total.into());
@@ -297,24 +261,50 @@ impl Writer {
         map.insert("eval_duration".into(), eval.into());
         map
     }
+}
 
-    fn finish(&mut self, ending: Ending, usage: Option<Usage>) {
+impl PieceSink for Out {
+    fn text(&mut self, text: &str) {
+        if self.mode == Mode::Whole {
+            self.content.push_str(text);
+        }
+        let field = match self.surface {
+            Surface::Chat => "content",
+            Surface::Generate => "response",
+        };
+        self.piece(json!({ field: text }));
+    }
+
+    fn thought(&mut self, text: &str) {
+        if self.thinking == Thinking::Hidden {
+            return;
+        }
+        if self.mode == Mode::Whole {
+            self.thought.push_str(text);
+        }
+        self.piece(json!({ "thinking": text }));
+    }
+
+    fn call(&mut self, call: &Call, index: u32) {
+        self.piece(json!({ "tool_calls": [call_json(call, index)] }));
+    }
+
+    fn finish(&mut self, ending: Ending, usage: Option<Usage>, stopped: bool) {
         self.done_reason = match ending {
-            Ending::Length if !self.stopped => "length",
+            Ending::Length if !stopped => "length",
             _ => "stop",
         };
         self.usage = usage;
-        self.finished = true;
         if self.mode == Mode::Stream {
             let mut line = match self.surface {
                 Surface::Chat => json!({
                     "model": self.model,
-                    "created_at": Self::created_at(),
+                    "created_at": created_at(),
                     "message": {"role": "assistant", "content": ""},
                 }),
                 Surface::Generate => json!({
                     "model": self.model,
-                    "created_at": Self::created_at(),
+                    "created_at": created_at(),
                     "response": "",
                 }),
             };
@@ -322,125 +312,6 @@ impl Writer {
                 map.extend(self.done_fields());
             }
             self.push_line(&mut line);
-        }
-    }
-
-    /// A stop sequence ended the answer before the backend did: it ends now, with the output
-    /// counted from what was shown (about four characters a token).
-    pub fn finish_stopped(&mut self) {
-        if self.finished {
-            return;
-        }
-        let output = (self.shown_chars as u64).div_ceil(4).max(1);
-        let usage = Usage {
-            input_tokens: self.input_estimate,
-            output_tokens: output,
-            total_tokens: self.input_estimate + output,
-            input_tokens_details: None,
-            output_tokens_details: None,
-        };
-        self.finish(Ending::Completed, Some(usage));
-    }
-
-    /// The whole answer as one object (whole mode), once finished.
-    pub fn whole(&self) -> Value {
-        let mut object = match self.surface {
-            Surface::Chat => {
-                let mut message = json!({"role": "assistant", "content": self.content});
-                if !self.thought.is_empty() {
-                    message["thinking"] = self.thought.clone().into();
-                }
-                if !self.calls.is_empty() {
-                    let calls: Vec<Value> = (0u32..)
-                        .zip(&self.calls)
-                        .map(|(i, call)| self.tool_call_json(call, i))
-                        .collect();
-                    message["tool_calls"] = calls.into();
-                }
-                json!({"model": self.model, "created_at": Self::created_at(), "message": message})
-            }
-            Surface::Generate => {
-                let mut object = json!({
-                    "model": self.model,
-                    "created_at": Self::created_at(),
-                    "response": self.content,
-                });
-                if !self.thought.is_empty() {
-                    object["thinking"] = self.thought.clone().into();
-                }
-                object
-            }
-        };
-        if let Value::Object(map) = &mut object {
-            map.extend(self.done_fields());
-        }
-        object
-    }
-}
-
-impl OutputSink for Writer {
-    fn event(&mut self, event: OutputEvent<'_>) {
-        if self.is_done() {
-            return;
-        }
-        if self.stopped && !matches!(event, OutputEvent::Finish { .. } | OutputEvent::Failed(_)) {
-            return;
-        }
-        match event {
-            OutputEvent::Started { .. } => {}
-            OutputEvent::BlockStart {
-                index,
-                kind,
-                call_id,
-                name,
-            } => {
-                let slot = index as usize;
-                if self.kinds.len() <= slot {
-                    self.kinds.resize(slot + 1, None);
-                    self.parts.resize(slot + 1, 0);
-                }
-                self.kinds[slot] = Some(kind);
-                if matches!(kind, BlockKind::Function | BlockKind::Custom) {
-                    self.calls.push(Call {
-                        block: index,
-                        id: call_id.unwrap_or_default(),
-                        name: name.unwrap_or_default(),
-                        arguments: String::new(),
-                    });
-                }
-            }
-            OutputEvent::TextDelta { index, text } => {
-                if self.kind(index) == Some(BlockKind::Text) {
-                    self.answer(text);
-                }
-            }
-            OutputEvent::Refusal { text, .. } => {
-                self.release();
-                self.text(&text);
-            }
-            OutputEvent::ReasoningPart { index } => {
-                let Some(seen) = self.parts.get_mut(index as usize) else {
-                    return;
-                };
-                *seen += 1;
-                if *seen > 1 {
-                    self.thinking_text("\n\n");
-                }
-            }
-            OutputEvent::ReasoningDelta { text, .. } => self.thinking_text(text),
-            OutputEvent::ReasoningEncrypted { .. } => {}
-            OutputEvent::ToolDelta { index, text } => {
-                if let Some(call) = self.calls.iter_mut().find(|c| c.block == index) {
-                    call.arguments.push_str(text);
-                }
-            }
-            OutputEvent::BlockStop { index } => match self.kind(index) {
-                Some(BlockKind::Text) => self.release(),
-                Some(BlockKind::Function | BlockKind::Custom) => self.call_done(index),
-                _ => {}
-            },
-            OutputEvent::Finish { ending, usage } => self.finish(ending, usage),
-            OutputEvent::Failed(failure) => self.failure = Some(failure),
         }
     }
 }
