@@ -21,20 +21,13 @@ use serde_json::{Value, json};
 
 use super::auth::{self, ClientKey};
 use super::body::JsonBody;
-use super::rendered::{self, Reader, Rendered};
+use super::rendered::{self, Reader, Ready, Rendered};
 use super::{ApiError, AppState};
-use crate::engine::{self, ConversationId, TurnRequest};
 use crate::models;
 use crate::requests::Observed;
 use crate::translate::gemini::render::{self, Mode, Writer};
 use crate::translate::gemini::{self as wire, CountTokensRequest, GenerateContentRequest};
-use crate::translate::messages::tokens;
-use crate::translate::request::{self, Context};
-use crate::upstream::WireBody;
 use crate::upstream::wire::{Failure, Tool, Usage};
-
-/// Bodies above this size are parsed, translated and encoded off the async workers.
-const OFF_WORKER_BYTES: usize = 256 << 10;
 
 /// The methods every model supports.
 const METHODS: [&str; 3] = ["generateContent", "streamGenerateContent", "countTokens"];
@@ -216,18 +209,11 @@ enum Framing {
 struct Prepared {
     /// The name the client asked for, echoed as `modelVersion`.
     requested: String,
-    model: String,
-    conversation: ConversationId,
-    session: String,
-    wire: WireBody,
-    lite: bool,
+    ready: Ready,
     thoughts: bool,
-    stop: Vec<String>,
-    ignored: Vec<String>,
-    estimate: u64,
 }
 
-/// Parse, resolve, translate and encode: CPU work in proportion to the body.
+/// Resolve, translate and encode: CPU work in proportion to the body.
 fn prepare(
     state: &AppState,
     client: ClientKey,
@@ -237,63 +223,35 @@ fn prepare(
     let resolved = resolve(state, name)?;
     let requested = wire::model_name(name).to_owned();
     let wire::Translated {
-        mut chat,
+        chat,
         thoughts,
         web_search,
-        mut ignored,
+        ignored,
         made_up_ids,
     } = wire::translate(req, &resolved.model.slug, &resolved.model.efforts)?;
-    let (system, first_user) = request::conversation_seed(&chat);
-    let conversation =
-        engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None);
-    let session = state.conversations().key_for(conversation);
-    super::tool_calls::restore(state, conversation, &mut chat, &made_up_ids);
-    let config = state.config();
-    let mut translated = request::translate(
+    let ready = rendered::prepare(
+        state,
+        client,
+        &resolved,
         chat,
-        &Context {
-            model: &resolved,
-            config: &config.model,
-            prompt_cache_key: session.clone(),
+        &made_up_ids,
+        ignored,
+        |body, lite, ignored| {
+            if !web_search {
+                return;
+            }
+            match body.tools.as_mut() {
+                Some(tools) => tools.push(Tool::WebSearch {}),
+                None if !lite => body.tools = Some(vec![Tool::WebSearch {}]),
+                None => ignored.push("tools.googleSearch".into()),
+            }
         },
     )?;
-    if web_search {
-        match translated.body.tools.as_mut() {
-            Some(tools) => tools.push(Tool::WebSearch {}),
-            None if !translated.lite => translated.body.tools = Some(vec![Tool::WebSearch {}]),
-            None => ignored.push("tools.googleSearch".into()),
-        }
-    }
-    translated.body.client_metadata = state.client_metadata(&session);
-    ignored.append(&mut translated.ignored);
-    let estimate = tokens::estimate(&translated.body);
-    let wire = state.upstream().encode(&translated.body).map_err(|e| {
-        ApiError::internal(format!(
-            "The request could not be encoded for the backend: {e}"
-        ))
-    })?;
     Ok(Prepared {
         requested,
-        model: resolved.model.slug.clone(),
-        conversation,
-        session,
-        wire,
-        lite: translated.lite,
+        ready,
         thoughts,
-        stop: translated.stop,
-        ignored,
-        estimate,
     })
-}
-
-fn parse_and_prepare(
-    state: &AppState,
-    client: ClientKey,
-    name: &str,
-    body: &[u8],
-) -> Result<Prepared, ApiError> {
-    let req: GenerateContentRequest = super::body::parse_json(body)?;
-    prepare(state, client, name, req)
 }
 
 /// `:countTokens`: the local estimate of what the request would send (nothing goes upstream).
@@ -312,7 +270,7 @@ fn count_tokens(
         },
     };
     let prepared = prepare(state, client, name, req)?;
-    Ok(axum::Json(json!({ "totalTokens": prepared.estimate })).into_response())
+    Ok(axum::Json(json!({ "totalTokens": prepared.ready.estimate })).into_response())
 }
 
 async fn generate(
@@ -324,47 +282,29 @@ async fn generate(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
-    let JsonBody { bytes, reservation } = body;
-    let prepared = if bytes.len() > OFF_WORKER_BYTES {
-        let (owned, name) = (state.clone(), name.to_owned());
-        tokio::task::spawn_blocking(move || parse_and_prepare(&owned, client, &name, &bytes))
-            .await
-            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
-    } else {
-        let prepared = parse_and_prepare(state, client, name, &bytes)?;
-        drop(bytes);
-        prepared
-    };
-    let first_within = Duration::from_secs(state.config().server.keepalive_seconds);
-    let turn = engine::start(
-        state,
-        &TurnRequest {
-            conversation: prepared.conversation,
-            session: &prepared.session,
-            wire: &prepared.wire,
-            lite: prepared.lite,
-            fan_out: 1,
-            model: &prepared.model,
-            prefer: None,
-            first_event_within: first_within,
-            call: engine::Call::Responses,
-            observed,
-        },
-        in_flight,
-    )
+    let name = name.to_owned();
+    let (prepared, reservation) = rendered::prepared(state, body, move |state, bytes| {
+        let req: GenerateContentRequest = super::body::parse_json(bytes)?;
+        prepare(state, client, &name, req)
+    })
     .await?;
+    let turn = rendered::start(state, &prepared.ready, in_flight, observed).await?;
     let Prepared {
         requested,
+        ready,
+        thoughts,
+    } = prepared;
+    let Ready {
         conversation,
         wire,
-        thoughts,
         stop,
         ignored,
         estimate,
         ..
-    } = prepared;
+    } = ready;
     drop(wire);
     drop(reservation);
+    let first_within = Duration::from_secs(state.config().server.keepalive_seconds);
     let Some(events) = turn.streams.into_iter().next() else {
         return Err(ApiError::internal("the engine started no response"));
     };

@@ -23,20 +23,13 @@ use serde_json::{Value, json};
 use super::auth::{self, ClientKey};
 use super::body::JsonBody;
 use super::listen::Peer;
-use super::rendered::{self, Reader, Rendered};
+use super::rendered::{self, Reader, Ready, Rendered};
 use super::{ApiError, AppState};
-use crate::engine::{self, ConversationId, TurnRequest};
 use crate::models;
 use crate::requests::Observed;
-use crate::translate::messages::tokens;
 use crate::translate::ollama::render::{self, Mode, Surface, Writer};
 use crate::translate::ollama::{self as wire, OllamaChat, OllamaGenerate, Thinking};
-use crate::translate::request::{self, Context};
-use crate::upstream::WireBody;
 use crate::upstream::wire::{Failure, Usage};
-
-/// Bodies above this size are parsed, translated and encoded off the async workers.
-const OFF_WORKER_BYTES: usize = 256 << 10;
 
 /// The Ollama API version codex-proxy answers with: the API level it speaks (`think`, tools,
 /// structured output), which clients read to decide what to offer.
@@ -297,16 +290,9 @@ pub async fn unsupported(uri: axum::http::Uri) -> ApiError {
 struct Prepared {
     /// The name the client asked for, echoed in every line.
     requested: String,
-    model: String,
-    conversation: ConversationId,
-    session: String,
-    wire: WireBody,
-    lite: bool,
+    ready: Ready,
     stream: bool,
     thinking: Thinking,
-    stop: Vec<String>,
-    ignored: Vec<String>,
-    estimate: u64,
 }
 
 enum Parsed {
@@ -344,46 +330,26 @@ fn prepare(
         Parsed::Generate(req) => wire::generate(req, &resolved.model.efforts)?,
     };
     let wire::Translated {
-        mut chat,
+        chat,
         stream,
         thinking,
-        mut ignored,
+        ignored,
         made_up_ids,
     } = translated;
-    let (system, first_user) = request::conversation_seed(&chat);
-    let conversation =
-        engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None);
-    let session = state.conversations().key_for(conversation);
-    super::tool_calls::restore(state, conversation, &mut chat, &made_up_ids);
-    let config = state.config();
-    let mut translated = request::translate(
+    let ready = rendered::prepare(
+        state,
+        client,
+        &resolved,
         chat,
-        &Context {
-            model: &resolved,
-            config: &config.model,
-            prompt_cache_key: session.clone(),
-        },
+        &made_up_ids,
+        ignored,
+        |_, _, _| {},
     )?;
-    translated.body.client_metadata = state.client_metadata(&session);
-    ignored.append(&mut translated.ignored);
-    let estimate = tokens::estimate(&translated.body);
-    let wire = state.upstream().encode(&translated.body).map_err(|e| {
-        ApiError::internal(format!(
-            "The request could not be encoded for the backend: {e}"
-        ))
-    })?;
     Ok(Prepared {
         requested,
-        model: resolved.model.slug.clone(),
-        conversation,
-        session,
-        wire,
-        lite: translated.lite,
+        ready,
         stream,
         thinking,
-        stop: translated.stop,
-        ignored,
-        estimate,
     })
 }
 
@@ -429,46 +395,25 @@ async fn handle(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
-    let JsonBody { bytes, reservation } = body;
-    let prepared = if bytes.len() > OFF_WORKER_BYTES {
-        let owned = state.clone();
-        tokio::task::spawn_blocking(move || prepare(&owned, client, surface, &bytes))
-            .await
-            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
-    } else {
-        let prepared = prepare(state, client, surface, &bytes)?;
-        drop(bytes);
-        prepared
-    };
-    let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
-    let turn = engine::start(
-        state,
-        &TurnRequest {
-            conversation: prepared.conversation,
-            session: &prepared.session,
-            wire: &prepared.wire,
-            lite: prepared.lite,
-            fan_out: 1,
-            model: &prepared.model,
-            prefer: None,
-            first_event_within: keepalive,
-            call: engine::Call::Responses,
-            observed,
-        },
-        in_flight,
-    )
+    let (prepared, reservation) = rendered::prepared(state, body, move |state, bytes| {
+        prepare(state, client, surface, bytes)
+    })
     .await?;
+    let turn = rendered::start(state, &prepared.ready, in_flight, observed).await?;
     let Prepared {
         requested,
-        conversation,
-        wire,
+        ready,
         stream,
         thinking,
+    } = prepared;
+    let Ready {
+        conversation,
+        wire,
         stop,
         ignored,
         estimate,
         ..
-    } = prepared;
+    } = ready;
     // Sent: the request's memory goes back.
     drop(wire);
     drop(reservation);
@@ -476,6 +421,7 @@ async fn handle(
         return Err(ApiError::internal("the engine started no response"));
     };
     let mode = if stream { Mode::Stream } else { Mode::Whole };
+    let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
     let writer = Writer::new(surface, mode, requested, thinking, &stop, estimate);
     let remember = (surface == Surface::Chat).then(|| (state.clone(), conversation));
     let reader = Reader::new(events, writer, remember);

@@ -1,6 +1,9 @@
-//! A turn's events read into a surface's writer, and the answer it makes: one JSON object, or
-//! a stream of pieces the writer frames itself (Ollama's NDJSON lines, Gemini's SSE chunks or
-//! JSON array). Shared by the surfaces whose streams have no comment syntax for keep-alives.
+//! What the surfaces that go through the Chat Completions translation (Ollama's, Gemini's)
+//! share: a request made ready ([`prepare`]: its conversation, its calls' ids restored,
+//! translated and encoded), its turn started ([`start`]), and its events read into the
+//! surface's writer for the answer: one JSON object, or a stream of pieces the writer frames
+//! itself (Ollama's NDJSON lines, Gemini's SSE chunks or JSON array) — streams without a
+//! comment syntax for keep-alives.
 
 use std::time::Duration;
 
@@ -9,12 +12,135 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::auth::ClientKey;
+use super::body::JsonBody;
 use super::{ApiError, AppState};
-use crate::engine::{self, ConversationId, TurnGuard};
+use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
+use crate::models::Resolved;
+use crate::requests::Observed;
+use crate::translate::chat::ChatRequest;
+use crate::translate::messages::tokens;
 use crate::translate::output::{OutputEvent, OutputSink, OutputTranslator};
+use crate::translate::request::{self, Context};
 use crate::translate::stream::StreamTranslator;
 use crate::upstream::EventStream;
+use crate::upstream::WireBody;
+use crate::upstream::wire::ResponsesRequest;
 use crate::upstream::wire::{Failure, StreamEvent, Usage};
+
+/// Bodies above this size are parsed, translated and encoded off the async workers.
+const OFF_WORKER_BYTES: usize = 256 << 10;
+
+/// A request made ready for the backend.
+pub struct Ready {
+    /// The catalog model it runs on (usage is counted under it).
+    pub model: String,
+    pub conversation: ConversationId,
+    pub session: String,
+    pub wire: WireBody,
+    pub lite: bool,
+    /// Stop sequences, applied here.
+    pub stop: Vec<String>,
+    /// Accepted but without effect (`x-codex-proxy-ignored-params`).
+    pub ignored: Vec<String>,
+    /// The input's estimated tokens.
+    pub estimate: u64,
+}
+
+/// Translates a surface's request, made a Chat Completions one, for `resolved`: the
+/// conversation is known by its system prompt and first user message, calls the client sent
+/// back without ids get the backend's ids again (`made_up` are the ids the surface invented),
+/// `adjust` may add what the Chat translation has no words for (a hosted tool).
+pub fn prepare(
+    state: &AppState,
+    client: ClientKey,
+    resolved: &Resolved,
+    mut chat: ChatRequest,
+    made_up: &[String],
+    mut ignored: Vec<String>,
+    adjust: impl FnOnce(&mut ResponsesRequest, bool, &mut Vec<String>),
+) -> Result<Ready, ApiError> {
+    let (system, first_user) = request::conversation_seed(&chat);
+    let conversation =
+        engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None);
+    let session = state.conversations().key_for(conversation);
+    super::tool_calls::restore(state, conversation, &mut chat, made_up);
+    let config = state.config();
+    let mut translated = request::translate(
+        chat,
+        &Context {
+            model: resolved,
+            config: &config.model,
+            prompt_cache_key: session.clone(),
+        },
+    )?;
+    adjust(&mut translated.body, translated.lite, &mut ignored);
+    translated.body.client_metadata = state.client_metadata(&session);
+    ignored.append(&mut translated.ignored);
+    let estimate = tokens::estimate(&translated.body);
+    let wire = state.upstream().encode(&translated.body).map_err(|e| {
+        ApiError::internal(format!(
+            "The request could not be encoded for the backend: {e}"
+        ))
+    })?;
+    Ok(Ready {
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        wire,
+        lite: translated.lite,
+        stop: translated.stop,
+        ignored,
+        estimate,
+    })
+}
+
+/// Runs `prepare` on the body: off the async workers when the body is large. Gives back the
+/// body's memory reservation, to hold until the request has gone upstream.
+pub async fn prepared<T: Send + 'static>(
+    state: &AppState,
+    body: JsonBody,
+    prepare: impl FnOnce(&AppState, &[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<(T, super::body::Reservation), ApiError> {
+    let JsonBody { bytes, reservation } = body;
+    let ready = if bytes.len() > OFF_WORKER_BYTES {
+        let owned = state.clone();
+        tokio::task::spawn_blocking(move || prepare(&owned, &bytes))
+            .await
+            .map_err(|e| ApiError::internal(format!("Preparing the request failed: {e}")))??
+    } else {
+        prepare(state, &bytes)?
+    };
+    Ok((ready, reservation))
+}
+
+/// Starts the request's turn: one response, on an account of the pool.
+pub async fn start(
+    state: &AppState,
+    ready: &Ready,
+    in_flight: crate::app::InFlight,
+    observed: Option<&Observed>,
+) -> Result<engine::Turn, ApiError> {
+    let first_within = Duration::from_secs(state.config().server.keepalive_seconds);
+    let turn = engine::start(
+        state,
+        &TurnRequest {
+            conversation: ready.conversation,
+            session: &ready.session,
+            wire: &ready.wire,
+            lite: ready.lite,
+            fan_out: 1,
+            model: &ready.model,
+            prefer: None,
+            first_event_within: first_within,
+            call: engine::Call::Responses,
+            observed,
+        },
+        in_flight,
+    )
+    .await?;
+    Ok(turn)
+}
 
 /// A surface's writer, as the reader drives it.
 pub trait Rendered: OutputSink + Send + 'static {
