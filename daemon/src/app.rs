@@ -304,6 +304,13 @@ fn api_keys(config: &Config, state_dir: &std::path::Path) -> anyhow::Result<Vec<
             .map(|k| Secret::new(k.expose().to_owned()))
             .collect());
     }
+    if let Some(listen) = config.ollama.listen.filter(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "ollama.listen is {listen}, which is reachable from the network, but server.api_keys \
+             is empty; list the keys clients must send (the generated key is only for loopback \
+             use), or listen on 127.0.0.1"
+        );
+    }
     if !config.server.host.is_loopback() {
         anyhow::bail!(
             "server.host is {}, which is reachable from the network, but server.api_keys is empty; \
@@ -312,4 +319,24 @@ fn api_keys(config: &Config, state_dir: &std::path::Path) -> anyhow::Result<Vec<
         );
     }
     Ok(vec![state::generated_api_key(state_dir)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_listener_needs_configured_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        assert_eq!(api_keys(&config, dir.path()).unwrap().len(), 1, "generated");
+        config.ollama.listen = Some("127.0.0.1:11434".parse().unwrap());
+        assert!(api_keys(&config, dir.path()).is_ok());
+        config.ollama.listen = Some("0.0.0.0:11434".parse().unwrap());
+        let refused = api_keys(&config, dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("ollama.listen"), "{refused}");
+        config.server.api_keys =
+            vec![serde_json::from_value(serde_json::json!("key-123456789")).unwrap()];
+        assert_eq!(api_keys(&config, dir.path()).unwrap().len(), 1);
+    }
 }

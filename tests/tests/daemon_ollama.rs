@@ -445,6 +445,25 @@ async fn keys_are_checked_when_sent_and_required_when_configured() {
     // Other surfaces still need the key.
     let (status, _) = get(&daemon.url("/v1/models")).await;
     assert_eq!(status, 401);
+    // A web page in this machine's browser is local too: without the key, only local pages
+    // (and named origins) may ask — a foreign page's simple POST is refused before anything.
+    let ask = |origin: &'static str| {
+        reqwest::Client::new()
+            .post(daemon.url("/api/show"))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(r#"{"model": "gpt-5.5"}"#)
+            .send()
+    };
+    let refused = ask("https://evil.example").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let error: Value = refused.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("cors_origins"),
+        "{error}"
+    );
+    assert_eq!(ask("null").await.unwrap().status(), 403);
+    assert_eq!(ask("http://localhost:3000").await.unwrap().status(), 200);
 
     let fake = FakeUpstream::start().await.unwrap();
     let strict = Daemon::builder()

@@ -64,6 +64,27 @@ pub async fn ollama_access(
         Ok(Some(client)) => client,
         Ok(None) => {
             let peer = request.extensions().get::<Peer>().copied();
+            let origin = request
+                .headers()
+                .get(axum::http::header::ORIGIN)
+                .map(|v| v.to_str().unwrap_or("(not text)"));
+            if let Some(origin) = origin
+                && !page_may_ask(origin, &config.server.cors_origins)
+            {
+                // A web page in the user's browser is on this machine too: without the key,
+                // only the pages the user named may spend their quota.
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "invalid_request_error",
+                    "origin_not_allowed",
+                    format!(
+                        "A web page from {} may not use the Ollama API without the API key. \
+                         Add its origin to [server] cors_origins, or send the key.",
+                        crate::api_error::quoted(origin)
+                    ),
+                )
+                .into_response();
+            }
             if let Err(why) = keyless(config.ollama.require_key, peer) {
                 return ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -97,9 +118,71 @@ fn keyless(require_key: bool, peer: Option<Peer>) -> Result<(), &'static str> {
     }
 }
 
+/// Whether a page of this origin may use the Ollama API without a key: pages served from this
+/// machine, the desktop apps' own schemes (no web page can claim those), and the origins in
+/// `[server] cors_origins`. Not `null` (a sandboxed frame of any page sends that).
+fn page_may_ask(origin: &str, allowed: &[crate::config::CorsOrigin]) -> bool {
+    if allowed
+        .iter()
+        .any(|a| a.as_str() == "*" || a.as_str() == origin)
+    {
+        return true;
+    }
+    if ["app://", "tauri://", "vscode-webview://", "file://"]
+        .iter()
+        .any(|scheme| origin.starts_with(scheme))
+    {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_local_pages_and_named_origins_go_without_a_key() {
+        let none: Vec<crate::config::CorsOrigin> = Vec::new();
+        for local in [
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "https://app.localhost",
+            "http://[::1]:5173",
+            "app://obsidian.md",
+            "tauri://localhost",
+        ] {
+            assert!(page_may_ask(local, &none), "{local}");
+        }
+        for foreign in [
+            "https://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example",
+            "null",
+            "chrome-extension://abcdef",
+        ] {
+            assert!(!page_may_ask(foreign, &none), "{foreign}");
+        }
+        let named: Vec<crate::config::CorsOrigin> =
+            serde_json::from_value(serde_json::json!(["https://chat.example"])).unwrap();
+        assert!(page_may_ask("https://chat.example", &named));
+        assert!(!page_may_ask("https://other.example", &named));
+    }
 
     #[test]
     fn only_this_machine_goes_without_a_key() {
