@@ -106,7 +106,8 @@ enum Command {
         /// Only the failed ones.
         #[arg(long)]
         failed: bool,
-        /// Only one surface: chat, responses, messages, count_tokens, compact, models, backend.
+        /// Only one surface: chat, responses, messages, count_tokens, compact, models, backend,
+        /// ollama, gemini, images.
         #[arg(long)]
         surface: Option<String>,
     },
