@@ -42,7 +42,9 @@ pub async fn generations(
     body: JsonBody,
 ) -> Response {
     let result = async {
-        let req: ImageRequest = super::body::parse_json(&body.bytes)?;
+        let JsonBody { bytes, reservation } = body;
+        let req: ImageRequest = super::body::parse_json(&bytes)?;
+        drop(bytes);
         if req.images.is_some() || req.mask.is_some() {
             return Err(ApiError::invalid(
                 "'images' and 'mask' belong to /v1/images/edits.",
@@ -50,7 +52,11 @@ pub async fn generations(
             ));
         }
         let planned = images::plan(&req, None)?;
-        make(&state, client, observed, req.model, planned, Vec::new()).await
+        let sent = Sent {
+            observed,
+            reservation,
+        };
+        make(&state, client, sent, req.model, planned, Vec::new()).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -63,14 +69,16 @@ pub async fn edits(
     body: JsonBody,
 ) -> Response {
     let result = async {
+        let JsonBody { bytes, reservation } = body;
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let (req, inputs, mask) = if content_type.starts_with("multipart/form-data") {
-            form(content_type, body.bytes.clone()).await?
+            form(content_type, bytes).await?
         } else {
-            let req: ImageRequest = super::body::parse_json(&body.bytes)?;
+            let req: ImageRequest = super::body::parse_json(&bytes)?;
+            drop(bytes);
             let inputs = req
                 .images
                 .iter()
@@ -101,7 +109,11 @@ pub async fn edits(
             ));
         }
         let planned = images::plan(&req, mask)?;
-        make(&state, client, observed, req.model, planned, inputs).await
+        let sent = Sent {
+            observed,
+            reservation,
+        };
+        make(&state, client, sent, req.model, planned, inputs).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -208,16 +220,27 @@ fn data_url(data: &[u8], declared: Option<&str>, field: &str) -> Result<String, 
     Ok(format!("data:{media};base64,{encoded}"))
 }
 
+/// What a request brings besides its parameters: its observer for the request log, and its
+/// body's share of the memory budget (given back once the request has gone upstream).
+struct Sent {
+    observed: Option<Extension<Observed>>,
+    reservation: super::body::Reservation,
+}
+
 /// Runs the request: `n` responses on one account, each to carry one image.
 async fn make(
     state: &AppState,
     client: ClientKey,
-    observed: Option<Extension<Observed>>,
+    sent: Sent,
     requested_model: Option<String>,
     mut planned: Planned,
     inputs: Vec<String>,
 ) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
+    let Sent {
+        observed,
+        reservation,
+    } = sent;
     let observed = observed.map(|Extension(o)| o);
     let config = state.config();
     let catalog = state.catalog();
@@ -320,7 +343,9 @@ async fn make(
     )
     .await
     .map_err(|e| unavailable(e.to_api_error()))?;
+    // Sent: the request's memory goes back while the images are made.
     drop(wire);
+    drop(reservation);
     let mut guard = turn.guard;
     let outcomes = futures_util::future::join_all(turn.streams.into_iter().map(read)).await;
     let mut made = Vec::with_capacity(outcomes.len());
