@@ -77,8 +77,8 @@ struct Cli {
     /// Transports for [11] (http, websocket).
     #[arg(long, value_delimiter = ',', default_value = "http,websocket")]
     history_transports: Vec<String>,
-    /// Scenarios to run (latency, responses, messages, streaming, frontier, cpu, streams, idle,
-    /// bodies, conversation, history, events); all by default.
+    /// Scenarios to run (latency, responses, messages, ollama, gemini, streaming, frontier, cpu,
+    /// streams, idle, bodies, conversation, history, events); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the mock upstream's Responses stream of one answer and exit (the input of
@@ -346,6 +346,12 @@ async fn scenarios(cli: &Cli, binary: &std::path::Path) -> anyhow::Result<()> {
     }
     if wants("messages") {
         messages(cli, upstream.addr, &d).await?;
+    }
+    if wants("ollama") {
+        ollama(cli, upstream.addr, &d).await?;
+    }
+    if wants("gemini") {
+        gemini(cli, upstream.addr, &d).await?;
     }
     drop(d);
     // CPU and throughput: the mock on the load side's core, the daemon's core its own.
@@ -757,6 +763,41 @@ async fn messages(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyh
         &body,
         title,
         "(Messages → Responses → message)",
+    )
+    .await
+}
+
+/// [13] The Ollama API: a short non-streamed `/api/chat` request, direct and through the
+/// daemon, interleaved.
+async fn ollama(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
+    let body = serde_json::json!({"model": "gpt-5.5", "stream": false,
+        "messages": [{"role": "user", "content": "benchmark"}]});
+    let title = "[13] added latency of /api/chat (Ollama)";
+    non_streamed(
+        cli,
+        upstream,
+        d,
+        "/api/chat",
+        &body,
+        title,
+        "(Ollama → Chat → Responses → object)",
+    )
+    .await
+}
+
+/// [14] The Gemini API: a short `generateContent` request, direct and through the daemon,
+/// interleaved.
+async fn gemini(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
+    let body = serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "benchmark"}]}]});
+    let title = "[14] added latency of :generateContent (Gemini)";
+    non_streamed(
+        cli,
+        upstream,
+        d,
+        "/v1beta/models/gpt-5.5:generateContent",
+        &body,
+        title,
+        "(Gemini → Chat → Responses → response)",
     )
     .await
 }

@@ -226,6 +226,9 @@ struct Rendered {
     response_whole: Bytes,
     /// The non-streamed `/v1/messages` answer of the same content (the Messages direct leg).
     message_whole: Bytes,
+    /// The same as Ollama's `/api/chat` and Gemini's `generateContent` answer it.
+    ollama_whole: Bytes,
+    gemini_whole: Bytes,
     pace: Duration,
 }
 
@@ -252,6 +255,30 @@ fn message_whole(shape: Shape) -> Bytes {
         "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": text}],
         "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 12,
         "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": shape.deltas}});
+    Bytes::from(body.to_string())
+}
+
+/// The object Ollama's `/api/chat` answers with (not streamed) for the same deltas.
+fn ollama_whole(shape: Shape) -> Bytes {
+    let text: String = (0..shape.deltas)
+        .map(|i| delta_text(i, shape.delta_bytes))
+        .collect();
+    let body = json!({"model": "gpt-5.5", "created_at": "2026-01-01T00:00:00.000Z",
+        "message": {"role": "assistant", "content": text}, "done": true, "done_reason": "stop",
+        "total_duration": 1, "load_duration": 0, "prompt_eval_count": 12,
+        "prompt_eval_duration": 1, "eval_count": shape.deltas, "eval_duration": 1});
+    Bytes::from(body.to_string())
+}
+
+/// The response Gemini's `generateContent` answers with for the same deltas.
+fn gemini_whole(shape: Shape) -> Bytes {
+    let text: String = (0..shape.deltas)
+        .map(|i| delta_text(i, shape.delta_bytes))
+        .collect();
+    let body = json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+        "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 12,
+        "candidatesTokenCount": shape.deltas, "totalTokenCount": 12 + shape.deltas},
+        "modelVersion": "gpt-5.5", "responseId": "resp_bench"});
     Bytes::from(body.to_string())
 }
 
@@ -424,6 +451,14 @@ async fn handle(r: Arc<Rendered>, req: Request<Incoming>) -> Result<Response<Bod
             .header("content-type", "application/json")
             .body(Full::new(r.message_whole.clone()).boxed())
             .unwrap_or_default(),
+        "/api/chat" => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(r.ollama_whole.clone()).boxed())
+            .unwrap_or_default(),
+        "/v1beta/models/gpt-5.5:generateContent" => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(r.gemini_whole.clone()).boxed())
+            .unwrap_or_default(),
         "/v1/chat/completions" => {
             let stream = body.windows(13).any(|w| w == b"\"stream\":true");
             match (stream, r.pace.is_zero()) {
@@ -521,6 +556,8 @@ async fn serve(shape: Shape, tls: Option<Tls>) -> anyhow::Result<Mock> {
         chat_whole,
         response_whole: response_whole(shape),
         message_whole: message_whole(shape),
+        ollama_whole: ollama_whole(shape),
+        gemini_whole: gemini_whole(shape),
         pace: shape.pace,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
