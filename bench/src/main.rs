@@ -788,7 +788,8 @@ async fn ollama(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow
 /// [14] The Gemini API: a short `generateContent` request, direct and through the daemon,
 /// interleaved.
 async fn gemini(cli: &Cli, upstream: std::net::SocketAddr, d: &Daemon) -> anyhow::Result<()> {
-    let body = serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "benchmark"}]}]});
+    let body =
+        serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "benchmark"}]}]});
     let title = "[14] added latency of :generateContent (Gemini)";
     non_streamed(
         cli,

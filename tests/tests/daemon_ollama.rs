@@ -299,7 +299,6 @@ async fn think_format_images_and_stop_reach_the_backend_as_they_should() {
             json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "format": "xml"}),
             "format",
         ),
-        (json!({"model": "gpt-5.5", "messages": []}), "messages"),
         (
             json!({"messages": [{"role": "user", "content": "x"}]}),
             "model",
@@ -317,6 +316,35 @@ async fn think_format_images_and_stop_reach_the_backend_as_they_should() {
             "{bad}: {text}"
         );
     }
+    assert_eq!(fake.requests_to(RESPONSES_PATH).len(), before);
+
+    // No messages: Ollama's way to load a model (keep_alive 0: to unload it), answered at once.
+    let (status, _, text) = post(
+        &daemon.url("/api/chat"),
+        &json!({"model": "gpt-5.5", "messages": []}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let loaded: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (loaded["done"].clone(), loaded["done_reason"].clone()),
+        (json!(true), json!("load"))
+    );
+    let (_, _, text) = post(
+        &daemon.url("/api/generate"),
+        &json!({"model": "gpt-5.5", "keep_alive": 0}),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["done_reason"],
+        "unload"
+    );
+    let (status, _, _) = post(
+        &daemon.url("/api/chat"),
+        &json!({"model": "llama3", "messages": []}),
+    )
+    .await;
+    assert_eq!(status, 404, "an unknown model does not load");
     assert_eq!(fake.requests_to(RESPONSES_PATH).len(), before);
 }
 
@@ -350,7 +378,11 @@ async fn generate_streams_and_answers_whole() {
     assert_eq!(answer["response"], "cut short ");
     assert_eq!(answer["done_reason"], "length");
 
-    let (status, _, text) = post(&daemon.url("/api/generate"), &json!({"model": "gpt-5.5"})).await;
+    let (status, _, text) = post(
+        &daemon.url("/api/generate"),
+        &json!({"model": "gpt-5.5", "suffix": "x", "prompt": " ", "images": ["bm90"]}),
+    )
+    .await;
     assert_eq!(status, 400, "{text}");
 }
 

@@ -390,6 +390,52 @@ impl Parsed {
             Parsed::Generate(g) => &g.model,
         }
     }
+
+    /// Ollama's way to load (or, with `keep_alive: 0`, unload) a model: a chat without
+    /// messages, a generate without prompt or images. Answered at once: nothing is loaded here.
+    fn load_only(&self) -> Option<&'static str> {
+        let (empty, keep_alive) = match self {
+            Parsed::Chat(c) => (c.messages.is_empty(), c.keep_alive.as_ref()),
+            Parsed::Generate(g) => (
+                g.prompt.as_deref().is_none_or(|p| p.trim().is_empty())
+                    && g.images.as_ref().is_none_or(Vec::is_empty),
+                g.keep_alive.as_ref(),
+            ),
+        };
+        if !empty {
+            return None;
+        }
+        let unload = match keep_alive {
+            Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+            Some(Value::String(s)) => {
+                let digits = s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                digits.parse::<f64>().is_ok_and(|n| n == 0.0)
+            }
+            _ => false,
+        };
+        Some(if unload { "unload" } else { "load" })
+    }
+}
+
+/// What a request comes to: a turn to run, or a model load answered at once.
+enum Outcome {
+    Turn(Prepared),
+    Loaded {
+        requested: String,
+        reason: &'static str,
+    },
+}
+
+/// The answer to a load or unload: done at once, in the endpoint's shape.
+fn loaded(surface: Surface, requested: &str, reason: &str) -> Response {
+    let created_at = crate::clock::rfc3339_ms(crate::clock::unix_now_ms());
+    let body = match surface {
+        Surface::Chat => json!({"model": requested, "created_at": created_at,
+            "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": true}),
+        Surface::Generate => json!({"model": requested, "created_at": created_at,
+            "response": "", "done_reason": reason, "done": true}),
+    };
+    axum::Json(body).into_response()
 }
 
 /// Parse, resolve, translate and encode: CPU work in proportion to the body.
@@ -398,7 +444,7 @@ fn prepare(
     client: ClientKey,
     surface: Surface,
     body: &[u8],
-) -> Result<Prepared, ApiError> {
+) -> Result<Outcome, ApiError> {
     let parsed = match surface {
         Surface::Chat => Parsed::Chat(super::body::parse_json(body)?),
         Surface::Generate => Parsed::Generate(super::body::parse_json(body)?),
@@ -408,6 +454,9 @@ fn prepare(
         return Err(ApiError::invalid("model is required", Some("model")));
     }
     let resolved = resolve(state, &requested)?;
+    if let Some(reason) = parsed.load_only() {
+        return Ok(Outcome::Loaded { requested, reason });
+    }
     let translated = match parsed {
         Parsed::Chat(req) => wire::chat(req, &resolved.model.efforts)?,
         Parsed::Generate(req) => wire::generate(req, &resolved.model.efforts)?,
@@ -428,12 +477,12 @@ fn prepare(
         ignored,
         |_, _, _| {},
     )?;
-    Ok(Prepared {
+    Ok(Outcome::Turn(Prepared {
         requested,
         ready,
         stream,
         thinking,
-    })
+    }))
 }
 
 /// `POST /api/chat`.
@@ -478,10 +527,14 @@ async fn handle(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let in_flight = state.track_request();
-    let (prepared, reservation) = rendered::prepared(state, body, move |state, bytes| {
+    let (outcome, reservation) = rendered::prepared(state, body, move |state, bytes| {
         prepare(state, client, surface, bytes)
     })
     .await?;
+    let prepared = match outcome {
+        Outcome::Turn(prepared) => prepared,
+        Outcome::Loaded { requested, reason } => return Ok(loaded(surface, &requested, reason)),
+    };
     let turn = rendered::start(state, &prepared.ready, in_flight, observed).await?;
     let Prepared {
         requested,
