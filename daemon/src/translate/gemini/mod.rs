@@ -95,8 +95,26 @@ pub struct Part {
     pub function_call: Option<FunctionCall>,
     #[serde(default, alias = "function_response")]
     pub function_response: Option<FunctionResponse>,
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
+    /// Kinds of part the Codex models have no counterpart for (read to say so by name; other
+    /// fields — `thoughtSignature`, `videoMetadata`, … — are read past). Named rather than
+    /// gathered with `flatten`, which would make every part go through serde's buffering.
+    #[serde(default, alias = "executable_code")]
+    pub executable_code: Option<Value>,
+    #[serde(default, alias = "code_execution_result")]
+    pub code_execution_result: Option<Value>,
+}
+
+impl Part {
+    /// The name of an unsupported kind this part is, if it is one.
+    fn unsupported(&self) -> Option<&'static str> {
+        if self.executable_code.is_some() {
+            Some("executableCode")
+        } else if self.code_execution_result.is_some() {
+            Some("codeExecutionResult")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,8 +161,17 @@ pub struct Tool {
     pub google_search: Option<Value>,
     #[serde(default, alias = "google_search_retrieval")]
     pub google_search_retrieval: Option<Value>,
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
+    #[serde(default, alias = "code_execution")]
+    pub code_execution: Option<Value>,
+    /// Google's other hosted tools, reported as ignored.
+    #[serde(default, alias = "url_context")]
+    pub url_context: Option<Value>,
+    #[serde(default, alias = "google_maps")]
+    pub google_maps: Option<Value>,
+    #[serde(default, alias = "file_search")]
+    pub file_search: Option<Value>,
+    #[serde(default, alias = "computer_use")]
+    pub computer_use: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -470,18 +497,25 @@ fn tools(
         if tool.google_search.is_some() || tool.google_search_retrieval.is_some() {
             web_search = true;
         }
-        if let Some(kind) = tool.other.keys().next() {
-            // codeExecution, urlContext, …: tools the backend does not have.
-            if kind == "codeExecution" || kind == "code_execution" {
-                return Err(ApiError::invalid(
-                    format!(
-                        "tools.{i}.codeExecution: code execution is not available on the Codex \
-                         models; declare a function instead"
-                    ),
-                    Some("tools"),
-                ));
+        if tool.code_execution.is_some() {
+            return Err(ApiError::invalid(
+                format!(
+                    "tools.{i}.codeExecution: code execution is not available on the Codex \
+                     models; declare a function instead"
+                ),
+                Some("tools"),
+            ));
+        }
+        // Tools the backend does not have: said, not sent.
+        for (kind, given) in [
+            ("urlContext", tool.url_context.is_some()),
+            ("googleMaps", tool.google_maps.is_some()),
+            ("fileSearch", tool.file_search.is_some()),
+            ("computerUse", tool.computer_use.is_some()),
+        ] {
+            if given {
+                ignored.push(format!("tools.{i}.{kind}"));
             }
-            ignored.push(format!("tools.{i}.{kind}"));
         }
     }
     if out.len() > MAX_FUNCTIONS {
@@ -664,8 +698,7 @@ fn contents(contents: Vec<Content>, out: &mut Vec<ChatMessage>) -> Result<Vec<St
                             format!("{part_path}: a functionCall belongs in a model turn"),
                             Some("contents"),
                         ));
-                    } else if let Some(kind) = part.other.keys().find(|k| *k != "thoughtSignature")
-                    {
+                    } else if let Some(kind) = part.unsupported() {
                         return Err(ApiError::invalid(
                             format!("{part_path}: a '{}' part is not supported", quoted(kind)),
                             Some("contents"),

@@ -101,6 +101,7 @@ fn ignored_settings_are_reported() {
     let t = translated(json!({
         "contents": [{"parts": [{"text": "hi"}]}],
         "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+        "tools": [{"urlContext": {}}, {"googleSearch": {}}],
         "generationConfig": {"temperature": 0.5, "topK": 3, "candidateCount": 1, "stopSequences": ["END"]}
     }));
     for key in [
@@ -108,10 +109,12 @@ fn ignored_settings_are_reported() {
         "generationConfig.temperature",
         "generationConfig.topK",
         "generationConfig.candidateCount",
+        "tools.0.urlContext",
     ] {
         assert!(t.ignored.iter().any(|i| i == key), "{key}: {:?}", t.ignored);
     }
     assert!(!t.ignored.iter().any(|i| i.contains("stopSequences")));
+    assert!(t.web_search);
     assert!(t.chat.stop.is_some());
 }
 
@@ -277,6 +280,13 @@ fn bad_contents_are_refused_with_their_path() {
         )
         .contains("codeExecution")
     );
+    assert!(
+        error_of(json!({"contents": [{"parts": [{"executableCode": {"code": "print(1)"}}]}]}))
+            .contains("executableCode")
+    );
+    // Annotations on a part are read past.
+    let annotated = json!({"contents": [{"parts": [{"text": "x", "thoughtSignature": "c2ln", "videoMetadata": {}}]}]});
+    assert!(translate(serde_json::from_value(annotated).unwrap(), "m", &efforts()).is_ok());
     assert_eq!(model_name("models/gpt-5.5"), "gpt-5.5");
 }
 
