@@ -42,11 +42,6 @@ async fn logged_in(state: &AppState, result: Result<LoginOutcome, LoginError>) -
             let Some(account) = state.accounts().get(&outcome.account_id) else {
                 return error(ErrorKind::Failed, "the account vanished right after login");
             };
-            tracing::info!(
-                account = %account.display_name(),
-                replaced = outcome.replaced,
-                "signed in"
-            );
             Response::LoggedIn {
                 account: views::one(state, &account, unix_now()),
                 replaced: outcome.replaced,
