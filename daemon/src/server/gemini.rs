@@ -352,18 +352,18 @@ struct Framed {
 }
 
 impl Framed {
-    fn frame(&mut self, chunk: &Value) -> Bytes {
-        let mut buf = Vec::with_capacity(256);
+    /// A chunk's JSON, framed for the stream.
+    fn frame(&mut self, chunk: &[u8]) -> Bytes {
+        let mut buf = Vec::with_capacity(chunk.len() + 8);
         match self.framing {
             Framing::Array => {
                 buf.extend_from_slice(if self.opened { b",\r\n" } else { b"[" });
                 self.opened = true;
-                // Serialising a Value cannot fail.
-                let _ = serde_json::to_writer(&mut buf, chunk);
+                buf.extend_from_slice(chunk);
             }
             Framing::Sse | Framing::Whole => {
                 buf.extend_from_slice(b"data: ");
-                let _ = serde_json::to_writer(&mut buf, chunk);
+                buf.extend_from_slice(chunk);
                 buf.extend_from_slice(b"\r\n\r\n");
             }
         }
@@ -405,8 +405,8 @@ impl Rendered for Framed {
     }
     /// Google's error object as the last chunk (the SDKs raise it).
     fn error_piece(&mut self, error: &ApiError) -> Bytes {
-        let body = render::error_body(error.status.as_u16(), &error.message);
-        let mut piece = self.frame(&body);
+        let body = render::error_body(error.status.as_u16(), &error.message).to_string();
+        let mut piece = self.frame(body.as_bytes());
         if self.framing == Framing::Array {
             let mut closed = piece.to_vec();
             closed.push(b']');

@@ -4,7 +4,10 @@
 
 use std::collections::VecDeque;
 
+use axum::body::Bytes;
 use serde_json::{Value, json};
+
+use crate::json_text::quote_into;
 
 use crate::translate::output::{Ending, OutputEvent, OutputSink};
 use crate::translate::pieces::{Call, PieceSink, Pieces, Piecewise};
@@ -63,7 +66,8 @@ struct Out {
     /// Whole mode: the text and the thoughts.
     text: String,
     thought: String,
-    chunks: VecDeque<Value>,
+    /// Each chunk's JSON (the surface frames it).
+    chunks: VecDeque<Bytes>,
     finish_reason: &'static str,
     usage: Option<Usage>,
     input_estimate: u64,
@@ -97,8 +101,8 @@ impl Writer {
         }
     }
 
-    /// The chunks written so far (stream mode).
-    pub fn chunks(&mut self) -> &mut VecDeque<Value> {
+    /// The chunks written so far (stream mode), each a `GenerateContentResponse`'s JSON.
+    pub fn chunks(&mut self) -> &mut VecDeque<Bytes> {
         &mut self.inner.sink.chunks
     }
 
@@ -183,11 +187,36 @@ impl Out {
         response
     }
 
+    fn push(&mut self, chunk: &Value) {
+        // Serialising a Value cannot fail.
+        self.chunks
+            .push_back(Bytes::from(serde_json::to_vec(chunk).unwrap_or_default()));
+    }
+
     fn piece(&mut self, part: Value) {
         if self.mode == Mode::Stream {
             let chunk = self.response(vec![part], None);
-            self.chunks.push_back(chunk);
+            self.push(&chunk);
         }
+    }
+
+    /// A text or thought chunk, written straight to bytes: the frequent chunk, which must not
+    /// cost a JSON tree per delta.
+    fn text_piece(&mut self, thought: bool, text: &str) {
+        let mut buf = Vec::with_capacity(128 + self.model.len() + text.len());
+        buf.extend_from_slice(b"{\"candidates\":[{\"content\":{\"parts\":[{\"text\":");
+        quote_into(&mut buf, text);
+        if thought {
+            buf.extend_from_slice(b",\"thought\":true");
+        }
+        buf.extend_from_slice(b"}],\"role\":\"model\"},\"index\":0}],\"modelVersion\":");
+        quote_into(&mut buf, &self.model);
+        if let Some(id) = &self.response_id {
+            buf.extend_from_slice(b",\"responseId\":");
+            quote_into(&mut buf, id);
+        }
+        buf.push(b'}');
+        self.chunks.push_back(Bytes::from(buf));
     }
 
     fn usage_metadata(&self) -> Value {
@@ -228,7 +257,7 @@ impl PieceSink for Out {
         if self.mode == Mode::Whole {
             self.text.push_str(text);
         } else {
-            self.piece(json!({ "text": text }));
+            self.text_piece(false, text);
         }
     }
 
@@ -239,7 +268,7 @@ impl PieceSink for Out {
         if self.mode == Mode::Whole {
             self.thought.push_str(text);
         } else {
-            self.piece(json!({ "text": text, "thought": true }));
+            self.text_piece(true, text);
         }
     }
 
@@ -258,7 +287,7 @@ impl PieceSink for Out {
         if self.mode == Mode::Stream {
             let mut last = self.response(vec![json!({"text": ""})], Some(self.finish_reason));
             last["usageMetadata"] = self.usage_metadata();
-            self.chunks.push_back(last);
+            self.push(&last);
         }
     }
 }

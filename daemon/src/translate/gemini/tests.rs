@@ -303,7 +303,11 @@ fn render(mode: Mode, thoughts: bool) -> Writer {
 #[test]
 fn a_stream_is_one_part_per_chunk_then_the_finish() {
     let mut writer = render(Mode::Stream, true);
-    let chunks: Vec<Value> = writer.chunks().drain(..).collect();
+    let chunks: Vec<Value> = writer
+        .chunks()
+        .drain(..)
+        .map(|c| serde_json::from_slice(&c).unwrap())
+        .collect();
     let part = |i: usize| chunks[i]["candidates"][0]["content"]["parts"][0].clone();
     assert_eq!(part(0), json!({"text": "Plan.", "thought": true}));
     assert_eq!(part(1), json!({"text": "\n\n", "thought": true}));

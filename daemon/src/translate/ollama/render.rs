@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::Thinking;
+use crate::json_text::quote_into;
 use crate::translate::output::{Ending, OutputEvent, OutputSink};
 use crate::translate::pieces::{Call, PieceSink, Pieces, Piecewise};
 use crate::upstream::wire::{Failure, Usage};
@@ -226,6 +227,35 @@ impl Out {
         self.push_line(&mut line);
     }
 
+    /// A text or thinking piece, written straight to bytes: the frequent line, which must not
+    /// cost a JSON tree per delta.
+    fn text_piece(&mut self, thinking: bool, text: &str) {
+        if self.first_output.is_none() {
+            self.first_output = Some(Instant::now());
+        }
+        if self.mode != Mode::Stream {
+            return;
+        }
+        let mut buf = Vec::with_capacity(112 + self.model.len() + text.len());
+        buf.extend_from_slice(b"{\"model\":");
+        quote_into(&mut buf, &self.model);
+        buf.extend_from_slice(b",\"created_at\":\"");
+        buf.extend_from_slice(created_at().as_bytes());
+        buf.extend_from_slice(match self.surface {
+            Surface::Chat => b"\",\"message\":{\"role\":\"assistant\",\"content\":",
+            Surface::Generate => b"\",\"response\":",
+        });
+        if thinking {
+            buf.extend_from_slice(b"\"\",\"thinking\":");
+        }
+        quote_into(&mut buf, text);
+        if self.surface == Surface::Chat {
+            buf.push(b'}');
+        }
+        buf.extend_from_slice(b",\"done\":false}\n");
+        self.lines.push_back(Bytes::from(buf));
+    }
+
     fn push_line(&mut self, line: &mut Value) {
         let mut buf = Vec::with_capacity(160);
         // Serialising a Value cannot fail.
@@ -268,11 +298,7 @@ impl PieceSink for Out {
         if self.mode == Mode::Whole {
             self.content.push_str(text);
         }
-        let field = match self.surface {
-            Surface::Chat => "content",
-            Surface::Generate => "response",
-        };
-        self.piece(json!({ field: text }));
+        self.text_piece(false, text);
     }
 
     fn thought(&mut self, text: &str) {
@@ -282,7 +308,7 @@ impl PieceSink for Out {
         if self.mode == Mode::Whole {
             self.thought.push_str(text);
         }
-        self.piece(json!({ "thinking": text }));
+        self.text_piece(true, text);
     }
 
     fn call(&mut self, call: &Call, index: u32) {
@@ -312,6 +338,53 @@ impl PieceSink for Out {
                 map.extend(self.done_fields());
             }
             self.push_line(&mut line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_lines_are_the_json_they_stand_for() {
+        for surface in [Surface::Chat, Surface::Generate] {
+            let mut writer = Writer::new(
+                surface,
+                Mode::Stream,
+                "gpt-5.5:\"latest\"".into(),
+                Thinking::Shown,
+                &[],
+                1,
+            );
+            let text = "a \"quote\", a \\ and a\nnew line \u{1}";
+            writer.inner.sink.text(text);
+            writer.inner.sink.thought(text);
+            let lines: Vec<Value> = writer
+                .lines()
+                .drain(..)
+                .map(|l| serde_json::from_slice(&l).unwrap())
+                .collect();
+            let (said, thought) = match surface {
+                Surface::Chat => (&lines[0]["message"], &lines[1]["message"]),
+                Surface::Generate => (&lines[0], &lines[1]),
+            };
+            let field = if surface == Surface::Chat {
+                "content"
+            } else {
+                "response"
+            };
+            assert_eq!(said[field], text);
+            assert_eq!(thought[field], "");
+            assert_eq!(thought["thinking"], text);
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l["model"] == "gpt-5.5:\"latest\"" && l["done"] == false)
+            );
+            if surface == Surface::Chat {
+                assert_eq!(lines[0]["message"]["role"], "assistant");
+            }
         }
     }
 }
