@@ -38,6 +38,7 @@ struct Inner {
     /// Replaced whole on refresh; readers clone the `Arc` and never hold the lock.
     catalog: RwLock<Arc<Catalog>>,
     conversations: Conversations,
+    histories: crate::engine::histories::Histories,
     responses: crate::engine::store::ResponseStore,
     requests: crate::requests::RequestLog,
     usage_history: crate::usage_history::UsageHistory,
@@ -105,6 +106,7 @@ impl AppState {
                 refresher,
                 catalog: RwLock::new(Arc::new(catalog)),
                 conversations: Conversations::default(),
+                histories: Default::default(),
                 requests: crate::requests::RequestLog::default(),
                 usage_history: crate::usage_history::UsageHistory::load(&state_dir),
                 responses: crate::engine::store::ResponseStore::new(
@@ -181,6 +183,11 @@ impl AppState {
 
     pub fn conversations(&self) -> &Conversations {
         &self.inner.conversations
+    }
+
+    /// Large requests' translations, kept for their conversations' next turns.
+    pub fn histories(&self) -> &crate::engine::histories::Histories {
+        &self.inner.histories
     }
 
     /// Usage over time, kept across restarts.

@@ -14,6 +14,7 @@
 
 mod conversations;
 mod errors;
+pub mod histories;
 pub mod store;
 
 use std::time::Duration;

@@ -15,8 +15,10 @@ use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 
 use super::auth::ClientKey;
 use super::body::JsonBody;
+use super::history;
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
+use crate::engine::histories::Kept;
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint};
 use crate::models;
 use crate::requests::Observed;
@@ -60,8 +62,14 @@ struct Prepared {
     ignored: Vec<String>,
 }
 
-/// Parse, resolve, translate and encode: CPU work in proportion to the body.
+/// Parse, resolve, translate and encode: CPU work in proportion to the body — or, for a
+/// large request continuing its conversation's last one, to the messages it adds.
 fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared, ApiError> {
+    if body.len() >= history::KEEP_FROM
+        && let Some(prepared) = prepare_outlined(state, client, &body)?
+    {
+        return Ok(prepared);
+    }
     let chat: ChatRequest = super::body::parse_json(&body)?;
     // The parsed request holds everything now; the raw bytes go at once.
     drop(body);
@@ -115,6 +123,118 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
         stop: translated.stop,
         ignored: translated.ignored,
     })
+}
+
+/// A large request, read in outline: when it continues the one kept for its conversation,
+/// only the messages after the kept ones are read and translated, and the kept body's items
+/// are copied; either way its translation is kept for the next turn. `None` leaves the request
+/// to the whole reading (a body that does not read in outline or in parts, a Responses-Lite
+/// model, whose history begins with the instructions): it then says what is wrong, if anything.
+fn prepare_outlined(
+    state: &AppState,
+    client: ClientKey,
+    body: &[u8],
+) -> Result<Option<Prepared>, ApiError> {
+    const SURFACE: &str = "chat";
+    let Some(outline) = history::outline(body, "messages") else {
+        return Ok(None);
+    };
+    let key = outline.key(client.0, SURFACE);
+    let kept = outline.continued(state, key, SURFACE);
+    let (from, earlier) = match &kept {
+        Some(kept) => match kept.state.downcast_ref::<request::History>() {
+            Some(history) => (kept.messages.len(), history.clone()),
+            None => (0, request::History::default()),
+        },
+        None => (0, request::History::default()),
+    };
+    let (Some(mut chat), Some(messages)) = (
+        outline.members_as::<ChatRequest>("messages"),
+        outline.messages_as(from),
+    ) else {
+        return Ok(None);
+    };
+    chat.messages = messages;
+    let history::Outline {
+        members_digest,
+        digests,
+        ..
+    } = outline;
+    let config = state.config();
+    let catalog = state.catalog();
+    if chat.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Ok(None);
+    }
+    let resolved = models::resolve(
+        chat.model.as_deref(),
+        &catalog,
+        &config.model.aliases,
+        &config.model.default,
+    )?;
+    if resolved.model.lite {
+        return Ok(None);
+    }
+    let conversation = match &kept {
+        Some(kept) if from > 0 => kept.conversation,
+        _ => {
+            let (system, first_user) = request::conversation_seed(&chat);
+            fingerprint(
+                client.0,
+                &resolved.model.slug,
+                &system,
+                &first_user,
+                chat.prompt_cache_key.as_deref(),
+            )
+        }
+    };
+    let session = state.conversations().key_for(conversation);
+    let (mut translated, history) = request::translate_after(
+        chat,
+        &Context {
+            model: &resolved,
+            config: &config.model,
+            prompt_cache_key: session.clone(),
+        },
+        earlier,
+    )?;
+    translated.body.client_metadata = state.client_metadata(&session);
+    let earlier = kept.as_ref().filter(|_| from > 0).map(|k| &k.items);
+    let wire = state
+        .upstream()
+        .encode_after(&translated.body, earlier)
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "The request could not be encoded for the backend: {e}"
+            ))
+        })?;
+    drop(kept);
+    if let Some(written) = wire.written() {
+        state.histories().put(
+            key,
+            Kept {
+                surface: SURFACE,
+                config,
+                catalog,
+                members: members_digest,
+                messages: digests,
+                state: std::sync::Arc::new(history),
+                items: written.items().clone(),
+                conversation,
+            },
+        );
+    }
+    Ok(Some(Prepared {
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        wire,
+        n: translated.n,
+        lite: translated.lite,
+        stream: translated.stream,
+        include_usage: translated.include_usage,
+        stop: translated.stop,
+        ignored: translated.ignored,
+    }))
 }
 
 async fn handle(

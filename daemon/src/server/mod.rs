@@ -10,6 +10,7 @@ mod errors;
 mod fingerprint;
 mod gemini;
 mod health;
+mod history;
 mod host;
 mod images;
 pub mod listen;

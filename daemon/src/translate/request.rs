@@ -50,12 +50,23 @@ pub struct Translated {
 }
 
 pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiError> {
+    translate_after(req, ctx, History::default()).map(|(translated, _)| translated)
+}
+
+/// [`translate`], for a request whose `messages` continue a history already translated into
+/// `history` (whose items are not in the result: `body.input` holds only the new messages'
+/// items); also the history after these messages, to continue from next time.
+pub fn translate_after(
+    req: ChatRequest,
+    ctx: &Context<'_>,
+    mut history: History,
+) -> Result<(Translated, History), ApiError> {
     let model = &ctx.model.model;
     // Whatever the backend refuses (temperature, max_tokens, seed, …) or does not know is
     // accepted, never forwarded, and reported to the client.
     let mut ignored: Vec<String> = req.other.keys().cloned().collect();
 
-    if req.messages.is_empty() {
+    if req.messages.is_empty() && history.next == 0 {
         return Err(ApiError::invalid(
             "'messages' must contain at least one message.",
             Some("messages"),
@@ -81,11 +92,12 @@ pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiE
         ));
     }
 
-    let (instructions, mut input) = messages(
-        req.messages,
-        ctx.config.system_prompt_strategy,
-        model.instructions.as_deref(),
-    )?;
+    let strategy = ctx.config.system_prompt_strategy;
+    let mut input = Vec::with_capacity(req.messages.len());
+    for message in req.messages {
+        history.push(message, strategy, &mut input)?;
+    }
+    let instructions = history.instructions(strategy, model.instructions.as_deref());
     let tools = tools(req.tools, req.functions)?;
     let tool_choice = tool_choice(req.tool_choice.or(req.function_call), &tools, &mut ignored)?;
     let text = text_controls(req.response_format, req.verbosity)?;
@@ -129,7 +141,7 @@ pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiE
         text,
         client_metadata: std::collections::BTreeMap::new(),
     };
-    Ok(Translated {
+    let translated = Translated {
         body,
         stream: req.stream,
         include_usage: req
@@ -140,7 +152,8 @@ pub fn translate(req: ChatRequest, ctx: &Context<'_>) -> Result<Translated, ApiE
         stop,
         ignored,
         lite: model.lite,
-    })
+    };
+    Ok((translated, history))
 }
 
 /// Where instructions and tools go: the body's own fields, or for a Responses-Lite model
@@ -221,33 +234,84 @@ fn content_text(content: &MessageContent) -> String {
 }
 
 /// Which kind of call a `call_id` belongs to, so its output gets the matching item type.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallKind {
     Function,
     Custom,
 }
 
-fn messages(
-    messages: Vec<ChatMessage>,
-    strategy: SystemPromptStrategy,
-    model_instructions: Option<&str>,
-) -> Result<(String, Vec<InputItem>), ApiError> {
-    let mut instructions: Vec<String> = Vec::new();
-    let mut input = Vec::new();
-    let mut calls: HashMap<String, CallKind> = HashMap::new();
+/// What a conversation's messages so far mean for the next ones: the instructions gathered,
+/// the calls made (an output answers one by its id, or a legacy one by name), whether the
+/// conversation has begun. Translating messages one after another from it gives what
+/// translating them all at once gives.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    instructions: Vec<String>,
+    calls: HashMap<String, CallKind>,
     // Legacy `function_call`s have no id: outputs match them by name, oldest first.
-    let mut legacy: HashMap<String, VecDeque<String>> = HashMap::new();
-    let mut legacy_count = 0;
-    let mut seen_conversation = false;
+    legacy: HashMap<String, VecDeque<String>>,
+    legacy_count: usize,
+    seen_conversation: bool,
+    /// The next message's index in the request.
+    next: usize,
+}
 
-    for (i, message) in messages.into_iter().enumerate() {
-        let path = format!("messages[{i}]");
+impl History {
+    /// The messages read so far.
+    pub fn len(&self) -> usize {
+        self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next == 0
+    }
+
+    /// Bytes held, roughly (for a cache's bound).
+    pub fn bytes(&self) -> usize {
+        self.instructions.iter().map(String::len).sum::<usize>()
+            + self.calls.keys().map(|k| k.len() + 16).sum::<usize>()
+            + self
+                .legacy
+                .iter()
+                .map(|(k, v)| k.len() + v.iter().map(String::len).sum::<usize>())
+                .sum::<usize>()
+    }
+
+    fn instructions(
+        &self,
+        strategy: SystemPromptStrategy,
+        model_instructions: Option<&str>,
+    ) -> String {
+        match strategy {
+            SystemPromptStrategy::Instructions => {
+                let joined = self.instructions.join("\n\n");
+                if joined.trim().is_empty() {
+                    NEUTRAL_INSTRUCTIONS.to_owned()
+                } else {
+                    joined
+                }
+            }
+            SystemPromptStrategy::Developer => {
+                model_instructions.unwrap_or(CODEX_INSTRUCTIONS).to_owned()
+            }
+        }
+    }
+
+    /// Translates the next message onto `input`.
+    fn push(
+        &mut self,
+        message: ChatMessage,
+        strategy: SystemPromptStrategy,
+        input: &mut Vec<InputItem>,
+    ) -> Result<(), ApiError> {
+        let path = format!("messages[{}]", self.next);
+        self.next += 1;
         match message {
             ChatMessage::System { content } | ChatMessage::Developer { content } => {
                 let text = text_only(&content, &path)?;
                 // Leading system prompts become the instructions; later ones keep their place.
-                if strategy == SystemPromptStrategy::Instructions && !seen_conversation {
-                    instructions.push(text);
+                if strategy == SystemPromptStrategy::Instructions && !self.seen_conversation {
+                    self.instructions.push(text);
                 } else {
                     input.push(InputItem::Message {
                         role: Role::Developer,
@@ -256,7 +320,7 @@ fn messages(
                 }
             }
             ChatMessage::User { content } => {
-                seen_conversation = true;
+                self.seen_conversation = true;
                 input.push(InputItem::Message {
                     role: Role::User,
                     content: user_parts(content, &path)?,
@@ -268,7 +332,7 @@ fn messages(
                 function_call,
                 refusal,
             } => {
-                seen_conversation = true;
+                self.seen_conversation = true;
                 let mut text = content.map(|c| assistant_text(&c)).unwrap_or_default();
                 if text.is_empty()
                     && let Some(refusal) = refusal
@@ -284,7 +348,7 @@ fn messages(
                 for call in tool_calls.unwrap_or_default() {
                     match call {
                         ToolCall::Function { id, function } => {
-                            calls.insert(id.clone(), CallKind::Function);
+                            self.calls.insert(id.clone(), CallKind::Function);
                             input.push(InputItem::FunctionCall {
                                 name: function.name,
                                 arguments: function.arguments,
@@ -292,7 +356,7 @@ fn messages(
                             });
                         }
                         ToolCall::Custom { id, custom } => {
-                            calls.insert(id.clone(), CallKind::Custom);
+                            self.calls.insert(id.clone(), CallKind::Custom);
                             input.push(InputItem::CustomToolCall {
                                 call_id: id,
                                 name: custom.name,
@@ -302,9 +366,9 @@ fn messages(
                     }
                 }
                 if let Some(call) = function_call {
-                    legacy_count += 1;
-                    let id = format!("call_legacy_{legacy_count}");
-                    legacy
+                    self.legacy_count += 1;
+                    let id = format!("call_legacy_{}", self.legacy_count);
+                    self.legacy
                         .entry(call.name.clone())
                         .or_default()
                         .push_back(id.clone());
@@ -320,7 +384,7 @@ fn messages(
                 tool_call_id,
             } => {
                 let output = tool_output(content, &path)?;
-                let item = match calls.get(&tool_call_id) {
+                let item = match self.calls.get(&tool_call_id) {
                     Some(CallKind::Function) => InputItem::FunctionCallOutput {
                         call_id: tool_call_id,
                         output,
@@ -342,7 +406,7 @@ fn messages(
                 input.push(item);
             }
             ChatMessage::Function { name, content } => {
-                let Some(call_id) = legacy.get_mut(&name).and_then(VecDeque::pop_front) else {
+                let Some(call_id) = self.legacy.get_mut(&name).and_then(VecDeque::pop_front) else {
                     return Err(ApiError::invalid(
                         format!(
                             "{path}: function message for '{name}' follows no function_call of that name."
@@ -354,22 +418,8 @@ fn messages(
                 input.push(InputItem::FunctionCallOutput { call_id, output });
             }
         }
+        Ok(())
     }
-
-    let instructions = match strategy {
-        SystemPromptStrategy::Instructions => {
-            let joined = instructions.join("\n\n");
-            if joined.trim().is_empty() {
-                NEUTRAL_INSTRUCTIONS.to_owned()
-            } else {
-                joined
-            }
-        }
-        SystemPromptStrategy::Developer => {
-            model_instructions.unwrap_or(CODEX_INSTRUCTIONS).to_owned()
-        }
-    };
-    Ok((instructions, input))
 }
 
 fn text_only(content: &MessageContent, path: &str) -> Result<String, ApiError> {

@@ -12,6 +12,7 @@ use super::http::{Body, Http};
 use super::identity::Identity;
 use super::sse::SseDecoder;
 use super::wire::ResponsesRequest;
+use super::written::{Items, Written};
 use crate::accounts::Account;
 use crate::config::Config;
 
@@ -208,13 +209,24 @@ impl Upstream {
     /// The request body, serialised. Work in proportion to the body: a caller with a large one
     /// runs this off the async workers.
     pub fn encode(&self, body: &ResponsesRequest) -> Result<WireBody, UpstreamError> {
-        // Room for the instructions and a short conversation at once (`to_vec` starts at 128
-        // bytes and doubles: four allocations and three copies for a small request).
-        let room = 1024 + body.instructions.as_ref().map_or(0, String::len);
-        let mut json = Vec::with_capacity(room);
-        serde_json::to_writer(&mut json, body)
-            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
-        self.encode_json(json)
+        self.encode_after(body, None)
+    }
+
+    /// [`encode`](Self::encode), the items of `earlier` (a body's encoded here, whose
+    /// history `body.input` continues) first, shared as they are: a conversation's history is
+    /// not translated and written again on every turn.
+    pub fn encode_after(
+        &self,
+        body: &ResponsesRequest,
+        earlier: Option<&Items>,
+    ) -> Result<WireBody, UpstreamError> {
+        let written =
+            Written::write(body, earlier).map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        Ok(WireBody {
+            json: Arc::default(),
+            written: Some(written),
+            compressed: Arc::default(),
+        })
     }
 
     /// A body already serialised (a pass-through surface's), made ready as [`encode`] does.
@@ -223,7 +235,8 @@ impl Upstream {
     /// [`encode`]: Self::encode
     pub fn encode_json(&self, json: Vec<u8>) -> Result<WireBody, UpstreamError> {
         Ok(WireBody {
-            json: Bytes::from(json),
+            json: Arc::new(std::sync::OnceLock::from(Bytes::from(json))),
+            written: None,
             compressed: Arc::default(),
         })
     }
@@ -298,7 +311,7 @@ impl Upstream {
             };
             let kept = self.ws.reasoning().kept(&account.id, session);
             let (frame, shape, incremental) =
-                plan_frame(&body.json, conn.chain(), kept.clone(), lite).await?;
+                plan_frame(body, conn.chain(), kept.clone(), lite).await?;
             let mut opening = match conn.send(frame, shape.clone()).await {
                 Ok(()) => conn.opening().await,
                 Err(e) => Err(e),
@@ -312,7 +325,7 @@ impl Upstream {
                 tracing::debug!(
                     "the backend did not know the previous response; sending the whole turn"
                 );
-                let (whole, _, _) = plan_frame(&body.json, None, kept, lite).await?;
+                let (whole, _, _) = plan_frame(body, None, kept, lite).await?;
                 opening = match conn.send(whole, shape).await {
                     Ok(()) => conn.opening().await,
                     Err(e) => Err(e),
@@ -456,16 +469,16 @@ impl Upstream {
             self.ws.reasoning().kept(&account.id, session)
         };
         let compress = self.compress;
-        if kept.is_none() && (!compress || body.json.len() < COMPRESS_FROM) {
-            return Ok((body.json.clone(), false));
+        let inline = body.len() <= INLINE_PLAN_BYTES;
+        if kept.is_none() && (body.len() < COMPRESS_FROM || (!compress && inline)) {
+            return Ok((body.json(), false));
         }
-        let inline = body.json.len() <= INLINE_PLAN_BYTES;
         let body = body.clone();
         let prepare = move || -> Result<(Bytes, bool), UpstreamError> {
             let replayed = kept
                 .as_deref()
-                .and_then(|kept| super::incremental::with_reasoning(&body.json, kept));
-            let size = replayed.as_ref().map_or(body.json.len(), String::len);
+                .and_then(|kept| super::incremental::with_reasoning(&body.json(), kept));
+            let size = replayed.as_ref().map_or(body.len(), String::len);
             match (replayed, compress && size >= COMPRESS_FROM) {
                 (Some(json), true) => Ok((Bytes::from(zstd_compress(json.as_bytes())?), true)),
                 (Some(json), false) => Ok((Bytes::from(json), false)),
@@ -473,10 +486,10 @@ impl Upstream {
                     if let Some(done) = body.compressed.get() {
                         return Ok((done.clone(), true));
                     }
-                    let done = Bytes::from(zstd_compress(&body.json)?);
+                    let done = Bytes::from(zstd_compress(&body.json())?);
                     Ok((body.compressed.get_or_init(|| done).clone(), true))
                 }
-                (None, false) => Ok((body.json, false)),
+                (None, false) => Ok((body.json(), false)),
             }
         };
         if inline {
@@ -690,9 +703,46 @@ pub const COMPRESS_FROM: usize = 4 << 10;
 /// A Responses request body ready to send, as often as attempts and choices need it.
 #[derive(Debug, Clone)]
 pub struct WireBody {
-    json: Bytes,
+    /// The whole body: a pass-through surface's as it came, one written here once it is
+    /// needed whole (over HTTP, or a socket's whole turn).
+    json: Arc<std::sync::OnceLock<Bytes>>,
+    /// The body in parts, when this daemon wrote it: cut into a socket's frame without
+    /// being read, and without the whole being made when only new items go.
+    written: Option<Written>,
     /// The body zstd-compressed, once an HTTP turn needed it.
     compressed: Arc<std::sync::OnceLock<Bytes>>,
+}
+
+impl WireBody {
+    /// The body in parts, when this daemon wrote it.
+    pub fn written(&self) -> Option<&Written> {
+        self.written.as_ref()
+    }
+
+    /// The whole body, as it goes out over HTTP uncompressed (made once, if it was written
+    /// in parts: CPU in proportion to the body).
+    pub fn json(&self) -> Bytes {
+        self.json
+            .get_or_init(|| {
+                self.written
+                    .as_ref()
+                    .map_or_else(Bytes::new, |w| Bytes::from(w.to_json()))
+            })
+            .clone()
+    }
+
+    /// The whole body's length, without making it.
+    pub fn len(&self) -> usize {
+        match (&self.written, self.json.get()) {
+            (_, Some(json)) => json.len(),
+            (Some(written), None) => written.len(),
+            (None, None) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An HTTP turn under way: its answer watched for reasoning to keep.
@@ -796,13 +846,13 @@ type Planned = (String, Option<super::incremental::Shape>, bool);
 /// request's shape, for the next turn to build on (`None` when the body is not one to cut),
 /// and whether the frame is incremental.
 async fn plan_frame(
-    body: &Bytes,
+    body: &WireBody,
     chain: Option<&super::incremental::Chain>,
     kept: Option<Arc<Vec<super::incremental::Kept>>>,
     lite: bool,
 ) -> Result<Planned, UpstreamError> {
     fn plan(
-        body: &[u8],
+        body: &WireBody,
         chain: Option<&super::incremental::Chain>,
         kept: Option<&[super::incremental::Kept]>,
         lite: bool,
@@ -814,19 +864,43 @@ async fn plan_frame(
             "true",
         )];
         let metadata: &[(&str, &str)] = if lite { &LITE } else { &[] };
-        let Some(parsed) = incremental::parse(body) else {
+        // A body written here is cut where the writer put its parts; any other is read.
+        let mut head = String::new();
+        let json;
+        let read = match body.written() {
+            Some(written) => written.outline(&mut head),
+            None => {
+                json = body.json();
+                incremental::parse(&json).map(|parsed| {
+                    let shape = incremental::shape(&parsed);
+                    (parsed, shape)
+                })
+            }
+        };
+        let Some((parsed, shape)) = read else {
             if lite {
                 return Err(UpstreamError::Transport(
                     "the request body is not a JSON object".into(),
                 ));
             }
-            return Ok((super::websocket::create_frame(body)?, None, false));
+            return Ok((super::websocket::create_frame(&body.json())?, None, false));
         };
-        let shape = incremental::shape(&parsed);
         let (frame, incremental) = incremental::next_frame(&parsed, &shape, chain, kept, metadata);
         Ok((frame, Some(shape), incremental))
     }
-    if body.len() <= INLINE_PLAN_BYTES {
+    // A body written here that continues the chain is cut without being read, into a frame
+    // of its new items: work in proportion to those. A whole frame of a large body is made
+    // off the workers.
+    let continues = || {
+        let (Some(written), Some(chain)) = (body.written(), chain) else {
+            return false;
+        };
+        let mut head = String::new();
+        written.outline(&mut head).is_some_and(|(parsed, shape)| {
+            super::incremental::continues(chain, &shape, &parsed).is_some()
+        })
+    };
+    if body.len() <= INLINE_PLAN_BYTES || continues() {
         return plan(body, chain, kept.as_deref().map(Vec::as_slice), lite);
     }
     let (body, chain) = (body.clone(), chain.cloned());

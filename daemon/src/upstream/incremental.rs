@@ -21,14 +21,14 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 /// A Responses body read just enough to cut it: its members, and its input's items.
 #[derive(Debug)]
 pub struct Parsed<'a> {
-    /// The top-level members in order, `input` included.
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
-    /// The input's items.
-    pub input: Vec<&'a RawValue>,
+    /// The top-level members in order, `input` included (as JSON).
+    members: Vec<(Cow<'a, str>, &'a str)>,
+    /// The input's items, as JSON.
+    pub input: Vec<&'a str>,
 }
 
 /// A JSON object's members in order, their values left as they are.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -58,15 +58,31 @@ impl<'de> Deserialize<'de> for Members<'de> {
 pub fn parse(body: &[u8]) -> Option<Parsed<'_>> {
     let Members(members) = serde_json::from_slice(body).ok()?;
     let input = match members.iter().find(|(name, _)| name == "input") {
-        Some((_, raw)) => serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok()?,
+        Some((_, raw)) => serde_json::from_str::<Vec<&RawValue>>(raw.get())
+            .ok()?
+            .into_iter()
+            .map(RawValue::get)
+            .collect(),
         None => Vec::new(),
     };
+    let members = members.into_iter().map(|(n, raw)| (n, raw.get())).collect();
+    Some(Parsed { members, input })
+}
+
+/// A body read from its parts: `head`, a JSON object of the members other than `input`, and
+/// the input's items (see [`super::written`]).
+pub fn from_parts<'a>(head: &'a str, input: Vec<&'a str>) -> Option<Parsed<'a>> {
+    let Members(members) = serde_json::from_str(head).ok()?;
+    let mut members: Vec<(Cow<'a, str>, &'a str)> =
+        members.into_iter().map(|(n, raw)| (n, raw.get())).collect();
+    // Its place among the members; the items are written where it is.
+    members.push((Cow::Borrowed("input"), "[]"));
     Some(Parsed { members, input })
 }
 
 /// Turns are compared by 128-bit xxh3 digests: ~10 GB/s (SipHash, std's, took 6 % of an
 /// incremental turn on a 1 MB history), and no accidental collision to fear in a history.
-fn hash_bytes(bytes: &[u8]) -> u128 {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u128 {
     xxh3_128(bytes)
 }
 
@@ -81,6 +97,16 @@ pub struct Shape {
 
 /// The shape of a parsed request.
 pub fn shape(parsed: &Parsed<'_>) -> Shape {
+    let input = parsed
+        .input
+        .iter()
+        .map(|i| hash_bytes(i.as_bytes()))
+        .collect();
+    shape_with(parsed, input)
+}
+
+/// The shape of a parsed request whose items' digests are known.
+pub fn shape_with(parsed: &Parsed<'_>, input: Vec<u128>) -> Shape {
     let mut h = Xxh3::new();
     for (name, raw) in &parsed.members {
         // As the official client compares (`get_incremental_items`): not the transport's
@@ -92,15 +118,11 @@ pub fn shape(parsed: &Parsed<'_>) -> Shape {
             continue;
         }
         name.hash(&mut h);
-        raw.get().hash(&mut h);
+        raw.hash(&mut h);
     }
     Shape {
         non_input: h.digest128(),
-        input: parsed
-            .input
-            .iter()
-            .map(|i| hash_bytes(i.get().as_bytes()))
-            .collect(),
+        input,
     }
 }
 
@@ -234,7 +256,7 @@ pub fn continues(chain: &Chain, next: &Shape, parsed: &Parsed<'_>) -> Option<usi
         let matched = parsed
             .input
             .get(at)
-            .is_some_and(|item| item_key(item.get()) == *output);
+            .is_some_and(|item| item_key(item) == *output);
         if matched {
             at += 1;
         } else if !output.reasoning {
@@ -276,7 +298,7 @@ fn write_object(parsed: &Parsed<'_>, frame: &Frame<'_>, create: bool) -> String 
         .members
         .iter()
         .filter(|(name, _)| name != "input")
-        .map(|(name, raw)| name.len() + raw.get().len() + 4)
+        .map(|(name, raw)| name.len() + raw.len() + 4)
         .sum();
     let items: usize = frame.input.iter().map(|i| i.len() + 1).sum();
     let mut out = String::with_capacity(96 + rest + items);
@@ -320,10 +342,10 @@ fn write_object(parsed: &Parsed<'_>, frame: &Frame<'_>, create: bool) -> String 
                 out.push(']');
             }
             "client_metadata" if !metadata_done => {
-                out.push_str(&with_metadata(raw.get(), frame.metadata));
+                out.push_str(&with_metadata(raw, frame.metadata));
                 metadata_done = true;
             }
-            _ => out.push_str(raw.get()),
+            _ => out.push_str(raw),
         }
     }
     if !metadata_done {
@@ -349,7 +371,7 @@ fn with_metadata(raw: &str, entries: &[(&str, &str)]) -> String {
 
 /// The input items of a request, as JSON.
 pub fn items<'a>(parsed: &'a Parsed<'_>) -> Vec<&'a str> {
-    parsed.input.iter().map(|i| i.get()).collect()
+    parsed.input.clone()
 }
 
 /// The reasoning that came before an answer the model gave: put back before that answer when
@@ -372,7 +394,7 @@ pub fn replayed<'a>(parsed: &'a Parsed<'_>, kept: &'a [Kept]) -> Option<Vec<&'a 
     let mut replayed = 0;
     let mut previous_is_reasoning = false;
     for item in &parsed.input {
-        let key = item_key(item.get());
+        let key = item_key(item);
         if !previous_is_reasoning
             && !key.reasoning
             && let Some(found) = kept.iter().find(|k| k.before == key)
@@ -381,7 +403,7 @@ pub fn replayed<'a>(parsed: &'a Parsed<'_>, kept: &'a [Kept]) -> Option<Vec<&'a 
             replayed += found.reasoning.len();
         }
         previous_is_reasoning = key.reasoning;
-        items.push(item.get());
+        items.push(item);
     }
     (replayed > 0).then_some(items)
 }
@@ -496,7 +518,7 @@ pub fn next_frame(
     {
         let frame = Frame {
             previous: Some(&chain.response_id),
-            input: parsed.input[from..].iter().map(|i| i.get()).collect(),
+            input: parsed.input[from..].to_vec(),
             metadata,
         };
         return (build_frame(parsed, &frame), true);

@@ -12,6 +12,7 @@ pub mod reasoning;
 pub mod sse;
 pub mod websocket;
 pub mod wire;
+pub mod written;
 
 pub use client::{EventStream, Upstream, UpstreamError, WireBody};
 pub use identity::Identity;

@@ -31,6 +31,79 @@ pub struct ResponsesRequest {
     pub client_metadata: std::collections::BTreeMap<&'static str, String>,
 }
 
+/// Every member of a [`ResponsesRequest`] but `input`, serialised as the derived
+/// implementation does (a test holds the two together): what [`write_head`] writes.
+#[derive(Serialize)]
+struct Head<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instructions: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a [Tool]>,
+    tool_choice: &'a ToolChoice,
+    parallel_tool_calls: bool,
+    reasoning: &'a Reasoning,
+    store: bool,
+    stream: bool,
+    include: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<&'a str>,
+    prompt_cache_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a TextControls>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    client_metadata: &'a std::collections::BTreeMap<&'static str, String>,
+}
+
+impl<'a> Head<'a> {
+    fn of(body: &'a ResponsesRequest) -> Self {
+        // Every field named: a new member of the request cannot be forgotten here.
+        let ResponsesRequest {
+            model,
+            instructions,
+            input: _,
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            reasoning,
+            store,
+            stream,
+            include,
+            service_tier,
+            prompt_cache_key,
+            text,
+            client_metadata,
+        } = body;
+        Head {
+            model,
+            instructions: instructions.as_deref(),
+            tools: tools.as_deref(),
+            tool_choice,
+            parallel_tool_calls: *parallel_tool_calls,
+            reasoning,
+            store: *store,
+            stream: *stream,
+            include,
+            service_tier: service_tier.as_deref(),
+            prompt_cache_key,
+            text: text.as_ref(),
+            client_metadata,
+        }
+    }
+}
+
+/// The members of `body` before `input`, as JSON: `{` and the members, without the closing
+/// brace (the input goes last, see [`super::written`]).
+pub fn write_head(body: &ResponsesRequest) -> serde_json::Result<String> {
+    let room =
+        512 + body.instructions.as_ref().map_or(0, String::len) + body.prompt_cache_key.len();
+    let mut json = Vec::with_capacity(room);
+    serde_json::to_writer(&mut json, &Head::of(body))?;
+    // `{…}` with at least `model` in it.
+    json.pop();
+    String::from_utf8(json).map_err(serde::ser::Error::custom)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reasoning {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -444,6 +517,105 @@ pub struct IncompleteDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(text: &str) -> InputItem {
+        InputItem::Message {
+            role: Role::User,
+            content: vec![ContentPart::InputText { text: text.into() }],
+        }
+    }
+
+    fn request(input: Vec<InputItem>, full: bool) -> ResponsesRequest {
+        ResponsesRequest {
+            model: "gpt-5.5".into(),
+            instructions: full.then(|| "Be \"brief\".\n".into()),
+            input,
+            tools: full.then(|| {
+                vec![Tool::Function {
+                    name: "get_weather".into(),
+                    description: None,
+                    strict: false,
+                    parameters: serde_json::json!({"type": "object"}),
+                }]
+            }),
+            tool_choice: ToolChoice::Mode("auto"),
+            parallel_tool_calls: full,
+            reasoning: Reasoning {
+                effort: full.then(|| "high".into()),
+                summary: None,
+                context: None,
+            },
+            store: false,
+            stream: true,
+            include: vec!["reasoning.encrypted_content"],
+            service_tier: full.then(|| "priority".into()),
+            prompt_cache_key: "conv-1".into(),
+            text: full.then(|| TextControls {
+                verbosity: Some("low".into()),
+                format: None,
+            }),
+            client_metadata: if full {
+                [("session_id", "s-1".to_owned())].into_iter().collect()
+            } else {
+                Default::default()
+            },
+        }
+    }
+
+    /// A body written in parts is what serde writes (members in another order), and its
+    /// outline reads as the whole body does.
+    #[test]
+    fn a_written_body_is_the_serialised_request() {
+        use crate::upstream::incremental;
+        use crate::upstream::written::Written;
+        for full in [true, false] {
+            for input in [
+                vec![],
+                vec![user("a")],
+                vec![user("é \"x\""), user("b"), user("c")],
+            ] {
+                let body = request(input, full);
+                let written = Written::write(&body, None).unwrap();
+                let json = written.to_json();
+                assert_eq!(json.len(), written.len());
+                let value: Value = serde_json::from_slice(&json).unwrap();
+                assert_eq!(value, serde_json::to_value(&body).unwrap());
+                let mut head = String::new();
+                let (parsed, shape) = written.outline(&mut head).unwrap();
+                let read = incremental::parse(&json).unwrap();
+                assert_eq!(parsed.input, read.input);
+                assert_eq!(shape, incremental::shape(&read));
+            }
+        }
+    }
+
+    /// A body written after an earlier one is the whole history written at once.
+    #[test]
+    fn items_shared_with_an_earlier_body_are_the_history_written_whole() {
+        use crate::upstream::written::Written;
+        let mut earlier = Written::write(&request(vec![user("a"), user("b")], true), None).unwrap();
+        let mut whole = vec![user("a"), user("b")];
+        // Empty turns too, and past the point where pieces are joined.
+        for turn in 0..40 {
+            let tail = match turn % 3 {
+                0 => vec![],
+                1 => vec![user(&format!("t{turn}"))],
+                _ => vec![user(&format!("t{turn}")), user("more")],
+            };
+            whole.extend(tail.clone());
+            let after =
+                Written::write(&request(tail, turn % 2 == 0), Some(earlier.items())).unwrap();
+            let expected = Written::write(&request(whole.clone(), turn % 2 == 0), None).unwrap();
+            assert_eq!(after.to_json(), expected.to_json());
+            assert_eq!(after.len(), expected.len());
+            let (mut h1, mut h2) = (String::new(), String::new());
+            assert_eq!(
+                after.outline(&mut h1).unwrap().1,
+                expected.outline(&mut h2).unwrap().1
+            );
+            earlier = after;
+        }
+    }
 
     #[test]
     fn events_borrow_plain_strings_and_own_escaped_ones() {

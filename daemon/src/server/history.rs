@@ -1,0 +1,110 @@
+//! A large request read in outline: its members, and its history's messages left as the
+//! client wrote them — each digested, so a request continuing the one kept for its
+//! conversation (see [`crate::engine::histories`]) is recognised before its history is parsed,
+//! and only the messages after the kept ones are read.
+
+use std::borrow::Cow;
+use std::hash::Hash;
+
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use crate::app::AppState;
+use crate::engine::histories::Kept;
+use crate::upstream::incremental::Members;
+
+/// Bodies from this size are read in outline and their translation kept: below it, reading
+/// the body whole costs less than the bookkeeping saves.
+pub const KEEP_FROM: usize = 64 << 10;
+
+/// A request body's members, its history apart.
+#[derive(Debug)]
+pub struct Outline<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// The history's messages, as the client wrote them.
+    pub history: Vec<&'a RawValue>,
+    /// Digest of the members other than the history.
+    pub members_digest: u128,
+    /// Digest of each message.
+    pub digests: Vec<u128>,
+}
+
+/// Reads `body` in outline, its history under `history` (an array); `None` when the body is
+/// not a JSON object with such an array (the whole reading then says what is wrong).
+pub fn outline<'a>(body: &'a [u8], history: &str) -> Option<Outline<'a>> {
+    let Members(mut members) = serde_json::from_slice(body).ok()?;
+    let at = members.iter().position(|(name, _)| name == history)?;
+    // A name given twice is left to the whole reading (serde takes the last, or refuses).
+    if members.iter().filter(|(name, _)| name == history).count() > 1 {
+        return None;
+    }
+    let (_, raw) = members.remove(at);
+    let history: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+    let mut h = Xxh3::new();
+    for (name, raw) in &members {
+        name.hash(&mut h);
+        raw.get().hash(&mut h);
+    }
+    let digests = history
+        .iter()
+        .map(|m| xxh3_128(m.get().as_bytes()))
+        .collect();
+    Some(Outline {
+        members,
+        history,
+        members_digest: h.digest128(),
+        digests,
+    })
+}
+
+impl Outline<'_> {
+    /// The request's members (the history empty) read as `T`.
+    pub fn members_as<T: DeserializeOwned>(&self, history: &str) -> Option<T> {
+        let size: usize = self
+            .members
+            .iter()
+            .map(|(n, raw)| n.len() + raw.get().len() + 4)
+            .sum();
+        let mut json = String::with_capacity(size + history.len() + 8);
+        json.push('{');
+        for (name, raw) in &self.members {
+            json.push_str(&serde_json::to_string(name).ok()?);
+            json.push(':');
+            json.push_str(raw.get());
+            json.push(',');
+        }
+        json.push_str(&serde_json::to_string(history).ok()?);
+        json.push_str(":[]}");
+        serde_json::from_str(&json).ok()
+    }
+
+    /// The messages from `from` on, read as `T`; `None` if one does not read.
+    pub fn messages_as<T: DeserializeOwned>(&self, from: usize) -> Option<Vec<T>> {
+        self.history
+            .get(from..)?
+            .iter()
+            .map(|m| serde_json::from_str(m.get()).ok())
+            .collect()
+    }
+
+    /// The key a conversation's kept translation is found under: who asks, on which
+    /// surface, with which members, beginning with which message.
+    pub fn key(&self, client: usize, surface: &str) -> u128 {
+        let mut h = Xxh3::new();
+        (client, surface, self.members_digest, self.digests.first()).hash(&mut h);
+        h.digest128()
+    }
+
+    /// The translation kept for this request's conversation, when the request continues it:
+    /// the same members, the same configuration, and its history beginning with the kept
+    /// one's messages.
+    pub fn continued(&self, state: &AppState, key: u128, surface: &str) -> Option<Kept> {
+        let kept = state.histories().get(key)?;
+        let continues = kept.surface == surface
+            && kept.current(&state.config(), &state.catalog())
+            && kept.members == self.members_digest
+            && self.digests.starts_with(&kept.messages);
+        continues.then_some(kept)
+    }
+}
