@@ -104,10 +104,12 @@ impl Histories {
             if let Some(old) = map.insert(key, (kept, now)) {
                 evicted.push(old);
             }
-            evicted.extend(
-                map.extract_if(|_, (_, used)| now.duration_since(*used) >= IDLE)
-                    .map(|(_, old)| old),
-            );
+            let idle: Vec<u128> = map
+                .iter()
+                .filter(|(_, (_, used))| now.duration_since(*used) >= IDLE)
+                .map(|(k, _)| *k)
+                .collect();
+            evicted.extend(idle.iter().filter_map(|k| map.remove(k)));
             let mut total: usize = map.values().map(|(k, _)| k.bytes()).sum();
             while map.len() > CAPACITY || total > MAX_BYTES {
                 let Some(oldest) = map
