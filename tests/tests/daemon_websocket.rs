@@ -759,3 +759,134 @@ async fn a_socket_at_its_limit_is_replaced_invisibly() {
     assert!(sent[2].0.is_none(), "the new socket's first turn is whole");
     assert!(sent[3].0.is_some());
 }
+
+/// A large chat history (above 64 KiB) continuing its conversation's last request is read and
+/// translated from its new messages on — the backend still gets the whole conversation right:
+/// only the new items over the socket, the whole body over HTTP — and anything that differs
+/// (an edited message, other tools) is read whole again.
+#[tokio::test]
+async fn a_large_history_is_translated_from_its_new_messages_on() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"websocket\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    let big = "x".repeat(80 << 10);
+    let continued = |daemon: &Daemon| {
+        daemon
+            .logs()
+            .matches("continues its conversation's last")
+            .count()
+    };
+    let mut turns = vec![big.as_str(), "b"];
+    let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+    assert_eq!(status, 200, "{body}");
+    for next in ["c", "d"] {
+        turns.push(next);
+        let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(answer(&body), format!("You said: {next}"));
+    }
+    assert_eq!(continued(&daemon), 2);
+    let sent = sent_turns(&fake);
+    assert_eq!(sent.len(), 3);
+    for turn in &sent[1..] {
+        assert!(turn.0.is_some(), "continued turns go incrementally");
+        assert_eq!(turn.1.len(), 1, "{:?}", turn.1);
+    }
+
+    // An edited message: read whole, sent whole, with the edit.
+    turns[1] = "B";
+    turns.push("e");
+    let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: e");
+    assert_eq!(continued(&daemon), 2);
+    let sent = sent_turns(&fake);
+    let whole = &sent[3];
+    assert!(whole.0.is_none());
+    assert!(whole.1.iter().any(|i| i["content"][0]["text"] == "B"));
+    // ... and the next turn continues from the edited one.
+    turns.push("f");
+    let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: f");
+    assert_eq!(continued(&daemon), 3);
+
+    // Other tools: not continued from (the members differ); the tools reach the backend.
+    let mut with_tools = conversation(&turns);
+    with_tools["tools"] = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {}}}}]);
+    let (status, _, body) = daemon.chat(&with_tools).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(continued(&daemon), 3);
+    let last = fake
+        .requests_to(RESPONSES_PATH)
+        .last()
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    assert_eq!(last["tools"][0]["name"], "get_weather");
+
+    // A bad message in the continued part is named by its place in the whole request.
+    let mut bad = with_tools.clone();
+    bad["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "tool", "tool_call_id": "call_nowhere", "content": "x"}));
+    let (status, _, body) = daemon.chat(&bad).await;
+    assert_eq!(status, 400, "{body}");
+    let at = with_tools["messages"].as_array().unwrap().len();
+    assert!(body.contains(&format!("messages[{at}]")), "{body}");
+    assert_eq!(continued(&daemon), 4);
+
+    // Over HTTP, a continued request's body is the whole conversation.
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"http\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    let mut turns = vec![big.as_str(), "b"];
+    for next in ["c", "d"] {
+        turns.push(next);
+        let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(answer(&body), format!("You said: {next}"));
+    }
+    assert_eq!(continued(&daemon), 1);
+    let last = fake
+        .requests_to(RESPONSES_PATH)
+        .last()
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    let texts: Vec<&str> = last["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["content"][0]["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            big.as_str(),
+            "You said: x",
+            "b",
+            "You said: b",
+            "c",
+            "You said: c",
+            "d"
+        ]
+        .map(|t| {
+            if t == "You said: x" {
+                "You said: ".to_owned() + &big
+            } else {
+                t.to_owned()
+            }
+        })
+    );
+}

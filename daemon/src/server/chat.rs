@@ -148,6 +148,12 @@ fn prepare_outlined(
         },
         None => (0, request::History::default()),
     };
+    if from > 0 {
+        tracing::debug!(
+            "a large request continues its conversation's last: {from} of its {} messages were translated before",
+            outline.history.len()
+        );
+    }
     let (Some(mut chat), Some(messages)) = (
         outline.members_as::<ChatRequest>("messages"),
         outline.messages_as(from),

@@ -572,3 +572,91 @@ fn empty_and_null_contents_are_accepted() {
     assert_eq!(input[2]["output"], "");
     assert_eq!(input[3]["content"], json!([]));
 }
+
+/// A history translated in two parts — the first `k` messages, then the rest continuing from
+/// the first part's [`History`] — gives the body translating it whole gives, at every `k`; the
+/// daemon's continued turns (large requests after their conversation's last) rest on this.
+#[test]
+fn a_history_continued_from_any_point_translates_as_a_whole() {
+    use crate::upstream::written::Written;
+    let messages = json!([
+        {"role": "system", "content": "You are terse."},
+        {"role": "developer", "content": "Prefer tools."},
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_2", "type": "custom", "custom": {"name": "apply_patch", "input": "*** Begin Patch"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18°C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "Done."}]},
+        {"role": "system", "content": "A later system message keeps its place."},
+        {"role": "assistant", "content": null, "function_call": {"name": "lookup", "arguments": "{}"}},
+        {"role": "function", "name": "lookup", "content": "found"},
+        {"role": "user", "content": "Thanks."},
+    ]);
+    let all: Vec<Value> = messages.as_array().unwrap().clone();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+        {"type": "custom", "custom": {"name": "apply_patch"}}, {"type": "function", "function": {"name": "lookup"}}]);
+    let model = resolved("gpt-5.5");
+    for config in [
+        ModelConfig::default(),
+        ModelConfig {
+            system_prompt_strategy: SystemPromptStrategy::Developer,
+            ..ModelConfig::default()
+        },
+    ] {
+        let ctx = Context {
+            model: &model,
+            config: &config,
+            prompt_cache_key: "conv".into(),
+        };
+        let request = |messages: &[Value]| {
+            chat(json!({"model": "gpt-5.5", "messages": messages, "tools": tools, "stream": true}))
+        };
+        let (whole, _) = translate_after(request(&all), &ctx, History::default()).unwrap();
+        let whole = Written::write(&whole.body, None).unwrap().to_json();
+        for k in 0..=all.len() {
+            let (first, history) = if k == 0 {
+                (None, History::default())
+            } else {
+                let (t, h) = translate_after(request(&all[..k]), &ctx, History::default()).unwrap();
+                (Some(Written::write(&t.body, None).unwrap()), h)
+            };
+            assert_eq!(history.len(), k);
+            let (rest, after) = translate_after(request(&all[k..]), &ctx, history).unwrap();
+            assert_eq!(after.len(), all.len());
+            let continued = Written::write(&rest.body, first.as_ref().map(Written::items)).unwrap();
+            assert_eq!(
+                String::from_utf8(continued.to_json()).unwrap(),
+                String::from_utf8(whole.clone()).unwrap(),
+                "split at {k}"
+            );
+        }
+    }
+    // An error in the continued part names the message by its place in the whole request.
+    let (_, history) = translate_after(
+        chat(json!({"messages": all[..3]})),
+        &Context {
+            model: &model,
+            config: &ModelConfig::default(),
+            prompt_cache_key: "conv".into(),
+        },
+        History::default(),
+    )
+    .unwrap();
+    let error = translate_after(
+        chat(json!({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})),
+        &Context {
+            model: &model,
+            config: &ModelConfig::default(),
+            prompt_cache_key: "conv".into(),
+        },
+        history,
+    )
+    .unwrap_err();
+    assert!(
+        error.message.starts_with("messages[3]"),
+        "{}",
+        error.message
+    );
+}
