@@ -150,7 +150,7 @@ impl FromRequest<AppState> for JsonBody {
         let capacity = declared.map_or(0, |n| n as usize);
         let read = async {
             let mut body = request.into_body();
-            let mut bytes = Vec::with_capacity(capacity);
+            let mut bytes = budget.buffer(capacity);
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| {
                     ApiError::invalid(format!("The request body could not be read: {e}"), None)
@@ -176,7 +176,7 @@ impl FromRequest<AppState> for JsonBody {
                     }
                 }
             }
-            Ok(Bytes::from(bytes))
+            Ok(budget.freeze(bytes))
         };
         let limit = Duration::from_secs(config.server.body_timeout_seconds);
         let bytes = tokio::time::timeout(limit, read).await.map_err(|_| {
