@@ -74,8 +74,12 @@ struct Cli {
     /// History sizes in KB for [11] (one, to profile it).
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     history_kib: Vec<usize>,
-    /// Transports for [11] (http, websocket).
-    #[arg(long, value_delimiter = ',', default_value = "http,websocket")]
+    /// Transports for [11] (http, websocket; `-whole` after either: every turn sent in full).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "http,websocket,http-whole,websocket-whole"
+    )]
     history_transports: Vec<String>,
     /// Scenarios to run (latency, responses, messages, ollama, gemini, streaming, frontier, cpu,
     /// streams, idle, bodies, conversation, history, events); all by default.
@@ -403,9 +407,13 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
     );
     for &kib in &cli.history_kib {
         for transport in &cli.history_transports {
-            let transport: &'static str = match transport.as_str() {
-                "http" => "http",
-                "websocket" => "websocket",
+            // `-whole`: the first message changes every turn, so every turn is sent in full
+            // (nothing continues): the cost of a large request read, translated and sent whole.
+            let (transport, whole): (&'static str, bool) = match transport.as_str() {
+                "http" => ("http", false),
+                "websocket" => ("websocket", false),
+                "http-whole" => ("http", true),
+                "websocket-whole" => ("websocket", true),
                 other => anyhow::bail!("--history-transports: unknown transport {other}"),
             };
             let upstream = mock::start(shape, cli.load_cpu(), None).await?;
@@ -425,6 +433,9 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
             for turn in 0..=turns {
                 messages
                     .push(serde_json::json!({"role": "user", "content": words(&mut seed, 1024)}));
+                if whole && let Some(first) = messages.get_mut(1) {
+                    first["content"] = format!("Turn {turn}. {}", words(&mut seed, 10_240)).into();
+                }
                 let body = Bytes::from(
                     serde_json::json!({"model": "gpt-5.5", "stream": true, "messages": messages})
                         .to_string(),
@@ -443,8 +454,13 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
             let n = turns as u64;
             let per_turn_us = cpu / n / 1000;
             let mb = body_bytes as f64 / n as f64 / 1e6;
+            let transport = if whole {
+                format!("{transport} (whole)")
+            } else {
+                transport.to_owned()
+            };
             println!(
-                "  {kib:>5} KB  {transport:<9} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
+                "  {kib:>5} KB  {transport:<17} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
                 per_turn_us as f64 / 1000.0 / mb,
                 bytes / n,
                 body_bytes / n,

@@ -166,6 +166,9 @@ mod tests {
         }
         let kept: Vec<usize> = budget.buffers.lock().iter().map(Vec::capacity).collect();
         assert_eq!(kept.len(), KEPT);
-        assert!(kept.contains(&(2 << 20)) && kept.iter().all(|&c| c > 1 << 20), "{kept:?}");
+        assert!(
+            kept.contains(&(2 << 20)) && kept.iter().all(|&c| c > 1 << 20),
+            "{kept:?}"
+        );
     }
 }

@@ -807,6 +807,13 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
     let whole = &sent[3];
     assert!(whole.0.is_none());
     assert!(whole.1.iter().any(|i| i["content"][0]["text"] == "B"));
+    let without_reasoning = whole.1.iter().filter(|i| i["type"] != "reasoning").count();
+    assert_eq!(
+        without_reasoning,
+        2 * turns.len() - 1,
+        "{:?}",
+        whole.1.len()
+    );
     // ... and the next turn continues from the edited one.
     turns.push("f");
     let (status, _, body) = daemon.chat(&conversation(&turns)).await;
@@ -889,4 +896,23 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
             }
         })
     );
+}
+
+/// More conversations one after another than an account may have sockets: each still goes over
+/// a socket (the longest-idle one is closed to make room), none falls back to HTTP.
+#[tokio::test]
+async fn conversations_beyond_the_socket_cap_replace_idle_sockets() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    for i in 0..20 {
+        let (status, _, body) = daemon.chat(&conversation(&[&format!("topic {i}")])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(answer(&body), format!("You said: topic {i}"));
+    }
+    assert_eq!(methods(&fake), vec!["WS"; 20]);
+    assert_eq!(fake.websockets_opened(), 20);
+    // The first conversation's socket was closed for another; it opens a new one.
+    let (status, _, _) = daemon.chat(&conversation(&["topic 0", "again"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(methods(&fake).last().map(String::as_str), Some("WS"));
 }

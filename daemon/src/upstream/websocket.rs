@@ -188,8 +188,37 @@ impl Pool {
         None
     }
 
-    /// Counts a new socket for `account`, unless it has its share.
+    /// Counts a new socket for `account`, unless it has its share of sockets in use: at its
+    /// share, the account's longest-idle socket (another conversation's) is closed to make
+    /// room — a person's many short conversations would otherwise leave the newest ones on
+    /// HTTP until the idle ones time out.
     fn reserve(&self, account: &str) -> bool {
+        let closed = {
+            let mut inner = self.lock();
+            let count = inner.open.entry(account.to_owned()).or_default();
+            if *count < MAX_PER_ACCOUNT {
+                *count += 1;
+                return true;
+            }
+            let oldest = inner
+                .idle
+                .iter()
+                .flat_map(|(key, conns)| conns.iter().enumerate().map(move |(i, c)| (key, i, c)))
+                .filter(|(_, _, c)| c.account == account)
+                .min_by_key(|(_, _, c)| c.used)
+                .map(|(key, i, _)| (key.clone(), i));
+            let Some((key, i)) = oldest else {
+                return false;
+            };
+            let conns = inner.idle.get_mut(&key);
+            let closed = conns.map(|conns| conns.swap_remove(i));
+            if inner.idle.get(&key).is_some_and(Vec::is_empty) {
+                inner.idle.remove(&key);
+            }
+            closed
+        };
+        // Closed outside the lock (its `Drop` takes it and gives its count back).
+        drop(closed);
         let mut inner = self.lock();
         let count = inner.open.entry(account.to_owned()).or_default();
         if *count >= MAX_PER_ACCOUNT {
