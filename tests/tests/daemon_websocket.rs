@@ -916,3 +916,154 @@ async fn conversations_beyond_the_socket_cap_replace_idle_sockets() {
     assert_eq!(status, 200);
     assert_eq!(methods(&fake).last().map(String::as_str), Some("WS"));
 }
+
+/// A Claude Code turn: its session header, a billing line that changes every request, the
+/// cache mark on the newest message only, thinking on.
+fn claude_code_turn(messages: &[Value], n: usize) -> Value {
+    let mut messages = messages.to_vec();
+    if let Some(blocks) = messages.last_mut().unwrap()["content"].as_array_mut() {
+        blocks.last_mut().unwrap()["cache_control"] = json!({"type": "ephemeral"});
+    }
+    json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 2000,
+        "system": [
+            {"type": "text", "text": format!("x-anthropic-billing-header: cc_version=2.1.328.a1b; cc_entrypoint=sdk-cli; cch={n:05};")},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
+        ],
+        "tools": [{"name": "run", "input_schema": {"type": "object", "properties": {"step": {"type": "integer"}}}}],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": messages
+    })
+}
+
+async fn post_claude_code(daemon: &Daemon, session: &str, body: &Value) -> Value {
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .header("x-claude-code-session-id", session)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+/// A Claude Code tool loop of `turns` steps on a large first message: its messages after.
+async fn claude_code_loop(
+    fake: &FakeUpstream,
+    daemon: &Daemon,
+    big: &str,
+    turns: usize,
+) -> Vec<Value> {
+    let mut messages = vec![json!({"role": "user", "content": [{"type": "text", "text": big}]})];
+    for step in 0..turns {
+        fake.enqueue(
+            Script::function_call("run", &format!("{{\"step\":{step}}}"))
+                .with_reasoning("Next step."),
+        );
+        let reply = post_claude_code(daemon, "s-1", &claude_code_turn(&messages, step)).await;
+        let tool_use = tool_use_of(&reply);
+        assert_eq!(tool_use["input"]["step"], step);
+        messages.push(json!({"role": "assistant", "content": reply["content"]}));
+        messages.push(json!({"role": "user", "content": [{"type": "tool_result",
+            "tool_use_id": tool_use["id"], "content": format!("done {step}")}]}));
+    }
+    messages
+}
+
+/// Claude Code's large histories continue too, though it rewrites its billing line and moves
+/// its cache marks every turn: only the new messages are translated, the thinking of earlier
+/// turns is given back, a move to an account that cannot read it still answers, and the body
+/// sent whole over HTTP is the one translating the history whole gives.
+#[tokio::test]
+async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
+    let continued = |daemon: &Daemon| {
+        daemon
+            .logs()
+            .matches("continues its conversation's last")
+            .count()
+    };
+    let big = "y".repeat(80 << 10);
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0, 1])
+        .set("upstream", "transport = \"websocket\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    let messages = claude_code_loop(&fake, &daemon, &big, 4).await;
+    assert_eq!(continued(&daemon), 3);
+    let sent = sent_turns(&fake);
+    assert_eq!(sent.len(), 4);
+    for turn in &sent[1..] {
+        assert!(turn.0.is_some(), "continued turns go incrementally");
+        assert_eq!(turn.1.len(), 1, "{:?}", turn.1);
+        assert_eq!(turn.1[0]["type"], "function_call_output");
+    }
+
+    // The account is used up: the next account cannot read the kept thinking, so the turn
+    // goes again without it, and answers.
+    fake.enqueue(Script::usage_limit(3600));
+    fake.enqueue(Script::text("All done."));
+    let reply = post_claude_code(&daemon, "s-1", &claude_code_turn(&messages, 9)).await;
+    assert_eq!(
+        reply["content"].as_array().unwrap().last().unwrap()["text"],
+        "All done."
+    );
+    assert_eq!(continued(&daemon), 4);
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let last = turns.last().unwrap();
+    assert_eq!(last.status, 200, "{:?}", last.rejection);
+    let input = last.body.as_ref().unwrap()["input"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        input.iter().all(|item| item["type"] != "reasoning"),
+        "{input:?}"
+    );
+    assert_eq!(
+        input
+            .iter()
+            .filter(|i| i["type"] == "function_call")
+            .count(),
+        4,
+        "the whole history went to the new account"
+    );
+
+    // Over HTTP every body goes whole: a continued one is what translating it whole gives.
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"http\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    let messages = claude_code_loop(&fake, &daemon, &big, 3).await;
+    assert_eq!(continued(&daemon), 2);
+    fake.enqueue(Script::text("Done."));
+    post_claude_code(&daemon, "s-1", &claude_code_turn(&messages, 7)).await;
+    assert_eq!(continued(&daemon), 3);
+    // Another session: nothing kept for it, read whole.
+    fake.enqueue(Script::text("Done."));
+    post_claude_code(&daemon, "s-2", &claude_code_turn(&messages, 8)).await;
+    assert_eq!(continued(&daemon), 3);
+    let turns = fake.requests_to(RESPONSES_PATH);
+    let input = |back: usize| turns[turns.len() - back].body.as_ref().unwrap()["input"].clone();
+    assert_eq!(input(2), input(1));
+    let items = input(1);
+    let kinds: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "reasoning").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.len(), 1 + 3 * 3);
+}

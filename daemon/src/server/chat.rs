@@ -136,10 +136,10 @@ fn prepare_outlined(
     body: &[u8],
 ) -> Result<Option<Prepared>, ApiError> {
     const SURFACE: &str = "chat";
-    let Some(outline) = history::outline(body, "messages") else {
+    let Some(outline) = history::outline(body, "messages", &history::AsWritten) else {
         return Ok(None);
     };
-    let key = outline.key(client.0, SURFACE);
+    let key = outline.key(client.0, SURFACE, "");
     let kept = outline.continued(state, key, SURFACE);
     let (from, earlier) = match &kept {
         Some(kept) => match kept.state.downcast_ref::<request::History>() {

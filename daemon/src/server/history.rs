@@ -30,9 +30,32 @@ pub struct Outline<'a> {
     pub digests: Vec<u128>,
 }
 
+/// How a surface's requests are digested: by default, each member and message as the client
+/// wrote it. A surface whose clients rewrite, turn after turn, parts its translation reads
+/// past (Claude Code's per-request billing line, its moving cache marks) digests them without
+/// those parts, so its conversations are still recognised as continued; whatever two requests
+/// with equal digests differ in must not change their translation.
+pub trait Reading {
+    /// Adds a member other than the history to the members' digest.
+    fn member(&self, name: &str, raw: &RawValue, digest: &mut Xxh3) {
+        name.hash(digest);
+        raw.get().hash(digest);
+    }
+
+    /// A history message's digest.
+    fn message(&self, raw: &RawValue) -> u128 {
+        xxh3_128(raw.get().as_bytes())
+    }
+}
+
+/// Members and messages digested as the client wrote them.
+pub struct AsWritten;
+
+impl Reading for AsWritten {}
+
 /// Reads `body` in outline, its history under `history` (an array); `None` when the body is
 /// not a JSON object with such an array (the whole reading then says what is wrong).
-pub fn outline<'a>(body: &'a [u8], history: &str) -> Option<Outline<'a>> {
+pub fn outline<'a>(body: &'a [u8], history: &str, reading: &impl Reading) -> Option<Outline<'a>> {
     let Members(mut members) = serde_json::from_slice(body).ok()?;
     let at = members.iter().position(|(name, _)| name == history)?;
     // A name given twice is left to the whole reading (serde takes the last, or refuses).
@@ -43,13 +66,9 @@ pub fn outline<'a>(body: &'a [u8], history: &str) -> Option<Outline<'a>> {
     let history: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
     let mut h = Xxh3::new();
     for (name, raw) in &members {
-        name.hash(&mut h);
-        raw.get().hash(&mut h);
+        reading.member(name, raw, &mut h);
     }
-    let digests = history
-        .iter()
-        .map(|m| xxh3_128(m.get().as_bytes()))
-        .collect();
+    let digests = history.iter().map(|m| reading.message(m)).collect();
     Some(Outline {
         members,
         history,
@@ -89,10 +108,18 @@ impl Outline<'_> {
     }
 
     /// The key a conversation's kept translation is found under: who asks, on which
-    /// surface, with which members, beginning with which message.
-    pub fn key(&self, client: usize, surface: &str) -> u128 {
+    /// surface (and in which of the client's sessions, where it names them), with which
+    /// members, beginning with which message.
+    pub fn key(&self, client: usize, surface: &str, session: &str) -> u128 {
         let mut h = Xxh3::new();
-        (client, surface, self.members_digest, self.digests.first()).hash(&mut h);
+        (
+            client,
+            surface,
+            session,
+            self.members_digest,
+            self.digests.first(),
+        )
+            .hash(&mut h);
         h.digest128()
     }
 

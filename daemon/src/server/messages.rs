@@ -12,9 +12,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use std::hash::Hash;
+
+use serde_json::value::RawValue;
+use xxhash_rust::xxh3::Xxh3;
+
 use super::auth::ClientKey;
 use super::body::JsonBody;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, history};
+use crate::engine::histories::Kept;
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
 use crate::requests::Observed;
 use crate::translate::messages::render::{self, Mode, Writer};
@@ -24,6 +30,7 @@ use crate::translate::output::OutputTranslator;
 use crate::translate::stream::StreamTranslator;
 use crate::upstream::errors as upstream_errors;
 use crate::upstream::wire::{Failure, InputItem, StreamEvent};
+use crate::upstream::written::Items;
 use crate::upstream::{EventStream, WireBody};
 
 /// Bodies above this size are parsed, translated and encoded off the async workers.
@@ -106,6 +113,11 @@ struct Prepared {
     estimate: u64,
     /// The model's context window, for Anthropic's wording of an overflow.
     window: u64,
+    /// The body, when preparing wrote it (a large request, kept to continue from).
+    wire: Option<WireBody>,
+    /// The items of the earlier turns `translated` continues (its input holds only the new
+    /// messages'), when it continues them.
+    earlier: Option<Items>,
 }
 
 /// The conversation a request belongs to: Claude Code's session id (header, else the one in
@@ -116,12 +128,7 @@ fn conversation(
     req: &MessagesRequest,
     model: &str,
 ) -> ConversationId {
-    let header = headers
-        .get("x-claude-code-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned);
+    let header = session_header(headers).map(str::to_owned);
     let from_metadata = || {
         let user_id = req.metadata.as_ref()?.user_id.as_deref()?.trim();
         if user_id.is_empty() {
@@ -161,7 +168,42 @@ fn conversation(
     engine::fingerprint(client.0, model, &system, &first_user, None)
 }
 
-/// Parse, resolve, translate: CPU work in proportion to the body.
+/// Claude Code's session id header.
+fn session_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-claude-code-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The model a request names: a catalog model or alias, else a Claude model's configured
+/// target.
+fn resolve(
+    config: &crate::config::Config,
+    catalog: &crate::models::Catalog,
+    requested: &str,
+) -> Result<crate::models::Resolved, ApiError> {
+    if requested.is_empty() {
+        return Err(ApiError::invalid("model: Field required", Some("model")));
+    }
+    let model = &config.model;
+    match crate::models::resolve(Some(requested), catalog, &model.aliases, &model.default) {
+        Ok(resolved) => Ok(resolved),
+        Err(error) => match model.claude.target(requested) {
+            Some(target) => Ok(crate::models::resolve(
+                Some(target),
+                catalog,
+                &model.aliases,
+                &model.default,
+            )?),
+            None => Err(error),
+        },
+    }
+}
+
+/// Parse, resolve, translate: CPU work in proportion to the body — or, for a large request
+/// continuing its conversation's last one, to the messages it adds.
 fn prepare(
     state: &AppState,
     client: ClientKey,
@@ -169,24 +211,19 @@ fn prepare(
     body: &[u8],
     require_max_tokens: bool,
 ) -> Result<Prepared, ApiError> {
+    // Token counts are one-offs: only requests that go out are kept to continue from.
+    if require_max_tokens
+        && body.len() >= history::KEEP_FROM
+        && let Some(prepared) = prepare_outlined(state, client, headers, body)?
+    {
+        return Ok(prepared);
+    }
     let req: MessagesRequest = super::body::parse_json(body)?;
     let config = state.config();
     let catalog = state.catalog();
     let requested = req.model.trim().to_owned();
-    if requested.is_empty() {
-        return Err(ApiError::invalid("model: Field required", Some("model")));
-    }
+    let resolved = resolve(&config, &catalog, &requested)?;
     let model = &config.model;
-    let resolved =
-        match crate::models::resolve(Some(&requested), &catalog, &model.aliases, &model.default) {
-            Ok(resolved) => resolved,
-            Err(error) => match model.claude.target(&requested) {
-                Some(target) => {
-                    crate::models::resolve(Some(target), &catalog, &model.aliases, &model.default)?
-                }
-                None => return Err(error),
-            },
-        };
     let conversation = conversation(client, headers, &req, &resolved.model.slug);
     let session = state.conversations().key_for(conversation);
     let mut translated = request::translate(
@@ -208,18 +245,158 @@ fn prepare(
         translated,
         estimate,
         window: resolved.model.context_window,
+        wire: None,
+        earlier: None,
     })
 }
 
-fn encode(state: &AppState, prepared: &Prepared) -> Result<WireBody, ApiError> {
-    state
+/// What a conversation's translation so far is kept as, to continue from.
+struct Continued {
+    history: request::History,
+    /// The estimate for the items translated so far.
+    tokens: u64,
+}
+
+/// Messages requests digested as the translation reads them: Claude Code's system prompt
+/// without its per-request billing line, its messages without their moving cache marks.
+struct AsTranslated;
+
+impl history::Reading for AsTranslated {
+    fn member(&self, name: &str, raw: &RawValue, digest: &mut Xxh3) {
+        name.hash(digest);
+        match (name, crate::translate::messages::digest::system(raw)) {
+            ("system", Some(text)) => (1u8, text).hash(digest),
+            _ => (0u8, raw.get()).hash(digest),
+        }
+    }
+
+    fn message(&self, raw: &RawValue) -> u128 {
+        crate::translate::messages::digest::message(raw.get())
+    }
+}
+
+/// A large request, read in outline: when it continues the one kept for its conversation,
+/// only the messages after the kept ones are read and translated, and the kept body's items
+/// are copied; either way its translation is kept for the next turn. `None` leaves the request
+/// to the whole reading (a body that does not read in outline or in parts, a Responses-Lite
+/// model): it then says what is wrong, if anything.
+fn prepare_outlined(
+    state: &AppState,
+    client: ClientKey,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Prepared>, ApiError> {
+    const SURFACE: &str = "messages";
+    let Some(outline) = history::outline(body, "messages", &AsTranslated) else {
+        return Ok(None);
+    };
+    let key = outline.key(client.0, SURFACE, session_header(headers).unwrap_or(""));
+    // A request adding nothing (a retry) is read whole: its last message may be a prefill.
+    let kept = outline
+        .continued(state, key, SURFACE)
+        .filter(|kept| kept.messages.len() < outline.history.len());
+    let continued = kept
+        .as_ref()
+        .and_then(|kept| Some((kept, kept.state.downcast_ref::<Continued>()?)));
+    let (from, earlier, earlier_tokens) = match continued {
+        Some((kept, continued)) => (
+            kept.messages.len(),
+            continued.history.clone(),
+            continued.tokens,
+        ),
+        None => (0, request::History::default(), 0),
+    };
+    if from > 0 {
+        tracing::debug!(
+            "a large request continues its conversation's last: {from} of its {} messages were translated before",
+            outline.history.len()
+        );
+    }
+    let (Some(mut req), Some(messages)) = (
+        outline.members_as::<MessagesRequest>("messages"),
+        outline.messages_as(from),
+    ) else {
+        return Ok(None);
+    };
+    req.messages = messages;
+    let history::Outline {
+        members_digest,
+        digests,
+        ..
+    } = outline;
+    let config = state.config();
+    let catalog = state.catalog();
+    let requested = req.model.trim().to_owned();
+    let resolved = resolve(&config, &catalog, &requested)?;
+    if resolved.model.lite {
+        return Ok(None);
+    }
+    // Everything the conversation is told by is in the key and the kept messages.
+    let conversation = match &kept {
+        Some(kept) if from > 0 => kept.conversation,
+        _ => conversation(client, headers, &req, &resolved.model.slug),
+    };
+    let session = state.conversations().key_for(conversation);
+    let (mut translated, history) = request::translate_after(
+        req,
+        &Context {
+            model: &resolved,
+            config: &config.model,
+            prompt_cache_key: session.clone(),
+            require_max_tokens: true,
+        },
+        earlier,
+    )?;
+    translated.body.client_metadata = state.client_metadata(&session);
+    let estimate = tokens::estimate(&translated.body) + earlier_tokens;
+    let tokens = earlier_tokens + tokens::input(&translated.body.input);
+    let earlier = kept.filter(|_| from > 0).map(|kept| kept.items);
+    let wire = state
         .upstream()
-        .encode(&prepared.translated.body)
-        .map_err(|e| {
-            ApiError::internal(format!(
-                "The request could not be encoded for the backend: {e}"
-            ))
-        })
+        .encode_after(&translated.body, earlier.as_ref())
+        .map_err(encode_error)?;
+    if let Some(written) = wire.written() {
+        state.histories().put(
+            key,
+            Kept {
+                surface: SURFACE,
+                config,
+                catalog,
+                members: members_digest,
+                messages: digests,
+                state: std::sync::Arc::new(Continued { history, tokens }),
+                items: written.items().clone(),
+                conversation,
+            },
+        );
+    }
+    Ok(Some(Prepared {
+        requested,
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        translated,
+        estimate,
+        window: resolved.model.context_window,
+        wire: Some(wire),
+        earlier,
+    }))
+}
+
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` takes
+fn encode_error(e: crate::upstream::UpstreamError) -> ApiError {
+    ApiError::internal(format!(
+        "The request could not be encoded for the backend: {e}"
+    ))
+}
+
+fn encode(state: &AppState, prepared: &Prepared) -> Result<WireBody, ApiError> {
+    let upstream = state.upstream();
+    match &prepared.earlier {
+        Some(earlier) => upstream.encode_after(&prepared.translated.body, Some(earlier)),
+        None => upstream.encode(&prepared.translated.body),
+    }
+    .map_err(encode_error)
 }
 
 async fn handle(
@@ -249,7 +426,10 @@ async fn handle(
         .reasoning_account
         .clone()
         .filter(|id| state.accounts().get(id).is_some());
-    let wire = encode(state, &prepared)?;
+    let wire = match prepared.wire.take() {
+        Some(wire) => wire,
+        None => encode(state, &prepared)?,
+    };
     let first = start(
         state,
         &prepared,
@@ -275,6 +455,9 @@ async fn handle(
                 .body
                 .input
                 .retain(|item| !matches!(item, InputItem::Reasoning { .. }));
+            prepared.earlier = prepared
+                .earlier
+                .map(|items| items.retain(|item| !is_reasoning_json(item)));
             let wire = encode(state, &prepared)?;
             start(
                 state,
@@ -386,12 +569,19 @@ fn is_foreign_reasoning(error: &engine::EngineError) -> bool {
 }
 
 fn has_reasoning(prepared: &Prepared) -> bool {
-    prepared
-        .translated
-        .body
-        .input
+    let input = &prepared.translated.body.input;
+    input
         .iter()
         .any(|item| matches!(item, InputItem::Reasoning { .. }))
+        || prepared
+            .earlier
+            .as_ref()
+            .is_some_and(|items| items.iter().any(is_reasoning_json))
+}
+
+/// Whether an item, as this daemon writes it, is reasoning.
+fn is_reasoning_json(item: &str) -> bool {
+    item.starts_with(r#"{"type":"reasoning""#)
 }
 
 /// A stream failure, as the client is told it.
@@ -589,4 +779,56 @@ pub async fn anthropic_errors(response: Response) -> Response {
         render::error_body(kind, message).to_string()
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::wire::{
+        ContentPart, Reasoning, ResponsesRequest, Role, SummaryText, ToolChoice,
+    };
+    use crate::upstream::written::Written;
+
+    /// Reasoning is told apart in written items as in typed ones: what the retry without
+    /// reasoning takes out of a continued body's earlier turns.
+    #[test]
+    fn written_reasoning_is_recognised() {
+        let mut body = ResponsesRequest {
+            model: "gpt-5.5".into(),
+            instructions: None,
+            input: Vec::new(),
+            tools: None,
+            tool_choice: ToolChoice::Mode("auto"),
+            parallel_tool_calls: true,
+            reasoning: Reasoning {
+                effort: None,
+                summary: None,
+                context: None,
+            },
+            store: false,
+            stream: true,
+            include: Vec::new(),
+            service_tier: None,
+            prompt_cache_key: "conv".into(),
+            text: None,
+            client_metadata: Default::default(),
+        };
+        body.input = vec![
+            InputItem::Message {
+                role: Role::User,
+                content: vec![ContentPart::InputText {
+                    text: r#"{"type":"reasoning"}"#.into(),
+                }],
+            },
+            InputItem::Reasoning {
+                summary: vec![SummaryText { text: "x".into() }],
+                encrypted_content: "gAAAA".into(),
+            },
+        ];
+        let written = Written::write(&body, None).unwrap();
+        let flags: Vec<bool> = written.items().iter().map(is_reasoning_json).collect();
+        assert_eq!(flags, [false, true]);
+        let kept = written.items().retain(|item| !is_reasoning_json(item));
+        assert_eq!(kept.len(), 1);
+    }
 }

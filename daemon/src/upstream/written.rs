@@ -164,24 +164,35 @@ impl Written {
 }
 
 impl Items {
-    /// The items in one piece.
-    fn joined(&self) -> Self {
+    /// The items `keep` keeps (given each one's JSON), in one piece.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Self {
+        let digests = self.digests();
         let mut json = String::with_capacity(self.bytes());
         let mut items = Vec::with_capacity(self.len());
-        for item in self.iter() {
+        let mut kept = Vec::with_capacity(self.len());
+        for (item, digest) in self.iter().zip(digests) {
+            if !keep(item) {
+                continue;
+            }
             if !items.is_empty() {
                 json.push(',');
             }
             let at = json.len();
             json.push_str(item);
             items.push(at..json.len());
+            kept.push(digest);
         }
         Self {
             pieces: vec![Arc::new(Piece {
                 json,
                 items,
-                digests: self.digests(),
+                digests: kept,
             })],
         }
+    }
+
+    /// The items in one piece.
+    fn joined(&self) -> Self {
+        self.retain(|_| true)
     }
 }

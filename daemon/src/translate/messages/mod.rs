@@ -5,9 +5,12 @@
 //! - [`render`]: the neutral output layer's events → Anthropic's stream events, or the whole
 //!   message.
 //! - [`tokens`]: the local `count_tokens` estimate.
+//! - [`digest`]: digests of a request's parts that tell whether a request continues the last
+//!   one of its conversation, for translating only its new messages.
 //! - [`signature`]: what a `thinking` block's `signature` carries: the account and the encrypted
 //!   reasoning, so a later turn can give the reasoning back to the account that made it.
 
+pub mod digest;
 pub mod render;
 pub mod request;
 pub mod signature;

@@ -52,7 +52,20 @@ pub struct Translated {
 }
 
 pub fn translate(req: MessagesRequest, ctx: &Context<'_>) -> Result<Translated, ApiError> {
+    translate_after(req, ctx, History::default()).map(|(translated, _)| translated)
+}
+
+/// [`translate`], for a request whose `messages` continue a history already translated into
+/// `history` (whose items are not in the result: `body.input` holds only the new messages'
+/// items, and the system prompt is not put at its head again); also the history after these
+/// messages, to continue from next time.
+pub fn translate_after(
+    req: MessagesRequest,
+    ctx: &Context<'_>,
+    mut history: History,
+) -> Result<(Translated, History), ApiError> {
     let model = &ctx.model.model;
+    let fresh = history.next == 0;
     let mut ignored: Vec<String> = req.other.keys().cloned().collect();
     if let Some(config) = &req.output_config {
         ignored.extend(config.other.keys().map(|k| format!("output_config.{k}")));
@@ -73,7 +86,7 @@ pub fn translate(req: MessagesRequest, ctx: &Context<'_>) -> Result<Translated, 
         // Required by the API, refused by the backend: accepted, never forwarded.
         _ => {}
     }
-    if req.messages.is_empty() {
+    if req.messages.is_empty() && fresh {
         return Err(ApiError::invalid(
             "messages: at least one message is required",
             Some("messages"),
@@ -83,7 +96,7 @@ pub fn translate(req: MessagesRequest, ctx: &Context<'_>) -> Result<Translated, 
     let stop = stop_sequences(req.stop_sequences)?;
 
     let system = system_texts(req.system.as_ref())?;
-    let mut converted = messages(req.messages)?;
+    let mut converted = history.convert(req.messages)?;
     let instructions = match ctx.config.system_prompt_strategy {
         SystemPromptStrategy::Instructions => {
             if system.trim().is_empty() {
@@ -93,7 +106,7 @@ pub fn translate(req: MessagesRequest, ctx: &Context<'_>) -> Result<Translated, 
             }
         }
         SystemPromptStrategy::Developer => {
-            if !system.trim().is_empty() {
+            if fresh && !system.trim().is_empty() {
                 converted.input.insert(
                     0,
                     InputItem::Message {
@@ -135,16 +148,17 @@ pub fn translate(req: MessagesRequest, ctx: &Context<'_>) -> Result<Translated, 
         text: None,
         client_metadata: std::collections::BTreeMap::new(),
     };
-    Ok(Translated {
+    let translated = Translated {
         body,
         stream: req.stream.unwrap_or(false),
         stop,
         thinking,
         prefill: converted.prefill,
-        reasoning_account: converted.reasoning_account,
+        reasoning_account: history.reasoning_account.clone(),
         ignored,
         lite: model.lite,
-    })
+    };
+    Ok((translated, history))
 }
 
 /// The system prompt's text, without Claude Code's per-request attribution line.
@@ -302,23 +316,60 @@ struct Converted {
     reasoning_account: Option<String>,
 }
 
-fn messages(messages: Vec<super::Message>) -> Result<Converted, ApiError> {
-    let mut out = Converted::default();
-    let mut calls = std::collections::HashSet::new();
+/// What a conversation's messages so far mean for the next ones: the tool calls made (a
+/// result answers one), the account whose reasoning they give back. Translating messages one
+/// request after another from it gives what translating them all at once gives.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    calls: std::collections::HashSet<String>,
+    reasoning_account: Option<String>,
+    /// The next message's index in the request.
+    next: usize,
+}
+
+impl History {
+    /// The messages read so far.
+    pub fn len(&self) -> usize {
+        self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next == 0
+    }
+
+    fn convert(&mut self, messages: Vec<super::Message>) -> Result<Converted, ApiError> {
+        let mut out = Converted {
+            reasoning_account: self.reasoning_account.take(),
+            ..Converted::default()
+        };
+        let result = convert(messages, self.next, &mut self.calls, &mut out);
+        self.next += result?;
+        self.reasoning_account = out.reasoning_account.clone();
+        Ok(out)
+    }
+}
+
+/// Translates `messages` (the first at index `first` of the request) onto `out`; how many.
+fn convert(
+    messages: Vec<super::Message>,
+    first: usize,
+    calls: &mut std::collections::HashSet<String>,
+    out: &mut Converted,
+) -> Result<usize, ApiError> {
     let count = messages.len();
     for (i, message) in messages.into_iter().enumerate() {
-        let path = format!("messages.{i}");
+        let path = format!("messages.{}", first + i);
         let blocks = match message.content {
             Content::Text(text) => vec![Block::Text { text }],
             Content::Blocks(blocks) => blocks,
         };
         match message.role.as_str() {
-            "user" => user(blocks, &path, &calls, &mut out.input)?,
+            "user" => user(blocks, &path, calls, &mut out.input)?,
             "assistant" => {
                 if i + 1 == count {
                     out.prefill = prefill(&blocks);
                 }
-                assistant(blocks, &path, &mut calls, &mut out)?;
+                assistant(blocks, &path, calls, out)?;
             }
             // Claude Code puts notes for the model mid-conversation as `system` messages; the
             // backend refuses system messages, so they go as developer messages, in place.
@@ -347,7 +398,7 @@ fn messages(messages: Vec<super::Message>) -> Result<Converted, ApiError> {
             }
         }
     }
-    Ok(out)
+    Ok(count)
 }
 
 /// A final assistant message of text only: the answer is to continue it.

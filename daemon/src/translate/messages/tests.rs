@@ -806,3 +806,121 @@ fn odd_image_data_is_counted_without_panicking() {
         assert!(tokens::estimate(&t.body) > 0);
     }
 }
+
+/// A history translated in two parts — the first `k` messages, then the rest continuing from
+/// the first part's [`History`](super::request::History) — gives the body translating it whole
+/// gives, at every `k`, the account its thinking belongs to included; the daemon's continued
+/// turns (a large request after its conversation's last) rest on this.
+#[test]
+fn a_history_continued_from_any_point_translates_as_a_whole() {
+    use super::request::{History, translate_after};
+    use crate::upstream::written::Written;
+    let thought = signature::encode("acct_2", "gAAAAABsecret");
+    let messages = json!([
+        {"role": "user", "content": [
+            {"type": "text", "text": "<system-reminder>Use tools.</system-reminder>"},
+            {"type": "text", "text": "What is in src?", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "List it.", "signature": thought},
+            {"type": "text", "text": "Looking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls src"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "main.rs"}]},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]},
+        {"role": "system", "content": "The user switched branches."},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "src/main.rs"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "fn main() {}", "is_error": false}]},
+        {"role": "assistant", "content": "One file: main.rs."},
+        {"role": "user", "content": "Thanks."},
+        {"role": "assistant", "content": "You are"},
+    ]);
+    let all: Vec<Value> = messages.as_array().unwrap().clone();
+    let model = resolved("gpt-5.5");
+    for config in [
+        ModelConfig::default(),
+        ModelConfig {
+            system_prompt_strategy: SystemPromptStrategy::Developer,
+            ..ModelConfig::default()
+        },
+    ] {
+        let ctx = Context {
+            model: &model,
+            config: &config,
+            prompt_cache_key: "conv".into(),
+            require_max_tokens: true,
+        };
+        let request = |messages: &[Value]| -> MessagesRequest {
+            serde_json::from_value(json!({"model": "claude-sonnet-4-5", "max_tokens": 1000,
+                "system": "You are Claude Code.", "messages": messages,
+                "tools": [{"name": "Bash", "input_schema": {"type": "object"}},
+                          {"name": "Read", "input_schema": {"type": "object"}}],
+                "thinking": {"type": "enabled", "budget_tokens": 4000}, "stream": true}))
+            .unwrap()
+        };
+        let (whole, _) = translate_after(request(&all), &ctx, History::default()).unwrap();
+        assert_eq!(whole.reasoning_account.as_deref(), Some("acct_2"));
+        assert_eq!(whole.prefill.as_deref(), Some("You are"));
+        let estimate = tokens::estimate(&whole.body);
+        let whole_json = Written::write(&whole.body, None).unwrap().to_json();
+        for k in 0..all.len() {
+            let (first, history) = if k == 0 {
+                (None, History::default())
+            } else {
+                let (t, h) = translate_after(request(&all[..k]), &ctx, History::default()).unwrap();
+                (Some(t), h)
+            };
+            assert_eq!(history.len(), k);
+            let (rest, after) = translate_after(request(&all[k..]), &ctx, history).unwrap();
+            assert_eq!(after.len(), all.len());
+            assert_eq!(
+                rest.reasoning_account, whole.reasoning_account,
+                "split at {k}"
+            );
+            assert_eq!(rest.prefill, whole.prefill, "split at {k}");
+            let first_items = first.as_ref().map_or(0, |t| tokens::input(&t.body.input));
+            assert_eq!(
+                tokens::estimate(&rest.body) + first_items,
+                estimate,
+                "split at {k}"
+            );
+            let written = first.map(|t| Written::write(&t.body, None).unwrap());
+            let continued = Written::write(&rest.body, written.as_ref().map(Written::items))
+                .unwrap()
+                .to_json();
+            assert_eq!(
+                String::from_utf8(continued).unwrap(),
+                String::from_utf8(whole_json.clone()).unwrap(),
+                "split at {k}"
+            );
+        }
+    }
+    // An error in the continued part names the message by its place in the whole request.
+    let config = ModelConfig::default();
+    let ctx = Context {
+        model: &model,
+        config: &config,
+        prompt_cache_key: "conv".into(),
+        require_max_tokens: true,
+    };
+    let read = |messages: &[Value]| -> MessagesRequest {
+        serde_json::from_value(json!({"model": "claude-sonnet-4-5", "max_tokens": 1000,
+            "messages": messages}))
+        .unwrap()
+    };
+    let (_, history) = translate_after(read(&all[..3]), &ctx, History::default()).unwrap();
+    let error = translate_after(
+        read(&[json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_nowhere", "content": "x"}]})]),
+        &ctx,
+        history,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        error.message.starts_with("messages.3.content.0"),
+        "{}",
+        error.message
+    );
+}

@@ -23,13 +23,17 @@ pub fn estimate(body: &ResponsesRequest) -> u64 {
     if let Some(instructions) = &body.instructions {
         total += text(instructions) + PER_MESSAGE;
     }
-    for item in &body.input {
-        total += item_tokens(item);
-    }
+    total += input(&body.input);
     if let Some(tools) = &body.tools {
         total += tools.iter().map(tool_tokens).sum::<u64>();
     }
     total
+}
+
+/// The estimate for input items alone: a request's estimate is its members' and its items',
+/// so a conversation's earlier items are counted once and added up after.
+pub fn input(items: &[InputItem]) -> u64 {
+    items.iter().map(item_tokens).sum()
 }
 
 fn item_tokens(item: &InputItem) -> u64 {
