@@ -116,8 +116,8 @@ impl Conn {
             buf.extend_from_slice(data);
             let mut found = 0;
             let mut i = 0;
-            while let Some(pos) = find(&buf[i..], b"\"content\":\"d") {
-                let at = i + pos + 12;
+            while let Some((pos, len)) = delta_marker(&buf[i..]) {
+                let at = i + pos + len;
                 if at + 5 > buf.len() {
                     break;
                 }
@@ -138,13 +138,26 @@ impl Conn {
             if found > 1 {
                 seen.batched += 1;
             }
-            if memchr(&buf, b"[DONE]") {
+            if memchr(&buf, b"[DONE]") || memchr(&buf, b"event: message_stop") {
                 seen.complete = true;
             }
             let keep = buf.len().saturating_sub(32).max(i);
             carry = buf[keep..].to_vec();
         }
         Ok(seen)
+    }
+}
+
+/// Where the next delta's marker (`d0000|…`) is, and the length of what leads it: a chat
+/// chunk's `"content":"`, a Messages text delta's `"text":"`.
+fn delta_marker(buf: &[u8]) -> Option<(usize, usize)> {
+    const CHAT: &[u8] = b"\"content\":\"d";
+    const MESSAGES: &[u8] = b"\"text\":\"d";
+    match (find(buf, CHAT), find(buf, MESSAGES)) {
+        (Some(a), Some(b)) if b < a => Some((b, MESSAGES.len())),
+        (Some(a), _) => Some((a, CHAT.len())),
+        (None, Some(b)) => Some((b, MESSAGES.len())),
+        (None, None) => None,
     }
 }
 

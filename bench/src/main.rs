@@ -81,6 +81,11 @@ struct Cli {
         default_value = "http,websocket,http-whole,websocket-whole"
     )]
     history_transports: Vec<String>,
+    /// Client APIs for [11]: chat (Chat Completions), messages (Anthropic Messages, shaped as
+    /// Claude Code sends it: a billing line that changes every turn, a cache mark on the newest
+    /// message).
+    #[arg(long, value_delimiter = ',', default_value = "chat,messages")]
+    history_surfaces: Vec<String>,
     /// Scenarios to run (latency, responses, messages, ollama, gemini, streaming, frontier, cpu,
     /// streams, idle, bodies, conversation, history, events); all by default.
     #[arg(long, value_delimiter = ',')]
@@ -402,72 +407,106 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
     let answer: String = (0..shape.deltas)
         .map(|i| mock::delta_text(i, shape.delta_bytes))
         .collect();
-    println!(
-        "\n[11] large histories: {turns} turns each, one new 1 KB message a turn (streamed chat)"
-    );
-    for &kib in &cli.history_kib {
-        for transport in &cli.history_transports {
-            // `-whole`: the first message changes every turn, so every turn is sent in full
-            // (nothing continues): the cost of a large request read, translated and sent whole.
-            let (transport, whole): (&'static str, bool) = match transport.as_str() {
-                "http" => ("http", false),
-                "websocket" => ("websocket", false),
-                "http-whole" => ("http", true),
-                "websocket-whole" => ("websocket", true),
-                other => anyhow::bail!("--history-transports: unknown transport {other}"),
-            };
-            let upstream = mock::start(shape, cli.load_cpu(), None).await?;
-            let mut settings = cli.daemon_settings();
-            settings.transport = transport;
-            let d = Daemon::start(binary, upstream, &settings)?;
-            let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-            let mut messages =
-                vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
-            for i in 0..kib / 10 {
-                let role = if i % 2 == 0 { "user" } else { "assistant" };
-                messages
-                    .push(serde_json::json!({"role": role, "content": words(&mut seed, 10_240)}));
-            }
-            let mut conn = Conn::open(d.addr, API_KEY).await?;
-            let (mut cpu, mut bytes, mut body_bytes) = (0u64, 0u64, 0u64);
-            for turn in 0..=turns {
-                messages
-                    .push(serde_json::json!({"role": "user", "content": words(&mut seed, 1024)}));
-                if whole && let Some(first) = messages.get_mut(1) {
-                    first["content"] = format!("Turn {turn}. {}", words(&mut seed, 10_240)).into();
+    println!("\n[11] large histories: {turns} turns each, one new 1 KB message a turn (streamed)");
+    for surface in &cli.history_surfaces {
+        let (surface, path): (&'static str, &'static str) = match surface.as_str() {
+            "chat" => ("chat", "/v1/chat/completions"),
+            "messages" => ("messages", "/v1/messages"),
+            other => anyhow::bail!("--history-surfaces: unknown surface {other}"),
+        };
+        for &kib in &cli.history_kib {
+            for transport in &cli.history_transports {
+                // `-whole`: the first message changes every turn, so every turn is sent in
+                // full (nothing continues): the cost of a large request read, translated and
+                // sent whole.
+                let (transport, whole): (&'static str, bool) = match transport.as_str() {
+                    "http" => ("http", false),
+                    "websocket" => ("websocket", false),
+                    "http-whole" => ("http", true),
+                    "websocket-whole" => ("websocket", true),
+                    other => anyhow::bail!("--history-transports: unknown transport {other}"),
+                };
+                let upstream = mock::start(shape, cli.load_cpu(), None).await?;
+                let mut settings = cli.daemon_settings();
+                settings.transport = transport;
+                let d = Daemon::start(binary, upstream, &settings)?;
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+                let mut said: Vec<(&str, String)> = (0..kib / 10)
+                    .map(|i| {
+                        let role = if i % 2 == 0 { "user" } else { "assistant" };
+                        (role, words(&mut seed, 10_240))
+                    })
+                    .collect();
+                let mut conn = Conn::open_at(d.addr, API_KEY, path).await?;
+                let (mut cpu, mut bytes, mut body_bytes) = (0u64, 0u64, 0u64);
+                for turn in 0..=turns {
+                    said.push(("user", words(&mut seed, 1024)));
+                    if whole && let Some(first) = said.first_mut() {
+                        first.1 = format!("Turn {turn}. {}", words(&mut seed, 10_240));
+                    }
+                    let body = Bytes::from(history_body(surface, &said, turn).to_string());
+                    let (sent, used) = (mock::received_bytes(), d.cpu_ns());
+                    let seen = conn.stream(&body).await?;
+                    anyhow::ensure!(seen.complete, "turn {turn} did not complete");
+                    // The first turn opens the socket and sends everything: not counted.
+                    if turn > 0 {
+                        cpu += d.cpu_ns().saturating_sub(used);
+                        bytes += mock::received_bytes() - sent;
+                        body_bytes += body.len() as u64;
+                    }
+                    said.push(("assistant", answer.clone()));
                 }
-                let body = Bytes::from(
-                    serde_json::json!({"model": "gpt-5.5", "stream": true, "messages": messages})
-                        .to_string(),
+                let n = turns as u64;
+                let per_turn_us = cpu / n / 1000;
+                let mb = body_bytes as f64 / n as f64 / 1e6;
+                let transport = if whole {
+                    format!("{transport} (whole)")
+                } else {
+                    transport.to_owned()
+                };
+                println!(
+                    "  {surface:<8} {kib:>5} KB  {transport:<17} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
+                    per_turn_us as f64 / 1000.0 / mb,
+                    bytes / n,
+                    body_bytes / n,
                 );
-                let (sent, used) = (mock::received_bytes(), d.cpu_ns());
-                let seen = conn.stream(&body).await?;
-                anyhow::ensure!(seen.complete, "turn {turn} did not complete");
-                // The first turn opens the socket and sends everything: not counted.
-                if turn > 0 {
-                    cpu += d.cpu_ns().saturating_sub(used);
-                    bytes += mock::received_bytes() - sent;
-                    body_bytes += body.len() as u64;
-                }
-                messages.push(serde_json::json!({"role": "assistant", "content": answer}));
             }
-            let n = turns as u64;
-            let per_turn_us = cpu / n / 1000;
-            let mb = body_bytes as f64 / n as f64 / 1e6;
-            let transport = if whole {
-                format!("{transport} (whole)")
-            } else {
-                transport.to_owned()
-            };
-            println!(
-                "  {kib:>5} KB  {transport:<17} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
-                per_turn_us as f64 / 1000.0 / mb,
-                bytes / n,
-                body_bytes / n,
-            );
         }
     }
     Ok(())
+}
+
+/// [11]'s request: a streamed chat request, or a Messages one as Claude Code sends it (the
+/// system prompt headed by a billing line that changes every turn, the cache mark on the
+/// newest message only).
+fn history_body(surface: &str, said: &[(&str, String)], turn: usize) -> serde_json::Value {
+    use serde_json::json;
+    if surface == "chat" {
+        let mut messages = vec![json!({"role": "system", "content": "You are a coding agent."})];
+        messages.extend(
+            said.iter()
+                .map(|(role, text)| json!({"role": role, "content": text})),
+        );
+        return json!({"model": "gpt-5.5", "stream": true, "messages": messages});
+    }
+    let last = said.len().saturating_sub(1);
+    let messages: Vec<serde_json::Value> = said
+        .iter()
+        .enumerate()
+        .map(|(i, (role, text))| {
+            let mut block = json!({"type": "text", "text": text});
+            if i == last {
+                block["cache_control"] = json!({"type": "ephemeral"});
+            }
+            json!({"role": role, "content": [block]})
+        })
+        .collect();
+    json!({"model": "gpt-5.5", "max_tokens": 32000, "stream": true,
+        "system": [
+            {"type": "text", "text": format!("x-anthropic-billing-header: cc_version=2.1.328; cch={turn:05};")},
+            {"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}
+        ],
+        "messages": messages})
 }
 
 /// [12] The cost of an event as real streams deliver them: one request at a time, the mock
