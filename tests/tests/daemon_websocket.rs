@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use codex_proxy_tests::fake::{FakeUpstream, RESPONSES_PATH, Script};
-use codex_proxy_tests::harness::Daemon;
+use std::time::Duration;
+
+use codex_proxy_tests::harness::{Daemon, poll_until};
 use serde_json::{Value, json};
 
 fn daemon(fake: &FakeUpstream, accounts: &[usize], transport: &str) -> Daemon {
@@ -772,13 +774,8 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
         .set("upstream", "transport = \"websocket\"")
         .set("log", "level = \"info,codex_proxy=debug\"")
         .start();
+    catalog_fetched(&daemon).await;
     let big = "x".repeat(80 << 10);
-    let continued = |daemon: &Daemon| {
-        daemon
-            .logs()
-            .matches("continues its conversation's last")
-            .count()
-    };
     let mut turns = vec![big.as_str(), "b"];
     let (status, _, body) = daemon.chat(&conversation(&turns)).await;
     assert_eq!(status, 200, "{body}");
@@ -788,7 +785,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(answer(&body), format!("You said: {next}"));
     }
-    assert_eq!(continued(&daemon), 2);
+    assert_eq!(continued_requests(&daemon, 2).await, 2);
     let sent = sent_turns(&fake);
     assert_eq!(sent.len(), 3);
     for turn in &sent[1..] {
@@ -802,7 +799,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
     let (status, _, body) = daemon.chat(&conversation(&turns)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(answer(&body), "You said: e");
-    assert_eq!(continued(&daemon), 2);
+    assert_eq!(continued_requests(&daemon, 2).await, 2);
     let sent = sent_turns(&fake);
     let whole = &sent[3];
     assert!(whole.0.is_none());
@@ -819,7 +816,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
     let (status, _, body) = daemon.chat(&conversation(&turns)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(answer(&body), "You said: f");
-    assert_eq!(continued(&daemon), 3);
+    assert_eq!(continued_requests(&daemon, 3).await, 3);
 
     // Other tools: not continued from (the members differ); the tools reach the backend.
     let mut with_tools = conversation(&turns);
@@ -827,7 +824,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
         "parameters": {"type": "object", "properties": {}}}}]);
     let (status, _, body) = daemon.chat(&with_tools).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(continued(&daemon), 3);
+    assert_eq!(continued_requests(&daemon, 3).await, 3);
     let last = fake
         .requests_to(RESPONSES_PATH)
         .last()
@@ -847,7 +844,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
     assert_eq!(status, 400, "{body}");
     let at = with_tools["messages"].as_array().unwrap().len();
     assert!(body.contains(&format!("messages[{at}]")), "{body}");
-    assert_eq!(continued(&daemon), 4);
+    assert_eq!(continued_requests(&daemon, 4).await, 4);
 
     // Over HTTP, a continued request's body is the whole conversation.
     let fake = FakeUpstream::start().await.unwrap();
@@ -856,6 +853,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
         .set("upstream", "transport = \"http\"")
         .set("log", "level = \"info,codex_proxy=debug\"")
         .start();
+    catalog_fetched(&daemon).await;
     let mut turns = vec![big.as_str(), "b"];
     for next in ["c", "d"] {
         turns.push(next);
@@ -863,7 +861,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(answer(&body), format!("You said: {next}"));
     }
-    assert_eq!(continued(&daemon), 1);
+    assert_eq!(continued_requests(&daemon, 1).await, 1);
     let last = fake
         .requests_to(RESPONSES_PATH)
         .last()
@@ -896,6 +894,29 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
             }
         })
     );
+}
+
+/// Waits for the daemon's first fetch of the model catalog: a kept translation is only
+/// continued with the catalog it was made with, so a test of continued turns starts after it.
+async fn catalog_fetched(daemon: &Daemon) {
+    let fetched = poll_until(Duration::from_secs(10), || {
+        daemon.logs().contains("model catalog updated")
+    })
+    .await;
+    assert!(fetched, "{}", daemon.logs());
+}
+
+/// How many large requests the daemon's log says continued their conversation's last, once it
+/// says at least `at_least` (a log line may trail the answer it belongs to).
+async fn continued_requests(daemon: &Daemon, at_least: usize) -> usize {
+    let count = || {
+        daemon
+            .logs()
+            .matches("continues its conversation's last")
+            .count()
+    };
+    poll_until(Duration::from_secs(10), || count() >= at_least).await;
+    count()
 }
 
 /// More conversations one after another than an account may have sockets: each still goes over
@@ -981,12 +1002,6 @@ async fn claude_code_loop(
 /// sent whole over HTTP is the one translating the history whole gives.
 #[tokio::test]
 async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
-    let continued = |daemon: &Daemon| {
-        daemon
-            .logs()
-            .matches("continues its conversation's last")
-            .count()
-    };
     let big = "y".repeat(80 << 10);
     let fake = FakeUpstream::start().await.unwrap();
     let daemon = Daemon::builder()
@@ -994,8 +1009,9 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
         .set("upstream", "transport = \"websocket\"")
         .set("log", "level = \"info,codex_proxy=debug\"")
         .start();
+    catalog_fetched(&daemon).await;
     let messages = claude_code_loop(&fake, &daemon, &big, 4).await;
-    assert_eq!(continued(&daemon), 3);
+    assert_eq!(continued_requests(&daemon, 3).await, 3);
     let sent = sent_turns(&fake);
     assert_eq!(sent.len(), 4);
     for turn in &sent[1..] {
@@ -1013,7 +1029,7 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
         reply["content"].as_array().unwrap().last().unwrap()["text"],
         "All done."
     );
-    assert_eq!(continued(&daemon), 4);
+    assert_eq!(continued_requests(&daemon, 4).await, 4);
     let turns = fake.requests_to(RESPONSES_PATH);
     let last = turns.last().unwrap();
     assert_eq!(last.status, 200, "{:?}", last.rejection);
@@ -1041,15 +1057,16 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
         .set("upstream", "transport = \"http\"")
         .set("log", "level = \"info,codex_proxy=debug\"")
         .start();
+    catalog_fetched(&daemon).await;
     let messages = claude_code_loop(&fake, &daemon, &big, 3).await;
-    assert_eq!(continued(&daemon), 2);
+    assert_eq!(continued_requests(&daemon, 2).await, 2);
     fake.enqueue(Script::text("Done."));
     post_claude_code(&daemon, "s-1", &claude_code_turn(&messages, 7)).await;
-    assert_eq!(continued(&daemon), 3);
+    assert_eq!(continued_requests(&daemon, 3).await, 3);
     // Another session: nothing kept for it, read whole.
     fake.enqueue(Script::text("Done."));
     post_claude_code(&daemon, "s-2", &claude_code_turn(&messages, 8)).await;
-    assert_eq!(continued(&daemon), 3);
+    assert_eq!(continued_requests(&daemon, 3).await, 3);
     let turns = fake.requests_to(RESPONSES_PATH);
     let input = |back: usize| turns[turns.len() - back].body.as_ref().unwrap()["input"].clone();
     assert_eq!(input(2), input(1));

@@ -140,32 +140,19 @@ fn prepare_outlined(
         return Ok(None);
     };
     let key = outline.key(client.0, SURFACE, "");
-    let kept = outline.continued(state, key, SURFACE);
-    let (from, earlier) = match &kept {
-        Some(kept) => match kept.state.downcast_ref::<request::History>() {
-            Some(history) => (kept.messages.len(), history.clone()),
-            None => (0, request::History::default()),
-        },
-        None => (0, request::History::default()),
-    };
-    if from > 0 {
-        tracing::debug!(
-            "a large request continues its conversation's last: {from} of its {} messages were translated before",
-            outline.history.len()
-        );
-    }
-    let (Some(mut chat), Some(messages)) = (
-        outline.members_as::<ChatRequest>("messages"),
-        outline.messages_as(from),
-    ) else {
+    let Some(history::Resumed {
+        request: chat,
+        from,
+        translator: earlier,
+        kept,
+        members: members_digest,
+        digests,
+    }) = outline.resume::<ChatRequest, _, request::History>(state, key, SURFACE, |chat, tail| {
+        chat.messages = tail;
+    })
+    else {
         return Ok(None);
     };
-    chat.messages = messages;
-    let history::Outline {
-        members_digest,
-        digests,
-        ..
-    } = outline;
     let config = state.config();
     let catalog = state.catalog();
     if chat.model.as_deref().is_some_and(|m| m.trim().is_empty()) {

@@ -21,6 +21,8 @@ pub const KEEP_FROM: usize = 64 << 10;
 /// A request body's members, its history apart.
 #[derive(Debug)]
 pub struct Outline<'a> {
+    /// The history's name (`messages`).
+    name: &'static str,
     members: Vec<(Cow<'a, str>, &'a RawValue)>,
     /// The history's messages, as the client wrote them.
     pub history: Vec<&'a RawValue>,
@@ -55,7 +57,11 @@ impl Reading for AsWritten {}
 
 /// Reads `body` in outline, its history under `history` (an array); `None` when the body is
 /// not a JSON object with such an array (the whole reading then says what is wrong).
-pub fn outline<'a>(body: &'a [u8], history: &str, reading: &impl Reading) -> Option<Outline<'a>> {
+pub fn outline<'a>(
+    body: &'a [u8],
+    history: &'static str,
+    reading: &impl Reading,
+) -> Option<Outline<'a>> {
     let Members(mut members) = serde_json::from_slice(body).ok()?;
     let at = members.iter().position(|(name, _)| name == history)?;
     // A name given twice is left to the whole reading (serde takes the last, or refuses).
@@ -63,6 +69,7 @@ pub fn outline<'a>(body: &'a [u8], history: &str, reading: &impl Reading) -> Opt
         return None;
     }
     let (_, raw) = members.remove(at);
+    let name = history;
     let history: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
     let mut h = Xxh3::new();
     for (name, raw) in &members {
@@ -70,6 +77,7 @@ pub fn outline<'a>(body: &'a [u8], history: &str, reading: &impl Reading) -> Opt
     }
     let digests = history.iter().map(|m| reading.message(m)).collect();
     Some(Outline {
+        name,
         members,
         history,
         members_digest: h.digest128(),
@@ -79,7 +87,8 @@ pub fn outline<'a>(body: &'a [u8], history: &str, reading: &impl Reading) -> Opt
 
 impl Outline<'_> {
     /// The request's members (the history empty) read as `T`.
-    pub fn members_as<T: DeserializeOwned>(&self, history: &str) -> Option<T> {
+    fn members_as<T: DeserializeOwned>(&self) -> Option<T> {
+        let history = self.name;
         let size: usize = self
             .members
             .iter()
@@ -99,7 +108,7 @@ impl Outline<'_> {
     }
 
     /// The messages from `from` on, read as `T`; `None` if one does not read.
-    pub fn messages_as<T: DeserializeOwned>(&self, from: usize) -> Option<Vec<T>> {
+    fn messages_as<T: DeserializeOwned>(&self, from: usize) -> Option<Vec<T>> {
         self.history
             .get(from..)?
             .iter()
@@ -125,13 +134,74 @@ impl Outline<'_> {
 
     /// The translation kept for this request's conversation, when the request continues it:
     /// the same members, the same configuration, and its history beginning with the kept
-    /// one's messages.
-    pub fn continued(&self, state: &AppState, key: u128, surface: &str) -> Option<Kept> {
+    /// one's messages and going on (a request adding nothing — a retry — is read whole: its
+    /// last message may mean something as the last, an Anthropic prefill).
+    fn continued(&self, state: &AppState, key: u128, surface: &str) -> Option<Kept> {
         let kept = state.histories().get(key)?;
         let continues = kept.surface == surface
             && kept.current(&state.config(), &state.catalog())
             && kept.members == self.members_digest
+            && self.digests.len() > kept.messages.len()
             && self.digests.starts_with(&kept.messages);
         continues.then_some(kept)
     }
+
+    /// The request read from where the translation kept for its conversation leaves off (from
+    /// its first message if nothing is kept, or nothing it continues): its members as `R`,
+    /// with the messages to translate put in by `with`, and the surface's translator state
+    /// `S` to translate them from. `None` when the request does not read so (the whole reading
+    /// then says what is wrong, if anything).
+    pub fn resume<R, M, S>(
+        self,
+        state: &AppState,
+        key: u128,
+        surface: &str,
+        with: impl FnOnce(&mut R, Vec<M>),
+    ) -> Option<Resumed<R, S>>
+    where
+        R: DeserializeOwned,
+        M: DeserializeOwned,
+        S: Clone + Default + 'static,
+    {
+        let kept = self.continued(state, key, surface).and_then(|kept| {
+            let from = kept.state.downcast_ref::<S>()?.clone();
+            Some((kept, from))
+        });
+        let from = kept.as_ref().map_or(0, |(kept, _)| kept.messages.len());
+        if from > 0 {
+            tracing::debug!(
+                "a large request continues its conversation's last: {from} of its {} messages were translated before",
+                self.history.len()
+            );
+        }
+        let mut request: R = self.members_as()?;
+        with(&mut request, self.messages_as(from)?);
+        let (kept, translator) = match kept {
+            Some((kept, translator)) => (Some(kept), translator),
+            None => (None, S::default()),
+        };
+        Some(Resumed {
+            request,
+            from,
+            translator,
+            kept,
+            members: self.members_digest,
+            digests: self.digests,
+        })
+    }
+}
+
+/// A large request read from where its conversation's kept translation leaves off.
+pub struct Resumed<R, S> {
+    /// The request, its history from `from` on.
+    pub request: R,
+    /// How many of its messages were translated before (0: none, it is read whole).
+    pub from: usize,
+    /// The translator's state after the first `from` messages.
+    pub translator: S,
+    /// The kept translation it continues, when `from > 0`.
+    pub kept: Option<Kept>,
+    /// Digests to keep its own translation under, for the next turn.
+    pub members: u128,
+    pub digests: Vec<u128>,
 }

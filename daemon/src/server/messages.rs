@@ -251,6 +251,7 @@ fn prepare(
 }
 
 /// What a conversation's translation so far is kept as, to continue from.
+#[derive(Clone, Default)]
 struct Continued {
     history: request::History,
     /// The estimate for the items translated so far.
@@ -291,39 +292,23 @@ fn prepare_outlined(
         return Ok(None);
     };
     let key = outline.key(client.0, SURFACE, session_header(headers).unwrap_or(""));
-    // A request adding nothing (a retry) is read whole: its last message may be a prefill.
-    let kept = outline
-        .continued(state, key, SURFACE)
-        .filter(|kept| kept.messages.len() < outline.history.len());
-    let continued = kept
-        .as_ref()
-        .and_then(|kept| Some((kept, kept.state.downcast_ref::<Continued>()?)));
-    let (from, earlier, earlier_tokens) = match continued {
-        Some((kept, continued)) => (
-            kept.messages.len(),
-            continued.history.clone(),
-            continued.tokens,
-        ),
-        None => (0, request::History::default(), 0),
-    };
-    if from > 0 {
-        tracing::debug!(
-            "a large request continues its conversation's last: {from} of its {} messages were translated before",
-            outline.history.len()
-        );
-    }
-    let (Some(mut req), Some(messages)) = (
-        outline.members_as::<MessagesRequest>("messages"),
-        outline.messages_as(from),
-    ) else {
+    let Some(history::Resumed {
+        request: req,
+        from,
+        translator:
+            Continued {
+                history: earlier,
+                tokens: earlier_tokens,
+            },
+        kept,
+        members: members_digest,
+        digests,
+    }) = outline.resume::<MessagesRequest, _, Continued>(state, key, SURFACE, |req, tail| {
+        req.messages = tail;
+    })
+    else {
         return Ok(None);
     };
-    req.messages = messages;
-    let history::Outline {
-        members_digest,
-        digests,
-        ..
-    } = outline;
     let config = state.config();
     let catalog = state.catalog();
     let requested = req.model.trim().to_owned();
@@ -348,8 +333,9 @@ fn prepare_outlined(
         earlier,
     )?;
     translated.body.client_metadata = state.client_metadata(&session);
-    let estimate = tokens::estimate(&translated.body) + earlier_tokens;
+    // The history's text is counted once: the kept items' when they were new.
     let tokens = earlier_tokens + tokens::input(&translated.body.input);
+    let estimate = tokens::members(&translated.body) + tokens;
     let earlier = kept.filter(|_| from > 0).map(|kept| kept.items);
     let wire = state
         .upstream()
