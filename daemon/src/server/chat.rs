@@ -142,7 +142,6 @@ fn prepare_outlined(
     let key = outline.key(client.0, SURFACE, "");
     let Some(history::Resumed {
         request: chat,
-        from,
         translator: earlier,
         kept,
         members: members_digest,
@@ -168,8 +167,8 @@ fn prepare_outlined(
         return Ok(None);
     }
     let conversation = match &kept {
-        Some(kept) if from > 0 => kept.conversation,
-        _ => {
+        Some(kept) => kept.conversation,
+        None => {
             let (system, first_user) = request::conversation_seed(&chat);
             fingerprint(
                 client.0,
@@ -191,7 +190,7 @@ fn prepare_outlined(
         earlier,
     )?;
     translated.body.client_metadata = state.client_metadata(&session);
-    let earlier = kept.as_ref().filter(|_| from > 0).map(|k| &k.items);
+    let earlier = kept.as_ref().map(|k| &k.items);
     let wire = state
         .upstream()
         .encode_after(&translated.body, earlier)

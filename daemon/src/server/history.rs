@@ -163,10 +163,13 @@ impl Outline<'_> {
         M: DeserializeOwned,
         S: Clone + Default + 'static,
     {
-        let kept = self.continued(state, key, surface).and_then(|kept| {
-            let from = kept.state.downcast_ref::<S>()?.clone();
-            Some((kept, from))
-        });
+        let kept = self
+            .continued(state, key, surface)
+            .filter(|kept| !kept.messages.is_empty())
+            .and_then(|kept| {
+                let translator = kept.state.downcast_ref::<S>()?.clone();
+                Some((kept, translator))
+            });
         let from = kept.as_ref().map_or(0, |(kept, _)| kept.messages.len());
         if from > 0 {
             tracing::debug!(
@@ -182,7 +185,6 @@ impl Outline<'_> {
         };
         Some(Resumed {
             request,
-            from,
             translator,
             kept,
             members: self.members_digest,
@@ -193,13 +195,12 @@ impl Outline<'_> {
 
 /// A large request read from where its conversation's kept translation leaves off.
 pub struct Resumed<R, S> {
-    /// The request, its history from `from` on.
+    /// The request, its history from its first new message on (all of it when `kept` is
+    /// `None`).
     pub request: R,
-    /// How many of its messages were translated before (0: none, it is read whole).
-    pub from: usize,
-    /// The translator's state after the first `from` messages.
+    /// The translator's state after the messages translated before.
     pub translator: S,
-    /// The kept translation it continues, when `from > 0`.
+    /// The kept translation it continues, if any.
     pub kept: Option<Kept>,
     /// Digests to keep its own translation under, for the next turn.
     pub members: u128,

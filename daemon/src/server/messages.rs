@@ -4,6 +4,7 @@
 //! A request is parsed and translated (`translate::messages`), run by the engine like every
 //! other surface, and its events rendered as Anthropic's (`translate::messages::render`).
 
+use std::hash::Hash;
 use std::time::Duration;
 
 use axum::Extension;
@@ -11,9 +12,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-
-use std::hash::Hash;
-
 use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -294,7 +292,6 @@ fn prepare_outlined(
     let key = outline.key(client.0, SURFACE, session_header(headers).unwrap_or(""));
     let Some(history::Resumed {
         request: req,
-        from,
         translator:
             Continued {
                 history: earlier,
@@ -318,8 +315,8 @@ fn prepare_outlined(
     }
     // Everything the conversation is told by is in the key and the kept messages.
     let conversation = match &kept {
-        Some(kept) if from > 0 => kept.conversation,
-        _ => conversation(client, headers, &req, &resolved.model.slug),
+        Some(kept) => kept.conversation,
+        None => conversation(client, headers, &req, &resolved.model.slug),
     };
     let session = state.conversations().key_for(conversation);
     let (mut translated, history) = request::translate_after(
@@ -336,7 +333,7 @@ fn prepare_outlined(
     // The history's text is counted once: the kept items' when they were new.
     let tokens = earlier_tokens + tokens::input(&translated.body.input);
     let estimate = tokens::members(&translated.body) + tokens;
-    let earlier = kept.filter(|_| from > 0).map(|kept| kept.items);
+    let earlier = kept.map(|kept| kept.items);
     let wire = state
         .upstream()
         .encode_after(&translated.body, earlier.as_ref())
@@ -441,9 +438,7 @@ async fn handle(
                 .body
                 .input
                 .retain(|item| !matches!(item, InputItem::Reasoning { .. }));
-            prepared.earlier = prepared
-                .earlier
-                .map(|items| items.retain(|item| !is_reasoning_json(item)));
+            prepared.earlier = prepared.earlier.as_ref().map(Items::without_reasoning);
             let wire = encode(state, &prepared)?;
             start(
                 state,
@@ -559,15 +554,7 @@ fn has_reasoning(prepared: &Prepared) -> bool {
     input
         .iter()
         .any(|item| matches!(item, InputItem::Reasoning { .. }))
-        || prepared
-            .earlier
-            .as_ref()
-            .is_some_and(|items| items.iter().any(is_reasoning_json))
-}
-
-/// Whether an item, as this daemon writes it, is reasoning.
-fn is_reasoning_json(item: &str) -> bool {
-    item.starts_with(r#"{"type":"reasoning""#)
+        || prepared.earlier.as_ref().is_some_and(Items::has_reasoning)
 }
 
 /// A stream failure, as the client is told it.
@@ -765,56 +752,4 @@ pub async fn anthropic_errors(response: Response) -> Response {
         render::error_body(kind, message).to_string()
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::upstream::wire::{
-        ContentPart, Reasoning, ResponsesRequest, Role, SummaryText, ToolChoice,
-    };
-    use crate::upstream::written::Written;
-
-    /// Reasoning is told apart in written items as in typed ones: what the retry without
-    /// reasoning takes out of a continued body's earlier turns.
-    #[test]
-    fn written_reasoning_is_recognised() {
-        let mut body = ResponsesRequest {
-            model: "gpt-5.5".into(),
-            instructions: None,
-            input: Vec::new(),
-            tools: None,
-            tool_choice: ToolChoice::Mode("auto"),
-            parallel_tool_calls: true,
-            reasoning: Reasoning {
-                effort: None,
-                summary: None,
-                context: None,
-            },
-            store: false,
-            stream: true,
-            include: Vec::new(),
-            service_tier: None,
-            prompt_cache_key: "conv".into(),
-            text: None,
-            client_metadata: Default::default(),
-        };
-        body.input = vec![
-            InputItem::Message {
-                role: Role::User,
-                content: vec![ContentPart::InputText {
-                    text: r#"{"type":"reasoning"}"#.into(),
-                }],
-            },
-            InputItem::Reasoning {
-                summary: vec![SummaryText { text: "x".into() }],
-                encrypted_content: "gAAAA".into(),
-            },
-        ];
-        let written = Written::write(&body, None).unwrap();
-        let flags: Vec<bool> = written.items().iter().map(is_reasoning_json).collect();
-        assert_eq!(flags, [false, true]);
-        let kept = written.items().retain(|item| !is_reasoning_json(item));
-        assert_eq!(kept.len(), 1);
-    }
 }

@@ -617,6 +617,41 @@ mod tests {
         }
     }
 
+    /// Written items' reasoning is told apart from a message that merely says so, and taken
+    /// out leaving the rest as it was: a continued turn's retry on an account that cannot read
+    /// the kept reasoning.
+    #[test]
+    fn written_reasoning_is_recognised_and_taken_out() {
+        use crate::upstream::written::Written;
+        let reasoning = InputItem::Reasoning {
+            summary: vec![SummaryText { text: "x".into() }],
+            encrypted_content: "gAAAA".into(),
+        };
+        let earlier = Written::write(
+            &request(
+                vec![user(r#"{"type":"reasoning"}"#), reasoning, user("b")],
+                true,
+            ),
+            None,
+        )
+        .unwrap();
+        assert!(earlier.items().has_reasoning());
+        let without = earlier.items().without_reasoning();
+        assert!(!without.has_reasoning());
+        let after = Written::write(&request(vec![user("c")], true), Some(&without)).unwrap();
+        let expected = Written::write(
+            &request(
+                vec![user(r#"{"type":"reasoning"}"#), user("b"), user("c")],
+                true,
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(after.to_json(), expected.to_json());
+        let plain = Written::write(&request(vec![user("a")], true), None).unwrap();
+        assert!(!plain.items().has_reasoning());
+    }
+
     #[test]
     fn events_borrow_plain_strings_and_own_escaped_ones() {
         let data = br#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"say \"hi\"\n","sequence_number":7}"#;

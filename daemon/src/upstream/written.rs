@@ -165,7 +165,7 @@ impl Written {
 
 impl Items {
     /// The items `keep` keeps (given each one's JSON), in one piece.
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Self {
+    fn retain(&self, keep: impl Fn(&str) -> bool) -> Self {
         let digests = self.digests();
         let mut json = String::with_capacity(self.bytes());
         let mut items = Vec::with_capacity(self.len());
@@ -191,8 +191,23 @@ impl Items {
         }
     }
 
+    /// Whether any item is reasoning.
+    pub fn has_reasoning(&self) -> bool {
+        self.iter().any(is_reasoning)
+    }
+
+    /// The items but the reasoning, in one piece (for an account that cannot read it).
+    pub fn without_reasoning(&self) -> Self {
+        self.retain(|item| !is_reasoning(item))
+    }
+
     /// The items in one piece.
     fn joined(&self) -> Self {
         self.retain(|_| true)
     }
+}
+
+/// Whether an item, as [`Written::write`] writes it (its type first), is reasoning.
+fn is_reasoning(item: &str) -> bool {
+    item.starts_with(r#"{"type":"reasoning""#)
 }
