@@ -246,7 +246,7 @@ async fn a_client_that_leaves_mid_turn_closes_the_socket_and_the_next_turn_opens
             hung_up = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(hung_up, "the upstream turn was not dropped");
     let (status, _, body) = daemon.chat(&conversation(&["slow", "next"])).await;
