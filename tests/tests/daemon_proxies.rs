@@ -1,5 +1,5 @@
 //! Outbound proxies end to end: the real daemon reaches the fake through an HTTP `CONNECT`
-//! proxy (HTTPS, HTTP/2 inside the tunnel) and through SOCKS5 proxies, with credentials taken
+//! proxy (HTTPS, HTTP/2 inside the tunnel, the backend's WebSocket too) and through SOCKS5 proxies, with credentials taken
 //! from the proxy URL. The proxies here are small test servers that check the credentials,
 //! record what they were asked for and splice the bytes.
 
@@ -51,6 +51,12 @@ async fn splice(mut client: TcpStream, target: &str) {
 
 /// An HTTP proxy that only tunnels (`CONNECT`), and only with the right credentials.
 async fn connect_proxy() -> (u16, Seen) {
+    connect_proxy_to(None).await
+}
+
+/// [`connect_proxy`], its tunnels going to `redirect` (`127.0.0.1:PORT`) whatever they ask for:
+/// the only way there when the daemon is told a dead address.
+async fn connect_proxy_to(redirect: Option<String>) -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Seen::default();
@@ -62,6 +68,7 @@ async fn connect_proxy() -> (u16, Seen) {
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let (record, expected) = (record.clone(), expected.clone());
+            let redirect = redirect.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
@@ -85,7 +92,9 @@ async fn connect_proxy() -> (u16, Seen) {
                     if authorized { "authorized" } else { "refused" }
                 ));
                 let target = match request.split(' ').collect::<Vec<_>>()[..] {
-                    ["CONNECT", target, "HTTP/1.1"] if authorized => target.to_owned(),
+                    ["CONNECT", target, "HTTP/1.1"] if authorized => {
+                        redirect.unwrap_or_else(|| target.to_owned())
+                    }
                     _ => {
                         let _ = socket
                             .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
@@ -109,16 +118,21 @@ async fn connect_proxy() -> (u16, Seen) {
 /// A SOCKS5 proxy that requires username/password authentication; records the address type
 /// and address of each `CONNECT`.
 async fn socks5_proxy() -> (u16, Seen) {
+    socks5_proxy_to(None).await
+}
+
+/// [`socks5_proxy`], its connections going to `redirect` whatever they ask for.
+async fn socks5_proxy_to(redirect: Option<String>) -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Seen::default();
     let record = seen.clone();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let record = record.clone();
+            let (record, redirect) = (record.clone(), redirect.clone());
             tokio::spawn(async move {
                 if let Some((socket, target)) = socks5_handshake(socket, &record).await {
-                    splice(socket, &target).await;
+                    splice(socket, &redirect.unwrap_or(target)).await;
                 }
             });
         }
@@ -223,8 +237,10 @@ impl TlsFake {
 async fn https_goes_through_an_http_connect_tunnel_with_credentials() {
     let tls = TlsFake::start().await;
     let (proxy, seen) = connect_proxy().await;
+    // Over HTTP, to see HTTP/2 inside the tunnel (sockets through proxies: below).
     let daemon = tls
         .daemon()
+        .set("upstream", "transport = \"http\"")
         .set(
             "upstream",
             &format!("proxy = \"http://{}@127.0.0.1:{proxy}\"", credentials()),
@@ -312,4 +328,94 @@ async fn no_proxy_exempts_the_backend() {
     let (status, _, body) = daemon.chat(&user("direct")).await;
     assert_eq!(status, 200, "{body}");
     assert!(seen.all().is_empty(), "{:?}", seen.all());
+}
+
+/// A conversation: its earlier turns answered as the fake answers ("You said: …").
+fn conversation(turns: &[&str]) -> Value {
+    let mut messages = Vec::new();
+    for (i, text) in turns.iter().enumerate() {
+        if i > 0 {
+            messages.push(
+                json!({"role": "assistant", "content": format!("You said: {}", turns[i - 1])}),
+            );
+        }
+        messages.push(json!({"role": "user", "content": text}));
+    }
+    json!({"model": "gpt-5.5", "messages": messages})
+}
+
+/// The backend's WebSocket goes through the proxy as its HTTP requests do — inside a `CONNECT`
+/// tunnel with the URL's credentials, or through SOCKS5 with the host name — the backend's
+/// certificate verified inside; a conversation keeps its socket, and its second turn goes
+/// incrementally. A proxy that refuses the tunnel leaves `auto` on HTTP, which says why.
+#[tokio::test]
+async fn the_backends_socket_goes_through_the_proxy_too() {
+    let tls = TlsFake::start().await;
+    // The daemon is told a port nothing listens on; the proxies take it to the fake's.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fake = format!("127.0.0.1:{}", tls.port);
+    let told = tls
+        .fake
+        .base_url()
+        .replace(&format!(":{}", tls.port), &format!(":{dead}"));
+    let (connect, connect_seen) = connect_proxy_to(Some(fake.clone())).await;
+    let (socks, socks_seen) = socks5_proxy_to(Some(fake)).await;
+    let cases = [
+        (
+            format!("http://{}@127.0.0.1:{connect}", credentials()),
+            tls.daemon().base_url(&told),
+            connect_seen,
+            format!("CONNECT 127.0.0.1:{dead} HTTP/1.1 authorized"),
+        ),
+        (
+            format!("socks5h://{}@127.0.0.1:{socks}", credentials()),
+            tls.daemon()
+                .base_url(&told.replace("127.0.0.1", "localhost")),
+            socks_seen,
+            format!("CONNECT domain localhost:{dead}"),
+        ),
+    ];
+    for (url, daemon, seen, expected) in cases {
+        let daemon = daemon
+            .set("upstream", "transport = \"websocket\"")
+            .set("upstream", &format!("proxy = \"{url}\""))
+            .start();
+        let before = tls.fake.requests_to(RESPONSES_PATH).len();
+        for turns in [&["first"][..], &["first", "second"]] {
+            let (status, _, body) = daemon.chat(&conversation(turns)).await;
+            assert_eq!(status, 200, "{url}: {body}");
+            let last = turns.last().unwrap();
+            assert!(body.contains(&format!("You said: {last}")), "{body}");
+        }
+        let turns = tls.fake.requests_to(RESPONSES_PATH);
+        let turns = &turns[before..];
+        assert_eq!(turns.len(), 2, "{url}");
+        assert!(turns.iter().all(|t| t.method == "WS"), "{url}");
+        let second = turns[1].body.as_ref().unwrap();
+        assert!(second["previous_response_id"].is_string(), "{second}");
+        assert_eq!(second["input"].as_array().unwrap().len(), 1, "{second}");
+        assert!(seen.all().contains(&expected), "{:?}", seen.all());
+    }
+
+    // Wrong credentials: the socket is refused at the proxy, `auto` goes over HTTP, and the
+    // proxy's refusal is what the client is told.
+    let (proxy, seen) = connect_proxy().await;
+    let url = format!("http://{USER}:wrong@127.0.0.1:{proxy}");
+    let before = tls.fake.requests_to(RESPONSES_PATH).len();
+    let (status, body) = tls
+        .chat_via(
+            tls.daemon().set("upstream", "transport = \"auto\""),
+            &url,
+            "x",
+        )
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("proxy authorization required"), "{body}");
+    assert!(seen.all().iter().all(|l| l.ends_with("refused")));
+    assert_eq!(tls.fake.requests_to(RESPONSES_PATH).len(), before);
 }

@@ -104,7 +104,8 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    /// The WebSocket; HTTP for a while when a handshake is refused (426, a proxy, …).
+    /// The WebSocket; HTTP for a while when a handshake is refused (426, a proxy that will not
+    /// tunnel it, …).
     Auto,
     /// Only the WebSocket: a refused handshake is an error.
     Websocket,

@@ -66,8 +66,6 @@ pub struct Upstream {
     /// The Responses WebSocket: where, and the sockets kept for reuse.
     ws_endpoint: super::websocket::Endpoint,
     ws: Arc<super::websocket::Pool>,
-    /// Every turn goes through a proxy: always HTTP (sockets are not tunnelled).
-    proxied: bool,
 }
 
 impl Upstream {
@@ -92,14 +90,14 @@ impl Upstream {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let base = upstream.base_url.as_str();
         let responses_uri: Uri = format!("{base}/codex/responses").parse()?;
+        let http = Http::new(upstream, Arc::new(tls.clone()))?;
         let ws_endpoint = super::websocket::Endpoint::new(
             &responses_uri,
             &tls,
             Duration::from_secs(upstream.connect_timeout_seconds),
             Duration::from_secs(upstream.idle_timeout_seconds),
+            http.route(&responses_uri),
         )?;
-        let http = Http::new(upstream, Arc::new(tls))?;
-        let proxied = http.proxied(&responses_uri);
         Ok(Self {
             http,
             responses_uri,
@@ -119,7 +117,6 @@ impl Upstream {
             transport: upstream.transport,
             ws_endpoint,
             ws: Arc::default(),
-            proxied,
         })
     }
 
@@ -136,7 +133,7 @@ impl Upstream {
         match self.transport {
             Transport::Http => false,
             Transport::Websocket => true,
-            Transport::Auto => !self.proxied && !self.ws.falling_back(),
+            Transport::Auto => !self.ws.falling_back(),
         }
     }
 
@@ -269,11 +266,6 @@ impl Upstream {
         use crate::config::Transport;
         if !self.sockets_first() {
             return Ok(None);
-        }
-        if self.proxied {
-            return Err(UpstreamError::Transport(
-                "upstream.transport = \"websocket\" does not go through a proxy; use \"auto\" or \"http\"".into(),
-            ));
         }
         // A socket kept from the conversation's last turn may have been closed by the backend
         // meanwhile: then once more on a new one, before anything reached the client.

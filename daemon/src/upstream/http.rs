@@ -50,6 +50,8 @@ type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 pub struct Http {
     client: Client<Connector, Full<Bytes>>,
+    /// The client's connector, for streams that are not HTTP requests (a WebSocket).
+    connector: Connector,
     /// The longest silence: before an answer's head, and between reads of its body.
     read_timeout: Duration,
     /// Which proxy takes which request; `None` when none is configured at all.
@@ -113,9 +115,10 @@ impl Http {
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true)
-            .build(connector);
+            .build(connector.clone());
         Ok(Self {
             client,
+            connector,
             read_timeout: Duration::from_secs(config.idle_timeout_seconds),
             proxies,
         })
@@ -162,11 +165,14 @@ impl Http {
         }
     }
 
-    /// Whether requests to `uri` go through a proxy.
-    pub fn proxied(&self, uri: &Uri) -> bool {
-        self.proxies
-            .as_ref()
-            .is_some_and(|m| m.intercept(uri).is_some())
+    /// The proxy requests to `uri` go through, as a way to open byte streams to its host (a
+    /// WebSocket's); `None` when they go straight.
+    pub fn route(&self, uri: &Uri) -> Option<Route> {
+        let proxy = self.proxies.as_ref()?.intercept(uri)?;
+        Some(Route {
+            connector: self.connector.clone(),
+            proxy,
+        })
     }
 
     /// A plain-HTTP request through an HTTP proxy carries the proxy's credentials itself (an
@@ -235,6 +241,67 @@ impl Body {
     }
 }
 
+/// A byte stream, whatever carries it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+/// A proxy, and how to reach it.
+#[derive(Clone)]
+pub struct Route {
+    connector: Connector,
+    proxy: Intercept,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The proxy's scheme only: its URL may hold credentials.
+        f.debug_struct("Route")
+            .field("proxy", &self.proxy.uri().scheme_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Route {
+    /// A byte stream to `host:port` through the proxy — a `CONNECT` tunnel through an HTTP(S)
+    /// proxy (with the URL's credentials), a SOCKS connection — within the connect timeout.
+    /// What goes inside (TLS to the host, a WebSocket) is the caller's.
+    pub async fn open(&self, host: &str, port: u16) -> Result<Box<dyn Io>, BoxError> {
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        // The port given always, so neither proxy kind assumes one from the scheme.
+        let dst: Uri = format!("https://{host}:{port}").parse()?;
+        let connector = &self.connector;
+        let opening: Connecting<Box<dyn Io>> = match connector.socks(&self.proxy) {
+            Some(mut socks) => {
+                let connecting = socks.call(dst);
+                Box::pin(async move { Ok(Box::new(connecting.await?.into_inner()) as Box<dyn Io>) })
+            }
+            None => {
+                let connecting = connector.tunnel(&self.proxy).call(dst);
+                Box::pin(
+                    async move { Ok(Box::new(TokioIo::new(connecting.await?)) as Box<dyn Io>) },
+                )
+            }
+        };
+        within(self.connector.limit, opening).await
+    }
+}
+
+/// `connecting`, or a timeout after `limit`.
+async fn within<T>(limit: Duration, connecting: Connecting<T>) -> Result<T, BoxError> {
+    match tokio::time::timeout(limit, connecting).await {
+        Ok(connected) => connected,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting to the backend timed out",
+        )
+        .into()),
+    }
+}
+
 /// Connects to a destination, through its proxy if one applies, within `connect_timeout_seconds`
 /// (TCP, the proxy's handshake and TLS together).
 #[derive(Clone)]
@@ -269,49 +336,47 @@ impl Service<Uri> for Connector {
             }
             Some(proxy) => self.via(&proxy, dst),
         };
-        Box::pin(async move {
-            match tokio::time::timeout(limit, connecting).await {
-                Ok(connected) => connected,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connecting to the backend timed out",
-                )
-                .into()),
-            }
-        })
+        Box::pin(within(limit, connecting))
     }
 }
 
 impl Connector {
     fn via(&mut self, proxy: &Intercept, dst: Uri) -> Connecting<Conn> {
         let https = dst.scheme() == Some(&axum::http::uri::Scheme::HTTPS);
-        match proxy.uri().scheme_str() {
-            Some(scheme @ ("socks5" | "socks5h" | "socks4" | "socks4a")) => {
-                let socks = SocksDestination {
-                    http: self.http.clone(),
-                    proxy: with_default_port(proxy.uri(), 1080),
-                    v5: scheme.starts_with("socks5"),
-                    auth: proxy
-                        .raw_auth()
-                        .map(|(user, pass)| (user.to_owned(), pass.to_owned())),
-                    resolve: matches!(scheme, "socks5" | "socks4"),
-                };
-                let connecting = HttpsConnector::from((socks, self.tls.clone())).call(dst);
-                Box::pin(async move { Ok(Conn::Plain(connecting.await?)) })
-            }
-            _ if https => {
-                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.to_proxy.clone());
-                if let Some(auth) = proxy.basic_auth() {
-                    tunnel = tunnel.with_auth(auth.clone());
-                }
-                let connecting = HttpsConnector::from((tunnel, self.tls.clone())).call(dst);
-                Box::pin(async move { Ok(Conn::Tunnel(Box::new(connecting.await?))) })
-            }
-            _ => {
-                // Plain HTTP goes to the proxy as absolute-form requests.
-                let connecting = self.to_proxy.call(proxy.uri().clone());
-                Box::pin(async move { Ok(Conn::Forward(connecting.await?)) })
-            }
+        if let Some(socks) = self.socks(proxy) {
+            let connecting = HttpsConnector::from((socks, self.tls.clone())).call(dst);
+            return Box::pin(async move { Ok(Conn::Plain(connecting.await?)) });
+        }
+        if https {
+            let connecting = HttpsConnector::from((self.tunnel(proxy), self.tls.clone())).call(dst);
+            Box::pin(async move { Ok(Conn::Tunnel(Box::new(connecting.await?))) })
+        } else {
+            // Plain HTTP goes to the proxy as absolute-form requests.
+            let connecting = self.to_proxy.call(proxy.uri().clone());
+            Box::pin(async move { Ok(Conn::Forward(connecting.await?)) })
+        }
+    }
+
+    /// The connector to a SOCKS proxy; `None` when the proxy is not one.
+    fn socks(&self, proxy: &Intercept) -> Option<SocksDestination> {
+        let scheme = proxy.uri().scheme_str()?;
+        matches!(scheme, "socks5" | "socks5h" | "socks4" | "socks4a").then(|| SocksDestination {
+            http: self.http.clone(),
+            proxy: with_default_port(proxy.uri(), 1080),
+            v5: scheme.starts_with("socks5"),
+            auth: proxy
+                .raw_auth()
+                .map(|(user, pass)| (user.to_owned(), pass.to_owned())),
+            resolve: matches!(scheme, "socks5" | "socks4"),
+        })
+    }
+
+    /// The connector of `CONNECT` tunnels through an HTTP(S) proxy.
+    fn tunnel(&self, proxy: &Intercept) -> Tunnel<HttpsConnector<HttpConnector>> {
+        let tunnel = Tunnel::new(proxy.uri().clone(), self.to_proxy.clone());
+        match proxy.basic_auth() {
+            Some(auth) => tunnel.with_auth(auth.clone()),
+            None => tunnel,
         }
     }
 }

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -41,9 +40,9 @@ pub const FALLBACK_FOR: Duration = Duration::from_secs(10 * 60);
 /// The largest frame accepted from the backend.
 const MAX_FRAME: usize = 64 << 20;
 
-/// Whatever the socket runs over: TCP, or TLS over TCP.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+/// Whatever the socket runs over: TCP or a proxy's tunnel, with or without TLS.
+pub use super::http::Io;
+use super::http::Route;
 
 type Socket = WebSocketStream<Box<dyn Io>>;
 
@@ -275,6 +274,8 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
     /// The longest silence inside a turn (`upstream.idle_timeout_seconds`).
     pub idle_timeout: Duration,
+    /// The proxy sockets go through, as HTTP requests to the backend do; `None`: straight.
+    pub route: Option<Route>,
 }
 
 impl Endpoint {
@@ -284,6 +285,7 @@ impl Endpoint {
         tls: &rustls::ClientConfig,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        route: Option<Route>,
     ) -> anyhow::Result<Self> {
         let secure = responses.scheme_str() == Some("https");
         let text = responses.to_string();
@@ -303,6 +305,7 @@ impl Endpoint {
             tls,
             connect_timeout,
             idle_timeout,
+            route,
         })
     }
 }
@@ -323,21 +326,28 @@ async fn connect(
         .unwrap_or(if endpoint.tls.is_some() { 443 } else { 80 });
     let no_sockets = |e: &dyn std::fmt::Display| Unavailable::NoSockets(e.to_string());
     let open = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| no_sockets(&e))?;
-        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = match &endpoint.route {
+            // Through the proxy that HTTP requests to the backend go through.
+            Some(route) => route.open(&host, port).await.map_err(|e| no_sockets(&e))?,
+            None => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .map_err(|e| no_sockets(&e))?;
+                let _ = tcp.set_nodelay(true);
+                Box::new(tcp)
+            }
+        };
         let io: Box<dyn Io> = match &endpoint.tls {
             Some(config) => {
                 let name = rustls::pki_types::ServerName::try_from(host.clone())
                     .map_err(|e| no_sockets(&e))?;
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
+                    .connect(name, stream)
                     .await
                     .map_err(|e| no_sockets(&e))?;
                 Box::new(tls)
             }
-            None => Box::new(tcp),
+            None => stream,
         };
         let mut request = tungstenite::handshake::client::Request::builder()
             .method("GET")
