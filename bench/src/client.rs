@@ -138,7 +138,10 @@ impl Conn {
             if found > 1 {
                 seen.batched += 1;
             }
-            if memchr(&buf, b"[DONE]") || memchr(&buf, b"event: message_stop") {
+            if memchr(&buf, b"[DONE]")
+                || memchr(&buf, b"event: message_stop")
+                || memchr(&buf, b"event: response.completed")
+            {
                 seen.complete = true;
             }
             let keep = buf.len().saturating_sub(32).max(i);
@@ -149,16 +152,13 @@ impl Conn {
 }
 
 /// Where the next delta's marker (`d0000|…`) is, and the length of what leads it: a chat
-/// chunk's `"content":"`, a Messages text delta's `"text":"`.
+/// chunk's `"content":"`, a Messages text delta's `"text":"`, a Responses delta's `"delta":"`.
 fn delta_marker(buf: &[u8]) -> Option<(usize, usize)> {
-    const CHAT: &[u8] = b"\"content\":\"d";
-    const MESSAGES: &[u8] = b"\"text\":\"d";
-    match (find(buf, CHAT), find(buf, MESSAGES)) {
-        (Some(a), Some(b)) if b < a => Some((b, MESSAGES.len())),
-        (Some(a), _) => Some((a, CHAT.len())),
-        (None, Some(b)) => Some((b, MESSAGES.len())),
-        (None, None) => None,
-    }
+    const LEADS: [&[u8]; 3] = [b"\"content\":\"d", b"\"text\":\"d", b"\"delta\":\"d"];
+    LEADS
+        .iter()
+        .filter_map(|lead| Some((find(buf, lead)?, lead.len())))
+        .min_by_key(|(at, _)| *at)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -83,8 +83,9 @@ struct Cli {
     history_transports: Vec<String>,
     /// Client APIs for [11]: chat (Chat Completions), messages (Anthropic Messages, shaped as
     /// Claude Code sends it: a billing line that changes every turn, a cache mark on the newest
-    /// message).
-    #[arg(long, value_delimiter = ',', default_value = "chat,messages")]
+    /// message), responses (the whole input every turn, as the Agents SDK sends it without
+    /// `previous_response_id`).
+    #[arg(long, value_delimiter = ',', default_value = "chat,messages,responses")]
     history_surfaces: Vec<String>,
     /// Scenarios to run (latency, responses, messages, ollama, gemini, streaming, frontier, cpu,
     /// streams, idle, bodies, conversation, history, events); all by default.
@@ -412,6 +413,7 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
         let (surface, path): (&'static str, &'static str) = match surface.as_str() {
             "chat" => ("chat", "/v1/chat/completions"),
             "messages" => ("messages", "/v1/messages"),
+            "responses" => ("responses", "/v1/responses"),
             other => anyhow::bail!("--history-surfaces: unknown surface {other}"),
         };
         for &kib in &cli.history_kib {
@@ -465,7 +467,7 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
                     transport.to_owned()
                 };
                 println!(
-                    "  {surface:<8} {kib:>5} KB  {transport:<17} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
+                    "  {surface:<9} {kib:>5} KB  {transport:<17} CPU per turn {per_turn_us:>6} µs ({:>5.2} ms per MB of body) · upstream {:>8} B per turn (body {:>8} B)",
                     per_turn_us as f64 / 1000.0 / mb,
                     bytes / n,
                     body_bytes / n,
@@ -476,9 +478,9 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
     Ok(())
 }
 
-/// [11]'s request: a streamed chat request, or a Messages one as Claude Code sends it (the
-/// system prompt headed by a billing line that changes every turn, the cache mark on the
-/// newest message only).
+/// [11]'s request: a streamed chat request, a Responses one with the whole input, or a
+/// Messages one as Claude Code sends it (the system prompt headed by a billing line that
+/// changes every turn, the cache mark on the newest message only).
 fn history_body(surface: &str, said: &[(&str, String)], turn: usize) -> serde_json::Value {
     use serde_json::json;
     if surface == "chat" {
@@ -488,6 +490,21 @@ fn history_body(surface: &str, said: &[(&str, String)], turn: usize) -> serde_js
                 .map(|(role, text)| json!({"role": role, "content": text})),
         );
         return json!({"model": "gpt-5.5", "stream": true, "messages": messages});
+    }
+    if surface == "responses" {
+        let input: Vec<serde_json::Value> = said
+            .iter()
+            .map(|(role, text)| {
+                let kind = if *role == "user" {
+                    "input_text"
+                } else {
+                    "output_text"
+                };
+                json!({"type": "message", "role": role, "content": [{"type": kind, "text": text}]})
+            })
+            .collect();
+        return json!({"model": "gpt-5.5", "stream": true, "store": false,
+            "instructions": "You are a coding agent.", "input": input});
     }
     let last = said.len().saturating_sub(1);
     let messages: Vec<serde_json::Value> = said
