@@ -98,6 +98,13 @@ impl ApiError {
         )
     }
 
+    /// A translated request that could not be written for the backend.
+    pub fn not_encoded(error: impl std::fmt::Display) -> Self {
+        Self::internal(format!(
+            "The request could not be encoded for the backend: {error}"
+        ))
+    }
+
     #[must_use]
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);

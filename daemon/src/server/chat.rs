@@ -18,7 +18,6 @@ use super::body::JsonBody;
 use super::history;
 use super::{ApiError, AppState};
 use crate::clock::unix_now;
-use crate::engine::histories::Kept;
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint};
 use crate::models;
 use crate::requests::Observed;
@@ -60,6 +59,29 @@ struct Prepared {
     include_usage: bool,
     stop: Vec<String>,
     ignored: Vec<String>,
+}
+
+impl Prepared {
+    fn new(
+        model: &str,
+        conversation: ConversationId,
+        session: String,
+        wire: WireBody,
+        translated: request::Translated,
+    ) -> Self {
+        Self {
+            model: model.to_owned(),
+            conversation,
+            session,
+            wire,
+            n: translated.n,
+            lite: translated.lite,
+            stream: translated.stream,
+            include_usage: translated.include_usage,
+            stop: translated.stop,
+            ignored: translated.ignored,
+        }
+    }
 }
 
 /// Parse, resolve, translate and encode: CPU work in proportion to the body — or, for a
@@ -106,23 +128,17 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
         },
     )?;
     translated.body.client_metadata = state.client_metadata(&session);
-    let wire = state.upstream().encode(&translated.body).map_err(|e| {
-        ApiError::internal(format!(
-            "The request could not be encoded for the backend: {e}"
-        ))
-    })?;
-    Ok(Prepared {
-        model: resolved.model.slug.clone(),
+    let wire = state
+        .upstream()
+        .encode(&translated.body)
+        .map_err(ApiError::not_encoded)?;
+    Ok(Prepared::new(
+        &resolved.model.slug,
         conversation,
         session,
         wire,
-        n: translated.n,
-        lite: translated.lite,
-        stream: translated.stream,
-        include_usage: translated.include_usage,
-        stop: translated.stop,
-        ignored: translated.ignored,
-    })
+        translated,
+    ))
 }
 
 /// A large request, read in outline: when it continues the one kept for its conversation,
@@ -144,8 +160,7 @@ fn prepare_outlined(
         request: chat,
         translator: earlier,
         kept,
-        members: members_digest,
-        digests,
+        keeping,
     }) = outline.resume::<ChatRequest, _, request::History>(state, key, SURFACE, |chat, tail| {
         chat.messages = tail;
     })
@@ -194,39 +209,16 @@ fn prepare_outlined(
     let wire = state
         .upstream()
         .encode_after(&translated.body, earlier)
-        .map_err(|e| {
-            ApiError::internal(format!(
-                "The request could not be encoded for the backend: {e}"
-            ))
-        })?;
+        .map_err(ApiError::not_encoded)?;
     drop(kept);
-    if let Some(written) = wire.written() {
-        state.histories().put(
-            key,
-            Kept {
-                surface: SURFACE,
-                config,
-                catalog,
-                members: members_digest,
-                messages: digests,
-                state: std::sync::Arc::new(history),
-                items: written.items().clone(),
-                conversation,
-            },
-        );
-    }
-    Ok(Some(Prepared {
-        model: resolved.model.slug.clone(),
+    keeping.keep(state, (config, catalog), history, &wire, conversation);
+    Ok(Some(Prepared::new(
+        &resolved.model.slug,
         conversation,
         session,
         wire,
-        n: translated.n,
-        lite: translated.lite,
-        stream: translated.stream,
-        include_usage: translated.include_usage,
-        stop: translated.stop,
-        ignored: translated.ignored,
-    }))
+        translated,
+    )))
 }
 
 async fn handle(

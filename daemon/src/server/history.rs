@@ -10,8 +10,14 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
+use std::sync::Arc;
+
 use crate::app::AppState;
+use crate::config::Config;
+use crate::engine::ConversationId;
 use crate::engine::histories::Kept;
+use crate::models::Catalog;
+use crate::upstream::WireBody;
 use crate::upstream::incremental::Members;
 
 /// Bodies from this size are read in outline and their translation kept: below it, reading
@@ -155,7 +161,7 @@ impl Outline<'_> {
         self,
         state: &AppState,
         key: u128,
-        surface: &str,
+        surface: &'static str,
         with: impl FnOnce(&mut R, Vec<M>),
     ) -> Option<Resumed<R, S>>
     where
@@ -187,8 +193,12 @@ impl Outline<'_> {
             request,
             translator,
             kept,
-            members: self.members_digest,
-            digests: self.digests,
+            keeping: Keeping {
+                key,
+                surface,
+                members: self.members_digest,
+                digests: self.digests,
+            },
         })
     }
 }
@@ -202,7 +212,45 @@ pub struct Resumed<R, S> {
     pub translator: S,
     /// The kept translation it continues, if any.
     pub kept: Option<Kept>,
-    /// Digests to keep its own translation under, for the next turn.
-    pub members: u128,
-    pub digests: Vec<u128>,
+    /// Where its own translation is kept, for the next turn.
+    pub keeping: Keeping,
+}
+
+/// Where a large request's translation is kept, and what the next request must match.
+pub struct Keeping {
+    key: u128,
+    surface: &'static str,
+    members: u128,
+    digests: Vec<u128>,
+}
+
+impl Keeping {
+    /// Keeps the translation written into `wire` (with its translator's state after the
+    /// request's last message, and what it was translated with) for the conversation's next
+    /// turn; a body not written in parts is not kept.
+    pub fn keep<S: Send + Sync + 'static>(
+        self,
+        state: &AppState,
+        (config, catalog): (Arc<Config>, Arc<Catalog>),
+        translator: S,
+        wire: &WireBody,
+        conversation: ConversationId,
+    ) {
+        let Some(written) = wire.written() else {
+            return;
+        };
+        state.histories().put(
+            self.key,
+            Kept {
+                surface: self.surface,
+                config,
+                catalog,
+                members: self.members,
+                messages: self.digests,
+                state: Arc::new(translator),
+                items: written.items().clone(),
+                conversation,
+            },
+        );
+    }
 }

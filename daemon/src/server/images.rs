@@ -319,11 +319,10 @@ async fn make(
     translated.body.tool_choice = ToolChoice::Mode("required");
     translated.body.parallel_tool_calls = false;
     translated.body.client_metadata = state.client_metadata(&session);
-    let wire = state.upstream().encode(&translated.body).map_err(|e| {
-        ApiError::internal(format!(
-            "The request could not be encoded for the backend: {e}"
-        ))
-    })?;
+    let wire = state
+        .upstream()
+        .encode(&translated.body)
+        .map_err(ApiError::not_encoded)?;
     drop(translated);
     let turn = engine::start(
         state,

@@ -18,7 +18,6 @@ use xxhash_rust::xxh3::Xxh3;
 use super::auth::ClientKey;
 use super::body::JsonBody;
 use super::{ApiError, AppState, history};
-use crate::engine::histories::Kept;
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
 use crate::requests::Observed;
 use crate::translate::messages::render::{self, Mode, Writer};
@@ -298,8 +297,7 @@ fn prepare_outlined(
                 tokens: earlier_tokens,
             },
         kept,
-        members: members_digest,
-        digests,
+        keeping,
     }) = outline.resume::<MessagesRequest, _, Continued>(state, key, SURFACE, |req, tail| {
         req.messages = tail;
     })
@@ -337,40 +335,27 @@ fn prepare_outlined(
     let wire = state
         .upstream()
         .encode_after(&translated.body, earlier.as_ref())
-        .map_err(encode_error)?;
-    if let Some(written) = wire.written() {
-        state.histories().put(
-            key,
-            Kept {
-                surface: SURFACE,
-                config,
-                catalog,
-                members: members_digest,
-                messages: digests,
-                state: std::sync::Arc::new(Continued { history, tokens }),
-                items: written.items().clone(),
-                conversation,
-            },
-        );
-    }
+        .map_err(ApiError::not_encoded)?;
+    let window = resolved.model.context_window;
+    let model = resolved.model.slug.clone();
+    keeping.keep(
+        state,
+        (config, catalog),
+        Continued { history, tokens },
+        &wire,
+        conversation,
+    );
     Ok(Some(Prepared {
         requested,
-        model: resolved.model.slug.clone(),
+        model,
         conversation,
         session,
         translated,
         estimate,
-        window: resolved.model.context_window,
+        window,
         wire: Some(wire),
         earlier,
     }))
-}
-
-#[allow(clippy::needless_pass_by_value)] // the shape `map_err` takes
-fn encode_error(e: crate::upstream::UpstreamError) -> ApiError {
-    ApiError::internal(format!(
-        "The request could not be encoded for the backend: {e}"
-    ))
 }
 
 fn encode(state: &AppState, prepared: &Prepared) -> Result<WireBody, ApiError> {
@@ -379,7 +364,7 @@ fn encode(state: &AppState, prepared: &Prepared) -> Result<WireBody, ApiError> {
         Some(earlier) => upstream.encode_after(&prepared.translated.body, Some(earlier)),
         None => upstream.encode(&prepared.translated.body),
     }
-    .map_err(encode_error)
+    .map_err(ApiError::not_encoded)
 }
 
 async fn handle(

@@ -78,11 +78,10 @@ pub fn prepare(
     translated.body.client_metadata = state.client_metadata(&session);
     ignored.append(&mut translated.ignored);
     let estimate = tokens::estimate(&translated.body);
-    let wire = state.upstream().encode(&translated.body).map_err(|e| {
-        ApiError::internal(format!(
-            "The request could not be encoded for the backend: {e}"
-        ))
-    })?;
+    let wire = state
+        .upstream()
+        .encode(&translated.body)
+        .map_err(ApiError::not_encoded)?;
     Ok(Ready {
         model: resolved.model.slug.clone(),
         conversation,

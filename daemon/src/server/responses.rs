@@ -188,7 +188,7 @@ pub(super) fn prepare_parsed(
     let wire = state
         .upstream()
         .encode_json(rewritten.body)
-        .map_err(|e| ApiError::internal(format!("The request could not be encoded: {e}")))?;
+        .map_err(ApiError::not_encoded)?;
     Ok(Prepared {
         model: resolved.model.slug.clone(),
         conversation,
@@ -250,7 +250,7 @@ pub(super) async fn start_turn(
     prepared.wire = state
         .upstream()
         .encode_json(stripped)
-        .map_err(|e| ApiError::internal(format!("The request could not be encoded: {e}")))?;
+        .map_err(ApiError::not_encoded)?;
     Ok(engine::start(state, &prepared.turn(call, within), state.track_request()).await?)
 }
 
