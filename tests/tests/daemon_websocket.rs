@@ -769,12 +769,7 @@ async fn a_socket_at_its_limit_is_replaced_invisibly() {
 #[tokio::test]
 async fn a_large_history_is_translated_from_its_new_messages_on() {
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"websocket\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
-    catalog_fetched(&daemon).await;
+    let daemon = logging_daemon(&fake, &[0], "websocket").await;
     let big = "x".repeat(80 << 10);
     let mut turns = vec![big.as_str(), "b"];
     let (status, _, body) = daemon.chat(&conversation(&turns)).await;
@@ -848,12 +843,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
 
     // Over HTTP, a continued request's body is the whole conversation.
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"http\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
-    catalog_fetched(&daemon).await;
+    let daemon = logging_daemon(&fake, &[0], "http").await;
     let mut turns = vec![big.as_str(), "b"];
     for next in ["c", "d"] {
         turns.push(next);
@@ -896,14 +886,21 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
     );
 }
 
-/// Waits for the daemon's first fetch of the model catalog: a kept translation is only
-/// continued with the catalog it was made with, so a test of continued turns starts after it.
-async fn catalog_fetched(daemon: &Daemon) {
+/// A daemon that logs at debug level (what tells a continued request), started once it has
+/// fetched the model catalog: a kept translation is only continued with the catalog it was
+/// made with, so a test of continued turns starts after that.
+async fn logging_daemon(fake: &FakeUpstream, accounts: &[usize], transport: &str) -> Daemon {
+    let daemon = Daemon::builder()
+        .fake(fake, accounts)
+        .set("upstream", &format!("transport = \"{transport}\""))
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
     let fetched = poll_until(Duration::from_secs(10), || {
         daemon.logs().contains("model catalog updated")
     })
     .await;
     assert!(fetched, "{}", daemon.logs());
+    daemon
 }
 
 /// How many large requests the daemon's log says continued their conversation's last, once it
@@ -1004,12 +1001,7 @@ async fn claude_code_loop(
 async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
     let big = "y".repeat(80 << 10);
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0, 1])
-        .set("upstream", "transport = \"websocket\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
-    catalog_fetched(&daemon).await;
+    let daemon = logging_daemon(&fake, &[0, 1], "websocket").await;
     let messages = claude_code_loop(&fake, &daemon, &big, 4).await;
     assert_eq!(continued_requests(&daemon, 3).await, 3);
     let sent = sent_turns(&fake);
@@ -1052,12 +1044,7 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
 
     // Over HTTP every body goes whole: a continued one is what translating it whole gives.
     let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"http\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
-    catalog_fetched(&daemon).await;
+    let daemon = logging_daemon(&fake, &[0], "http").await;
     let messages = claude_code_loop(&fake, &daemon, &big, 3).await;
     assert_eq!(continued_requests(&daemon, 2).await, 2);
     fake.enqueue(Script::text("Done."));
