@@ -1071,3 +1071,98 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
     );
     assert_eq!(kinds.len(), 1 + 3 * 3);
 }
+
+/// A `/v1/responses` request with the whole input (and `metadata`, which the backend is not
+/// sent), its answer as JSON.
+async fn post_responses(daemon: &Daemon, input: &[Value], store: bool, metadata: &str) -> Value {
+    let response = daemon
+        .client()
+        .post(daemon.url("/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": input, "store": store,
+            "instructions": "Be brief.", "include": ["reasoning.encrypted_content"],
+            "metadata": {"run": metadata}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A Responses client that sends its whole input every turn (the Agents SDK, the AI SDK with
+/// `store: false`) has a large history read from its new items on too: turns go out as one
+/// new item, over HTTP the body is the one reading the input whole gives, a stored response
+/// keeps every item, and an item reference is read whole.
+#[tokio::test]
+async fn a_large_responses_input_is_read_from_its_new_items_on() {
+    let big = "z".repeat(80 << 10);
+    for (transport, store) in [("websocket", false), ("http", false), ("websocket", true)] {
+        let fake = FakeUpstream::start().await.unwrap();
+        let daemon = logging_daemon(&fake, &[0], transport).await;
+        let mut input = vec![
+            json!({"role": "system", "content": "Mind the tests."}),
+            json!({"role": "user", "content": big}),
+        ];
+        let (mut last, mut sent_last) = (Value::Null, Vec::new());
+        for turn in 0..4 {
+            fake.enqueue(Script::text(&format!("answer {turn}")).with_reasoning("Thinking."));
+            sent_last.clone_from(&input);
+            last = post_responses(&daemon, &input, store, "a").await;
+            input.extend(last["output"].as_array().unwrap().iter().cloned());
+            input.push(json!({"role": "user", "content": format!("next {turn}")}));
+        }
+        assert_eq!(continued_requests(&daemon, 3).await, 3, "{transport}");
+        let requests = fake.requests_to(RESPONSES_PATH);
+        if transport == "websocket" {
+            let sent = sent_turns(&fake);
+            assert_eq!(sent.len(), 4);
+            for turn in &sent[1..] {
+                assert!(turn.0.is_some(), "continued turns go incrementally");
+                assert_eq!(turn.1.len(), 1, "{:?}", turn.1);
+            }
+        } else {
+            // The last body, continued, against the same input read whole (other metadata:
+            // nothing kept to continue from, and nothing the backend is sent).
+            let continued = requests.last().unwrap().body.clone().unwrap();
+            fake.enqueue(Script::text("answer 3").with_reasoning("Thinking."));
+            post_responses(&daemon, &sent_last, store, "b").await;
+            assert_eq!(continued_requests(&daemon, 3).await, 3);
+            let whole = fake
+                .requests_to(RESPONSES_PATH)
+                .last()
+                .unwrap()
+                .body
+                .clone()
+                .unwrap();
+            // (Not printed: a large history.)
+            assert!(
+                continued["input"] == whole["input"],
+                "the bodies' inputs differ"
+            );
+            let kinds: Vec<&str> = whole["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["role"].as_str().or(i["type"].as_str()).unwrap())
+                .collect();
+            assert_eq!(kinds[0], "developer", "{kinds:?}");
+            assert_eq!(kinds.iter().filter(|k| **k == "reasoning").count(), 3);
+        }
+        if store {
+            // The stored response knows every item the request sent.
+            let id = last["id"].as_str().unwrap();
+            let items: Value = daemon
+                .client()
+                .get(daemon.url(&format!("/v1/responses/{id}/input_items?limit=100")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let data = items["data"].as_array().unwrap();
+            assert_eq!(data.len(), sent_last.len());
+        }
+    }
+}

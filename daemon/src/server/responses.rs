@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::auth::ClientKey;
 use super::body::JsonBody;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, history};
 use crate::clock::unix_now;
 use crate::engine::store::{Missing, ResponseStore, StoredResponse, item_id_of};
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest, fingerprint, named};
@@ -26,6 +26,7 @@ use crate::requests::Observed;
 use crate::translate::raw::{RawObject, to_raw};
 use crate::translate::responses::{self as rewrite, Context};
 use crate::upstream::wire::{Failure, Usage, leading_type};
+use crate::upstream::written::Written;
 use crate::upstream::{EventStream, WireBody};
 
 /// Bodies above this size are rewritten and encoded off the async workers.
@@ -82,9 +83,163 @@ impl Prepared {
 }
 
 fn prepare(state: &AppState, client: ClientKey, body: &[u8]) -> Result<Prepared, ApiError> {
+    if body.len() >= history::KEEP_FROM
+        && let Some(prepared) = prepare_outlined(state, client, body)?
+    {
+        return Ok(prepared);
+    }
     let object = rewrite::parse(body)?;
     let head = rewrite::head(&object)?;
     prepare_parsed(state, client, object, &head, None, false)
+}
+
+/// What a conversation's rewritten items so far are kept with, to continue from.
+#[derive(Clone, Default)]
+struct Continued {
+    /// Its items make the Responses-Lite layout (an `additional_tools` item).
+    lite: bool,
+}
+
+/// A large request, read in outline (see [`history`]): when it continues the one kept for its
+/// conversation, only its new items are read and rewritten, and the kept items go on as they
+/// were written; either way its items are kept for the next turn. Only the plain case: a
+/// request that continues no stored response (`previous_response_id`) and references no item
+/// (an `item_reference` is resolved from the store as it is at the time). `None` leaves the
+/// request to the whole reading, which says what is wrong, if anything.
+fn prepare_outlined(
+    state: &AppState,
+    client: ClientKey,
+    body: &[u8],
+) -> Result<Option<Prepared>, ApiError> {
+    const SURFACE: &str = "responses";
+    if memchr::memmem::find(body, br#""item_reference""#).is_some() {
+        return Ok(None);
+    }
+    let Some(outline) = history::outline(body, "input", &history::AsWritten) else {
+        return Ok(None);
+    };
+    let first_item = outline
+        .history
+        .first()
+        .map(|item| item.get().to_owned())
+        .unwrap_or_default();
+    let key = outline.key(client.0, SURFACE, "");
+    let mut tail: Vec<Box<RawValue>> = Vec::new();
+    let Some(history::Resumed {
+        request: mut object,
+        translator: earlier,
+        kept,
+        keeping,
+    }) = outline.resume::<RawObject, _, Continued>(state, key, SURFACE, |_, items| {
+        tail = items;
+    })
+    else {
+        return Ok(None);
+    };
+    let mut head = rewrite::head(&object)?;
+    if head.previous_response_id.is_some() {
+        return Ok(None);
+    }
+    head.first_item = first_item;
+    let config = state.config();
+    let catalog = state.catalog();
+    let resolved = models::resolve(
+        head.model.as_deref(),
+        &catalog,
+        &config.model.aliases,
+        &config.model.default,
+    )?;
+    let (conversation, session) = conversation(state, client, &head, None, &resolved.model.slug);
+    let keep = head.store && state.responses().enabled();
+    object.set("input", to_raw(&tail));
+    drop(tail);
+    let rewritten = rewrite::rewrite(
+        object,
+        Context {
+            model: &resolved.model.slug,
+            suffix_effort: resolved.suffix_effort.as_deref(),
+            history: Vec::new(),
+            session: &session,
+            keep,
+            compact: false,
+        },
+        // No item is a reference (above).
+        &|_| None,
+    )?;
+    // The rewritten members and new items, the kept items before them.
+    let parsed = crate::upstream::incremental::parse(&rewritten.body)
+        .ok_or_else(|| ApiError::not_encoded("the rewritten body does not read"))?;
+    let members: Vec<(&str, &str)> = parsed
+        .members
+        .iter()
+        .filter(|(name, _)| name != "input")
+        .map(|(name, raw)| (name.as_ref(), *raw))
+        .collect();
+    let earlier_items = kept.map(|kept| kept.items);
+    let written = Written::from_raw(&members, &parsed.input, earlier_items.as_ref())
+        .map_err(ApiError::not_encoded)?;
+    let wire = state.upstream().encode_written(written);
+    let lite = earlier.lite || rewritten.lite;
+    // The store keeps what the request sent: all its items (it continues no stored response).
+    let input = match wire.written() {
+        Some(written) if keep => written
+            .items()
+            .iter()
+            .filter_map(|item| RawValue::from_string(item.to_owned()).ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    keeping.keep(
+        state,
+        (config, catalog),
+        Continued { lite },
+        &wire,
+        conversation,
+    );
+    Ok(Some(Prepared {
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        wire,
+        lite,
+        stream: head.stream,
+        keep,
+        prefer: None,
+        previous: None,
+        input,
+        ignored: rewritten.ignored,
+        // A retry without reasoning takes it out of the written items (see `start_turn`).
+        json: None,
+        observed: None,
+    }))
+}
+
+/// The conversation a request belongs to, and its session key: named by its
+/// `prompt_cache_key`, else the chain it continues, else a fingerprint of its start.
+fn conversation(
+    state: &AppState,
+    client: ClientKey,
+    head: &rewrite::Head,
+    previous: Option<&StoredResponse>,
+    model: &str,
+) -> (ConversationId, String) {
+    match (&head.prompt_cache_key, previous) {
+        (Some(key), _) => {
+            let id = named(client.0, key);
+            (id, state.conversations().open(id, Some(key)))
+        }
+        (None, Some(previous)) => (previous.conversation, previous.session.clone()),
+        (None, None) => {
+            let id = fingerprint(
+                client.0,
+                model,
+                head.instructions.as_deref().unwrap_or_default(),
+                &head.first_item,
+                None,
+            );
+            (id, state.conversations().key_for(id))
+        }
+    }
 }
 
 /// As [`prepare`], for a parsed request; `local` holds a WebSocket connection's own responses
@@ -146,23 +301,13 @@ pub(super) fn prepare_parsed(
         }
         None => (Vec::new(), None),
     };
-    let (conversation, session) = match (&head.prompt_cache_key, &previous) {
-        (Some(key), _) => {
-            let id = named(client.0, key);
-            (id, state.conversations().open(id, Some(key)))
-        }
-        (None, Some(previous)) => (previous.conversation, previous.session.clone()),
-        (None, None) => {
-            let id = fingerprint(
-                client.0,
-                &resolved.model.slug,
-                head.instructions.as_deref().unwrap_or_default(),
-                &head.first_item,
-                None,
-            );
-            (id, state.conversations().key_for(id))
-        }
-    };
+    let (conversation, session) = conversation(
+        state,
+        client,
+        head,
+        previous.as_deref(),
+        &resolved.model.slug,
+    );
     let keep = head.store && global.enabled() && !compact;
     // Encrypted reasoning comes back whenever the response is kept anywhere.
     let replayable = keep || local.is_some_and(ResponseStore::enabled);
@@ -235,11 +380,21 @@ pub(super) async fn start_turn(
             ..
         })
     );
-    let stripped = prepared
-        .json
-        .take()
-        .filter(|_| foreign)
-        .and_then(|json| rewrite::without_reasoning(&json));
+    let json = prepared.json.take();
+    if !foreign {
+        return Err(error.into());
+    }
+    let upstream = state.upstream();
+    let stripped = match prepared.wire.written() {
+        Some(written) => written
+            .without_reasoning()
+            .map(|written| upstream.encode_written(written)),
+        None => json
+            .and_then(|json| rewrite::without_reasoning(&json))
+            .map(|json| upstream.encode_json(json))
+            .transpose()
+            .map_err(ApiError::not_encoded)?,
+    };
     let Some(stripped) = stripped else {
         return Err(error.into());
     };
@@ -247,10 +402,7 @@ pub(super) async fn start_turn(
         "the conversation moved to an account that cannot read its reasoning; sending it \
          again without the reasoning items"
     );
-    prepared.wire = state
-        .upstream()
-        .encode_json(stripped)
-        .map_err(ApiError::not_encoded)?;
+    prepared.wire = stripped;
     Ok(engine::start(state, &prepared.turn(call, within), state.track_request()).await?)
 }
 

@@ -226,6 +226,16 @@ impl Upstream {
         })
     }
 
+    /// A body written in parts (a pass-through surface's continued one, or one without its
+    /// reasoning), made ready as [`encode_after`](Self::encode_after) makes one.
+    pub fn encode_written(&self, written: Written) -> WireBody {
+        WireBody {
+            json: Arc::default(),
+            written: Some(written),
+            compressed: Arc::default(),
+        }
+    }
+
     /// A body already serialised (a pass-through surface's), made ready as [`encode`] does.
     /// It is compressed when, and if, it goes over HTTP: a socket's frames go as they are.
     ///

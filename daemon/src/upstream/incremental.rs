@@ -22,7 +22,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 #[derive(Debug)]
 pub struct Parsed<'a> {
     /// The top-level members in order, `input` included (as JSON).
-    members: Vec<(Cow<'a, str>, &'a str)>,
+    pub(crate) members: Vec<(Cow<'a, str>, &'a str)>,
     /// The input's items, as JSON.
     pub input: Vec<&'a str>,
 }

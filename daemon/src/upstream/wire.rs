@@ -652,6 +652,41 @@ mod tests {
         assert!(!plain.items().has_reasoning());
     }
 
+    /// A body written from a client's parts (a pass-through surface's) is the body its
+    /// members and items make, continued from earlier items as a typed one is.
+    #[test]
+    fn a_body_written_from_raw_parts_is_the_one_they_make() {
+        use crate::upstream::incremental;
+        use crate::upstream::written::Written;
+        let earlier = Written::write(&request(vec![user("a")], true), None).unwrap();
+        let whole = Written::write(&request(vec![user("a"), user("b"), user("c")], true), None)
+            .unwrap()
+            .to_json();
+        let typed = Written::write(&request(vec![user("b"), user("c")], true), None)
+            .unwrap()
+            .to_json();
+        let parsed = incremental::parse(&typed).unwrap();
+        let members: Vec<(&str, &str)> = parsed
+            .members
+            .iter()
+            .filter(|(name, _)| name != "input")
+            .map(|(name, raw)| (name.as_ref(), *raw))
+            .collect();
+        let raw = Written::from_raw(&members, &parsed.input, Some(earlier.items())).unwrap();
+        assert_eq!(
+            String::from_utf8(raw.to_json()).unwrap(),
+            String::from_utf8(whole).unwrap()
+        );
+        let (mut h1, mut h2) = (String::new(), String::new());
+        let typed_whole =
+            Written::write(&request(vec![user("a"), user("b"), user("c")], true), None).unwrap();
+        assert_eq!(
+            raw.outline(&mut h1).unwrap().1,
+            typed_whole.outline(&mut h2).unwrap().1
+        );
+        assert!(raw.without_reasoning().is_none());
+    }
+
     #[test]
     fn events_borrow_plain_strings_and_own_escaped_ones() {
         let data = br#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"say \"hi\"\n","sequence_number":7}"#;

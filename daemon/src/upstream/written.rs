@@ -118,6 +118,66 @@ impl Written {
         })
     }
 
+    /// A body written by its client (a pass-through surface's): its members but `input` as
+    /// they are, in their order, then `items` (each an item's JSON) after `earlier`'s.
+    pub fn from_raw(
+        members: &[(&str, &str)],
+        items: &[&str],
+        earlier: Option<&Items>,
+    ) -> serde_json::Result<Self> {
+        let mut head = String::with_capacity(
+            64 + members
+                .iter()
+                .map(|(name, raw)| name.len() + raw.len() + 4)
+                .sum::<usize>(),
+        );
+        head.push('{');
+        for (i, (name, raw)) in members.iter().enumerate() {
+            if i > 0 {
+                head.push(',');
+            }
+            head.push_str(&serde_json::to_string(name)?);
+            head.push(':');
+            head.push_str(raw);
+        }
+        let mut all = earlier.cloned().unwrap_or_default();
+        if !items.is_empty() {
+            let mut json = String::with_capacity(items.iter().map(|i| i.len() + 1).sum());
+            let mut ranges = Vec::with_capacity(items.len());
+            let mut digests = Vec::with_capacity(items.len());
+            for item in items {
+                if !ranges.is_empty() {
+                    json.push(',');
+                }
+                let at = json.len();
+                json.push_str(item);
+                digests.push(incremental::hash_bytes(item.as_bytes()));
+                ranges.push(at..json.len());
+            }
+            all.pieces.push(Arc::new(Piece {
+                json,
+                items: ranges,
+                digests,
+            }));
+        }
+        if all.pieces.len() > MAX_PIECES {
+            all = all.joined();
+        }
+        Ok(Self {
+            head: Arc::new(head),
+            items: all,
+        })
+    }
+
+    /// The same body without its reasoning items (for an account that cannot read them);
+    /// `None` when it has none.
+    pub fn without_reasoning(&self) -> Option<Self> {
+        self.items.has_reasoning().then(|| Self {
+            head: self.head.clone(),
+            items: self.items.without_reasoning(),
+        })
+    }
+
     pub fn items(&self) -> &Items {
         &self.items
     }
