@@ -1121,6 +1121,25 @@ async fn a_large_responses_input_is_read_from_its_new_items_on() {
                 assert!(turn.0.is_some(), "continued turns go incrementally");
                 assert_eq!(turn.1.len(), 1, "{:?}", turn.1);
             }
+            // A bad new item is named by its place in the whole input.
+            let mut bad = input.clone();
+            bad.push(json!("not an item"));
+            let response = daemon
+                .client()
+                .post(daemon.url("/v1/responses"))
+                .json(&json!({"model": "gpt-5.5", "input": bad, "store": store,
+                    "instructions": "Be brief.", "include": ["reasoning.encrypted_content"],
+                    "metadata": {"run": "a"}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400);
+            let error = response.text().await.unwrap();
+            assert!(
+                error.contains(&format!("input[{}]", bad.len() - 1)),
+                "{error}"
+            );
+            assert_eq!(continued_requests(&daemon, 4).await, 4);
         } else {
             // The last body, continued, against the same input read whole (other metadata:
             // nothing kept to continue from, and nothing the backend is sent).

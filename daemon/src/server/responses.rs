@@ -126,7 +126,7 @@ fn prepare_outlined(
     let key = outline.key(client.0, SURFACE, "");
     let mut tail: Vec<Box<RawValue>> = Vec::new();
     let Some(history::Resumed {
-        request: mut object,
+        request: object,
         translator: earlier,
         kept,
         keeping,
@@ -151,11 +151,11 @@ fn prepare_outlined(
     )?;
     let (conversation, session) = conversation(state, client, &head, None, &resolved.model.slug);
     let keep = head.store && state.responses().enabled();
-    object.set("input", to_raw(&tail));
-    drop(tail);
-    let rewritten = rewrite::rewrite(
+    let first = kept.as_ref().map_or(0, |kept| kept.messages.len());
+    let parts = rewrite::rewrite_parts(
         object,
-        Context {
+        Some((first, tail)),
+        &Context {
             model: &resolved.model.slug,
             suffix_effort: resolved.suffix_effort.as_deref(),
             history: Vec::new(),
@@ -167,19 +167,19 @@ fn prepare_outlined(
         &|_| None,
     )?;
     // The rewritten members and new items, the kept items before them.
-    let parsed = crate::upstream::incremental::parse(&rewritten.body)
-        .ok_or_else(|| ApiError::not_encoded("the rewritten body does not read"))?;
-    let members: Vec<(&str, &str)> = parsed
+    let members: Vec<(&str, &str)> = parts
         .members
+        .0
         .iter()
         .filter(|(name, _)| name != "input")
-        .map(|(name, raw)| (name.as_ref(), *raw))
+        .map(|(name, raw)| (name.as_str(), raw.get()))
         .collect();
+    let items: Vec<&str> = parts.input.iter().map(|item| item.get()).collect();
     let earlier_items = kept.map(|kept| kept.items);
-    let written = Written::from_raw(&members, &parsed.input, earlier_items.as_ref())
+    let written = Written::from_raw(&members, &items, earlier_items.as_ref())
         .map_err(ApiError::not_encoded)?;
     let wire = state.upstream().encode_written(written);
-    let lite = earlier.lite || rewritten.lite;
+    let lite = earlier.lite || parts.lite;
     // The store keeps what the request sent: all its items (it continues no stored response).
     let input = match wire.written() {
         Some(written) if keep => written
@@ -207,7 +207,7 @@ fn prepare_outlined(
         prefer: None,
         previous: None,
         input,
-        ignored: rewritten.ignored,
+        ignored: parts.ignored,
         // A retry without reasoning takes it out of the written items (see `start_turn`).
         json: None,
         observed: None,

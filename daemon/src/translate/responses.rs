@@ -173,22 +173,63 @@ fn first_item(input: &RawValue) -> String {
 
 /// The request as the backend takes it.
 pub fn rewrite(
-    mut object: RawObject,
-    context: Context<'_>,
+    object: RawObject,
+    mut context: Context<'_>,
     item: &dyn Fn(&str) -> Option<Box<RawValue>>,
 ) -> Result<Rewritten, ApiError> {
+    let history = std::mem::take(&mut context.history);
+    let Parts {
+        mut members,
+        input,
+        ignored,
+        lite,
+    } = rewrite_parts(object, None, &context, item)?;
+    let mut all = history;
+    all.extend(input.iter().cloned());
+    members.set("input", to_raw(&all));
+    let body = serde_json::to_vec(&members).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Rewritten {
+        body,
+        input,
+        ignored,
+        lite,
+    })
+}
+
+/// A request's parts as the backend takes them, the input apart.
+#[derive(Debug)]
+pub struct Parts {
+    /// Its members, `input` where the client put it but empty.
+    pub members: RawObject,
+    /// The input's items, rewritten.
+    pub input: Vec<Box<RawValue>>,
+    pub ignored: Vec<String>,
+    /// The Responses-Lite layout (an `additional_tools` item) needs its header.
+    pub lite: bool,
+}
+
+/// [`rewrite`] in parts, `context.history` left out; `items` are the request's items from
+/// `input[first]` on when they were read apart (else they are read from its `input`).
+pub fn rewrite_parts(
+    mut object: RawObject,
+    items: Option<(usize, Vec<Box<RawValue>>)>,
+    context: &Context<'_>,
+    item: &dyn Fn(&str) -> Option<Box<RawValue>>,
+) -> Result<Parts, ApiError> {
     let mut ignored = Vec::new();
-    let input = input_items(
-        object.get("input").ok_or_else(|| {
-            ApiError::invalid("Missing required parameter: 'input'.", Some("input"))
-        })?,
-        item,
-    )?;
+    let (first, items) = match items {
+        Some(items) => items,
+        None => (
+            0,
+            parse_input(object.get("input").ok_or_else(|| {
+                ApiError::invalid("Missing required parameter: 'input'.", Some("input"))
+            })?)?,
+        ),
+    };
+    let input = input_items(items, first, item)?;
     let lite = input
         .iter()
         .any(|i| item_type(i).as_deref() == Some("additional_tools"));
-    let mut all = context.history;
-    all.extend(input.iter().cloned());
 
     let mut out = RawObject(Vec::with_capacity(object.0.len() + 4));
     for (key, value) in std::mem::take(&mut object.0) {
@@ -211,7 +252,7 @@ pub fn rewrite(
         }
         match key.as_str() {
             "model" => out.0.push((key, to_raw(context.model))),
-            "input" => out.0.push((key, to_raw(&all))),
+            "input" => out.0.push((key, raw("[]"))),
             "store" => out.0.push((key, raw("false"))),
             "stream" => out.0.push((key, raw("true"))),
             "instructions" => {
@@ -277,9 +318,8 @@ pub fn rewrite(
     if out.get("prompt_cache_key").is_none() {
         out.set("prompt_cache_key", to_raw(context.session));
     }
-    let body = serde_json::to_vec(&out).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Rewritten {
-        body,
+    Ok(Parts {
+        members: out,
         input,
         ignored,
         lite,
@@ -312,12 +352,8 @@ fn item_type(item: &RawValue) -> Option<String> {
     serde_json::from_str::<Kind>(item.get()).ok()?.kind
 }
 
-/// `input`: a string is one user message; items pass as written, but a `system` message
-/// becomes `developer` (the backend's name for it) and an `item_reference` becomes the item.
-fn input_items(
-    input: &RawValue,
-    item: &dyn Fn(&str) -> Option<Box<RawValue>>,
-) -> Result<Vec<Box<RawValue>>, ApiError> {
+/// `input`'s items: a string is one user message.
+fn parse_input(input: &RawValue) -> Result<Vec<Box<RawValue>>, ApiError> {
     if let Ok(text) = serde_json::from_str::<String>(input.get()) {
         return Ok(vec![to_raw(&serde_json::json!({
             "type": "message",
@@ -325,14 +361,23 @@ fn input_items(
             "content": [{"type": "input_text", "text": text}],
         }))]);
     }
-    let items: Vec<Box<RawValue>> = serde_json::from_str(input.get()).map_err(|_| {
+    serde_json::from_str(input.get()).map_err(|_| {
         ApiError::invalid(
             "Invalid type for 'input': expected a string or an array of input items.",
             Some("input"),
         )
-    })?;
+    })
+}
+
+/// Items pass as written, but a `system` message becomes `developer` (the backend's name for
+/// it) and an `item_reference` becomes the item.
+fn input_items(
+    items: Vec<Box<RawValue>>,
+    first: usize,
+    item: &dyn Fn(&str) -> Option<Box<RawValue>>,
+) -> Result<Vec<Box<RawValue>>, ApiError> {
     let mut out = Vec::with_capacity(items.len());
-    for (index, value) in items.into_iter().enumerate() {
+    for (index, value) in (first..).zip(items) {
         let mut object: RawObject = serde_json::from_str(value.get()).map_err(|_| {
             ApiError::invalid(
                 format!("Invalid type for 'input[{index}]': expected an object."),
