@@ -820,13 +820,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
     let (status, _, body) = daemon.chat(&with_tools).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(continued_requests(&daemon, 3).await, 3);
-    let last = fake
-        .requests_to(RESPONSES_PATH)
-        .last()
-        .unwrap()
-        .body
-        .clone()
-        .unwrap();
+    let last = last_body(&fake);
     assert_eq!(last["tools"][0]["name"], "get_weather");
 
     // A bad message in the continued part is named by its place in the whole request.
@@ -852,13 +846,7 @@ async fn a_large_history_is_translated_from_its_new_messages_on() {
         assert_eq!(answer(&body), format!("You said: {next}"));
     }
     assert_eq!(continued_requests(&daemon, 1).await, 1);
-    let last = fake
-        .requests_to(RESPONSES_PATH)
-        .last()
-        .unwrap()
-        .body
-        .clone()
-        .unwrap();
+    let last = last_body(&fake);
     let texts: Vec<&str> = last["input"]
         .as_array()
         .unwrap()
@@ -901,6 +889,14 @@ async fn logging_daemon(fake: &FakeUpstream, accounts: &[usize], transport: &str
     .await;
     assert!(fetched, "{}", daemon.logs());
     daemon
+}
+
+/// The body of the last turn the fake received.
+fn last_body(fake: &FakeUpstream) -> Value {
+    fake.requests_to(RESPONSES_PATH)
+        .last()
+        .and_then(|turn| turn.body.clone())
+        .unwrap()
 }
 
 /// How many large requests the daemon's log says continued their conversation's last, once it
@@ -1147,13 +1143,7 @@ async fn a_large_responses_input_is_read_from_its_new_items_on() {
             fake.enqueue(Script::text("answer 3").with_reasoning("Thinking."));
             post_responses(&daemon, &sent_last, store, "b").await;
             assert_eq!(continued_requests(&daemon, 3).await, 3);
-            let whole = fake
-                .requests_to(RESPONSES_PATH)
-                .last()
-                .unwrap()
-                .body
-                .clone()
-                .unwrap();
+            let whole = last_body(&fake);
             // (Not printed: a large history.)
             assert!(
                 continued["input"] == whole["input"],

@@ -61,6 +61,19 @@ struct Prepared {
     ignored: Vec<String>,
 }
 
+/// The conversation a chat request belongs to: a fingerprint of its model, system prompt,
+/// first user message and `prompt_cache_key`.
+fn conversation(client: ClientKey, model: &str, chat: &ChatRequest) -> ConversationId {
+    let (system, first_user) = request::conversation_seed(chat);
+    fingerprint(
+        client.0,
+        model,
+        &system,
+        &first_user,
+        chat.prompt_cache_key.as_deref(),
+    )
+}
+
 impl Prepared {
     fn new(
         model: &str,
@@ -110,14 +123,7 @@ fn prepare(state: &AppState, client: ClientKey, body: Bytes) -> Result<Prepared,
         &config.model.aliases,
         &config.model.default,
     )?;
-    let (system, first_user) = request::conversation_seed(&chat);
-    let conversation = fingerprint(
-        client.0,
-        &resolved.model.slug,
-        &system,
-        &first_user,
-        chat.prompt_cache_key.as_deref(),
-    );
+    let conversation = conversation(client, &resolved.model.slug, &chat);
     let session = state.conversations().key_for(conversation);
     let mut translated = request::translate(
         chat,
@@ -183,16 +189,7 @@ fn prepare_outlined(
     }
     let conversation = match &kept {
         Some(kept) => kept.conversation,
-        None => {
-            let (system, first_user) = request::conversation_seed(&chat);
-            fingerprint(
-                client.0,
-                &resolved.model.slug,
-                &system,
-                &first_user,
-                chat.prompt_cache_key.as_deref(),
-            )
-        }
+        None => conversation(client, &resolved.model.slug, &chat),
     };
     let session = state.conversations().key_for(conversation);
     let (mut translated, history) = request::translate_after(

@@ -33,9 +33,9 @@ pub struct Outline<'a> {
     /// The history's messages, as the client wrote them.
     pub history: Vec<&'a RawValue>,
     /// Digest of the members other than the history.
-    pub members_digest: u128,
+    members_digest: u128,
     /// Digest of each message.
-    pub digests: Vec<u128>,
+    digests: Vec<u128>,
 }
 
 /// How a surface's requests are digested: by default, each member and message as the client

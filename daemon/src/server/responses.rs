@@ -141,14 +141,8 @@ fn prepare_outlined(
         return Ok(None);
     }
     head.first_item = first_item;
-    let config = state.config();
-    let catalog = state.catalog();
-    let resolved = models::resolve(
-        head.model.as_deref(),
-        &catalog,
-        &config.model.aliases,
-        &config.model.default,
-    )?;
+    let (config, catalog) = (state.config(), state.catalog());
+    let resolved = resolve(&config, &catalog, &head)?;
     let (conversation, session) = conversation(state, client, &head, None, &resolved.model.slug);
     let keep = head.store && state.responses().enabled();
     let first = kept.as_ref().map_or(0, |kept| kept.messages.len());
@@ -214,6 +208,20 @@ fn prepare_outlined(
     }))
 }
 
+/// The model a request names (or the configured default).
+fn resolve(
+    config: &crate::config::Config,
+    catalog: &models::Catalog,
+    head: &rewrite::Head,
+) -> Result<models::Resolved, ApiError> {
+    models::resolve(
+        head.model.as_deref(),
+        catalog,
+        &config.model.aliases,
+        &config.model.default,
+    )
+}
+
 /// The conversation a request belongs to, and its session key: named by its
 /// `prompt_cache_key`, else the chain it continues, else a fingerprint of its start.
 fn conversation(
@@ -252,14 +260,8 @@ pub(super) fn prepare_parsed(
     local: Option<&ResponseStore>,
     compact: bool,
 ) -> Result<Prepared, ApiError> {
-    let config = state.config();
-    let catalog = state.catalog();
-    let resolved = models::resolve(
-        head.model.as_deref(),
-        &catalog,
-        &config.model.aliases,
-        &config.model.default,
-    )?;
+    let (config, catalog) = (state.config(), state.catalog());
+    let resolved = resolve(&config, &catalog, head)?;
     let now = unix_now();
     let global = state.responses();
     // The chain this request continues: its items, account and conversation.
