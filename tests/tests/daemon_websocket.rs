@@ -1011,12 +1011,13 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
     // The account is used up: the next account cannot read the kept thinking, so the turn
     // goes again without it, and answers.
     fake.enqueue(Script::usage_limit(3600));
-    fake.enqueue(Script::text("All done."));
+    fake.enqueue(Script::text("All done.").with_reasoning("Wrap up."));
     let reply = post_claude_code(&daemon, "s-1", &claude_code_turn(&messages, 9)).await;
     assert_eq!(
         reply["content"].as_array().unwrap().last().unwrap()["text"],
         "All done."
     );
+    let old_account = fake.requests_to(RESPONSES_PATH)[0].headers["chatgpt-account-id"].clone();
     assert_eq!(continued_requests(&daemon, 4).await, 4);
     let turns = fake.requests_to(RESPONSES_PATH);
     let last = turns.last().unwrap();
@@ -1037,6 +1038,32 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
         4,
         "the whole history went to the new account"
     );
+    let new_account = last.headers["chatgpt-account-id"].clone();
+    assert_ne!(new_account, old_account);
+
+    // The next turn gives back the old account's thinking and the new one's: only the new
+    // account's goes, to it, at once — no attempt refused first, and still incremental.
+    let mut messages = messages;
+    messages.push(json!({"role": "assistant", "content": reply["content"]}));
+    messages.push(json!({"role": "user", "content": [{"type": "text", "text": "And now?"}]}));
+    let before = fake.requests_to(RESPONSES_PATH).len();
+    fake.enqueue(Script::text("Nothing more."));
+    post_claude_code(&daemon, "s-1", &claude_code_turn(&messages, 10)).await;
+    assert_eq!(continued_requests(&daemon, 5).await, 5);
+    let turns = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(turns.len(), before + 1, "one attempt: nothing refused");
+    let last = turns.last().unwrap();
+    assert_eq!(last.status, 200, "{:?}", last.rejection);
+    assert_eq!(last.headers["chatgpt-account-id"], new_account);
+    // The body began with the last turn's input and its answer (the new account's reasoning
+    // in its place, the old account's nowhere), so only the new message went.
+    let (previous, input) = sent_turns(&fake).pop().unwrap();
+    assert!(
+        previous.is_some(),
+        "incremental on the new account's socket"
+    );
+    assert_eq!(input.len(), 1, "{input:?}");
+    assert_eq!(input[0]["content"][0]["text"], "And now?");
 
     // Over HTTP every body goes whole: a continued one is what translating it whole gives.
     let fake = FakeUpstream::start().await.unwrap();

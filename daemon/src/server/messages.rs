@@ -253,6 +253,8 @@ struct Continued {
     history: request::History,
     /// The estimate for the items translated so far.
     tokens: u64,
+    /// Of which their reasoning's.
+    reasoning_tokens: u64,
 }
 
 /// Messages requests digested as the translation reads them: Claude Code's system prompt
@@ -294,7 +296,8 @@ fn prepare_outlined(
         translator:
             Continued {
                 history: earlier,
-                tokens: earlier_tokens,
+                tokens: mut earlier_tokens,
+                reasoning_tokens: mut earlier_reasoning,
             },
         kept,
         keeping,
@@ -328,10 +331,17 @@ fn prepare_outlined(
         earlier,
     )?;
     translated.body.client_metadata = state.client_metadata(&session);
+    let mut earlier = kept.map(|kept| kept.items);
+    if !translated.keeps_earlier_reasoning {
+        // The thinking moved to another account, which cannot read the kept reasoning.
+        earlier = earlier.map(|items| items.without_reasoning());
+        earlier_tokens -= earlier_reasoning;
+        earlier_reasoning = 0;
+    }
     // The history's text is counted once: the kept items' when they were new.
     let tokens = earlier_tokens + tokens::input(&translated.body.input);
+    let reasoning_tokens = earlier_reasoning + tokens::reasoning(&translated.body.input);
     let estimate = tokens::members(&translated.body) + tokens;
-    let earlier = kept.map(|kept| kept.items);
     let wire = state
         .upstream()
         .encode_after(&translated.body, earlier.as_ref())
@@ -341,7 +351,11 @@ fn prepare_outlined(
     keeping.keep(
         state,
         (config, catalog),
-        Continued { history, tokens },
+        Continued {
+            history,
+            tokens,
+            reasoning_tokens,
+        },
         &wire,
         conversation,
     );

@@ -44,8 +44,13 @@ pub struct Translated {
     pub thinking: ThinkingDisplay,
     /// A final assistant message the answer continues (Anthropic's "prefill").
     pub prefill: Option<String>,
-    /// The account whose reasoning the request gives back (from thinking signatures).
+    /// The account whose reasoning the request gives back (from thinking signatures): the
+    /// account of its last thinking block of ours. Reasoning another account made (before the
+    /// conversation moved) is left out: no account reads another's.
     pub reasoning_account: Option<String>,
+    /// Whether the reasoning in the items translated before (a continued request's kept items)
+    /// goes on: not when this request's thinking moved to another account.
+    pub keeps_earlier_reasoning: bool,
     /// Accepted but not forwarded (`x-codex-proxy-ignored-params`).
     pub ignored: Vec<String>,
     pub lite: bool,
@@ -96,7 +101,10 @@ pub fn translate_after(
     let stop = stop_sequences(req.stop_sequences)?;
 
     let system = system_texts(req.system.as_ref())?;
+    let account_before = history.reasoning_account.clone();
     let mut converted = history.convert(req.messages)?;
+    let keeps_earlier_reasoning =
+        account_before.is_none() || account_before == history.reasoning_account;
     let instructions = match ctx.config.system_prompt_strategy {
         SystemPromptStrategy::Instructions => {
             if system.trim().is_empty() {
@@ -155,6 +163,7 @@ pub fn translate_after(
         thinking,
         prefill: converted.prefill,
         reasoning_account: history.reasoning_account.clone(),
+        keeps_earlier_reasoning,
         ignored,
         lite: model.lite,
     };
@@ -314,6 +323,25 @@ struct Converted {
     input: Vec<InputItem>,
     prefill: Option<String>,
     reasoning_account: Option<String>,
+    /// The account of each reasoning item in `input`, in order.
+    reasoning_accounts: Vec<String>,
+}
+
+impl Converted {
+    /// Leaves out the reasoning of accounts other than the last one's.
+    fn only_last_accounts_reasoning(&mut self) {
+        let Some(last) = &self.reasoning_account else {
+            return;
+        };
+        if self.reasoning_accounts.iter().all(|a| a == last) {
+            return;
+        }
+        let mut accounts = std::mem::take(&mut self.reasoning_accounts).into_iter();
+        self.input.retain(|item| {
+            !matches!(item, InputItem::Reasoning { .. })
+                || accounts.next().is_some_and(|a| a == *last)
+        });
+    }
 }
 
 /// What a conversation's messages so far mean for the next ones: the tool calls made (a
@@ -344,6 +372,7 @@ impl History {
         };
         let result = convert(messages, self.next, &mut self.calls, &mut out);
         self.next += result?;
+        out.only_last_accounts_reasoning();
         self.reasoning_account = out.reasoning_account.clone();
         Ok(out)
     }
@@ -696,6 +725,7 @@ fn assistant(
                         summary,
                         encrypted_content: encrypted.to_owned(),
                     });
+                    out.reasoning_accounts.push(account.clone());
                     out.reasoning_account = Some(account);
                 }
             }

@@ -10,7 +10,7 @@ use crate::api_error::ApiError;
 use crate::config::{ModelConfig, SystemPromptStrategy};
 use crate::models::{self, Catalog, Resolved};
 use crate::translate::output::OutputTranslator;
-use crate::upstream::wire::StreamEvent;
+use crate::upstream::wire::{InputItem, StreamEvent};
 
 fn resolved(name: &str) -> Resolved {
     models::resolve(
@@ -815,7 +815,9 @@ fn odd_image_data_is_counted_without_panicking() {
 fn a_history_continued_from_any_point_translates_as_a_whole() {
     use super::request::{History, translate_after};
     use crate::upstream::written::Written;
-    let thought = signature::encode("acct_2", "gAAAAABsecret");
+    let thought = signature::encode("acct_1", "gAAAAABfirst");
+    // The conversation moved: the later thinking is another account's.
+    let moved = signature::encode("acct_2", "gAAAAABsecret");
     let messages = json!([
         {"role": "user", "content": [
             {"type": "text", "text": "<system-reminder>Use tools.</system-reminder>"},
@@ -829,6 +831,7 @@ fn a_history_continued_from_any_point_translates_as_a_whole() {
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]},
         {"role": "system", "content": "The user switched branches."},
         {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Read it.", "signature": moved},
             {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "src/main.rs"}}]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_2", "content": "fn main() {}", "is_error": false}]},
@@ -862,6 +865,18 @@ fn a_history_continued_from_any_point_translates_as_a_whole() {
         let (whole, _) = translate_after(request(&all), &ctx, History::default()).unwrap();
         assert_eq!(whole.reasoning_account.as_deref(), Some("acct_2"));
         assert_eq!(whole.prefill.as_deref(), Some("You are"));
+        // Only the account the thinking moved to gets reasoning back: its own.
+        let reasoning: Vec<&InputItem> = whole
+            .body
+            .input
+            .iter()
+            .filter(|item| matches!(item, InputItem::Reasoning { .. }))
+            .collect();
+        assert!(
+            matches!(reasoning.as_slice(), [InputItem::Reasoning { encrypted_content, .. }]
+                if encrypted_content == "gAAAAABsecret"),
+            "{reasoning:?}"
+        );
         let estimate = tokens::estimate(&whole.body);
         let whole_json = Written::write(&whole.body, None).unwrap().to_json();
         for k in 0..all.len() {
@@ -879,14 +894,37 @@ fn a_history_continued_from_any_point_translates_as_a_whole() {
                 "split at {k}"
             );
             assert_eq!(rest.prefill, whole.prefill, "split at {k}");
-            let first_items = first.as_ref().map_or(0, |t| tokens::input(&t.body.input));
+            // As the daemon continues: the kept reasoning goes when the thinking moved.
+            let moved_on = !rest.keeps_earlier_reasoning;
+            assert_eq!(
+                moved_on,
+                first
+                    .as_ref()
+                    .is_some_and(|t| t.reasoning_account.as_deref() == Some("acct_1")),
+                "split at {k}"
+            );
+            let first_items = first.as_ref().map_or(0, |t| {
+                let reasoning = if moved_on {
+                    tokens::reasoning(&t.body.input)
+                } else {
+                    0
+                };
+                tokens::input(&t.body.input) - reasoning
+            });
             assert_eq!(
                 tokens::estimate(&rest.body) + first_items,
                 estimate,
                 "split at {k}"
             );
-            let written = first.map(|t| Written::write(&t.body, None).unwrap());
-            let continued = Written::write(&rest.body, written.as_ref().map(Written::items))
+            let written = first.map(|t| {
+                let items = Written::write(&t.body, None).unwrap().items().clone();
+                if moved_on {
+                    items.without_reasoning()
+                } else {
+                    items
+                }
+            });
+            let continued = Written::write(&rest.body, written.as_ref())
                 .unwrap()
                 .to_json();
             assert_eq!(

@@ -41,6 +41,15 @@ pub fn input(items: &[InputItem]) -> u64 {
     items.iter().map(item_tokens).sum()
 }
 
+/// The estimate for the reasoning items among `items`: part of [`input`]'s.
+pub fn reasoning(items: &[InputItem]) -> u64 {
+    items
+        .iter()
+        .filter(|item| matches!(item, InputItem::Reasoning { .. }))
+        .map(item_tokens)
+        .sum()
+}
+
 fn item_tokens(item: &InputItem) -> u64 {
     match item {
         InputItem::Message { content, .. } => {
