@@ -712,13 +712,15 @@ async fn a_conversation_that_moves_account_goes_on_without_the_reasoning_it_cann
     // That account is now out of quota: the conversation moves, and the other account cannot
     // read the reasoning.
     fake.enqueue(Script::usage_limit(3600));
+    fake.enqueue(Script::text("Rome.").with_reasoning("Italy's."));
     let (status, _, text) = post(
         &daemon,
         &json!({"model": "gpt-5.5", "input": input, "store": false,
-                "prompt_cache_key": "conversation-1"}),
+                "include": ["reasoning.encrypted_content"], "prompt_cache_key": "conversation-1"}),
     )
     .await;
     assert_eq!(status, 200, "{text}");
+    let second: Value = serde_json::from_str(&text).unwrap();
     let requests = fake.requests_to(RESPONSES_PATH);
     let served: Vec<(u16, Option<String>)> = requests
         .iter()
@@ -749,6 +751,43 @@ async fn a_conversation_that_moves_account_goes_on_without_the_reasoning_it_cann
         .map(|i| i["type"].as_str().unwrap())
         .collect();
     assert!(!kinds.contains(&"reasoning"), "{kinds:?}");
+
+    // The next turn replays both accounts' reasoning, as the client keeps it: the old
+    // account's is left out before it goes, the new one's goes on to it — one attempt, nothing
+    // refused.
+    let encrypted = |answer: &Value| {
+        answer["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "reasoning")
+            .unwrap()["encrypted_content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (old, new) = (encrypted(&answer), encrypted(&second));
+    input.extend(second["output"].as_array().unwrap().iter().cloned());
+    input.push(json!({"type": "message", "role": "user", "content": "And Spain?"}));
+    fake.enqueue(Script::text("Madrid."));
+    let (status, _, text) = post(
+        &daemon,
+        &json!({"model": "gpt-5.5", "input": input, "store": false,
+                "include": ["reasoning.encrypted_content"], "prompt_cache_key": "conversation-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let requests = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(requests.len(), 5, "one attempt");
+    let third = &requests[4];
+    assert_eq!(third.status, 200, "{:?}", third.rejection);
+    assert_eq!(third.account_id, served[3].1);
+    let sent = third.body.clone().unwrap();
+    let sent_text = sent["input"].to_string();
+    assert!(!sent_text.contains(&old), "{sent_text}");
+    if sent["previous_response_id"].is_null() {
+        assert_eq!(sent_text.matches(&new).count(), 1, "{sent_text}");
+    }
 }
 
 /// Each turn on a WebSocket is a request of its own in the request log (the upgrade is not).

@@ -1113,6 +1113,60 @@ async fn post_responses(daemon: &Daemon, input: &[Value], store: bool, metadata:
     body
 }
 
+/// A large Responses conversation whose account runs out moves on: the new account cannot
+/// read the kept reasoning (the client's items, in its own key order), so the turn goes again
+/// without it, and later turns leave out only the old account's reasoning — one attempt each,
+/// incremental on the new account's socket.
+#[tokio::test]
+async fn a_large_responses_conversation_that_moves_account_goes_on() {
+    let big = "m".repeat(80 << 10);
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = logging_daemon(&fake, &[0, 1], "websocket").await;
+    let mut input = vec![json!({"role": "user", "content": big})];
+    let mut step = |input: &mut Vec<Value>, answer: &Value, next: &str| {
+        input.extend(answer["output"].as_array().unwrap().iter().cloned());
+        input.push(json!({"role": "user", "content": next}));
+    };
+    for turn in 0..3 {
+        fake.enqueue(Script::text(&format!("answer {turn}")).with_reasoning("Thinking."));
+        let answer = post_responses(&daemon, &input, false, "a").await;
+        step(&mut input, &answer, &format!("next {turn}"));
+    }
+    // Serialised by serde_json's map, each reasoning item has its type last.
+    let reasoning = input.iter().find(|i| i["type"] == "reasoning").unwrap();
+    assert!(!reasoning.to_string().starts_with(r#"{"type""#));
+    let old_account = fake.requests_to(RESPONSES_PATH)[0].account_id.clone();
+    fake.enqueue(Script::usage_limit(3600));
+    fake.enqueue(Script::text("moved").with_reasoning("Elsewhere."));
+    let answer = post_responses(&daemon, &input, false, "a").await;
+    let statuses: Vec<u16> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses[3..], [429, 400, 200], "{statuses:?}");
+    let new_account = fake.requests_to(RESPONSES_PATH)[5].account_id.clone();
+    assert_ne!(new_account, old_account);
+    step(&mut input, &answer, "and on");
+    for turn in 0..2 {
+        fake.enqueue(Script::text(&format!("later {turn}")).with_reasoning("Again."));
+        let before = fake.requests_to(RESPONSES_PATH).len();
+        let answer = post_responses(&daemon, &input, false, "a").await;
+        let requests = fake.requests_to(RESPONSES_PATH);
+        assert_eq!(requests.len(), before + 1, "one attempt: nothing refused");
+        let last = requests.last().unwrap();
+        assert_eq!(last.status, 200, "{:?}", last.rejection);
+        assert_eq!(last.account_id, new_account);
+        let (previous, sent) = sent_turns(&fake).pop().unwrap();
+        assert!(
+            previous.is_some(),
+            "incremental on the new account's socket"
+        );
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        step(&mut input, &answer, &format!("then {turn}"));
+    }
+}
+
 /// A Responses client that sends its whole input every turn (the Agents SDK, the AI SDK with
 /// `store: false`) has a large history read from its new items on too: turns go out as one
 /// new item, over HTTP the body is the one reading the input whole gives, a stored response

@@ -76,6 +76,9 @@ struct Entry {
     used: u64,
     /// The conversation's tool calls, oldest first (bounded).
     calls: VecDeque<KnownCall>,
+    /// How many of its history's items it had when it last moved to an account that could not
+    /// read their reasoning: reasoning among them is left out from then on.
+    moved_at: usize,
 }
 
 impl Map {
@@ -109,6 +112,7 @@ impl Map {
                 account: None,
                 used,
                 calls: VecDeque::new(),
+                moved_at: 0,
             },
         );
         self.order.push_back((id, used));
@@ -182,6 +186,20 @@ impl Conversations {
             };
             bytes -= old.bytes();
         }
+    }
+
+    /// Remembers that the conversation moved, with `items` items in its history, to an account
+    /// that cannot read their reasoning.
+    pub fn moved(&self, id: ConversationId, items: usize) {
+        if let Some(entry) = self.map().entries.get_mut(&id) {
+            entry.moved_at = items;
+        }
+    }
+
+    /// How many of the conversation's first items hold reasoning no account it may run on now
+    /// can read (see [`Self::moved`]); 0 when it never moved so.
+    pub fn moved_at(&self, id: ConversationId) -> usize {
+        self.map().entries.get(&id).map_or(0, |e| e.moved_at)
     }
 
     /// The tool calls remembered for this conversation, oldest first.

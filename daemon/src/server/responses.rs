@@ -359,7 +359,9 @@ pub(super) fn prepare_parsed(
 /// Starts the turn on the engine. Encrypted reasoning is bound to the account that made it: a
 /// conversation that had to move (its account out of quota) finds the new account refusing
 /// it (400 `invalid_encrypted_content`), and is then sent again, once, without its reasoning
-/// items — the model loses what it had worked out, the conversation goes on.
+/// items — the model loses what it had worked out, the conversation goes on. The conversation
+/// remembers how far its history went then: its later turns leave the reasoning out up to
+/// there before they go, and keep what the new account made after.
 pub(super) async fn start_turn(
     state: &AppState,
     prepared: &mut Prepared,
@@ -367,6 +369,12 @@ pub(super) async fn start_turn(
     within: Duration,
     in_flight: crate::app::InFlight,
 ) -> Result<engine::Turn, ApiError> {
+    let moved_at = state.conversations().moved_at(prepared.conversation);
+    if moved_at > 0
+        && let Some((stripped, _)) = without_reasoning(state, prepared, moved_at)?
+    {
+        prepared.wire = stripped;
+    }
     let error = match engine::start(state, &prepared.turn(call, within), in_flight).await {
         Ok(turn) => {
             // Started: the copy kept for a second try would only hold memory while it streams.
@@ -382,30 +390,52 @@ pub(super) async fn start_turn(
             ..
         })
     );
-    let json = prepared.json.take();
     if !foreign {
+        prepared.json = None;
         return Err(error.into());
     }
-    let upstream = state.upstream();
-    let stripped = match prepared.wire.written() {
-        Some(written) => written
-            .without_reasoning()
-            .map(|written| upstream.encode_written(written)),
-        None => json
-            .and_then(|json| rewrite::without_reasoning(&json))
-            .map(|json| upstream.encode_json(json))
-            .transpose()
-            .map_err(ApiError::not_encoded)?,
-    };
-    let Some(stripped) = stripped else {
+    let Some((stripped, items)) = without_reasoning(state, prepared, usize::MAX)? else {
+        prepared.json = None;
         return Err(error.into());
     };
+    prepared.json = None;
     tracing::info!(
         "the conversation moved to an account that cannot read its reasoning; sending it \
          again without the reasoning items"
     );
     prepared.wire = stripped;
-    Ok(engine::start(state, &prepared.turn(call, within), state.track_request()).await?)
+    let turn = engine::start(state, &prepared.turn(call, within), state.track_request()).await?;
+    state.conversations().moved(prepared.conversation, items);
+    Ok(turn)
+}
+
+/// The prepared body without the reasoning among its first `before` items, encoded, and how
+/// many items it has; `None` when there is none there. A body kept as JSON is kept so, for a
+/// second pass.
+fn without_reasoning(
+    state: &AppState,
+    prepared: &mut Prepared,
+    before: usize,
+) -> Result<Option<(WireBody, usize)>, ApiError> {
+    let upstream = state.upstream();
+    if let Some(written) = prepared.wire.written() {
+        let items = written.items().len();
+        return Ok(written
+            .without_reasoning_before(before)
+            .map(|written| (upstream.encode_written(written), items)));
+    }
+    let Some((json, items)) = prepared
+        .json
+        .as_ref()
+        .and_then(|json| rewrite::without_reasoning(json, before))
+    else {
+        return Ok(None);
+    };
+    let wire = upstream
+        .encode_json(json.clone())
+        .map_err(ApiError::not_encoded)?;
+    prepared.json = Some(Bytes::from(json));
+    Ok(Some((wire, items)))
 }
 
 async fn handle(

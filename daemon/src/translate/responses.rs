@@ -326,21 +326,24 @@ pub fn rewrite_parts(
     })
 }
 
-/// The body without its reasoning items, for an account that cannot read them (their
-/// encrypted content is bound to the account that made them); `None` when it has none.
-pub fn without_reasoning(body: &[u8]) -> Option<Vec<u8>> {
+/// The body without the reasoning among its first `before` input items, for an account that
+/// cannot read them (their encrypted content is bound to the account that made them), and how
+/// many items its input had; `None` when there is no reasoning there.
+pub fn without_reasoning(body: &[u8], before: usize) -> Option<(Vec<u8>, usize)> {
     let mut object: RawObject = serde_json::from_slice(body).ok()?;
     let items: Vec<Box<RawValue>> = serde_json::from_str(object.get("input")?.get()).ok()?;
-    let before = items.len();
+    let count = items.len();
     let kept: Vec<Box<RawValue>> = items
         .into_iter()
-        .filter(|item| item_type(item).as_deref() != Some("reasoning"))
+        .enumerate()
+        .filter(|(at, item)| *at >= before || item_type(item).as_deref() != Some("reasoning"))
+        .map(|(_, item)| item)
         .collect();
-    if kept.len() == before {
+    if kept.len() == count {
         return None;
     }
     object.set("input", to_raw(&kept));
-    serde_json::to_vec(&object).ok()
+    Some((serde_json::to_vec(&object).ok()?, count))
 }
 
 fn item_type(item: &RawValue) -> Option<String> {
@@ -523,14 +526,25 @@ mod tests {
     #[test]
     fn reasoning_items_can_be_left_out_for_another_account() {
         let body = br#"{"model":"m","input":[{"type":"message","role":"user","content":"a"},{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAA"},{"type":"message","role":"assistant","content":[]}],"store":false}"#;
-        let out = String::from_utf8(without_reasoning(body).unwrap()).unwrap();
+        let (out, count) = without_reasoning(body, usize::MAX).unwrap();
+        assert_eq!(count, 3);
+        let out = String::from_utf8(out).unwrap();
         assert_eq!(
             out,
             r#"{"model":"m","input":[{"type":"message","role":"user","content":"a"},{"type":"message","role":"assistant","content":[]}],"store":false}"#
         );
         assert!(
-            without_reasoning(out.as_bytes()).is_none(),
+            without_reasoning(out.as_bytes(), usize::MAX).is_none(),
             "none left: nothing to do"
+        );
+        // Only the reasoning among the first items: what an account the conversation moved
+        // from made.
+        assert!(without_reasoning(body, 1).is_none());
+        let two = br#"{"input":[{"summary":[],"type":"reasoning","encrypted_content":"a"},{"type":"message","role":"user","content":"b"},{"type":"reasoning","summary":[],"encrypted_content":"c"}]}"#;
+        let (out, _) = without_reasoning(two, 2).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"input":[{"type":"message","role":"user","content":"b"},{"type":"reasoning","summary":[],"encrypted_content":"c"}]}"#
         );
     }
 

@@ -685,6 +685,22 @@ mod tests {
             typed_whole.outline(&mut h2).unwrap().1
         );
         assert!(raw.without_reasoning().is_none());
+        // A client's items are in its own key order and spacing: its reasoning is still found,
+        // and only among the first items when asked so.
+        let items = [
+            r#"{"type":"message","role":"user","content":"a"}"#,
+            r#"{"id":"rs_1","summary":[],"type":"reasoning","encrypted_content":"gAAA"}"#,
+            r#"{"type": "message", "role": "user", "content": "{\"type\":\"reasoning\"}"}"#,
+            r#"{ "type" : "reasoning", "summary": [], "encrypted_content": "gBBB" }"#,
+        ];
+        let raw = Written::from_raw(&members, &items, None).unwrap();
+        let text = |w: &Written| String::from_utf8(w.to_json()).unwrap();
+        let all = raw.without_reasoning().unwrap();
+        assert!(!text(&all).contains("gAAA") && !text(&all).contains("gBBB"));
+        assert!(text(&all).contains(r#"{\"type\":\"reasoning\"}"#));
+        let first = raw.without_reasoning_before(3).unwrap();
+        assert!(!text(&first).contains("gAAA") && text(&first).contains("gBBB"));
+        assert!(raw.without_reasoning_before(1).is_none());
     }
 
     #[test]

@@ -172,10 +172,20 @@ impl Written {
     /// The same body without its reasoning items (for an account that cannot read them);
     /// `None` when it has none.
     pub fn without_reasoning(&self) -> Option<Self> {
-        self.items.has_reasoning().then(|| Self {
-            head: self.head.clone(),
-            items: self.items.without_reasoning(),
-        })
+        self.without_reasoning_before(usize::MAX)
+    }
+
+    /// The same body without the reasoning among its first `before` items; `None` when there
+    /// is none there.
+    pub fn without_reasoning_before(&self, before: usize) -> Option<Self> {
+        self.items
+            .iter()
+            .take(before)
+            .any(is_reasoning)
+            .then(|| Self {
+                head: self.head.clone(),
+                items: self.items.without_reasoning_before(before),
+            })
     }
 
     pub fn items(&self) -> &Items {
@@ -224,14 +234,14 @@ impl Written {
 }
 
 impl Items {
-    /// The items `keep` keeps (given each one's JSON), in one piece.
-    fn retain(&self, keep: impl Fn(&str) -> bool) -> Self {
+    /// The items `keep` keeps (given each one's place and JSON), in one piece.
+    fn retain(&self, keep: impl Fn(usize, &str) -> bool) -> Self {
         let digests = self.digests();
         let mut json = String::with_capacity(self.bytes());
         let mut items = Vec::with_capacity(self.len());
         let mut kept = Vec::with_capacity(self.len());
-        for (item, digest) in self.iter().zip(digests) {
-            if !keep(item) {
+        for (at, (item, digest)) in self.iter().zip(digests).enumerate() {
+            if !keep(at, item) {
                 continue;
             }
             if !items.is_empty() {
@@ -258,16 +268,30 @@ impl Items {
 
     /// The items but the reasoning, in one piece (for an account that cannot read it).
     pub fn without_reasoning(&self) -> Self {
-        self.retain(|item| !is_reasoning(item))
+        self.without_reasoning_before(usize::MAX)
+    }
+
+    /// The items but the reasoning among the first `before`, in one piece.
+    pub fn without_reasoning_before(&self, before: usize) -> Self {
+        self.retain(|at, item| at >= before || !is_reasoning(item))
     }
 
     /// The items in one piece.
     fn joined(&self) -> Self {
-        self.retain(|_| true)
+        self.retain(|_, _| true)
     }
 }
 
-/// Whether an item, as [`Written::write`] writes it (its type first), is reasoning.
+/// Whether an item is reasoning: at once when written as [`Written::write`] writes it (its
+/// type first), else by reading its `type` (a client's item, in the client's key order).
 fn is_reasoning(item: &str) -> bool {
-    item.starts_with(r#"{"type":"reasoning""#)
+    if let Some(rest) = item.strip_prefix(r#"{"type":""#) {
+        return rest.starts_with(r#"reasoning""#);
+    }
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind<'_>>(item).is_ok_and(|k| k.kind.as_deref() == Some("reasoning"))
 }
