@@ -1123,7 +1123,7 @@ async fn a_large_responses_conversation_that_moves_account_goes_on() {
     let fake = FakeUpstream::start().await.unwrap();
     let daemon = logging_daemon(&fake, &[0, 1], "websocket").await;
     let mut input = vec![json!({"role": "user", "content": big})];
-    let mut step = |input: &mut Vec<Value>, answer: &Value, next: &str| {
+    let step = |input: &mut Vec<Value>, answer: &Value, next: &str| {
         input.extend(answer["output"].as_array().unwrap().iter().cloned());
         input.push(json!({"role": "user", "content": next}));
     };
