@@ -1256,3 +1256,156 @@ async fn a_large_responses_input_is_read_from_its_new_items_on() {
         }
     }
 }
+
+/// POSTs `body` to `path` with the key; the answer as JSON, which must be a 200.
+async fn post_json(daemon: &Daemon, path: &str, body: &Value) -> Value {
+    let response = daemon
+        .client()
+        .post(daemon.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+/// What a surface's large tool loop must show: turns after the first continued (read from
+/// their new messages on); over the socket each went as its one new item, the call's output;
+/// over HTTP the last body is the one reading the same request whole gives (`whole` sends it
+/// with a member the translation ignores, so nothing is continued).
+async fn check_continued_loop(
+    fake: &FakeUpstream,
+    daemon: &Daemon,
+    transport: &str,
+    turns: usize,
+    whole: impl AsyncFnOnce(),
+) {
+    assert_eq!(
+        continued_requests(daemon, turns - 1).await,
+        turns - 1,
+        "{transport}"
+    );
+    if transport == "websocket" {
+        let sent = sent_turns(fake);
+        assert_eq!(sent.len(), turns);
+        for turn in &sent[1..] {
+            assert!(turn.0.is_some(), "continued turns go incrementally");
+            assert_eq!(turn.1.len(), 1, "{:?}", turn.1);
+            assert_eq!(turn.1[0]["type"], "function_call_output");
+        }
+    } else {
+        let continued = last_body(fake);
+        whole().await;
+        assert_eq!(continued_requests(daemon, turns - 1).await, turns - 1);
+        let whole = last_body(fake);
+        assert!(
+            continued["input"] == whole["input"],
+            "the bodies' inputs differ"
+        );
+        let calls = whole["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "function_call")
+            .count();
+        assert_eq!(calls, turns - 1);
+    }
+}
+
+/// Ollama's and Gemini's clients send their whole history every turn and keep neither the
+/// calls' ids nor their arguments' text: a large history is still read from its new messages
+/// on, the calls given back their ids across turns, so each later turn goes incrementally as
+/// its one new item; over HTTP the body is the one reading the request whole gives.
+#[tokio::test]
+async fn large_ollama_and_gemini_histories_are_read_from_their_new_messages_on() {
+    let big = "o".repeat(80 << 10);
+    let turns = 4;
+    for transport in ["websocket", "http"] {
+        let fake = FakeUpstream::start().await.unwrap();
+        let daemon = logging_daemon(&fake, &[0], transport).await;
+        let tools = json!([{"type": "function", "function": {"name": "run",
+            "parameters": {"type": "object", "properties": {"step": {"type": "integer"}}}}}]);
+        let ollama = |messages: &[Value], extra: Option<(&str, Value)>| {
+            let mut body = json!({"model": "gpt-5.5:latest", "messages": messages,
+                "tools": tools, "stream": false, "options": {"temperature": 0.1}});
+            if let Some((name, value)) = extra {
+                body[name] = value;
+            }
+            body
+        };
+        let mut messages = vec![
+            json!({"role": "system", "content": "Be brief."}),
+            json!({"role": "user", "content": big}),
+        ];
+        for step in 0..turns {
+            fake.enqueue(
+                Script::function_call("run", &format!("{{\"step\":{step}}}"))
+                    .with_reasoning("Next."),
+            );
+            let reply = post_json(&daemon, "/api/chat", &ollama(&messages, None)).await;
+            let call = &reply["message"]["tool_calls"][0]["function"];
+            assert_eq!(call["arguments"]["step"], step, "{reply}");
+            // As ollama-python sends them back: no id, the arguments an object.
+            messages.push(json!({"role": "assistant", "content": "",
+                "tool_calls": [{"function": {"name": "run", "arguments": call["arguments"]}}]}));
+            messages.push(json!({"role": "tool", "tool_name": "run",
+                "content": format!("done {step}")}));
+        }
+        check_continued_loop(&fake, &daemon, transport, turns, async || {
+            fake.enqueue(Script::text("Done."));
+            let body = ollama(
+                &messages[..messages.len() - 2],
+                Some(("keep_alive", json!("5m"))),
+            );
+            post_json(&daemon, "/api/chat", &body).await;
+        })
+        .await;
+
+        let fake = FakeUpstream::start().await.unwrap();
+        let daemon = logging_daemon(&fake, &[0], transport).await;
+        let gemini = |contents: &[Value], extra: Option<(&str, Value)>| {
+            let mut body = json!({"contents": contents,
+                "systemInstruction": {"parts": [{"text": "Be brief."}]},
+                "tools": [{"functionDeclarations": [{"name": "run", "parameters": {"type": "OBJECT",
+                    "properties": {"step": {"type": "INTEGER"}}}}]}]});
+            if let Some((name, value)) = extra {
+                body[name] = value;
+            }
+            body
+        };
+        let path = "/v1beta/models/gpt-5.5:generateContent";
+        let mut contents = vec![json!({"role": "user", "parts": [{"text": big}]})];
+        for step in 0..turns {
+            fake.enqueue(
+                Script::function_call("run", &format!("{{\"step\":{step}}}"))
+                    .with_reasoning("Next."),
+            );
+            let reply = post_json(&daemon, path, &gemini(&contents, None)).await;
+            let parts = reply["candidates"][0]["content"]["parts"]
+                .as_array()
+                .unwrap();
+            let call = parts
+                .iter()
+                .find_map(|p| p.get("functionCall"))
+                .unwrap_or_else(|| panic!("{reply}"));
+            assert_eq!(call["args"]["step"], step, "{reply}");
+            // Without the call's id, as a client that keeps only name and arguments sends it.
+            contents.push(json!({"role": "model", "parts": [{"functionCall":
+                {"name": "run", "args": call["args"]}}]}));
+            contents.push(json!({"role": "user", "parts": [{"functionResponse":
+                {"name": "run", "response": {"output": format!("done {step}")}}}]}));
+        }
+        check_continued_loop(&fake, &daemon, transport, turns, async || {
+            fake.enqueue(Script::text("Done."));
+            let body = gemini(
+                &contents[..contents.len() - 2],
+                Some(("safetySettings", json!([]))),
+            );
+            post_json(&daemon, path, &body).await;
+        })
+        .await;
+    }
+}

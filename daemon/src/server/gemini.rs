@@ -21,13 +21,14 @@ use serde_json::{Value, json};
 
 use super::auth::{self, ClientKey};
 use super::body::JsonBody;
-use super::rendered::{self, Reader, Ready, Rendered};
+use super::history;
+use super::rendered::{self, Continued, Reader, Ready, Rendered};
 use super::{ApiError, AppState};
 use crate::models;
 use crate::requests::Observed;
 use crate::translate::gemini::render::{self, Mode, Writer};
 use crate::translate::gemini::{self as wire, CountTokensRequest, GenerateContentRequest};
-use crate::upstream::wire::{Failure, Tool, Usage};
+use crate::upstream::wire::{Failure, ResponsesRequest, Tool, Usage};
 
 /// The methods every model supports.
 const METHODS: [&str; 3] = ["generateContent", "streamGenerateContent", "countTokens"];
@@ -236,22 +237,92 @@ fn prepare(
         chat,
         &made_up_ids,
         ignored,
-        |body, lite, ignored| {
-            if !web_search {
-                return;
-            }
-            match body.tools.as_mut() {
-                Some(tools) => tools.push(Tool::WebSearch {}),
-                None if !lite => body.tools = Some(vec![Tool::WebSearch {}]),
-                None => ignored.push("tools.googleSearch".into()),
-            }
-        },
+        with_search(web_search),
     )?;
     Ok(Prepared {
         requested,
         ready,
         thoughts,
     })
+}
+
+/// Adds the backend's web search to a translated body when the request asked for Google's.
+fn with_search(web_search: bool) -> impl FnOnce(&mut ResponsesRequest, bool, &mut Vec<String>) {
+    move |body, lite, ignored| {
+        if !web_search {
+            return;
+        }
+        match body.tools.as_mut() {
+            Some(tools) => tools.push(Tool::WebSearch {}),
+            None if !lite => body.tools = Some(vec![Tool::WebSearch {}]),
+            None => ignored.push("tools.googleSearch".into()),
+        }
+    }
+}
+
+/// A large request, read in outline: when it continues the one kept for its conversation
+/// (the same model and members, its contents beginning with the kept ones), only the contents
+/// after the kept ones are read and translated, and the kept body's items are copied; either
+/// way its translation is kept for the next turn. `None` leaves the request to the whole
+/// reading (a body that does not read in outline or in parts, a Responses-Lite model): it
+/// then says what is wrong, if anything.
+fn prepare_outlined(
+    state: &AppState,
+    client: ClientKey,
+    name: &str,
+    body: &[u8],
+) -> Result<Option<Prepared>, ApiError> {
+    const SURFACE: &str = "gemini";
+    let Some(outline) = history::outline(body, "contents", &history::AsWritten) else {
+        return Ok(None);
+    };
+    let requested = wire::model_name(name).to_owned();
+    let key = outline.key(client.0, SURFACE, &requested);
+    let Some(history::Resumed {
+        request: req,
+        translator: mut continued,
+        kept,
+        keeping,
+    }) = outline.resume::<GenerateContentRequest, wire::Content, Continued<wire::History>>(
+        state,
+        key,
+        SURFACE,
+        |req, tail| req.contents = tail,
+    )
+    else {
+        return Ok(None);
+    };
+    let resolved = resolve(state, name)?;
+    if resolved.model.lite {
+        return Ok(None);
+    }
+    let wire::Translated {
+        chat,
+        thoughts,
+        web_search,
+        ignored,
+        made_up_ids,
+    } = wire::translate_after(
+        req,
+        &resolved.model.slug,
+        &resolved.model.efforts,
+        &mut continued.surface,
+    )?;
+    let ready = rendered::prepare_after(
+        state,
+        client,
+        &resolved,
+        chat,
+        &made_up_ids,
+        ignored,
+        with_search(web_search),
+        (continued, kept, keeping),
+    )?;
+    Ok(Some(Prepared {
+        requested,
+        ready,
+        thoughts,
+    }))
 }
 
 /// `:countTokens`: the local estimate of what the request would send (nothing goes upstream).
@@ -284,6 +355,11 @@ async fn generate(
     let in_flight = state.track_request();
     let name = name.to_owned();
     let (prepared, reservation) = rendered::prepared(state, body, move |state, bytes| {
+        if bytes.len() >= history::KEEP_FROM
+            && let Some(prepared) = prepare_outlined(state, client, &name, bytes)?
+        {
+            return Ok(prepared);
+        }
         let req: GenerateContentRequest = super::body::parse_json(bytes)?;
         prepare(state, client, &name, req)
     })

@@ -22,8 +22,9 @@ use serde_json::{Value, json};
 
 use super::auth::{self, ClientKey};
 use super::body::JsonBody;
+use super::history;
 use super::listen::Peer;
-use super::rendered::{self, Reader, Ready, Rendered};
+use super::rendered::{self, Continued, Reader, Ready, Rendered};
 use super::{ApiError, AppState};
 use crate::models;
 use crate::requests::Observed;
@@ -438,13 +439,20 @@ fn loaded(surface: Surface, requested: &str, reason: &str) -> Response {
     axum::Json(body).into_response()
 }
 
-/// Parse, resolve, translate and encode: CPU work in proportion to the body.
+/// Parse, resolve, translate and encode: CPU work in proportion to the body — or, for a large
+/// chat continuing its conversation's last, to the messages it adds.
 fn prepare(
     state: &AppState,
     client: ClientKey,
     surface: Surface,
     body: &[u8],
 ) -> Result<Outcome, ApiError> {
+    if surface == Surface::Chat
+        && body.len() >= history::KEEP_FROM
+        && let Some(prepared) = prepare_outlined(state, client, body)?
+    {
+        return Ok(Outcome::Turn(prepared));
+    }
     let parsed = match surface {
         Surface::Chat => Parsed::Chat(super::body::parse_json(body)?),
         Surface::Generate => Parsed::Generate(super::body::parse_json(body)?),
@@ -478,6 +486,69 @@ fn prepare(
         |_, _, _| {},
     )?;
     Ok(Outcome::Turn(Prepared {
+        requested,
+        ready,
+        stream,
+        thinking,
+    }))
+}
+
+/// A large `/api/chat` request, read in outline: when it continues the one kept for its
+/// conversation (the same members, its messages beginning with the kept ones), only the
+/// messages after the kept ones are read and translated, and the kept body's items are copied;
+/// either way its translation is kept for the next turn. `None` leaves the request to the
+/// whole reading (a body that does not read in outline or in parts, a model load, a
+/// Responses-Lite model): it then says what is wrong, if anything.
+fn prepare_outlined(
+    state: &AppState,
+    client: ClientKey,
+    body: &[u8],
+) -> Result<Option<Prepared>, ApiError> {
+    const SURFACE: &str = "ollama";
+    let Some(outline) = history::outline(body, "messages", &history::AsWritten) else {
+        return Ok(None);
+    };
+    let key = outline.key(client.0, SURFACE, "");
+    let Some(history::Resumed {
+        request: req,
+        translator: mut continued,
+        kept,
+        keeping,
+    }) = outline.resume::<OllamaChat, wire::Message, Continued<wire::History>>(
+        state,
+        key,
+        SURFACE,
+        |req, tail| req.messages = tail,
+    )
+    else {
+        return Ok(None);
+    };
+    let requested = req.model.trim().to_owned();
+    if requested.is_empty() || req.messages.is_empty() {
+        return Ok(None);
+    }
+    let resolved = resolve(state, &requested)?;
+    if resolved.model.lite {
+        return Ok(None);
+    }
+    let wire::Translated {
+        chat,
+        stream,
+        thinking,
+        ignored,
+        made_up_ids,
+    } = wire::chat_after(req, &resolved.model.efforts, &mut continued.surface)?;
+    let ready = rendered::prepare_after(
+        state,
+        client,
+        &resolved,
+        chat,
+        &made_up_ids,
+        ignored,
+        |_, _, _| {},
+        (continued, kept, keeping),
+    )?;
+    Ok(Some(Prepared {
         requested,
         ready,
         stream,

@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use super::auth::ClientKey;
 use super::body::JsonBody;
+use super::history::Keeping;
 use super::{ApiError, AppState};
+use crate::engine::histories::Kept;
 use crate::engine::{self, ConversationId, TurnGuard, TurnRequest};
 use crate::models::Resolved;
 use crate::requests::Observed;
@@ -82,6 +84,94 @@ pub fn prepare(
         .upstream()
         .encode(&translated.body)
         .map_err(ApiError::not_encoded)?;
+    Ok(Ready {
+        model: resolved.model.slug.clone(),
+        conversation,
+        session,
+        wire,
+        lite: translated.lite,
+        stop: translated.stop,
+        ignored,
+        estimate,
+    })
+}
+
+/// What a large request of a surface made a Chat Completions one leaves for its conversation's
+/// next: the surface's own state `H` after its last message, the calls restored, the Chat
+/// translation's history and the estimate for the items so far.
+#[derive(Debug, Clone, Default)]
+pub struct Continued<H> {
+    pub surface: H,
+    calls: super::tool_calls::Restored,
+    chat: request::History,
+    tokens: u64,
+}
+
+/// [`prepare`], for a large request read in outline and resumed (see [`super::history`]):
+/// `chat` holds the messages after `kept`'s (all of them when nothing is kept), translated by
+/// the surface from `continued.surface`'s state on, which is kept with the rest for the next
+/// turn.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_after<H: Send + Sync + 'static>(
+    state: &AppState,
+    client: ClientKey,
+    resolved: &Resolved,
+    mut chat: ChatRequest,
+    made_up: &[String],
+    mut ignored: Vec<String>,
+    adjust: impl FnOnce(&mut ResponsesRequest, bool, &mut Vec<String>),
+    (continued, kept, keeping): (Continued<H>, Option<Kept>, Keeping),
+) -> Result<Ready, ApiError> {
+    let Continued {
+        surface,
+        mut calls,
+        chat: history,
+        tokens: earlier_tokens,
+    } = continued;
+    // Everything the conversation is told by is in the key and the kept messages.
+    let conversation = match &kept {
+        Some(kept) => kept.conversation,
+        None => {
+            let (system, first_user) = request::conversation_seed(&chat);
+            engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None)
+        }
+    };
+    let session = state.conversations().key_for(conversation);
+    super::tool_calls::restore_after(state, conversation, &mut chat, made_up, &mut calls);
+    let (config, catalog) = (state.config(), state.catalog());
+    let (mut translated, history) = request::translate_after(
+        chat,
+        &Context {
+            model: resolved,
+            config: &config.model,
+            prompt_cache_key: session.clone(),
+        },
+        history,
+    )?;
+    adjust(&mut translated.body, translated.lite, &mut ignored);
+    translated.body.client_metadata = state.client_metadata(&session);
+    ignored.append(&mut translated.ignored);
+    // The history's text is counted once: the kept items' when they were new.
+    let tokens = earlier_tokens + tokens::input(&translated.body.input);
+    let estimate = tokens::members(&translated.body) + tokens;
+    let earlier = kept.map(|kept| kept.items);
+    let wire = state
+        .upstream()
+        .encode_after(&translated.body, earlier.as_ref())
+        .map_err(ApiError::not_encoded)?;
+    drop(earlier);
+    keeping.keep(
+        state,
+        (config, catalog),
+        Continued {
+            surface,
+            calls,
+            chat: history,
+            tokens,
+        },
+        &wire,
+        conversation,
+    );
     Ok(Ready {
         model: resolved.model.slug.clone(),
         conversation,

@@ -5,7 +5,7 @@
 //! arguments again (its results follow the id), so the history is the backend's own: the turn
 //! can go incrementally, and reasoning kept for the call is put back before it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -21,10 +21,33 @@ pub fn restore(
     chat: &mut ChatRequest,
     made_up: &[String],
 ) {
-    if has_calls(chat) {
-        let known = state.conversations().known_calls(conversation);
-        restore_calls(chat, made_up, &known);
-    }
+    restore_after(state, conversation, chat, made_up, &mut Restored::default());
+}
+
+/// What restoring a conversation's calls so far leaves for its next messages: the remembered
+/// calls given out, and the ids made up that became the backend's (a result among the next
+/// messages may answer one).
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    used: HashSet<String>,
+    renamed: HashMap<String, String>,
+}
+
+/// [`restore`], for messages that continue a conversation whose earlier ones were restored
+/// into `restored` (which goes on past them).
+pub fn restore_after(
+    state: &AppState,
+    conversation: ConversationId,
+    chat: &mut ChatRequest,
+    made_up: &[String],
+    restored: &mut Restored,
+) {
+    let known = if has_calls(chat) {
+        state.conversations().known_calls(conversation)
+    } else {
+        Vec::new()
+    };
+    restore_calls(chat, made_up, &known, restored);
 }
 
 /// Remembers an answer's calls (id, name, arguments) for the conversation.
@@ -62,13 +85,20 @@ fn canonical(arguments: &str) -> Option<String> {
 
 /// A call matches a remembered one by its id when the client kept it, else by name and
 /// arguments, in order; either way the arguments must be the same JSON.
-fn restore_calls(chat: &mut ChatRequest, made_up: &[String], known: &[engine::KnownCall]) {
-    if known.is_empty() {
-        return;
-    }
-    let mut used = vec![false; known.len()];
-    let mut renamed: HashMap<String, String> = HashMap::new();
-    for message in &mut chat.messages {
+fn restore_calls(
+    chat: &mut ChatRequest,
+    made_up: &[String],
+    known: &[engine::KnownCall],
+    restored: &mut Restored,
+) {
+    let Restored { used, renamed } = restored;
+    // Nothing remembered (or no calls here): only results answering earlier calls may change.
+    let assistants = if known.is_empty() {
+        &mut [][..]
+    } else {
+        &mut chat.messages[..]
+    };
+    for message in assistants {
         let ChatMessage::Assistant {
             tool_calls: Some(calls),
             ..
@@ -84,15 +114,15 @@ fn restore_calls(chat: &mut ChatRequest, made_up: &[String], known: &[engine::Kn
                 continue;
             };
             let invented = made_up.contains(id);
-            let found = known.iter().enumerate().position(|(i, k)| {
-                !used[i]
+            let found = known.iter().position(|k| {
+                !used.contains(&k.id)
                     && k.name == function.name
                     && (invented || k.id == *id)
                     && canonical(&k.arguments).as_deref() == Some(wanted.as_str())
             });
             let Some(at) = found else { continue };
-            used[at] = true;
             let known = &known[at];
+            used.insert(known.id.clone());
             function.arguments.clone_from(&known.arguments);
             if invented {
                 renamed.insert(std::mem::replace(id, known.id.clone()), known.id.clone());
@@ -177,7 +207,7 @@ mod tests {
             known("kept_id", "g", r#"{"x": true}"#),
             known("call_CCC", "h", r#"{"q": "other"}"#),
         ];
-        restore_calls(&mut chat, &made_up, &remembered);
+        restore_calls(&mut chat, &made_up, &remembered, &mut Restored::default());
         let ChatMessage::Assistant {
             tool_calls: Some(calls),
             ..
@@ -210,5 +240,86 @@ mod tests {
             })
             .collect();
         assert_eq!(results, ["call_BBB", "call_AAA", "kept_id", "call_0_3"]);
+    }
+
+    /// The ids and arguments of each message's calls and results, in order.
+    fn calls_of(messages: &[ChatMessage]) -> Vec<String> {
+        messages
+            .iter()
+            .flat_map(|m| match m {
+                ChatMessage::Assistant {
+                    tool_calls: Some(calls),
+                    ..
+                } => calls
+                    .iter()
+                    .map(|c| match c {
+                        ChatToolCall::Function { id, function } => {
+                            format!("{id} {}", function.arguments)
+                        }
+                        ChatToolCall::Custom { id, .. } => id.clone(),
+                    })
+                    .collect(),
+                ChatMessage::Tool { tool_call_id, .. } => vec![format!("-> {tool_call_id}")],
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A conversation's messages restored in two parts — the second continuing from what the
+    /// first left — come out as restoring them all at once does, at every split: a result
+    /// after the split answering a call before it included.
+    #[test]
+    fn messages_restored_in_parts_are_restored_as_a_whole() {
+        let messages = vec![
+            assistant(&[("call_0_0", "f", r#"{"a":1}"#)]),
+            tool("call_0_0"),
+            assistant(&[
+                ("call_2_0", "f", r#"{"a":1}"#),
+                ("call_2_1", "g", r#"{"x":true}"#),
+            ]),
+            tool("call_2_1"),
+            tool("call_2_0"),
+            assistant(&[("kept_id", "g", r#"{"x":true}"#)]),
+            tool("kept_id"),
+            assistant(&[("call_7_0", "h", r#"{"q":1}"#)]),
+            tool("call_7_0"),
+        ];
+        let made_up: Vec<String> = ["call_0_0", "call_2_0", "call_2_1", "call_7_0"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let remembered = [
+            known("call_AAA", "f", r#"{"a": 1}"#),
+            known("call_BBB", "f", r#"{"a": 1}"#),
+            known("call_CCC", "g", r#"{"x": true}"#),
+            known("kept_id", "g", r#"{"x": true}"#),
+        ];
+        let chat = |messages: &[ChatMessage]| -> ChatRequest {
+            let mut chat: ChatRequest = serde_json::from_value(json!({"messages": []})).unwrap();
+            chat.messages = messages.to_vec();
+            chat
+        };
+        let mut whole = chat(&messages);
+        restore_calls(&mut whole, &made_up, &remembered, &mut Restored::default());
+        let expected = calls_of(&whole.messages);
+        assert_eq!(
+            expected[..4],
+            [
+                r#"call_AAA {"a": 1}"#,
+                "-> call_AAA",
+                r#"call_BBB {"a": 1}"#,
+                r#"call_CCC {"x": true}"#
+            ]
+        );
+        for k in 0..=messages.len() {
+            let mut restored = Restored::default();
+            let mut first = chat(&messages[..k]);
+            restore_calls(&mut first, &made_up, &remembered, &mut restored);
+            let mut rest = chat(&messages[k..]);
+            restore_calls(&mut rest, &made_up, &remembered, &mut restored);
+            let mut both = calls_of(&first.messages);
+            both.extend(calls_of(&rest.messages));
+            assert_eq!(both, expected, "split at {k}");
+        }
     }
 }

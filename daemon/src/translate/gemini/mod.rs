@@ -259,14 +259,38 @@ pub fn translate(
     model: &str,
     efforts: &[String],
 ) -> Result<Translated, ApiError> {
+    translate_after(req, model, efforts, &mut History::default())
+}
+
+/// What a conversation's contents so far mean for the next ones: the calls not yet answered,
+/// whether a user turn came, where the next content is. Translating contents one request
+/// after another from it gives what translating them all at once gives; the system
+/// instruction becomes the first message only of the first part.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    open: VecDeque<Open>,
+    user_seen: bool,
+    /// The next content's index in the request.
+    next: usize,
+}
+
+/// [`translate`], for a request whose `contents` continue a conversation already translated
+/// up to `history` (which goes on past them).
+pub fn translate_after(
+    req: GenerateContentRequest,
+    model: &str,
+    efforts: &[String],
+    history: &mut History,
+) -> Result<Translated, ApiError> {
+    let fresh = history.next == 0;
     let mut ignored: Vec<String> = req.other.keys().cloned().collect();
-    if req.contents.is_empty() {
+    if req.contents.is_empty() && fresh {
         return Err(ApiError::invalid(
             "contents is not specified",
             Some("contents"),
         ));
     }
-    if req.contents.len() > MAX_CONTENTS {
+    if history.next + req.contents.len() > MAX_CONTENTS {
         return Err(ApiError::invalid(
             format!("contents: at most {MAX_CONTENTS} contents"),
             Some("contents"),
@@ -297,13 +321,13 @@ pub fn translate(
     let mut messages = Vec::new();
     if let Some(system) = req.system_instruction {
         let text = texts(&system.parts, "systemInstruction")?;
-        if !text.trim().is_empty() {
+        if fresh && !text.trim().is_empty() {
             messages.push(ChatMessage::System {
                 content: MessageContent::Text(text),
             });
         }
     }
-    let made_up_ids = contents(req.contents, &mut messages)?;
+    let made_up_ids = contents(req.contents, &mut messages, history)?;
     let stop = config.stop_sequences.unwrap_or_default();
     Ok(Translated {
         chat: chat::ChatRequest {
@@ -586,16 +610,24 @@ fn texts(parts: &[Part], path: &str) -> Result<String, ApiError> {
 }
 
 /// A call of the model's, waiting for its response.
+#[derive(Debug, Clone)]
 struct Open {
     id: String,
     name: String,
 }
 
-/// The contents as chat messages; returns the call ids made up for calls without one.
-fn contents(contents: Vec<Content>, out: &mut Vec<ChatMessage>) -> Result<Vec<String>, ApiError> {
-    let mut open: VecDeque<Open> = VecDeque::new();
+/// The contents (the first at `history`'s place) as chat messages; returns the call ids made
+/// up for calls without one.
+fn contents(
+    contents: Vec<Content>,
+    out: &mut Vec<ChatMessage>,
+    history: &mut History,
+) -> Result<Vec<String>, ApiError> {
+    let first = history.next;
+    let count = contents.len();
+    let open = &mut history.open;
     let mut made_up = Vec::new();
-    for (i, content) in contents.into_iter().enumerate() {
+    for (i, content) in (first..).zip(contents) {
         let path = format!("contents.{i}");
         if content.parts.len() > MAX_PARTS {
             return Err(ApiError::invalid(
@@ -665,7 +697,7 @@ fn contents(contents: Vec<Content>, out: &mut Vec<ChatMessage>) -> Result<Vec<St
                 for (j, part) in content.parts.into_iter().enumerate() {
                     let part_path = format!("{path}.parts.{j}");
                     if let Some(response) = part.function_response {
-                        let id = answered(&mut open, response.id.as_deref(), &response.name)
+                        let id = answered(open, response.id.as_deref(), &response.name)
                             .ok_or_else(|| {
                                 ApiError::invalid(
                                     format!(
@@ -724,10 +756,12 @@ fn contents(contents: Vec<Content>, out: &mut Vec<ChatMessage>) -> Result<Vec<St
             }
         }
     }
-    if !out
-        .iter()
-        .any(|m| matches!(m, ChatMessage::User { .. } | ChatMessage::Tool { .. }))
-    {
+    history.next = first + count;
+    history.user_seen = history.user_seen
+        || out
+            .iter()
+            .any(|m| matches!(m, ChatMessage::User { .. } | ChatMessage::Tool { .. }));
+    if !history.user_seen {
         return Err(ApiError::invalid(
             "contents: at least one user turn with content is needed",
             Some("contents"),

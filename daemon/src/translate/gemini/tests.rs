@@ -363,3 +363,102 @@ fn a_whole_answer_merges_the_text_and_hides_thoughts_unless_asked() {
         json!({"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}})
     );
 }
+
+/// A conversation translated in two parts — the first `k` contents, then the rest continuing
+/// from the first part's [`History`](super::History) (and the Chat translation's) — gives the
+/// body translating it whole gives, at every `k`: calls made up ids for by their place, a
+/// response after the split answering a call before it, the system instruction once. The
+/// daemon's continued Gemini turns rest on this.
+#[test]
+fn contents_continued_from_any_point_translate_as_a_whole() {
+    use super::{History, translate_after};
+    use crate::upstream::written::Written;
+    let contents = json!([
+        {"role": "user", "parts": [{"text": "Fix the failing test."}]},
+        {"role": "model", "parts": [
+            {"text": "Looking at it.", "thought": true},
+            {"functionCall": {"name": "read_file", "args": {"path": "src/lib.rs"}}, "thoughtSignature": "c2ln"}]},
+        {"role": "user", "parts": [
+            {"functionResponse": {"name": "read_file", "response": {"output": "fn f() {}"}}}]},
+        {"role": "model", "parts": [
+            {"functionCall": {"id": "kept-1", "name": "run", "args": {"cmd": "cargo test"}}},
+            {"functionCall": {"name": "read_file", "args": {"path": "tests/t.rs"}}}]},
+        {"role": "user", "parts": [
+            {"functionResponse": {"name": "read_file", "response": {"output": "#[test] fn t() {}"}}},
+            {"functionResponse": {"id": "kept-1", "name": "run", "response": {"output": "1 failed"}}}]},
+        {"role": "model", "parts": [{"text": "The test expects 2."}]},
+        {"role": "user", "parts": [
+            {"text": "Here is the screen:"},
+            {"inlineData": {"mimeType": "image/png", "data": PNG}}]},
+        {"role": "model", "parts": [{"text": "I see it."}]},
+        {"role": "user", "parts": [{"text": "Go on."}]}
+    ]);
+    let all = contents.as_array().unwrap().clone();
+    let request = |contents: &[Value]| -> GenerateContentRequest {
+        serde_json::from_value(json!({
+            "contents": contents,
+            "systemInstruction": {"parts": [{"text": "You are a coding agent."}]},
+            "tools": [{"functionDeclarations": [
+                {"name": "read_file", "parameters": {"type": "OBJECT", "properties": {"path": {"type": "STRING"}}}},
+                {"name": "run", "parameters": {"type": "OBJECT", "properties": {"cmd": {"type": "STRING"}}}}]}],
+            "generationConfig": {"thinkingConfig": {"thinkingBudget": -1}}
+        }))
+        .unwrap()
+    };
+    let model = models::resolve(
+        Some("gpt-5.5"),
+        &Catalog::builtin(),
+        &ModelConfig::default().aliases,
+        "gpt-5.5",
+    )
+    .unwrap();
+    let config = ModelConfig::default();
+    let ctx = Context {
+        model: &model,
+        config: &config,
+        prompt_cache_key: "k".into(),
+    };
+    let whole = translate(request(&all), "gpt-5.5", &efforts()).unwrap();
+    let made_up = whole.made_up_ids.clone();
+    assert_eq!(made_up, ["call_1_1", "call_3_1"]);
+    let whole = request::translate(whole.chat, &ctx).unwrap();
+    let expected = Written::write(&whole.body, None).unwrap().to_json();
+    for k in 1..all.len() {
+        let mut history = History::default();
+        let first = translate_after(request(&all[..k]), "gpt-5.5", &efforts(), &mut history)
+            .unwrap_or_else(|e| panic!("split at {k}: {}", e.message));
+        let rest = translate_after(request(&all[k..]), "gpt-5.5", &efforts(), &mut history)
+            .unwrap_or_else(|e| panic!("split at {k}: {}", e.message));
+        let mut ids = first.made_up_ids.clone();
+        ids.extend(rest.made_up_ids.clone());
+        assert_eq!(ids, made_up, "split at {k}");
+        let (first, chat_history) =
+            request::translate_after(first.chat, &ctx, request::History::default()).unwrap();
+        let (rest, _) = request::translate_after(rest.chat, &ctx, chat_history).unwrap();
+        let earlier = Written::write(&first.body, None).unwrap();
+        let continued = Written::write(&rest.body, Some(earlier.items()))
+            .unwrap()
+            .to_json();
+        assert_eq!(
+            String::from_utf8(continued).unwrap(),
+            String::from_utf8(expected.clone()).unwrap(),
+            "split at {k}"
+        );
+    }
+    // An error in the continued part names the content by its place in the whole request.
+    let mut history = History::default();
+    translate_after(request(&all[..2]), "gpt-5.5", &efforts(), &mut history).unwrap();
+    let bad = json!([{"role": "model", "parts": [{"functionResponse": {"name": "x"}}]}]);
+    let error = translate_after(
+        request(bad.as_array().unwrap()),
+        "gpt-5.5",
+        &efforts(),
+        &mut history,
+    )
+    .unwrap_err();
+    assert!(
+        error.message.starts_with("contents.2.parts.0"),
+        "{}",
+        error.message
+    );
+}

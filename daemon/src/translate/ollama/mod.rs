@@ -199,14 +199,34 @@ pub fn think(
 
 /// `/api/chat` → a Chat Completions request. `efforts` are the resolved model's.
 pub fn chat(req: OllamaChat, efforts: &[String]) -> Result<Translated, ApiError> {
+    chat_after(req, efforts, &mut History::default())
+}
+
+/// What a conversation's messages so far mean for the next ones: the calls not yet answered,
+/// where the next message is. Translating messages one request after another from it gives
+/// what translating them all at once gives.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    open: VecDeque<Open>,
+    /// The next message's index in the request.
+    next: usize,
+}
+
+/// [`chat`], for a request whose `messages` continue a conversation already translated up to
+/// `history` (which goes on past them).
+pub fn chat_after(
+    req: OllamaChat,
+    efforts: &[String],
+    history: &mut History,
+) -> Result<Translated, ApiError> {
     let mut ignored: Vec<String> = req.other.keys().cloned().collect();
-    if req.messages.is_empty() {
+    if req.messages.is_empty() && history.next == 0 {
         return Err(ApiError::invalid(
             "messages: at least one message is needed",
             Some("messages"),
         ));
     }
-    if req.messages.len() > MAX_MESSAGES {
+    if history.next + req.messages.len() > MAX_MESSAGES {
         return Err(ApiError::invalid(
             format!("messages: at most {MAX_MESSAGES} messages"),
             Some("messages"),
@@ -219,7 +239,7 @@ pub fn chat(req: OllamaChat, efforts: &[String]) -> Result<Translated, ApiError>
         ignored.push("keep_alive".into());
     }
     let tools = tools(req.tools)?;
-    let (messages, made_up_ids) = messages(req.messages)?;
+    let (messages, made_up_ids) = messages(req.messages, history)?;
     Ok(Translated {
         chat: chat_request(ChatParts {
             model: untagged(&req.model).to_owned(),
@@ -421,19 +441,26 @@ fn tools(tools: Option<Vec<Tool>>) -> Result<Option<Vec<ChatTool>>, ApiError> {
 }
 
 /// A call the assistant made, waiting for its result.
+#[derive(Debug, Clone)]
 struct Open {
     id: String,
     name: String,
 }
 
-/// The messages, and the call ids made up for calls that came without one.
-fn messages(messages: Vec<Message>) -> Result<(Vec<ChatMessage>, Vec<String>), ApiError> {
+/// The messages (the first at `history`'s place), and the call ids made up for calls that
+/// came without one.
+fn messages(
+    messages: Vec<Message>,
+    history: &mut History,
+) -> Result<(Vec<ChatMessage>, Vec<String>), ApiError> {
     let mut out = Vec::with_capacity(messages.len());
     let mut made_up = Vec::new();
+    let first = history.next;
+    history.next += messages.len();
     // Calls not yet answered, oldest first: a result without a call id answers the oldest
     // open call of its tool (or the oldest open call when it names no tool).
-    let mut open: VecDeque<Open> = VecDeque::new();
-    for (i, message) in messages.into_iter().enumerate() {
+    let open = &mut history.open;
+    for (i, message) in (first..).zip(messages) {
         let path = format!("messages.{i}");
         let content = message.content.unwrap_or_default();
         match message.role.as_str() {
@@ -496,7 +523,7 @@ fn messages(messages: Vec<Message>) -> Result<(Vec<ChatMessage>, Vec<String>), A
             }
             "tool" => {
                 let id = answered(
-                    &mut open,
+                    open,
                     message.tool_call_id.as_deref(),
                     message.tool_name.as_deref(),
                 )

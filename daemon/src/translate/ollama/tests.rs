@@ -323,3 +323,90 @@ fn a_stop_sequence_ends_the_answer_with_counted_output() {
             .all(|l| l["message"].get("tool_calls").is_none())
     );
 }
+
+/// A conversation translated in two parts — the first `k` messages, then the rest continuing
+/// from the first part's [`History`](super::History) (and the Chat translation's) — gives the
+/// body translating it whole gives, at every `k`: calls without ids made up ids for by their
+/// place, a result after the split answering a call before it by its tool's name. The
+/// daemon's continued Ollama turns rest on this.
+#[test]
+fn messages_continued_from_any_point_translate_as_a_whole() {
+    use super::{History, chat_after};
+    use crate::translate::request::{self, translate_after};
+    use crate::upstream::written::Written;
+    let messages = json!([
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Add 2 and 3, then multiply 4 by 5.", "images": [PNG]},
+        {"role": "assistant", "content": "", "thinking": "Two calls.", "tool_calls": [
+            {"function": {"name": "add", "arguments": {"a": 2, "b": 3}}},
+            {"function": {"name": "multiply", "arguments": {"a": 4, "b": 5}}}]},
+        {"role": "tool", "content": "20", "tool_name": "multiply"},
+        {"role": "tool", "content": "5", "tool_name": "add"},
+        {"role": "assistant", "content": "5 and 20."},
+        {"role": "user", "content": "Now add them."},
+        {"role": "assistant", "tool_calls": [
+            {"id": "kept", "function": {"name": "add", "arguments": {"a": 5, "b": 20}}}]},
+        {"role": "tool", "content": "25", "tool_call_id": "kept"},
+        {"role": "assistant", "tool_calls": [{"function": {"name": "add", "arguments": "{\"a\":1}"}}]},
+        {"role": "tool", "content": "1"},
+        {"role": "user", "content": "Thanks."}
+    ]);
+    let all = messages.as_array().unwrap().clone();
+    let request = |messages: &[Value]| -> OllamaChat {
+        serde_json::from_value(json!({
+            "model": "gpt-5.5:latest", "messages": messages, "think": true,
+            "tools": [
+                {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}},
+                {"type": "function", "function": {"name": "multiply", "parameters": {"type": "object"}}}
+            ],
+            "options": {"temperature": 0.2}
+        }))
+        .unwrap()
+    };
+    let model = models::resolve(
+        Some("gpt-5.5"),
+        &Catalog::builtin(),
+        &ModelConfig::default().aliases,
+        "gpt-5.5",
+    )
+    .unwrap();
+    let config = ModelConfig::default();
+    let ctx = Context {
+        model: &model,
+        config: &config,
+        prompt_cache_key: "k".into(),
+    };
+    let whole = chat(request(&all), &efforts()).unwrap();
+    let made_up = whole.made_up_ids.clone();
+    assert_eq!(made_up, ["call_2_0", "call_2_1", "call_9_0"]);
+    let whole = translate(whole.chat, &ctx).unwrap();
+    let expected = Written::write(&whole.body, None).unwrap().to_json();
+    for k in 1..all.len() {
+        let mut history = History::default();
+        let first = chat_after(request(&all[..k]), &efforts(), &mut history)
+            .unwrap_or_else(|e| panic!("split at {k}: {}", e.message));
+        let rest = chat_after(request(&all[k..]), &efforts(), &mut history)
+            .unwrap_or_else(|e| panic!("split at {k}: {}", e.message));
+        let mut ids = first.made_up_ids.clone();
+        ids.extend(rest.made_up_ids.clone());
+        assert_eq!(ids, made_up, "split at {k}");
+        let (first, chat_history) =
+            translate_after(first.chat, &ctx, request::History::default()).unwrap();
+        let (rest, _) = translate_after(rest.chat, &ctx, chat_history).unwrap();
+        let earlier = Written::write(&first.body, None).unwrap();
+        let continued = Written::write(&rest.body, Some(earlier.items()))
+            .unwrap()
+            .to_json();
+        assert_eq!(
+            String::from_utf8(continued).unwrap(),
+            String::from_utf8(expected.clone()).unwrap(),
+            "split at {k}"
+        );
+    }
+    // An error in the continued part names the message by its place in the whole request.
+    let mut history = History::default();
+    chat_after(request(&all[..2]), &efforts(), &mut history).unwrap();
+    let bad = json!([{"role": "tool", "content": "x", "tool_name": "nothing"}]);
+    let error = chat_after(request(bad.as_array().unwrap()), &efforts(), &mut history).unwrap_err();
+    assert!(error.message.starts_with("messages.2"), "{}", error.message);
+}
