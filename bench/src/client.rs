@@ -29,7 +29,7 @@ pub struct Streamed {
     pub order: Vec<usize>,
     /// Reads that carried more than one delta.
     pub batched: usize,
-    /// Seen the end (`[DONE]`).
+    /// Seen the end (`[DONE]`, the last event or line of the other surfaces).
     pub complete: bool,
 }
 
@@ -141,6 +141,8 @@ impl Conn {
             if memchr(&buf, b"[DONE]")
                 || memchr(&buf, b"event: message_stop")
                 || memchr(&buf, b"event: response.completed")
+                || memchr(&buf, b"\"done\":true")
+                || memchr(&buf, b"\"finishReason\"")
             {
                 seen.complete = true;
             }

@@ -84,8 +84,12 @@ struct Cli {
     /// Client APIs for [11]: chat (Chat Completions), messages (Anthropic Messages, shaped as
     /// Claude Code sends it: a billing line that changes every turn, a cache mark on the newest
     /// message), responses (the whole input every turn, as the Agents SDK sends it without
-    /// `previous_response_id`).
-    #[arg(long, value_delimiter = ',', default_value = "chat,messages,responses")]
+    /// `previous_response_id`), ollama (`/api/chat`), gemini (`:streamGenerateContent`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "chat,messages,responses,ollama,gemini"
+    )]
     history_surfaces: Vec<String>,
     /// Scenarios to run (latency, responses, messages, ollama, gemini, streaming, frontier, cpu,
     /// streams, idle, bodies, conversation, history, events); all by default.
@@ -414,6 +418,11 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
             "chat" => ("chat", "/v1/chat/completions"),
             "messages" => ("messages", "/v1/messages"),
             "responses" => ("responses", "/v1/responses"),
+            "ollama" => ("ollama", "/api/chat"),
+            "gemini" => (
+                "gemini",
+                "/v1beta/models/gpt-5.5:streamGenerateContent?alt=sse",
+            ),
             other => anyhow::bail!("--history-surfaces: unknown surface {other}"),
         };
         for &kib in &cli.history_kib {
@@ -478,11 +487,30 @@ async fn history(cli: &Cli, binary: &std::path::Path, shape: Shape) -> anyhow::R
     Ok(())
 }
 
-/// [11]'s request: a streamed chat request, a Responses one with the whole input, or a
-/// Messages one as Claude Code sends it (the system prompt headed by a billing line that
-/// changes every turn, the cache mark on the newest message only).
+/// [11]'s request: a streamed chat request, a Responses one with the whole input, a Messages
+/// one as Claude Code sends it (the system prompt headed by a billing line that changes every
+/// turn, the cache mark on the newest message only), an Ollama chat or a Gemini one.
 fn history_body(surface: &str, said: &[(&str, String)], turn: usize) -> serde_json::Value {
     use serde_json::json;
+    if surface == "ollama" {
+        let mut messages = vec![json!({"role": "system", "content": "You are a coding agent."})];
+        messages.extend(
+            said.iter()
+                .map(|(role, text)| json!({"role": role, "content": text})),
+        );
+        return json!({"model": "gpt-5.5", "stream": true, "messages": messages});
+    }
+    if surface == "gemini" {
+        let contents: Vec<serde_json::Value> = said
+            .iter()
+            .map(|(role, text)| {
+                let role = if *role == "user" { "user" } else { "model" };
+                json!({"role": role, "parts": [{"text": text}]})
+            })
+            .collect();
+        return json!({"contents": contents,
+            "systemInstruction": {"parts": [{"text": "You are a coding agent."}]}});
+    }
     if surface == "chat" {
         let mut messages = vec![json!({"role": "system", "content": "You are a coding agent."})];
         messages.extend(
