@@ -97,6 +97,7 @@ fn commented_examples_are_valid_and_cover_every_optional_key() {
         reasoning_output: _,
         system_prompt_strategy: _,
         claude: _,
+        gemini: _,
     } = model;
     assert!(default_reasoning_effort.is_some());
     let AuthConfig {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real clients the end-to-end tests drive: the official `openai` Python package and
 # the OpenAI Agents SDK (in a venv under target/sdk); the `openai` Node package, the Vercel AI SDK
-# (`ai`, `@ai-sdk/openai`) and the Codex CLI (`@openai/codex`, a native binary) in
-# tests/sdk/node/node_modules. Versions are pinned in requirements.txt and package-lock.json.
+# (`ai`, `@ai-sdk/openai`), the Codex CLI (`@openai/codex`, a native binary), Claude Code and the
+# Gemini CLI (`@google/gemini-cli`) in tests/sdk/node/node_modules. Versions are pinned in
+# requirements.txt and package-lock.json.
 # Idempotent: a second run with unchanged pins does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -1,4 +1,5 @@
-//! The official OpenAI SDKs (Python and Node) against the real daemon and the strict fake.
+//! The real clients against the real daemon and the strict fake: the OpenAI, Anthropic, Gemini
+//! and Ollama SDKs, the Codex CLI, Claude Code and the Gemini CLI.
 //! `bash tests/sdk/install.sh` installs them (the README's test command runs it).
 
 // Test code: a failed unwrap is a failed test.
@@ -451,4 +452,124 @@ async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
     let last = fake.requests_to(RESPONSES_PATH).pop().unwrap();
     assert_eq!(last.status, 200, "{:?}", last.rejection);
     assert_eq!(last.body.unwrap()["model"], "gpt-5.4-mini");
+}
+
+/// Runs `gemini ARGS` (the Gemini CLI, npm `@google/gemini-cli`, pinned in tests/sdk/node)
+/// against the daemon as the README configures it: `GOOGLE_GEMINI_BASE_URL` and
+/// `GEMINI_API_KEY`, in `work` (trusted), with a fresh home whose settings pick the API key and
+/// turn off usage statistics and updates. Returns stdout.
+async fn gemini_cli(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
+    let gemini = repo_root().join("tests/sdk/node/node_modules/.bin/gemini");
+    assert!(
+        gemini.exists(),
+        "{} is missing: run `bash tests/sdk/install.sh`",
+        gemini.display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".gemini")).unwrap();
+    std::fs::write(
+        home.path().join(".gemini/settings.json"),
+        r#"{"security": {"auth": {"selectedType": "gemini-api-key"}},
+            "privacy": {"usageStatisticsEnabled": false},
+            "general": {"disableAutoUpdate": true, "disableUpdateNag": true}}"#,
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(&gemini);
+    command
+        .args(args)
+        .current_dir(work)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("GEMINI_API_KEY", daemon.api_key())
+        .env("GOOGLE_GEMINI_BASE_URL", daemon.url(""))
+        .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
+        .stdin(std::process::Stdio::null());
+    run_cli(command, "gemini", daemon).await.0
+}
+
+/// The Gemini CLI answers through the daemon, and runs a tool loop whose history grows past
+/// the size where the daemon keeps a request's translation (its system prompt and tools are
+/// ~40 KB, the file it reads ~80 KB): the request after the large read continues the one
+/// before — read and translated from its new messages on — and every turn after the first
+/// goes to the backend as its new items only.
+#[tokio::test]
+async fn the_gemini_cli_answers_and_runs_a_tool_loop_through_the_daemon() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    let work = tempfile::tempdir().unwrap();
+    // Its own model names (its router's `flash-lite`, which rates the task, then the model it
+    // routes to) run on the models [model.gemini] names.
+    fake.on_input_containing(
+        "complexity_score",
+        Script::text(r#"{"complexity_reasoning": "A greeting.", "complexity_score": 5}"#),
+    );
+    fake.on_input_containing("say hi", Script::text("Hi from Codex!"));
+    let stdout = gemini_cli(&daemon, work.path(), &["-p", "say hi"]).await;
+    assert!(stdout.contains("Hi from Codex!"), "{stdout}");
+    let models: std::collections::BTreeSet<String> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| {
+            r.body.as_ref().unwrap()["model"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        models,
+        ["gpt-5.4-mini", "gpt-5.5"].map(str::to_owned).into(),
+        "{}",
+        daemon.logs()
+    );
+
+    let big: String = (0..1000)
+        .map(|i| format!("line {i:04}: the quick brown fox jumps over the lazy dog, again\n"))
+        .collect();
+    std::fs::write(work.path().join("big.txt"), big).unwrap();
+    std::fs::write(
+        work.path().join("notes.txt"),
+        "the secret word is pelican\n",
+    )
+    .unwrap();
+    let before = fake.requests_to(RESPONSES_PATH).len();
+    fake.enqueue(
+        Script::function_call("read_file", r#"{"file_path":"big.txt"}"#)
+            .with_reasoning("Read the big file first."),
+    );
+    fake.enqueue(
+        Script::function_call("read_file", r#"{"file_path":"notes.txt"}"#)
+            .with_reasoning("Now the notes."),
+    );
+    fake.enqueue(Script::text("The notes say: pelican."));
+    let prompt = "read big.txt, then tell me what my notes say";
+    let stdout = gemini_cli(&daemon, work.path(), &["-p", prompt, "-m", "gpt-5.5"]).await;
+    assert!(stdout.contains("The notes say: pelican."), "{stdout}");
+    let turns = &fake.requests_to(RESPONSES_PATH)[before..];
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    for turn in turns {
+        assert_eq!(turn.status, 200, "{:?}", turn.rejection);
+    }
+    // The file's lines reached the model, and the notes after them.
+    let input = turns[2].full_input().unwrap().to_string();
+    assert!(input.contains("line 0999") && input.contains("pelican"));
+    // Each turn after the first went as its new items (the call's output).
+    for turn in &turns[1..] {
+        let body = turn.body.as_ref().unwrap();
+        assert!(body["previous_response_id"].is_string(), "{body}");
+        assert_eq!(body["input"].as_array().unwrap().len(), 1, "{body}");
+    }
+    // The request after the large read was read from its new messages on.
+    assert!(
+        daemon
+            .logs()
+            .contains("a large request continues its conversation's last"),
+        "{}",
+        daemon.logs()
+    );
 }

@@ -217,6 +217,48 @@ pub struct ModelConfig {
     pub system_prompt_strategy: SystemPromptStrategy,
     /// What Claude model names (`claude-opus-*`, `claude-sonnet-*`, `claude-haiku-*`) run on.
     pub claude: ClaudeModels,
+    /// What Gemini model names (`gemini-*-pro`, `gemini-*-flash`, `gemini-*-flash-lite`) run on.
+    pub gemini: GeminiModels,
+}
+
+/// `[model.gemini]`: the Codex model (an id or alias, with an optional effort suffix) each
+/// Gemini tier runs on, for Gemini clients that name Gemini models (the Gemini CLI's defaults).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeminiModels {
+    pub pro: String,
+    pub flash: String,
+    pub flash_lite: String,
+}
+
+impl Default for GeminiModels {
+    fn default() -> Self {
+        Self {
+            pro: "gpt-5.5".into(),
+            flash: "gpt-5.5".into(),
+            flash_lite: "gpt-5.4-mini".into(),
+        }
+    }
+}
+
+impl GeminiModels {
+    /// The Codex model for a Gemini model name (`models/` and a version or `-preview` suffix
+    /// or not): `-flash-lite` names, `-flash` names, and any other `gemini` name (`-pro`, a
+    /// bare `gemini-…`) as `pro`; `None` when the name is no Gemini model.
+    pub fn target(&self, name: &str) -> Option<&str> {
+        let name = name.trim().to_ascii_lowercase();
+        let base = name.strip_prefix("models/").unwrap_or(&name);
+        if !base.starts_with("gemini") {
+            return None;
+        }
+        Some(if base.contains("flash-lite") {
+            &self.flash_lite
+        } else if base.contains("flash") {
+            &self.flash
+        } else {
+            &self.pro
+        })
+    }
 }
 
 /// `[model.claude]`: the Codex model (an id or alias, with an optional effort suffix) each
@@ -272,6 +314,7 @@ impl Default for ModelConfig {
             reasoning_output: ReasoningOutput::default(),
             system_prompt_strategy: SystemPromptStrategy::default(),
             claude: ClaudeModels::default(),
+            gemini: GeminiModels::default(),
         }
     }
 }
@@ -587,6 +630,15 @@ impl Config {
                 return Err(("model.claude", format!("`{family}` names no model")));
             }
         }
+        for (tier, target) in [
+            ("pro", &self.model.gemini.pro),
+            ("flash", &self.model.gemini.flash),
+            ("flash_lite", &self.model.gemini.flash_lite),
+        ] {
+            if target.trim().is_empty() {
+                return Err(("model.gemini", format!("`{tier}` names no model")));
+            }
+        }
         for (alias, target) in &self.model.aliases {
             if alias.trim().is_empty() || target.trim().is_empty() {
                 return Err((
@@ -623,5 +675,39 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_model_names_map_to_their_tiers() {
+        let claude = ClaudeModels::default();
+        assert_eq!(claude.target("claude-opus-4-7"), Some("gpt-5.5"));
+        assert_eq!(
+            claude.target("claude-haiku-4-5-20251001"),
+            Some("gpt-5.4-mini")
+        );
+        assert_eq!(claude.target("gpt-5.5"), None);
+        let gemini = GeminiModels {
+            pro: "p".into(),
+            flash: "f".into(),
+            flash_lite: "l".into(),
+        };
+        for (name, tier) in [
+            ("gemini-3.1-pro-preview", Some("p")),
+            ("models/gemini-2.5-pro", Some("p")),
+            ("gemini-exp-1206", Some("p")),
+            ("gemini-3-flash-preview", Some("f")),
+            ("Gemini-2.5-Flash", Some("f")),
+            ("gemini-3.5-flash-lite", Some("l")),
+            ("models/gemini-2.5-flash-lite-preview-06-17", Some("l")),
+            ("gpt-5.5", None),
+            ("gemma-3-27b", None),
+        ] {
+            assert_eq!(gemini.target(name), tier, "{name}");
+        }
     }
 }

@@ -92,23 +92,26 @@ fn model_json(id: &str, resolved: Option<&models::Resolved>) -> Value {
     model
 }
 
+/// The model a request names: a catalog model or alias, else a Gemini model's configured
+/// target (`[model.gemini]`).
 fn resolve(state: &AppState, name: &str) -> Result<models::Resolved, ApiError> {
     let config = state.config();
-    models::resolve(
-        Some(wire::model_name(name)),
-        &state.catalog(),
-        &config.model.aliases,
-        &config.model.default,
-    )
-    .map_err(|mut error| {
-        if error.status == StatusCode::NOT_FOUND {
-            error.message = format!(
-                "models/{} is not found (GET /v1beta/models lists the models)",
-                crate::api_error::quoted(wire::model_name(name))
-            );
-        }
-        error
-    })
+    let (catalog, model) = (state.catalog(), &config.model);
+    let requested = wire::model_name(name);
+    models::resolve(Some(requested), &catalog, &model.aliases, &model.default)
+        .or_else(|error| match model.gemini.target(requested) {
+            Some(target) => models::resolve(Some(target), &catalog, &model.aliases, &model.default),
+            None => Err(error),
+        })
+        .map_err(|mut error| {
+            if error.status == StatusCode::NOT_FOUND {
+                error.message = format!(
+                    "models/{} is not found (GET /v1beta/models lists the models)",
+                    crate::api_error::quoted(wire::model_name(name))
+                );
+            }
+            error
+        })
 }
 
 /// `GET /v1beta/models`: every model and alias `/v1/models` lists.

@@ -161,7 +161,7 @@ def test_count_tokens_and_the_model_list():
 
 def test_errors_reach_the_client_as_api_errors():
     with pytest.raises(errors.ClientError) as missing:
-        client.models.generate_content(model="gemini-2.5-pro", contents="x")
+        client.models.generate_content(model="no-such-model", contents="x")
     assert missing.value.code == 404
     wrong = genai.Client(api_key="nope", http_options=types.HttpOptions(base_url=ROOT))
     with pytest.raises(errors.ClientError) as refused:
