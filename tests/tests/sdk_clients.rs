@@ -392,7 +392,12 @@ async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
-    let (fake, daemon) = fake_and_daemon(&[0]).await;
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(
         work.path().join("notes.txt"),
@@ -452,6 +457,58 @@ async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
     let last = fake.requests_to(RESPONSES_PATH).pop().unwrap();
     assert_eq!(last.status, 200, "{:?}", last.rejection);
     assert_eq!(last.body.unwrap()["model"], "gpt-5.4-mini");
+
+    // A tool loop whose history grows past where the daemon keeps a request's translation
+    // (an 80 KB file read): the request after it is read from its new messages on, though
+    // Claude Code rewrites its billing line and moves its cache marks every request.
+    let big: String = (0..1000)
+        .map(|i| format!("line {i:04}: the quick brown fox jumps over the lazy dog, again\n"))
+        .collect();
+    std::fs::write(work.path().join("big.txt"), big).unwrap();
+    let continued = |daemon: &Daemon| {
+        daemon
+            .logs()
+            .matches("a large request continues its conversation's last")
+            .count()
+    };
+    let before = (fake.requests_to(RESPONSES_PATH).len(), continued(&daemon));
+    let read = serde_json::json!({"file_path": work.path().join("big.txt")}).to_string();
+    fake.enqueue(Script::function_call("Read", &read).with_reasoning("Read the big file first."));
+    fake.enqueue(
+        Script::function_call(
+            "Bash",
+            r#"{"command":"cat notes.txt","description":"Show the notes"}"#,
+        )
+        .with_reasoning("Now the notes."),
+    );
+    // (The notes' output then meets the rule above: "The notes say: pelican.")
+    let stdout = claude_print(
+        &daemon,
+        work.path(),
+        &[
+            "-p",
+            "read big.txt, then print the notes",
+            "--allowedTools",
+            "Bash Read",
+        ],
+    )
+    .await;
+    assert!(stdout.contains("The notes say: pelican."), "{stdout}");
+    let turns = &fake.requests_to(RESPONSES_PATH)[before.0..];
+    for turn in turns {
+        assert_eq!(turn.status, 200, "{:?}", turn.rejection);
+    }
+    let last = turns.last().unwrap().full_input().unwrap().to_string();
+    assert!(
+        last.contains("line 0999") && last.contains("pelican"),
+        "{} bytes",
+        last.len()
+    );
+    assert!(
+        continued(&daemon) > before.1,
+        "no request was continued:\n{}",
+        daemon.logs()
+    );
 }
 
 /// Runs `gemini ARGS` (the Gemini CLI, npm `@google/gemini-cli`, pinned in tests/sdk/node)
