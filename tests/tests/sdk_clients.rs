@@ -328,6 +328,51 @@ async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
     }
 }
 
+/// Over HTTP the Codex CLI sends its whole input every turn: once its history passes 64 KiB (an
+/// 80 KB patch the model wrote), the daemon reads each next request from its new items on —
+/// though the CLI writes its `client_metadata` in another key order every request.
+#[tokio::test]
+async fn the_codex_cli_over_http_has_its_large_history_read_from_its_new_items_on() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    let work = tempfile::tempdir().unwrap();
+    let lines: String = (0..1000)
+        .map(|i| format!("+line {i:04}: the quick brown fox jumps over the lazy dog, again\n"))
+        .collect();
+    for (name, body) in [("big.txt", lines.as_str()), ("small.txt", "+small\n")] {
+        fake.enqueue(
+            Script::custom_tool_call(
+                "apply_patch",
+                &format!("*** Begin Patch\n*** Add File: {name}\n{body}*** End Patch\n"),
+            )
+            .with_reasoning("Write it."),
+        );
+    }
+    fake.enqueue(Script::text("Wrote both."));
+    let stdout = codex_exec(&daemon, false, work.path(), "write the two files").await;
+    assert!(stdout.contains("Wrote both."), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("small.txt")).unwrap(),
+        "small\n"
+    );
+    let requests = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(requests.len(), 3);
+    for request in &requests {
+        assert_eq!(request.status, 200, "{:?}", request.rejection);
+    }
+    assert!(
+        daemon
+            .logs()
+            .contains("a large request continues its conversation's last"),
+        "{}",
+        daemon.logs()
+    );
+}
+
 /// Issue 22's long conversation with the official client: a 30-turn tool loop (29 patches the
 /// model asks for, then its answer) from `codex exec` over its WebSocket to the daemon, and from
 /// the daemon over the backend's: the first upstream turn whole, each later one only the CLI's

@@ -100,6 +100,35 @@ struct Continued {
     lite: bool,
 }
 
+/// Responses requests digested as written, but for `client_metadata`, by its entries in the
+/// order of their keys: the Codex CLI writes it from a hash map, its keys in another order
+/// every request (what the backend is sent is the request's own, as written).
+struct AsSent;
+
+impl history::Reading for AsSent {
+    fn member(&self, name: &str, raw: &RawValue, digest: &mut xxhash_rust::xxh3::Xxh3) {
+        use std::hash::Hash;
+        name.hash(digest);
+        let entries = (name == "client_metadata")
+            .then(|| {
+                serde_json::from_str::<
+                    std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue>,
+                >(raw.get())
+                .ok()
+            })
+            .flatten();
+        match entries {
+            Some(entries) => {
+                1u8.hash(digest);
+                for (key, value) in entries {
+                    (key.as_ref(), value.get()).hash(digest);
+                }
+            }
+            None => (0u8, raw.get()).hash(digest),
+        }
+    }
+}
+
 /// A large request, read in outline (see [`history`]): when it continues the one kept for its
 /// conversation, only its new items are read and rewritten, and the kept items go on as they
 /// were written; either way its items are kept for the next turn. Only the plain case: a
@@ -115,7 +144,7 @@ fn prepare_outlined(
     if memchr::memmem::find(body, br#""item_reference""#).is_some() {
         return Ok(None);
     }
-    let Some(outline) = history::outline(body, "input", &history::AsWritten) else {
+    let Some(outline) = history::outline(body, "input", &AsSent) else {
         return Ok(None);
     };
     let first_item = outline
@@ -1014,4 +1043,38 @@ fn not_found(id: &str) -> ApiError {
     );
     error.status = StatusCode::NOT_FOUND;
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key a large body is kept under, and whether two bodies' members read alike.
+    fn members(body: &str) -> u128 {
+        history::outline(body.as_bytes(), "input", &AsSent)
+            .unwrap()
+            .key(0, "responses", "")
+    }
+
+    #[test]
+    fn client_metadata_is_read_by_its_entries_whatever_their_order() {
+        let body = |metadata: &str| {
+            format!(
+                r#"{{"model":"m","client_metadata":{metadata},"input":[{{"type":"message","role":"user","content":"a"}}]}}"#
+            )
+        };
+        let one = members(&body(r#"{"turn_id":"t1","session_id":"s"}"#));
+        assert_eq!(one, members(&body(r#"{"session_id":"s","turn_id":"t1"}"#)));
+        assert_eq!(
+            one,
+            members(&body(r#"{ "session_id": "s", "turn_id": "t1" }"#))
+        );
+        assert_ne!(one, members(&body(r#"{"session_id":"s","turn_id":"t2"}"#)));
+        assert_ne!(one, members(&body(r#"{"session_id":"s"}"#)));
+        // Other members are read as written.
+        assert_ne!(
+            members(r#"{"model":"m","text":{"a":1,"b":2},"input":[]}"#),
+            members(r#"{"model":"m","text":{"b":2,"a":1},"input":[]}"#)
+        );
+    }
 }
