@@ -28,6 +28,36 @@ async fn fake_and_daemon(accounts: &[usize]) -> (FakeUpstream, Daemon) {
     (fake, daemon)
 }
 
+/// [`fake_and_daemon`] with one account, the daemon logging at debug level: its log tells a
+/// large request that continues its conversation's last.
+async fn fake_and_logging_daemon() -> (FakeUpstream, Daemon) {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"auto\"")
+        .set("log", "level = \"info,codex_proxy=debug\"")
+        .start();
+    (fake, daemon)
+}
+
+/// How many large requests the daemon's log says continued their conversation's last.
+fn continued_requests(daemon: &Daemon) -> usize {
+    daemon
+        .logs()
+        .matches("a large request continues its conversation's last")
+        .count()
+}
+
+/// A thousand numbered lines (~66 KB), each after `prefix`: what makes a client's history a
+/// large one once a tool reads (or the model writes) it.
+fn numbered_lines(prefix: &str) -> String {
+    (0..1000)
+        .map(|i| {
+            format!("{prefix}line {i:04}: the quick brown fox jumps over the lazy dog, again\n")
+        })
+        .collect()
+}
+
 /// Runs an SDK suite against a fresh fake and daemon; fails with the suite's output.
 async fn run_suite(program: &Path, args: &[&str], cwd: &Path, accounts: &[usize]) {
     let (fake, daemon) = fake_and_daemon(accounts).await;
@@ -333,16 +363,9 @@ async fn the_codex_cli_applies_a_patch_the_model_asks_for() {
 /// though the CLI writes its `client_metadata` in another key order every request.
 #[tokio::test]
 async fn the_codex_cli_over_http_has_its_large_history_read_from_its_new_items_on() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"auto\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
+    let (fake, daemon) = fake_and_logging_daemon().await;
     let work = tempfile::tempdir().unwrap();
-    let lines: String = (0..1000)
-        .map(|i| format!("+line {i:04}: the quick brown fox jumps over the lazy dog, again\n"))
-        .collect();
+    let lines = numbered_lines("+");
     for (name, body) in [("big.txt", lines.as_str()), ("small.txt", "+small\n")] {
         fake.enqueue(
             Script::custom_tool_call(
@@ -364,13 +387,7 @@ async fn the_codex_cli_over_http_has_its_large_history_read_from_its_new_items_o
     for request in &requests {
         assert_eq!(request.status, 200, "{:?}", request.rejection);
     }
-    assert!(
-        daemon
-            .logs()
-            .contains("a large request continues its conversation's last"),
-        "{}",
-        daemon.logs()
-    );
+    assert_eq!(continued_requests(&daemon), 1, "{}", daemon.logs());
 }
 
 /// Issue 22's long conversation with the official client: a 30-turn tool loop (29 patches the
@@ -437,12 +454,7 @@ async fn claude_print(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"auto\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
+    let (fake, daemon) = fake_and_logging_daemon().await;
     let work = tempfile::tempdir().unwrap();
     std::fs::write(
         work.path().join("notes.txt"),
@@ -506,17 +518,11 @@ async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
     // A tool loop whose history grows past where the daemon keeps a request's translation
     // (an 80 KB file read): the request after it is read from its new messages on, though
     // Claude Code rewrites its billing line and moves its cache marks every request.
-    let big: String = (0..1000)
-        .map(|i| format!("line {i:04}: the quick brown fox jumps over the lazy dog, again\n"))
-        .collect();
-    std::fs::write(work.path().join("big.txt"), big).unwrap();
-    let continued = |daemon: &Daemon| {
-        daemon
-            .logs()
-            .matches("a large request continues its conversation's last")
-            .count()
-    };
-    let before = (fake.requests_to(RESPONSES_PATH).len(), continued(&daemon));
+    std::fs::write(work.path().join("big.txt"), numbered_lines("")).unwrap();
+    let before = (
+        fake.requests_to(RESPONSES_PATH).len(),
+        continued_requests(&daemon),
+    );
     let read = serde_json::json!({"file_path": work.path().join("big.txt")}).to_string();
     fake.enqueue(Script::function_call("Read", &read).with_reasoning("Read the big file first."));
     fake.enqueue(
@@ -550,7 +556,7 @@ async fn claude_code_answers_and_runs_a_tool_through_the_daemon() {
         last.len()
     );
     assert!(
-        continued(&daemon) > before.1,
+        continued_requests(&daemon) > before.1,
         "no request was continued:\n{}",
         daemon.logs()
     );
@@ -597,12 +603,7 @@ async fn gemini_cli(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
 /// goes to the backend as its new items only.
 #[tokio::test]
 async fn the_gemini_cli_answers_and_runs_a_tool_loop_through_the_daemon() {
-    let fake = FakeUpstream::start().await.unwrap();
-    let daemon = Daemon::builder()
-        .fake(&fake, &[0])
-        .set("upstream", "transport = \"auto\"")
-        .set("log", "level = \"info,codex_proxy=debug\"")
-        .start();
+    let (fake, daemon) = fake_and_logging_daemon().await;
     let work = tempfile::tempdir().unwrap();
     // Its own model names (its router's `flash-lite`, which rates the task, then the model it
     // routes to) run on the models [model.gemini] names.
@@ -630,10 +631,7 @@ async fn the_gemini_cli_answers_and_runs_a_tool_loop_through_the_daemon() {
         daemon.logs()
     );
 
-    let big: String = (0..1000)
-        .map(|i| format!("line {i:04}: the quick brown fox jumps over the lazy dog, again\n"))
-        .collect();
-    std::fs::write(work.path().join("big.txt"), big).unwrap();
+    std::fs::write(work.path().join("big.txt"), numbered_lines("")).unwrap();
     std::fs::write(
         work.path().join("notes.txt"),
         "the secret word is pelican\n",
@@ -667,11 +665,5 @@ async fn the_gemini_cli_answers_and_runs_a_tool_loop_through_the_daemon() {
         assert_eq!(body["input"].as_array().unwrap().len(), 1, "{body}");
     }
     // The request after the large read was read from its new messages on.
-    assert!(
-        daemon
-            .logs()
-            .contains("a large request continues its conversation's last"),
-        "{}",
-        daemon.logs()
-    );
+    assert_eq!(continued_requests(&daemon), 1, "{}", daemon.logs());
 }

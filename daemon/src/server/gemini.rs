@@ -319,7 +319,7 @@ fn prepare_outlined(
         &made_up_ids,
         ignored,
         with_search(web_search),
-        (continued, kept, keeping),
+        Some((continued, kept, keeping)),
     )?;
     Ok(Some(Prepared {
         requested,

@@ -546,7 +546,7 @@ fn prepare_outlined(
         &made_up_ids,
         ignored,
         |_, _, _| {},
-        (continued, kept, keeping),
+        Some((continued, kept, keeping)),
     )?;
     Ok(Some(Prepared {
         requested,

@@ -57,43 +57,14 @@ pub fn prepare(
     state: &AppState,
     client: ClientKey,
     resolved: &Resolved,
-    mut chat: ChatRequest,
+    chat: ChatRequest,
     made_up: &[String],
-    mut ignored: Vec<String>,
+    ignored: Vec<String>,
     adjust: impl FnOnce(&mut ResponsesRequest, bool, &mut Vec<String>),
 ) -> Result<Ready, ApiError> {
-    let (system, first_user) = request::conversation_seed(&chat);
-    let conversation =
-        engine::fingerprint(client.0, &resolved.model.slug, &system, &first_user, None);
-    let session = state.conversations().key_for(conversation);
-    super::tool_calls::restore(state, conversation, &mut chat, made_up);
-    let config = state.config();
-    let mut translated = request::translate(
-        chat,
-        &Context {
-            model: resolved,
-            config: &config.model,
-            prompt_cache_key: session.clone(),
-        },
-    )?;
-    adjust(&mut translated.body, translated.lite, &mut ignored);
-    translated.body.client_metadata = state.client_metadata(&session);
-    ignored.append(&mut translated.ignored);
-    let estimate = tokens::estimate(&translated.body);
-    let wire = state
-        .upstream()
-        .encode(&translated.body)
-        .map_err(ApiError::not_encoded)?;
-    Ok(Ready {
-        model: resolved.model.slug.clone(),
-        conversation,
-        session,
-        wire,
-        lite: translated.lite,
-        stop: translated.stop,
-        ignored,
-        estimate,
-    })
+    prepare_after::<()>(
+        state, client, resolved, chat, made_up, ignored, adjust, None,
+    )
 }
 
 /// What a large request of a surface made a Chat Completions one leaves for its conversation's
@@ -107,12 +78,15 @@ pub struct Continued<H> {
     tokens: u64,
 }
 
-/// [`prepare`], for a large request read in outline and resumed (see [`super::history`]):
-/// `chat` holds the messages after `kept`'s (all of them when nothing is kept), translated by
-/// the surface from `continued.surface`'s state on, which is kept with the rest for the next
-/// turn.
+/// A large request read in outline and resumed (see [`super::history`]): where its surface's
+/// translation left off, the kept translation it continues, where its own is kept.
+pub type Continuing<H> = (Continued<H>, Option<Kept>, Keeping);
+
+/// [`prepare`], for a large request read in outline and resumed: `chat` holds the messages
+/// after `kept`'s (all of them when nothing is kept), translated by the surface from
+/// `continued.surface`'s state on, which is kept with the rest for the next turn.
 #[allow(clippy::too_many_arguments)]
-pub fn prepare_after<H: Send + Sync + 'static>(
+pub fn prepare_after<H: Default + Send + Sync + 'static>(
     state: &AppState,
     client: ClientKey,
     resolved: &Resolved,
@@ -120,8 +94,12 @@ pub fn prepare_after<H: Send + Sync + 'static>(
     made_up: &[String],
     mut ignored: Vec<String>,
     adjust: impl FnOnce(&mut ResponsesRequest, bool, &mut Vec<String>),
-    (continued, kept, keeping): (Continued<H>, Option<Kept>, Keeping),
+    continuing: Option<Continuing<H>>,
 ) -> Result<Ready, ApiError> {
+    let (continued, kept, keeping) = match continuing {
+        Some((continued, kept, keeping)) => (continued, kept, Some(keeping)),
+        None => (Continued::default(), None, None),
+    };
     let Continued {
         surface,
         mut calls,
@@ -137,7 +115,7 @@ pub fn prepare_after<H: Send + Sync + 'static>(
         }
     };
     let session = state.conversations().key_for(conversation);
-    super::tool_calls::restore_after(state, conversation, &mut chat, made_up, &mut calls);
+    super::tool_calls::restore(state, conversation, &mut chat, made_up, &mut calls);
     let (config, catalog) = (state.config(), state.catalog());
     let (mut translated, history) = request::translate_after(
         chat,
@@ -160,18 +138,20 @@ pub fn prepare_after<H: Send + Sync + 'static>(
         .encode_after(&translated.body, earlier.as_ref())
         .map_err(ApiError::not_encoded)?;
     drop(earlier);
-    keeping.keep(
-        state,
-        (config, catalog),
-        Continued {
-            surface,
-            calls,
-            chat: history,
-            tokens,
-        },
-        &wire,
-        conversation,
-    );
+    if let Some(keeping) = keeping {
+        keeping.keep(
+            state,
+            (config, catalog),
+            Continued {
+                surface,
+                calls,
+                chat: history,
+                tokens,
+            },
+            &wire,
+            conversation,
+        );
+    }
     Ok(Ready {
         model: resolved.model.slug.clone(),
         conversation,

@@ -13,17 +13,6 @@ use super::AppState;
 use crate::engine::{self, ConversationId};
 use crate::translate::chat::{ChatMessage, ChatRequest, ToolCall as ChatToolCall};
 
-/// Gives the calls in `chat` the ids and arguments the backend made them with. `made_up` are
-/// the ids the surface invented for calls that came without one.
-pub fn restore(
-    state: &AppState,
-    conversation: ConversationId,
-    chat: &mut ChatRequest,
-    made_up: &[String],
-) {
-    restore_after(state, conversation, chat, made_up, &mut Restored::default());
-}
-
 /// What restoring a conversation's calls so far leaves for its next messages: the remembered
 /// calls given out, and the ids made up that became the backend's (a result among the next
 /// messages may answer one).
@@ -33,9 +22,11 @@ pub struct Restored {
     renamed: HashMap<String, String>,
 }
 
-/// [`restore`], for messages that continue a conversation whose earlier ones were restored
-/// into `restored` (which goes on past them).
-pub fn restore_after(
+/// Gives the calls in `chat` the ids and arguments the backend made them with. `made_up` are
+/// the ids the surface invented for calls that came without one; `restored` is what restoring
+/// the conversation's earlier messages left (the default for a whole conversation), and goes
+/// on past these.
+pub fn restore(
     state: &AppState,
     conversation: ConversationId,
     chat: &mut ChatRequest,

@@ -13,6 +13,17 @@ use crate::upstream::wire::StreamEvent;
 
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
+/// The catalog's `gpt-5.5`, as the daemon resolves it.
+fn gpt_5_5() -> models::Resolved {
+    models::resolve(
+        Some("gpt-5.5"),
+        &Catalog::builtin(),
+        &ModelConfig::default().aliases,
+        "gpt-5.5",
+    )
+    .unwrap()
+}
+
 fn efforts() -> Vec<String> {
     ["low", "medium", "high", "xhigh"]
         .iter()
@@ -27,13 +38,7 @@ fn translated(body: Value) -> super::Translated {
 
 /// A Gemini body all the way to the Responses body.
 fn upstream(body: Value) -> Value {
-    let model = models::resolve(
-        Some("gpt-5.5"),
-        &Catalog::builtin(),
-        &ModelConfig::default().aliases,
-        "gpt-5.5",
-    )
-    .unwrap();
+    let model = gpt_5_5();
     let config = ModelConfig::default();
     let out = request::translate(
         translated(body).chat,
@@ -405,13 +410,7 @@ fn contents_continued_from_any_point_translate_as_a_whole() {
         }))
         .unwrap()
     };
-    let model = models::resolve(
-        Some("gpt-5.5"),
-        &Catalog::builtin(),
-        &ModelConfig::default().aliases,
-        "gpt-5.5",
-    )
-    .unwrap();
+    let model = gpt_5_5();
     let config = ModelConfig::default();
     let ctx = Context {
         model: &model,
