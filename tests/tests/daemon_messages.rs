@@ -623,3 +623,63 @@ async fn count_tokens_models_and_the_connectivity_probe() {
         .unwrap();
     assert_eq!(probe.status(), 200);
 }
+
+/// A conversation whose account ran out of quota (found by another conversation) gives its
+/// thinking back to no one: the account that made it takes no turns now, so the turn goes to
+/// another without the thinking at once — one attempt, nothing refused.
+#[tokio::test]
+async fn thinking_of_an_account_out_of_quota_is_left_out_before_the_turn_goes() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0, 1])
+        .set("auth", "rotation_strategy = \"sticky\"")
+        .start();
+    fake.enqueue(Script::text("first").with_reasoning("think"));
+    let first = json!({"model": "gpt-5.5", "max_tokens": 100,
+        "thinking": {"type": "enabled", "budget_tokens": 4000},
+        "messages": [{"role": "user", "content": "one"}]});
+    let (status, _, text) = post(&daemon, &first).await;
+    assert_eq!(status, 200, "{text}");
+    let message: Value = serde_json::from_str(&text).unwrap();
+    let account = fake.requests_to(RESPONSES_PATH)[0]
+        .account_id
+        .clone()
+        .unwrap();
+    let index = (0..2)
+        .find(|i| fake.account(*i).account_id == account)
+        .unwrap();
+    // Another conversation finds the account used up (and goes on elsewhere).
+    fake.set_usage(index, 100.0, 100.0);
+    let other = json!({"model": "gpt-5.5", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "another conversation"}]});
+    let (status, _, text) = post_as(&daemon, "/v1/messages", &other, "s-2").await;
+    assert_eq!(status, 200, "{text}");
+    let statuses: Vec<u16> = fake
+        .requests_to(RESPONSES_PATH)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200, 429, 200]);
+
+    let before = fake.requests_to(RESPONSES_PATH).len();
+    let next = json!({"model": "gpt-5.5", "max_tokens": 100,
+    "thinking": {"type": "enabled", "budget_tokens": 4000},
+    "messages": [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": message["content"]},
+        {"role": "user", "content": "two"}
+    ]});
+    let (status, _, text) = post(&daemon, &next).await;
+    assert_eq!(status, 200, "{text}");
+    let turns = fake.requests_to(RESPONSES_PATH);
+    assert_eq!(turns.len(), before + 1, "one attempt: nothing refused");
+    let last = turns.last().unwrap();
+    assert_eq!(last.status, 200, "{:?}", last.rejection);
+    assert_ne!(last.account_id.as_deref(), Some(account.as_str()));
+    let input = last.body.as_ref().unwrap()["input"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(input.iter().all(|i| i["type"] != "reasoning"), "{input:?}");
+    assert_eq!(input.len(), 3, "{input:?}");
+}

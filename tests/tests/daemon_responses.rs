@@ -842,3 +842,61 @@ async fn websocket_turns_are_recorded_one_by_one() {
         "{refused}"
     );
 }
+
+/// A conversation whose account ran out of quota (found by another conversation) replays
+/// reasoning no account that takes turns now can read: it goes without it at once — one
+/// attempt — and its later turns keep what the new account made.
+#[tokio::test]
+async fn reasoning_of_an_account_out_of_quota_is_left_out_before_the_turn_goes() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0, 1])
+        .set("auth", "rotation_strategy = \"sticky\"")
+        .start();
+    let ask = |input: &[Value], key: &str| {
+        json!({"model": "gpt-5.5", "input": input, "store": false,
+            "include": ["reasoning.encrypted_content"], "prompt_cache_key": key})
+    };
+    fake.enqueue(Script::text("Paris.").with_reasoning("Capitals."));
+    let mut input =
+        vec![json!({"type": "message", "role": "user", "content": "Capital of France?"})];
+    let (status, _, text) = post(&daemon, &ask(&input, "conversation-1")).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    input.extend(answer["output"].as_array().unwrap().iter().cloned());
+    let account = fake.requests_to(RESPONSES_PATH)[0]
+        .account_id
+        .clone()
+        .unwrap();
+    let index = (0..2)
+        .find(|i| fake.account(*i).account_id == account)
+        .unwrap();
+    // Another conversation finds the account used up (and goes on elsewhere).
+    fake.set_usage(index, 100.0, 100.0);
+    let other = [json!({"type": "message", "role": "user", "content": "Hello"})];
+    let (status, _, text) = post(&daemon, &ask(&other, "conversation-2")).await;
+    assert_eq!(status, 200, "{text}");
+
+    for (turn, question) in ["And Italy?", "And Spain?"].into_iter().enumerate() {
+        input.push(json!({"type": "message", "role": "user", "content": question}));
+        fake.enqueue(Script::text("Rome or Madrid.").with_reasoning("More capitals."));
+        let before = fake.requests_to(RESPONSES_PATH).len();
+        let (status, _, text) = post(&daemon, &ask(&input, "conversation-1")).await;
+        assert_eq!(status, 200, "{text}");
+        let turns = fake.requests_to(RESPONSES_PATH);
+        assert_eq!(
+            turns.len(),
+            before + 1,
+            "turn {turn}: one attempt, nothing refused"
+        );
+        let last = turns.last().unwrap();
+        assert_eq!(last.status, 200, "{:?}", last.rejection);
+        assert_ne!(last.account_id.as_deref(), Some(account.as_str()));
+        let sent = last.full_input().unwrap().to_string();
+        let reasoning = sent.matches(r#""type":"reasoning""#).count();
+        // The old account's reasoning left out; on the second turn, the new one's given back.
+        assert_eq!(reasoning, turn, "{sent}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        input.extend(answer["output"].as_array().unwrap().iter().cloned());
+    }
+}

@@ -172,6 +172,13 @@ impl Accounts {
         lock(&self.list).iter().find(|a| a.id == id).cloned()
     }
 
+    /// Whether the account takes turns now: known, signed in, enabled, not cooling down.
+    pub fn takes_turns(&self, id: &str, now: i64) -> bool {
+        lock(&self.list)
+            .iter()
+            .any(|a| a.id == id && matches!(a.status(now), Status::Active))
+    }
+
     /// Changes one account in memory at once; [`persist`](Self::persist), or the token
     /// scheduler within seconds, saves it.
     pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Account) -> R) -> Option<R> {

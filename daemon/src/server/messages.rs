@@ -403,11 +403,25 @@ async fn handle(
     };
     let keepalive = Duration::from_secs(state.config().server.keepalive_seconds);
     // Reasoning given back goes to the account that made it, while that account is still here.
-    let prefer = prepared
+    let mut prefer = prepared
         .translated
         .reasoning_account
         .clone()
         .filter(|id| state.accounts().get(id).is_some());
+    if prefer
+        .as_deref()
+        .is_some_and(|id| !state.accounts().takes_turns(id, crate::clock::unix_now()))
+        && has_reasoning(&prepared)
+    {
+        // Its account is out of quota (or signed out): another takes the turn, which cannot read
+        // the reasoning — it goes without at once, not after a refusal.
+        tracing::info!(
+            "the account that made this conversation's thinking takes no turns now; sending \
+             the turn without its thinking blocks"
+        );
+        without_reasoning(&mut prepared);
+        prefer = None;
+    }
     let wire = match prepared.wire.take() {
         Some(wire) => wire,
         None => encode(state, &prepared)?,
@@ -432,12 +446,7 @@ async fn handle(
                 "the conversation moved to an account that cannot read its thinking blocks; \
                  sending it again without them"
             );
-            prepared
-                .translated
-                .body
-                .input
-                .retain(|item| !matches!(item, InputItem::Reasoning { .. }));
-            prepared.earlier = prepared.earlier.as_ref().map(Items::without_reasoning);
+            without_reasoning(&mut prepared);
             let wire = encode(state, &prepared)?;
             start(
                 state,
@@ -546,6 +555,17 @@ fn is_foreign_reasoning(error: &engine::EngineError) -> bool {
             ..
         })
     )
+}
+
+/// Takes the reasoning out of the prepared request (its new items and the kept ones).
+fn without_reasoning(prepared: &mut Prepared) {
+    prepared
+        .translated
+        .body
+        .input
+        .retain(|item| !matches!(item, InputItem::Reasoning { .. }));
+    prepared.earlier = prepared.earlier.as_ref().map(Items::without_reasoning);
+    prepared.wire = None;
 }
 
 fn has_reasoning(prepared: &Prepared) -> bool {

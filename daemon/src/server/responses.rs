@@ -398,16 +398,33 @@ pub(super) async fn start_turn(
     within: Duration,
     in_flight: crate::app::InFlight,
 ) -> Result<engine::Turn, ApiError> {
-    let moved_at = state.conversations().moved_at(prepared.conversation);
-    if moved_at > 0
-        && let Some((stripped, _)) = without_reasoning(state, prepared, moved_at)?
+    let conversations = state.conversations();
+    // The account the conversation runs on is out of quota (or signed out): another takes the
+    // turn, which cannot read the reasoning — it goes without at once, not after a refusal.
+    let bound = prepared
+        .prefer
+        .clone()
+        .or_else(|| conversations.account(prepared.conversation));
+    let moving = bound.is_some_and(|id| !state.accounts().takes_turns(&id, unix_now()));
+    let before = if moving {
+        usize::MAX
+    } else {
+        conversations.moved_at(prepared.conversation)
+    };
+    let mut moved = None;
+    if before > 0
+        && let Some((stripped, items)) = without_reasoning(state, prepared, before)?
     {
         prepared.wire = stripped;
+        moved = moving.then_some(items);
     }
     let error = match engine::start(state, &prepared.turn(call, within), in_flight).await {
         Ok(turn) => {
             // Started: the copy kept for a second try would only hold memory while it streams.
             prepared.json = None;
+            if let Some(items) = moved {
+                conversations.moved(prepared.conversation, items);
+            }
             return Ok(turn);
         }
         Err(error) => error,
@@ -434,7 +451,7 @@ pub(super) async fn start_turn(
     );
     prepared.wire = stripped;
     let turn = engine::start(state, &prepared.turn(call, within), state.track_request()).await?;
-    state.conversations().moved(prepared.conversation, items);
+    conversations.moved(prepared.conversation, items);
     Ok(turn)
 }
 
