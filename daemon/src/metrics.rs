@@ -50,6 +50,12 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LargeLabels {
+    surface: &'static str,
+    read: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuotaLabels {
     account: String,
     window: &'static str,
@@ -76,6 +82,7 @@ pub struct Metrics {
     upstream: Histogram,
     failovers: Family<ReasonLabels, Counter>,
     refreshes: Family<OutcomeLabels, Counter>,
+    large: Family<LargeLabels, Counter>,
     in_flight: Gauge,
     queued: Gauge,
     quota_used: Family<QuotaLabels, Gauge<f64, AtomicU64>>,
@@ -151,6 +158,14 @@ impl Metrics {
             "Token refreshes, by outcome (ok, transient, needs_login, gone)",
             refreshes.clone(),
         );
+        let large = Family::<LargeLabels, Counter>::default();
+        registry.register(
+            "large_requests",
+            "Requests of 64 KiB or more read in outline, by surface and how they were read: \
+             continued (from their new messages on, the rest kept from the conversation's \
+             last) or whole",
+            large.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight_requests",
@@ -191,6 +206,7 @@ impl Metrics {
             upstream,
             failovers,
             refreshes,
+            large,
             in_flight,
             queued,
             quota_used,
@@ -254,6 +270,14 @@ impl Metrics {
             Failover::Refresh => "refresh_failed",
         };
         self.failovers.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A large request of `surface` was read from its new messages on (`continued`), or whole.
+    pub fn large_request(&self, surface: &'static str, continued: bool) {
+        let read = if continued { "continued" } else { "whole" };
+        self.large
+            .get_or_create(&LargeLabels { surface, read })
+            .inc();
     }
 
     /// A request waits in line for an account slot until the guard is dropped.

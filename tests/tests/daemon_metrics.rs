@@ -100,6 +100,25 @@ async fn metrics_move_with_requests_and_parse_as_openmetrics() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let _ = response.text().await.unwrap();
+    // A large chat (on another model, counted apart) read whole, then continued — with the
+    // catalog it was kept with: the live one.
+    let fetched =
+        codex_proxy_tests::harness::poll_until(std::time::Duration::from_secs(10), || {
+            daemon.logs().contains("model catalog updated")
+        })
+        .await;
+    assert!(fetched, "{}", daemon.logs());
+    let big = "x".repeat(80 << 10);
+    let mut messages = vec![json!({"role": "user", "content": big})];
+    for _ in 0..2 {
+        let (status, _, body) = daemon
+            .chat(&json!({"model": "gpt-5.4-mini", "messages": messages}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        messages.push(answer["choices"][0]["message"].clone());
+        messages.push(json!({"role": "user", "content": "more"}));
+    }
 
     // The records are finished a moment after the client has the body.
     let mut after = Vec::new();
@@ -133,6 +152,17 @@ async fn metrics_move_with_requests_and_parse_as_openmetrics() {
         ),
         Some(1.0)
     );
+    for read in ["whole", "continued"] {
+        assert_eq!(
+            value(
+                &after,
+                "codex_proxy_large_requests_total",
+                &[("surface", "chat"), ("read", read)]
+            ),
+            Some(1.0),
+            "{read}"
+        );
+    }
     assert!(value(&after, "codex_proxy_tokens_total", &[("kind", "input")]).unwrap() > 0.0);
     assert!(value(&after, "codex_proxy_tokens_total", &[("kind", "output")]).unwrap() > 0.0);
     assert_eq!(

@@ -185,6 +185,7 @@ impl Outline<'_> {
         }
         let mut request: R = self.members_as()?;
         with(&mut request, self.messages_as(from)?);
+        crate::metrics::metrics().large_request(surface, from > 0);
         let (kept, translator) = match kept {
             Some((kept, translator)) => (Some(kept), translator),
             None => (None, S::default()),
