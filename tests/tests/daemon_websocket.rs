@@ -951,15 +951,20 @@ fn claude_code_turn(messages: &[Value], n: usize) -> Value {
 }
 
 async fn post_claude_code(daemon: &Daemon, session: &str, body: &Value) -> Value {
-    let response = daemon
-        .client()
-        .post(daemon.url("/v1/messages"))
-        .header("anthropic-version", "2023-06-01")
-        .header("x-claude-code-session-id", session)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    answered(
+        daemon
+            .client()
+            .post(daemon.url("/v1/messages"))
+            .header("anthropic-version", "2023-06-01")
+            .header("x-claude-code-session-id", session)
+            .json(body),
+    )
+    .await
+}
+
+/// Sends the request; its answer as JSON, which must be a 200.
+async fn answered(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let reply: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{reply}");
@@ -1098,19 +1103,10 @@ async fn a_large_claude_code_history_is_translated_from_its_new_messages_on() {
 /// A `/v1/responses` request with the whole input (and `metadata`, which the backend is not
 /// sent), its answer as JSON.
 async fn post_responses(daemon: &Daemon, input: &[Value], store: bool, metadata: &str) -> Value {
-    let response = daemon
-        .client()
-        .post(daemon.url("/v1/responses"))
-        .json(&json!({"model": "gpt-5.5", "input": input, "store": store,
-            "instructions": "Be brief.", "include": ["reasoning.encrypted_content"],
-            "metadata": {"run": metadata}}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
+    let body = json!({"model": "gpt-5.5", "input": input, "store": store,
+        "instructions": "Be brief.", "include": ["reasoning.encrypted_content"],
+        "metadata": {"run": metadata}});
+    post_json(daemon, "/v1/responses", &body).await
 }
 
 /// A large Responses conversation whose account runs out moves on: the new account cannot
@@ -1259,17 +1255,7 @@ async fn a_large_responses_input_is_read_from_its_new_items_on() {
 
 /// POSTs `body` to `path` with the key; the answer as JSON, which must be a 200.
 async fn post_json(daemon: &Daemon, path: &str, body: &Value) -> Value {
-    let response = daemon
-        .client()
-        .post(daemon.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let reply: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{reply}");
-    reply
+    answered(daemon.client().post(daemon.url(path)).json(body)).await
 }
 
 /// What a surface's large tool loop must show: turns after the first continued (read from
