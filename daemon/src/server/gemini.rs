@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::auth::{self, ClientKey};
 use super::body::JsonBody;
 use super::history;
-use super::rendered::{self, Continued, Reader, Ready, Rendered};
+use super::rendered::{self, Continued, Continuing, Reader, Ready, Rendered};
 use super::{ApiError, AppState};
 use crate::models;
 use crate::requests::Observed;
@@ -226,21 +226,36 @@ fn prepare(
 ) -> Result<Prepared, ApiError> {
     let resolved = resolve(state, name)?;
     let requested = wire::model_name(name).to_owned();
+    let translated = wire::translate(req, &resolved.model.slug, &resolved.model.efforts)?;
+    turn(state, client, &resolved, requested, translated, None)
+}
+
+/// A request made a Chat Completions one, made ready: translated, encoded, and — when it is a
+/// large one read in outline — kept for its conversation's next turn.
+fn turn(
+    state: &AppState,
+    client: ClientKey,
+    resolved: &models::Resolved,
+    requested: String,
+    translated: wire::Translated,
+    continuing: Option<Continuing<wire::History>>,
+) -> Result<Prepared, ApiError> {
     let wire::Translated {
         chat,
         thoughts,
         web_search,
         ignored,
         made_up_ids,
-    } = wire::translate(req, &resolved.model.slug, &resolved.model.efforts)?;
+    } = translated;
     let ready = rendered::prepare(
         state,
         client,
-        &resolved,
+        resolved,
         chat,
         &made_up_ids,
         ignored,
         with_search(web_search),
+        continuing,
     )?;
     Ok(Prepared {
         requested,
@@ -299,33 +314,14 @@ fn prepare_outlined(
     if resolved.model.lite {
         return Ok(None);
     }
-    let wire::Translated {
-        chat,
-        thoughts,
-        web_search,
-        ignored,
-        made_up_ids,
-    } = wire::translate_after(
+    let translated = wire::translate_after(
         req,
         &resolved.model.slug,
         &resolved.model.efforts,
         &mut continued.surface,
     )?;
-    let ready = rendered::prepare_after(
-        state,
-        client,
-        &resolved,
-        chat,
-        &made_up_ids,
-        ignored,
-        with_search(web_search),
-        Some((continued, kept, keeping)),
-    )?;
-    Ok(Some(Prepared {
-        requested,
-        ready,
-        thoughts,
-    }))
+    let continuing = Some((continued, kept, keeping));
+    turn(state, client, &resolved, requested, translated, continuing).map(Some)
 }
 
 /// `:countTokens`: the local estimate of what the request would send (nothing goes upstream).

@@ -24,7 +24,7 @@ use super::auth::{self, ClientKey};
 use super::body::JsonBody;
 use super::history;
 use super::listen::Peer;
-use super::rendered::{self, Continued, Reader, Ready, Rendered};
+use super::rendered::{self, Continued, Continuing, Reader, Ready, Rendered};
 use super::{ApiError, AppState};
 use crate::models;
 use crate::requests::Observed;
@@ -469,6 +469,19 @@ fn prepare(
         Parsed::Chat(req) => wire::chat(req, &resolved.model.efforts)?,
         Parsed::Generate(req) => wire::generate(req, &resolved.model.efforts)?,
     };
+    turn(state, client, &resolved, requested, translated, None).map(Outcome::Turn)
+}
+
+/// A request made a Chat Completions one, made ready: translated, encoded, and — when it is a
+/// large chat read in outline — kept for its conversation's next turn.
+fn turn(
+    state: &AppState,
+    client: ClientKey,
+    resolved: &models::Resolved,
+    requested: String,
+    translated: wire::Translated,
+    continuing: Option<Continuing<wire::History>>,
+) -> Result<Prepared, ApiError> {
     let wire::Translated {
         chat,
         stream,
@@ -479,18 +492,19 @@ fn prepare(
     let ready = rendered::prepare(
         state,
         client,
-        &resolved,
+        resolved,
         chat,
         &made_up_ids,
         ignored,
         |_, _, _| {},
+        continuing,
     )?;
-    Ok(Outcome::Turn(Prepared {
+    Ok(Prepared {
         requested,
         ready,
         stream,
         thinking,
-    }))
+    })
 }
 
 /// A large `/api/chat` request, read in outline: when it continues the one kept for its
@@ -531,29 +545,9 @@ fn prepare_outlined(
     if resolved.model.lite {
         return Ok(None);
     }
-    let wire::Translated {
-        chat,
-        stream,
-        thinking,
-        ignored,
-        made_up_ids,
-    } = wire::chat_after(req, &resolved.model.efforts, &mut continued.surface)?;
-    let ready = rendered::prepare_after(
-        state,
-        client,
-        &resolved,
-        chat,
-        &made_up_ids,
-        ignored,
-        |_, _, _| {},
-        Some((continued, kept, keeping)),
-    )?;
-    Ok(Some(Prepared {
-        requested,
-        ready,
-        stream,
-        thinking,
-    }))
+    let translated = wire::chat_after(req, &resolved.model.efforts, &mut continued.surface)?;
+    let continuing = Some((continued, kept, keeping));
+    turn(state, client, &resolved, requested, translated, continuing).map(Some)
 }
 
 /// `POST /api/chat`.

@@ -49,24 +49,6 @@ pub struct Ready {
     pub estimate: u64,
 }
 
-/// Translates a surface's request, made a Chat Completions one, for `resolved`: the
-/// conversation is known by its system prompt and first user message, calls the client sent
-/// back without ids get the backend's ids again (`made_up` are the ids the surface invented),
-/// `adjust` may add what the Chat translation has no words for (a hosted tool).
-pub fn prepare(
-    state: &AppState,
-    client: ClientKey,
-    resolved: &Resolved,
-    chat: ChatRequest,
-    made_up: &[String],
-    ignored: Vec<String>,
-    adjust: impl FnOnce(&mut ResponsesRequest, bool, &mut Vec<String>),
-) -> Result<Ready, ApiError> {
-    prepare_after::<()>(
-        state, client, resolved, chat, made_up, ignored, adjust, None,
-    )
-}
-
 /// What a large request of a surface made a Chat Completions one leaves for its conversation's
 /// next: the surface's own state `H` after its last message, the calls restored, the Chat
 /// translation's history and the estimate for the items so far.
@@ -82,11 +64,15 @@ pub struct Continued<H> {
 /// translation left off, the kept translation it continues, where its own is kept.
 pub type Continuing<H> = (Continued<H>, Option<Kept>, Keeping);
 
-/// [`prepare`], for a large request read in outline and resumed: `chat` holds the messages
-/// after `kept`'s (all of them when nothing is kept), translated by the surface from
+/// Translates a surface's request, made a Chat Completions one, for `resolved`: the
+/// conversation is known by its system prompt and first user message, calls the client sent
+/// back without ids get the backend's ids again (`made_up` are the ids the surface invented),
+/// `adjust` may add what the Chat translation has no words for (a hosted tool). A large
+/// request read in outline and resumed comes `continuing`: `chat` holds the messages after the
+/// kept translation's (all of them when nothing is kept), translated by the surface from
 /// `continued.surface`'s state on, which is kept with the rest for the next turn.
 #[allow(clippy::too_many_arguments)]
-pub fn prepare_after<H: Default + Send + Sync + 'static>(
+pub fn prepare<H: Default + Send + Sync + 'static>(
     state: &AppState,
     client: ClientKey,
     resolved: &Resolved,
