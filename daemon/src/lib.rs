@@ -7,6 +7,7 @@ pub mod api_error;
 pub mod app;
 pub mod auth;
 pub mod body_budget;
+pub mod buffers;
 pub mod cli;
 pub mod clock;
 pub mod config;

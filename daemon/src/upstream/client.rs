@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use bytes::Bytes;
 use rustls_platform_verifier::BuilderVerifierExt;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::http::{Body, Http};
 use super::identity::Identity;
@@ -14,6 +15,7 @@ use super::sse::SseDecoder;
 use super::wire::ResponsesRequest;
 use super::written::{Items, Written};
 use crate::accounts::Account;
+use crate::buffers::LargeBuffers;
 use crate::config::Config;
 
 /// Error bodies are read up to this size (enough for any JSON error or Cloudflare page).
@@ -313,7 +315,7 @@ impl Upstream {
             };
             let kept = self.ws.reasoning().kept(&account.id, session);
             let (frame, shape, incremental) =
-                plan_frame(body, conn.chain(), kept.clone(), lite).await?;
+                plan_frame(body, conn.chain(), kept.clone(), lite, self.ws.frames()).await?;
             let mut opening = match conn.send(frame, shape.clone()).await {
                 Ok(()) => conn.opening().await,
                 Err(e) => Err(e),
@@ -327,7 +329,7 @@ impl Upstream {
                 tracing::debug!(
                     "the backend did not know the previous response; sending the whole turn"
                 );
-                let (whole, _, _) = plan_frame(body, None, kept, lite).await?;
+                let (whole, _, _) = plan_frame(body, None, kept, lite, self.ws.frames()).await?;
                 opening = match conn.send(whole, shape).await {
                     Ok(()) => conn.opening().await,
                     Err(e) => Err(e),
@@ -841,7 +843,7 @@ impl Upstream {
 /// Bodies up to this size are cut on the async workers; larger ones on the blocking pool.
 const INLINE_PLAN_BYTES: usize = 256 * 1024;
 
-type Planned = (String, Option<super::incremental::Shape>, bool);
+type Planned = (Utf8Bytes, Option<super::incremental::Shape>, bool);
 
 /// The frame of a turn on a socket whose last completed turn was `chain`: only the new items
 /// with `previous_response_id` when the request continues it, else the whole body. Also the
@@ -852,12 +854,15 @@ async fn plan_frame(
     chain: Option<&super::incremental::Chain>,
     kept: Option<Arc<Vec<super::incremental::Kept>>>,
     lite: bool,
+    frames: &Arc<LargeBuffers>,
 ) -> Result<Planned, UpstreamError> {
+    /// `frames`: where a large frame is written (`None`: a new string).
     fn plan(
         body: &WireBody,
         chain: Option<&super::incremental::Chain>,
         kept: Option<&[super::incremental::Kept]>,
         lite: bool,
+        frames: Option<&Arc<LargeBuffers>>,
     ) -> Result<Planned, UpstreamError> {
         use super::incremental;
         // Responses Lite's header travels in `client_metadata` on a socket (§5.4).
@@ -885,9 +890,21 @@ async fn plan_frame(
                     "the request body is not a JSON object".into(),
                 ));
             }
-            return Ok((super::websocket::create_frame(&body.json())?, None, false));
+            let frame = super::websocket::create_frame(&body.json())?;
+            return Ok((frame.into(), None, false));
         };
-        let (frame, incremental) = incremental::next_frame(&parsed, &shape, chain, kept, metadata);
+        let Some(frames) = frames else {
+            let (frame, incremental) =
+                incremental::next_frame(&parsed, &shape, chain, kept, metadata);
+            return Ok((frame.into(), Some(shape), incremental));
+        };
+        // An empty buffer is text already; the frame is written into it and lent to the
+        // socket, which gives it back once the frame is on its way.
+        let out = String::from_utf8(frames.take(body.len() + 256)).unwrap_or_default();
+        let (frame, incremental) =
+            incremental::next_frame_into(&parsed, &shape, chain, kept, metadata, out);
+        let frame = Utf8Bytes::try_from(LargeBuffers::lend(frames, frame.into_bytes()))
+            .map_err(|e| UpstreamError::Transport(format!("the frame is not text: {e}")))?;
         Ok((frame, Some(shape), incremental))
     }
     // A body written here that continues the chain is cut without being read, into a frame
@@ -903,15 +920,16 @@ async fn plan_frame(
         })
     };
     if body.len() <= INLINE_PLAN_BYTES || continues() {
-        return plan(body, chain, kept.as_deref().map(Vec::as_slice), lite);
+        return plan(body, chain, kept.as_deref().map(Vec::as_slice), lite, None);
     }
-    let (body, chain) = (body.clone(), chain.cloned());
+    let (body, chain, frames) = (body.clone(), chain.cloned(), Arc::clone(frames));
     tokio::task::spawn_blocking(move || {
         plan(
             &body,
             chain.as_ref(),
             kept.as_deref().map(Vec::as_slice),
             lite,
+            Some(&frames),
         )
     })
     .await

@@ -280,7 +280,7 @@ pub struct Frame<'a> {
 /// A `response.create` frame: the request's members as they were, with `frame`'s input,
 /// previous response and metadata.
 pub fn build_frame(parsed: &Parsed<'_>, frame: &Frame<'_>) -> String {
-    write_object(parsed, frame, true)
+    write_object(parsed, frame, true, String::new())
 }
 
 /// The request body (no `type`) with `input` in place of its input.
@@ -290,10 +290,10 @@ pub fn build_body(parsed: &Parsed<'_>, input: &[&str]) -> String {
         input: input.to_vec(),
         metadata: &[],
     };
-    write_object(parsed, &frame, false)
+    write_object(parsed, &frame, false, String::new())
 }
 
-fn write_object(parsed: &Parsed<'_>, frame: &Frame<'_>, create: bool) -> String {
+fn write_object(parsed: &Parsed<'_>, frame: &Frame<'_>, create: bool, mut out: String) -> String {
     let rest: usize = parsed
         .members
         .iter()
@@ -301,7 +301,8 @@ fn write_object(parsed: &Parsed<'_>, frame: &Frame<'_>, create: bool) -> String 
         .map(|(name, raw)| name.len() + raw.len() + 4)
         .sum();
     let items: usize = frame.input.iter().map(|i| i.len() + 1).sum();
-    let mut out = String::with_capacity(96 + rest + items);
+    out.clear();
+    out.reserve(96 + rest + items);
     out.push('{');
     // Whether a member has been written (a comma goes before the next).
     let mut any = false;
@@ -513,6 +514,18 @@ pub fn next_frame(
     kept: Option<&[Kept]>,
     metadata: &[(&str, &str)],
 ) -> (String, bool) {
+    next_frame_into(parsed, shape, chain, kept, metadata, String::new())
+}
+
+/// [`next_frame`], written into `out` (empty; a large frame's buffer, kept from an earlier one).
+pub fn next_frame_into(
+    parsed: &Parsed<'_>,
+    shape: &Shape,
+    chain: Option<&Chain>,
+    kept: Option<&[Kept]>,
+    metadata: &[(&str, &str)],
+    out: String,
+) -> (String, bool) {
     if let Some(chain) = chain
         && let Some(from) = continues(chain, shape, parsed)
     {
@@ -521,7 +534,7 @@ pub fn next_frame(
             input: parsed.input[from..].to_vec(),
             metadata,
         };
-        return (build_frame(parsed, &frame), true);
+        return (write_object(parsed, &frame, true, out), true);
     }
     let input = kept
         .and_then(|kept| replayed(parsed, kept))
@@ -531,7 +544,7 @@ pub fn next_frame(
         input,
         metadata,
     };
-    (build_frame(parsed, &frame), false)
+    (write_object(parsed, &frame, true, out), false)
 }
 
 #[cfg(test)]

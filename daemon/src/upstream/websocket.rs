@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::client::UpstreamError;
 use super::incremental::{Chain, Shape, TurnOutput};
 use super::reasoning::KeptReasoning;
+use crate::buffers::LargeBuffers;
 
 /// The `OpenAI-Beta` value of the handshake.
 pub const BETA: &str = "responses_websockets=2026-02-06";
@@ -120,11 +121,13 @@ struct Inner {
     fallback_until: Option<Instant>,
 }
 
-/// The sockets kept for reuse, and where their turns' reasoning is kept.
+/// The sockets kept for reuse, where their turns' reasoning is kept, and the buffers of large
+/// frames kept for the next (a fresh megabyte's pages fault in as they are written).
 #[derive(Default)]
 pub struct Pool {
     inner: Mutex<Inner>,
     reasoning: Arc<KeptReasoning>,
+    frames: Arc<LargeBuffers>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -146,6 +149,11 @@ impl Pool {
     /// The reasoning kept for the conversations, which HTTP turns share.
     pub fn reasoning(&self) -> &Arc<KeptReasoning> {
         &self.reasoning
+    }
+
+    /// The buffers large frames are written into.
+    pub fn frames(&self) -> &Arc<LargeBuffers> {
+        &self.frames
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -505,7 +513,11 @@ impl Conn {
 
     /// Sends one `response.create` frame for a request of `shape` (`None`: not to be built
     /// on). Until this turn completes, nothing builds on the socket's earlier turns.
-    pub async fn send(&mut self, frame: String, shape: Option<Shape>) -> Result<(), UpstreamError> {
+    pub async fn send(
+        &mut self,
+        frame: tungstenite::Utf8Bytes,
+        shape: Option<Shape>,
+    ) -> Result<(), UpstreamError> {
         self.ended = false;
         self.chain = None;
         self.turn = shape.map(|shape| TurnSeen {
@@ -513,7 +525,7 @@ impl Conn {
             output: TurnOutput::for_chain(),
         });
         self.socket
-            .send(Message::Text(frame.into()))
+            .send(Message::Text(frame))
             .await
             .map_err(|e| UpstreamError::Transport(format!("the WebSocket broke: {e}")))
     }
