@@ -340,7 +340,7 @@ fn count_tokens(
         },
     };
     let prepared = prepare(state, client, name, req)?;
-    Ok(axum::Json(json!({ "totalTokens": prepared.ready.estimate })).into_response())
+    Ok(axum::Json(json!({ "totalTokens": prepared.ready.estimate.get() })).into_response())
 }
 
 async fn generate(

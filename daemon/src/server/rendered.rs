@@ -45,19 +45,18 @@ pub struct Ready {
     pub stop: Vec<String>,
     /// Accepted but without effect (`x-codex-proxy-ignored-params`).
     pub ignored: Vec<String>,
-    /// The input's estimated tokens.
-    pub estimate: u64,
+    /// The input's estimated tokens, counted if they are asked for.
+    pub estimate: tokens::Estimate,
 }
 
 /// What a large request of a surface made a Chat Completions one leaves for its conversation's
 /// next: the surface's own state `H` after its last message, the calls restored, the Chat
-/// translation's history and the estimate for the items so far.
+/// translation's history.
 #[derive(Debug, Clone, Default)]
 pub struct Continued<H> {
     pub surface: H,
     calls: super::tool_calls::Restored,
     chat: request::History,
-    tokens: u64,
 }
 
 /// A large request read in outline and resumed (see [`super::history`]): where its surface's
@@ -90,7 +89,6 @@ pub fn prepare<H: Default + Send + Sync + 'static>(
         surface,
         mut calls,
         chat: history,
-        tokens: earlier_tokens,
     } = continued;
     // Everything the conversation is told by is in the key and the kept messages.
     let conversation = match &kept {
@@ -115,9 +113,7 @@ pub fn prepare<H: Default + Send + Sync + 'static>(
     adjust(&mut translated.body, translated.lite, &mut ignored);
     translated.body.client_metadata = state.client_metadata(&session);
     ignored.append(&mut translated.ignored);
-    // The history's text is counted once: the kept items' when they were new.
-    let tokens = earlier_tokens + tokens::input(&translated.body.input);
-    let estimate = tokens::members(&translated.body) + tokens;
+    let members = tokens::members(&translated.body);
     let earlier = kept.map(|kept| kept.items);
     let wire = state
         .upstream()
@@ -132,12 +128,18 @@ pub fn prepare<H: Default + Send + Sync + 'static>(
                 surface,
                 calls,
                 chat: history,
-                tokens,
             },
             &wire,
             conversation,
         );
     }
+    // The items are counted only if asked (a stop sequence, no usage from the backend,
+    // countTokens): from the items written, the kept ones with the new.
+    let items = wire
+        .written()
+        .map(|w| w.items().clone())
+        .unwrap_or_default();
+    let estimate = tokens::Estimate::later(members, items);
     Ok(Ready {
         model: resolved.model.slug.clone(),
         conversation,

@@ -515,7 +515,7 @@ pub struct IncompleteDetails {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn user(text: &str) -> InputItem {
@@ -525,7 +525,7 @@ mod tests {
         }
     }
 
-    fn request(input: Vec<InputItem>, full: bool) -> ResponsesRequest {
+    pub(crate) fn request(input: Vec<InputItem>, full: bool) -> ResponsesRequest {
         ResponsesRequest {
             model: "gpt-5.5".into(),
             instructions: full.then(|| "Be \"brief\".\n".into()),

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use serde_json::{Value, json};
 
 use crate::json_text::quote_into;
+use crate::translate::messages::tokens::Estimate;
 
 use crate::translate::output::{Ending, OutputEvent, OutputSink};
 use crate::translate::pieces::{Call, PieceSink, Pieces, Piecewise};
@@ -53,7 +54,7 @@ fn call_part(call: &Call) -> Value {
 #[derive(Debug)]
 pub struct Writer {
     inner: Piecewise<Out>,
-    input_estimate: u64,
+    input_estimate: Estimate,
 }
 
 /// The answer being written: chunks (stream), or what the whole response will hold.
@@ -70,7 +71,7 @@ struct Out {
     chunks: VecDeque<Bytes>,
     finish_reason: &'static str,
     usage: Option<Usage>,
-    input_estimate: u64,
+    input_estimate: Estimate,
 }
 
 impl Writer {
@@ -79,7 +80,7 @@ impl Writer {
         model: String,
         thoughts: bool,
         stop: &[String],
-        input_estimate: u64,
+        input_estimate: Estimate,
     ) -> Self {
         Self {
             inner: Piecewise {
@@ -94,7 +95,7 @@ impl Writer {
                     chunks: VecDeque::new(),
                     finish_reason: "STOP",
                     usage: None,
-                    input_estimate,
+                    input_estimate: input_estimate.clone(),
                 },
             },
             input_estimate,
@@ -139,7 +140,7 @@ impl Writer {
     /// A stop sequence ended the answer before the backend did.
     pub fn finish_stopped(&mut self) {
         let Piecewise { pieces, sink } = &mut self.inner;
-        pieces.finish_stopped(self.input_estimate, sink);
+        pieces.finish_stopped(self.input_estimate.get(), sink);
     }
 
     /// The whole answer as one response (whole mode), once finished.
@@ -238,9 +239,9 @@ impl Out {
                 usage
             }
             None => json!({
-                "promptTokenCount": self.input_estimate,
+                "promptTokenCount": self.input_estimate.get(),
                 "candidatesTokenCount": 0,
-                "totalTokenCount": self.input_estimate,
+                "totalTokenCount": self.input_estimate.get(),
             }),
         }
     }

@@ -7,6 +7,7 @@ use super::render::{Mode, Writer, error_body};
 use super::{GenerateContentRequest, json_schema_of, model_name, thinking, translate};
 use crate::config::ModelConfig;
 use crate::models::{self, Catalog};
+use crate::translate::messages::tokens::Estimate;
 use crate::translate::output::OutputTranslator;
 use crate::translate::request::{self, Context};
 use crate::upstream::wire::StreamEvent;
@@ -296,7 +297,7 @@ fn bad_contents_are_refused_with_their_path() {
 }
 
 fn render(mode: Mode, thoughts: bool) -> Writer {
-    let mut writer = Writer::new(mode, "gpt-5.5".into(), thoughts, &[], 42);
+    let mut writer = Writer::new(mode, "gpt-5.5".into(), thoughts, &[], Estimate::known(42));
     let mut output = OutputTranslator::default();
     for event in crate::translate::output::sample_events() {
         let data = event.to_string();

@@ -8,7 +8,13 @@
 //! to the o200k tokenizer in the tests (within 15 % on prose, code, JSON, shell output and
 //! Chinese; the figures are in the README).
 
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+
 use crate::upstream::wire::{ContentPart, InputItem, ResponsesRequest, Tool, ToolOutput};
+use crate::upstream::written::Items;
 
 /// Tokens a message costs beyond its text (role and separators).
 const PER_MESSAGE: u64 = 4;
@@ -33,6 +39,201 @@ pub fn members(body: &ResponsesRequest) -> u64 {
         total += tools.iter().map(tool_tokens).sum::<u64>();
     }
     total
+}
+
+/// A request's estimate, counted from its written items when first asked for: Ollama and
+/// Gemini answers need it only when a stop sequence ends the answer or the backend reports no
+/// usage, so a large request does not pay for it (0.6 ms per MB) on every turn.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    members: u64,
+    items: Items,
+    counted: Arc<OnceLock<u64>>,
+}
+
+impl Estimate {
+    /// `members` counted already ([`members`]); the items when asked.
+    pub fn later(members: u64, items: Items) -> Self {
+        Self {
+            members,
+            items,
+            counted: Arc::default(),
+        }
+    }
+
+    /// An estimate known already.
+    pub fn known(tokens: u64) -> Self {
+        Self {
+            members: tokens,
+            items: Items::default(),
+            counted: Arc::default(),
+        }
+    }
+
+    /// The tokens: the same as [`estimate`] of the request the items were written from.
+    pub fn get(&self) -> u64 {
+        *self
+            .counted
+            .get_or_init(|| self.members + written(self.items.iter()))
+    }
+}
+
+/// [`input`] for items as written (each one's JSON): read back as far as the estimate reads
+/// them. An item that does not read (none written here) counts nothing.
+pub fn written<'a>(items: impl Iterator<Item = &'a str>) -> u64 {
+    items
+        .filter_map(|json| serde_json::from_str::<WrittenItem<'_>>(json).ok())
+        .map(|item| item.tokens())
+        .sum()
+}
+
+/// What [`item_tokens`] reads of an [`InputItem`], as it is written.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WrittenItem<'a> {
+    Message {
+        #[serde(borrow)]
+        content: Vec<WrittenPart<'a>>,
+    },
+    FunctionCall {
+        #[serde(borrow)]
+        name: Cow<'a, str>,
+        #[serde(borrow)]
+        arguments: Cow<'a, str>,
+    },
+    CustomToolCall {
+        #[serde(borrow)]
+        name: Cow<'a, str>,
+        #[serde(borrow)]
+        input: Cow<'a, str>,
+    },
+    FunctionCallOutput {
+        #[serde(borrow)]
+        output: WrittenOutput<'a>,
+    },
+    CustomToolCallOutput {
+        #[serde(borrow)]
+        output: WrittenOutput<'a>,
+    },
+    Reasoning {
+        #[serde(borrow)]
+        summary: Vec<WrittenSummary<'a>>,
+    },
+    AdditionalTools {
+        tools: Vec<WrittenTool>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WrittenPart<'a> {
+    InputText {
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+    },
+    OutputText {
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+    },
+    InputImage {
+        #[serde(borrow)]
+        image_url: Cow<'a, str>,
+    },
+    InputFile {
+        #[serde(default, borrow)]
+        file_data: Option<Cow<'a, str>>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WrittenOutput<'a> {
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+    #[serde(borrow)]
+    Parts(Vec<WrittenPart<'a>>),
+}
+
+#[derive(Deserialize)]
+struct WrittenSummary<'a> {
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WrittenTool {
+    Function {
+        name: String,
+        #[serde(default)]
+        description: Option<String>,
+        parameters: serde_json::Value,
+    },
+    Custom {
+        name: String,
+        #[serde(default)]
+        description: Option<String>,
+    },
+    Namespace {
+        tools: Vec<WrittenTool>,
+    },
+    #[serde(other)]
+    Hosted,
+}
+
+impl WrittenItem<'_> {
+    fn tokens(&self) -> u64 {
+        match self {
+            Self::Message { content } => {
+                PER_MESSAGE + content.iter().map(WrittenPart::tokens).sum::<u64>()
+            }
+            Self::FunctionCall { name, arguments } => PER_MESSAGE + text(name) + text(arguments),
+            Self::CustomToolCall { name, input } => PER_MESSAGE + text(name) + text(input),
+            Self::FunctionCallOutput { output } | Self::CustomToolCallOutput { output } => {
+                PER_MESSAGE
+                    + match output {
+                        WrittenOutput::Text(t) => text(t),
+                        WrittenOutput::Parts(parts) => parts.iter().map(WrittenPart::tokens).sum(),
+                    }
+            }
+            Self::Reasoning { summary } => summary.iter().map(|s| text(&s.text)).sum::<u64>() * 3,
+            Self::AdditionalTools { tools } => tools.iter().map(WrittenTool::tokens).sum(),
+        }
+    }
+}
+
+impl WrittenPart<'_> {
+    fn tokens(&self) -> u64 {
+        match self {
+            Self::InputText { text: t } | Self::OutputText { text: t } => text(t),
+            Self::InputImage { image_url } => image(image_url),
+            Self::InputFile { file_data } => file_data
+                .as_deref()
+                .map_or(DEFAULT_IMAGE, |data| data.len() as u64 / 6),
+        }
+    }
+}
+
+impl WrittenTool {
+    fn tokens(&self) -> u64 {
+        match self {
+            Self::Function {
+                name,
+                description,
+                parameters,
+            } => {
+                PER_TOOL
+                    + text(name)
+                    + description.as_deref().map_or(0, text)
+                    + text(&parameters.to_string())
+            }
+            Self::Custom { name, description } => {
+                PER_TOOL + text(name) + description.as_deref().map_or(0, text)
+            }
+            Self::Namespace { tools } => tools.iter().map(Self::tokens).sum(),
+            Self::Hosted => PER_TOOL,
+        }
+    }
 }
 
 /// The estimate for input items alone: a request's estimate is its members' and its items',
@@ -489,6 +690,117 @@ mod tests {
         for text in [&digits, &words, &late, &mixed] {
             assert_eq!(super::text(text), text_by_chars(text), "{}", &text[..20]);
         }
+    }
+
+    /// Every kind of item, with escapes, images, files and hosted tools: counted from the
+    /// written items when asked, the estimate is the one counted from the typed request.
+    #[test]
+    fn counted_later_from_the_written_items_it_is_the_same_estimate() {
+        use serde_json::json;
+
+        use super::{Estimate, estimate, input, members};
+        use crate::upstream::wire::{ContentPart, InputItem, Role, SummaryText, Tool, ToolOutput};
+        use crate::upstream::written::Written;
+
+        let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAlgAAAGQCAIAAAD9V4nPAAAA";
+        let function = |name: &str| Tool::Function {
+            name: name.into(),
+            description: Some("Reads a \"file\".".into()),
+            strict: false,
+            parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+        };
+        let items = vec![
+            InputItem::Message {
+                role: Role::User,
+                content: vec![
+                    ContentPart::InputText {
+                        text: "Read \"src/main.rs\"\n\tplease — 你好 😀".into(),
+                    },
+                    ContentPart::InputImage {
+                        image_url: png.into(),
+                        detail: Some("high".into()),
+                    },
+                    ContentPart::InputFile {
+                        file_data: Some("JVBERi0xLjQK".repeat(40)),
+                        file_id: None,
+                        filename: Some("a.pdf".into()),
+                        file_url: None,
+                    },
+                    ContentPart::InputFile {
+                        file_data: None,
+                        file_id: Some("file_1".into()),
+                        filename: None,
+                        file_url: None,
+                    },
+                ],
+            },
+            InputItem::Reasoning {
+                summary: vec![SummaryText {
+                    text: "**Reading** the file".into(),
+                }],
+                encrypted_content: "gAAAA-enc".into(),
+            },
+            InputItem::Message {
+                role: Role::Assistant,
+                content: vec![ContentPart::OutputText {
+                    text: "Reading it.".into(),
+                }],
+            },
+            InputItem::FunctionCall {
+                name: "read_file".into(),
+                arguments: r#"{"path":"src/main.rs"}"#.into(),
+                call_id: "call_1".into(),
+            },
+            InputItem::FunctionCallOutput {
+                call_id: "call_1".into(),
+                output: ToolOutput::Text("fn main() {\n    println!(\"hi\");\n}\n".repeat(30)),
+            },
+            InputItem::CustomToolCall {
+                call_id: "call_2".into(),
+                name: "apply_patch".into(),
+                input: "*** Begin Patch\n*** End Patch".into(),
+            },
+            InputItem::CustomToolCallOutput {
+                call_id: "call_2".into(),
+                output: ToolOutput::Parts(vec![
+                    ContentPart::InputText {
+                        text: "Done.".into(),
+                    },
+                    ContentPart::InputImage {
+                        image_url: "https://example.com/a.png".into(),
+                        detail: None,
+                    },
+                ]),
+            },
+            InputItem::AdditionalTools {
+                role: Role::Developer,
+                tools: vec![
+                    function("read_file"),
+                    Tool::Custom {
+                        name: "apply_patch".into(),
+                        description: None,
+                        format: Some(json!({"type": "grammar"})),
+                    },
+                    Tool::Namespace {
+                        name: "mcp".into(),
+                        description: "Tools of a server".into(),
+                        tools: vec![function("mcp__search")],
+                    },
+                    Tool::WebSearch {},
+                ],
+            },
+        ];
+        let body = crate::upstream::wire::tests::request(items, true);
+        let written = Written::write(&body, None).unwrap();
+        let later = Estimate::later(members(&body), written.items().clone());
+        assert_eq!(later.get(), estimate(&body));
+        assert!(input(&body.input) > 0);
+        // Each kind counts: one item less, a smaller estimate.
+        for i in 0..body.input.len() {
+            let one = super::written(written.items().iter().skip(i).take(1));
+            assert_eq!(one, input(&body.input[i..=i]), "item {i}");
+        }
+        assert_eq!(Estimate::known(7).get(), 7);
     }
 
     proptest! {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::Thinking;
 use crate::json_text::quote_into;
+use crate::translate::messages::tokens::Estimate;
 use crate::translate::output::{Ending, OutputEvent, OutputSink};
 use crate::translate::pieces::{Call, PieceSink, Pieces, Piecewise};
 use crate::upstream::wire::{Failure, Usage};
@@ -55,7 +56,7 @@ fn created_at() -> String {
 #[derive(Debug)]
 pub struct Writer {
     inner: Piecewise<Out>,
-    input_estimate: u64,
+    input_estimate: Estimate,
 }
 
 /// The answer being written: lines (stream), or what the whole object will hold.
@@ -73,7 +74,7 @@ struct Out {
     lines: VecDeque<Bytes>,
     done_reason: &'static str,
     usage: Option<Usage>,
-    input_estimate: u64,
+    input_estimate: Estimate,
 }
 
 impl Writer {
@@ -83,7 +84,7 @@ impl Writer {
         model: String,
         thinking: Thinking,
         stop: &[String],
-        input_estimate: u64,
+        input_estimate: Estimate,
     ) -> Self {
         Self {
             inner: Piecewise {
@@ -100,7 +101,7 @@ impl Writer {
                     lines: VecDeque::new(),
                     done_reason: "stop",
                     usage: None,
-                    input_estimate,
+                    input_estimate: input_estimate.clone(),
                 },
             },
             input_estimate,
@@ -147,7 +148,7 @@ impl Writer {
     /// A stop sequence ended the answer before the backend did: it ends now.
     pub fn finish_stopped(&mut self) {
         let Piecewise { pieces, sink } = &mut self.inner;
-        pieces.finish_stopped(self.input_estimate, sink);
+        pieces.finish_stopped(self.input_estimate.get(), sink);
     }
 
     /// The whole answer as one object (whole mode), once finished.
@@ -277,9 +278,10 @@ impl Out {
     /// The last line's fields: done, the reason and the counts.
     fn done_fields(&self) -> Map<String, Value> {
         let (total, prompt, eval) = self.durations();
-        let (input, output) = self.usage.as_ref().map_or((self.input_estimate, 0), |u| {
-            (u.input_tokens, u.output_tokens)
-        });
+        let (input, output) = self.usage.as_ref().map_or_else(
+            || (self.input_estimate.get(), 0),
+            |u| (u.input_tokens, u.output_tokens),
+        );
         let mut map = Map::new();
         map.insert("done".into(), true.into());
         map.insert("done_reason".into(), self.done_reason.into());
@@ -355,7 +357,7 @@ mod tests {
                 "gpt-5.5:\"latest\"".into(),
                 Thinking::Shown,
                 &[],
-                1,
+                Estimate::known(1),
             );
             let text = "a \"quote\", a \\ and a\nnew line \u{1}";
             writer.inner.sink.text(text);

@@ -7,6 +7,7 @@ use super::render::{Mode, Surface, Writer};
 use super::{OllamaChat, OllamaGenerate, Thinking, chat, generate, media_type, think, untagged};
 use crate::config::ModelConfig;
 use crate::models::{self, Catalog};
+use crate::translate::messages::tokens::Estimate;
 use crate::translate::output::OutputTranslator;
 use crate::translate::request::{Context, translate};
 use crate::upstream::wire::StreamEvent;
@@ -227,7 +228,14 @@ fn generate_is_a_system_prompt_and_one_user_message() {
 
 fn render(surface: Surface, mode: Mode, thinking: Thinking, stop: &[&str]) -> Writer {
     let stop: Vec<String> = stop.iter().map(|s| (*s).to_owned()).collect();
-    let mut writer = Writer::new(surface, mode, "gpt-5.5:latest".into(), thinking, &stop, 42);
+    let mut writer = Writer::new(
+        surface,
+        mode,
+        "gpt-5.5:latest".into(),
+        thinking,
+        &stop,
+        Estimate::known(42),
+    );
     let mut output = OutputTranslator::default();
     for event in crate::translate::output::sample_events() {
         let data = event.to_string();
