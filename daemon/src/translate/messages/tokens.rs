@@ -448,6 +448,27 @@ const fn three_steps() -> [[u8; PARTS * PARTS * PARTS]; STATES] {
     table
 }
 
+/// [`NEXT3`] flat, for the walks: each entry the next state's row (its state times the
+/// row's length, so a step is a load and an add) shifted by two, and the tokens counted.
+static STEP3: [u16; STATES * TRIPLES] = flat_steps();
+const TRIPLES: usize = PARTS * PARTS * PARTS;
+
+const fn flat_steps() -> [u16; STATES * TRIPLES] {
+    let mut table = [0u16; STATES * TRIPLES];
+    let mut s = 0;
+    while s < STATES {
+        let mut parts = 0;
+        while parts < TRIPLES {
+            let step = NEXT3[s][parts];
+            let row = (step >> 2) as usize * TRIPLES;
+            table[s * TRIPLES + parts] = ((row as u16) << 2) | (step & 3) as u16;
+            parts += 1;
+        }
+        s += 1;
+    }
+    table
+}
+
 /// [`text`] for ASCII text: the same runs, read as a walk through a table three bytes a step,
 /// without a branch to guess wrong at each run's end. A long text is read as two walks at once
 /// (each step of a walk waits for the one before; two walks keep the core busy), the second
@@ -470,19 +491,20 @@ fn ascii(bytes: &[u8]) -> u64 {
     let (first, second) = bytes.split_at(middle + at + 2);
     // As many steps of three bytes as both halves have, side by side; the rest walk alone.
     let together = first.len().min(second.len()) / 3 * 3;
-    let (mut state_a, mut state_b) = (START, SPACE0);
+    let (mut row_a, mut row_b) = (usize::from(START) * TRIPLES, usize::from(SPACE0) * TRIPLES);
     let mut tokens = 0u64;
     for (x, y) in first[..together]
         .chunks_exact(3)
         .zip(second[..together].chunks_exact(3))
     {
-        let step_a = NEXT3[usize::from(state_a)][triple(x)];
-        let step_b = NEXT3[usize::from(state_b)][triple(y)];
-        state_a = step_a >> 2;
-        state_b = step_b >> 2;
+        let step_a = STEP3[row_a + triple(x)];
+        let step_b = STEP3[row_b + triple(y)];
+        row_a = usize::from(step_a >> 2);
+        row_b = usize::from(step_b >> 2);
         tokens += u64::from(step_a & 3) + u64::from(step_b & 3);
     }
-    tokens + walk(&first[together..], state_a).0 + walk(&second[together..], state_b).0
+    let state = |row: usize| (row / TRIPLES) as u8;
+    tokens + walk(&first[together..], state(row_a)).0 + walk(&second[together..], state(row_b)).0
 }
 
 /// The parts of three bytes, as [`NEXT3`] is indexed.
@@ -495,11 +517,13 @@ fn triple(bytes: &[u8]) -> usize {
 fn walk(bytes: &[u8], mut state: u8) -> (u64, u8) {
     let mut tokens = 0u64;
     let mut triples = bytes.chunks_exact(3);
+    let mut row = usize::from(state) * TRIPLES;
     for bytes in &mut triples {
-        let step = NEXT3[usize::from(state)][triple(bytes)];
-        state = step >> 2;
+        let step = STEP3[row + triple(bytes)];
+        row = usize::from(step >> 2);
         tokens += u64::from(step & 3);
     }
+    state = (row / TRIPLES) as u8;
     for &b in triples.remainder() {
         state = NEXT[usize::from(state)][usize::from(PART[usize::from(b & 0x7f)])];
         tokens += u64::from(state < COUNTED);
