@@ -762,6 +762,47 @@ async fn a_socket_at_its_limit_is_replaced_invisibly() {
     assert!(sent[3].0.is_some());
 }
 
+/// Frames of large whole turns are written into buffers kept from the frames before them
+/// (`buffers.rs`): each goes out exactly as written — a smaller one after a larger shows
+/// nothing of it, a larger one after a smaller is whole — and a conversation's next turn still
+/// continues on its socket.
+#[tokio::test]
+async fn large_whole_frames_in_kept_buffers_go_out_exactly() {
+    let fake = FakeUpstream::start().await.unwrap();
+    let daemon = daemon(&fake, &[0], "websocket");
+    let texts: Vec<String> = [(b'a', 600usize), (b'b', 300), (b'c', 700), (b'd', 400)]
+        .iter()
+        .map(|&(c, kib)| String::from_utf8(vec![c; kib << 10]).unwrap())
+        .collect();
+    for text in &texts {
+        let (status, _, body) = daemon.chat(&conversation(&[text, "short"])).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(answer(&body), "You said: short");
+    }
+    // The first conversation goes on: incremental on its socket.
+    let (status, _, body) = daemon
+        .chat(&conversation(&[&texts[0], "short", "more"]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: more");
+
+    let sent = sent_turns(&fake);
+    assert_eq!(sent.len(), texts.len() + 1);
+    for (turn, text) in sent.iter().zip(&texts) {
+        assert!(turn.0.is_none(), "a first turn is whole");
+        let first = &turn.1[0]["content"][0]["text"];
+        assert_eq!(first.as_str().map(str::len), Some(text.len()));
+        assert!(
+            first == text.as_str(),
+            "the frame's first message is exactly its text"
+        );
+        assert_eq!(turn.1.len(), 3, "{:?}", turn.1.last());
+    }
+    let last = &sent[texts.len()];
+    assert!(last.0.is_some(), "the next turn continues");
+    assert_eq!(last.1.len(), 1);
+}
+
 /// A large chat history (above 64 KiB) continuing its conversation's last request is read and
 /// translated from its new messages on — the backend still gets the whole conversation right:
 /// only the new items over the socket, the whole body over HTTP — and anything that differs
