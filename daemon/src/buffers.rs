@@ -138,8 +138,9 @@ impl LargeBuffers {
         });
     }
 
-    /// How many buffers are kept, and their capacity (for tests and the dashboard's memory).
-    pub fn kept(&self) -> Vec<usize> {
+    /// The capacity of each buffer kept.
+    #[cfg(test)]
+    fn kept(&self) -> Vec<usize> {
         self.lock().kept.iter().map(|(b, _)| b.capacity()).collect()
     }
 
