@@ -450,9 +450,10 @@ pub(super) async fn start_turn(
          again without the reasoning items"
     );
     prepared.wire = stripped;
-    let turn = engine::start(state, &prepared.turn(call, within), state.track_request()).await?;
+    // Known now, whatever becomes of the second try (a client gone while it starts included):
+    // the next turn leaves that reasoning out before it goes.
     conversations.moved(prepared.conversation, items);
-    Ok(turn)
+    Ok(engine::start(state, &prepared.turn(call, within), state.track_request()).await?)
 }
 
 /// The prepared body without the reasoning among its first `before` items, encoded, and how
