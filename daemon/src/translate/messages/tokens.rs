@@ -187,8 +187,11 @@ impl WrittenItem<'_> {
             Self::Message { content } => {
                 PER_MESSAGE + content.iter().map(WrittenPart::tokens).sum::<u64>()
             }
-            Self::FunctionCall { name, arguments } => PER_MESSAGE + text(name) + text(arguments),
-            Self::CustomToolCall { name, input } => PER_MESSAGE + text(name) + text(input),
+            Self::FunctionCall {
+                name,
+                arguments: input,
+            }
+            | Self::CustomToolCall { name, input } => call(name, input),
             Self::FunctionCallOutput { output } | Self::CustomToolCallOutput { output } => {
                 PER_MESSAGE
                     + match output {
@@ -196,7 +199,7 @@ impl WrittenItem<'_> {
                         WrittenOutput::Parts(parts) => parts.iter().map(WrittenPart::tokens).sum(),
                     }
             }
-            Self::Reasoning { summary } => summary.iter().map(|s| text(&s.text)).sum::<u64>() * 3,
+            Self::Reasoning { summary } => reasoning_summary(summary.iter().map(|s| &*s.text)),
             Self::AdditionalTools { tools } => tools.iter().map(WrittenTool::tokens).sum(),
         }
     }
@@ -207,9 +210,7 @@ impl WrittenPart<'_> {
         match self {
             Self::InputText { text: t } | Self::OutputText { text: t } => text(t),
             Self::InputImage { image_url } => image(image_url),
-            Self::InputFile { file_data } => file_data
-                .as_deref()
-                .map_or(DEFAULT_IMAGE, |data| data.len() as u64 / 6),
+            Self::InputFile { file_data } => file(file_data.as_deref()),
         }
     }
 }
@@ -221,15 +222,8 @@ impl WrittenTool {
                 name,
                 description,
                 parameters,
-            } => {
-                PER_TOOL
-                    + text(name)
-                    + description.as_deref().map_or(0, text)
-                    + text(&parameters.to_string())
-            }
-            Self::Custom { name, description } => {
-                PER_TOOL + text(name) + description.as_deref().map_or(0, text)
-            }
+            } => function_tool(name, description.as_deref(), parameters),
+            Self::Custom { name, description } => named_tool(name, description.as_deref()),
             Self::Namespace { tools } => tools.iter().map(Self::tokens).sum(),
             Self::Hosted => PER_TOOL,
         }
@@ -257,9 +251,11 @@ fn item_tokens(item: &InputItem) -> u64 {
             PER_MESSAGE + content.iter().map(part_tokens).sum::<u64>()
         }
         InputItem::FunctionCall {
-            name, arguments, ..
-        } => PER_MESSAGE + text(name) + text(arguments),
-        InputItem::CustomToolCall { name, input, .. } => PER_MESSAGE + text(name) + text(input),
+            name,
+            arguments: input,
+            ..
+        }
+        | InputItem::CustomToolCall { name, input, .. } => call(name, input),
         InputItem::FunctionCallOutput { output, .. }
         | InputItem::CustomToolCallOutput { output, .. } => {
             PER_MESSAGE
@@ -271,7 +267,7 @@ fn item_tokens(item: &InputItem) -> u64 {
         // Encrypted reasoning is counted by the backend from what it decrypts: roughly the
         // summary's size several times over; the summary is what is known here.
         InputItem::Reasoning { summary, .. } => {
-            summary.iter().map(|s| text(&s.text)).sum::<u64>() * 3
+            reasoning_summary(summary.iter().map(|s| s.text.as_str()))
         }
         InputItem::AdditionalTools { tools, .. } => tools.iter().map(tool_tokens).sum(),
     }
@@ -281,9 +277,7 @@ fn part_tokens(part: &ContentPart) -> u64 {
     match part {
         ContentPart::InputText { text: t } | ContentPart::OutputText { text: t } => text(t),
         ContentPart::InputImage { image_url, .. } => image(image_url),
-        ContentPart::InputFile { file_data, .. } => file_data
-            .as_deref()
-            .map_or(DEFAULT_IMAGE, |data| data.len() as u64 / 6),
+        ContentPart::InputFile { file_data, .. } => file(file_data.as_deref()),
     }
 }
 
@@ -294,18 +288,37 @@ fn tool_tokens(tool: &Tool) -> u64 {
             description,
             parameters,
             ..
-        } => {
-            PER_TOOL
-                + text(name)
-                + description.as_deref().map_or(0, text)
-                + text(&parameters.to_string())
-        }
+        } => function_tool(name, description.as_deref(), parameters),
         Tool::Custom {
             name, description, ..
-        } => PER_TOOL + text(name) + description.as_deref().map_or(0, text),
+        } => named_tool(name, description.as_deref()),
         Tool::Namespace { tools, .. } => tools.iter().map(tool_tokens).sum(),
         Tool::WebSearch {} | Tool::ImageGeneration { .. } => PER_TOOL,
     }
+}
+
+/// A call: its name and its arguments (or input).
+fn call(name: &str, input: &str) -> u64 {
+    PER_MESSAGE + text(name) + text(input)
+}
+
+/// A file's data: about a token per six base64 characters; one that is not sent along counts
+/// as an image.
+fn file(data: Option<&str>) -> u64 {
+    data.map_or(DEFAULT_IMAGE, |data| data.len() as u64 / 6)
+}
+
+/// Reasoning, from its summary's parts.
+fn reasoning_summary<'a>(parts: impl Iterator<Item = &'a str>) -> u64 {
+    parts.map(text).sum::<u64>() * 3
+}
+
+fn function_tool(name: &str, description: Option<&str>, parameters: &serde_json::Value) -> u64 {
+    named_tool(name, description) + text(&parameters.to_string())
+}
+
+fn named_tool(name: &str, description: Option<&str>) -> u64 {
+    PER_TOOL + text(name) + description.map_or(0, text)
 }
 
 /// The part a byte plays in [`ascii`]'s reading.
