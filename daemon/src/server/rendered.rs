@@ -133,13 +133,18 @@ pub fn prepare<H: Default + Send + Sync + 'static>(
             conversation,
         );
     }
-    // The items are counted only if asked (a stop sequence, no usage from the backend,
-    // countTokens): from the items written, the kept ones with the new.
+    // The items are counted only if they may be asked for (stop sequences, no usage from the
+    // backend, countTokens): from the items written, the kept ones with the new.
     let items = wire
         .written()
         .map(|w| w.items().clone())
         .unwrap_or_default();
     let estimate = tokens::Estimate::later(members, items);
+    if !translated.stop.is_empty() {
+        // A stop sequence that ends the answer reports the estimate: counted here, off the
+        // async workers when the request is large, not while the answer streams.
+        estimate.get();
+    }
     Ok(Ready {
         model: resolved.model.slug.clone(),
         conversation,
