@@ -479,11 +479,9 @@ impl Upstream {
         }
         let body = body.clone();
         let prepare = move || -> Result<(Bytes, bool), UpstreamError> {
-            // A body written here is read from its parts: neither joined nor parsed.
-            let replayed = kept.as_deref().and_then(|kept| match body.written() {
-                Some(written) => written.with_reasoning(kept),
-                None => super::incremental::with_reasoning(&body.json(), kept),
-            });
+            let replayed = kept
+                .as_deref()
+                .and_then(|kept| super::incremental::with_reasoning(&body.json(), kept));
             let size = replayed.as_ref().map_or(body.len(), String::len);
             match (replayed, compress && size >= COMPRESS_FROM) {
                 (Some(json), true) => Ok((Bytes::from(zstd_compress(json.as_bytes())?), true)),
@@ -492,11 +490,7 @@ impl Upstream {
                     if let Some(done) = body.compressed.get() {
                         return Ok((done.clone(), true));
                     }
-                    let done = match body.written() {
-                        Some(written) => zstd_compress_parts(written.parts(), written.len())?,
-                        None => zstd_compress(&body.json())?,
-                    };
-                    let done = Bytes::from(done);
+                    let done = Bytes::from(zstd_compress(&body.json())?);
                     Ok((body.compressed.get_or_init(|| done).clone(), true))
                 }
                 (None, false) => Ok((body.json(), false)),
@@ -785,57 +779,8 @@ impl HttpTurn {
 }
 
 fn zstd_compress(json: &[u8]) -> Result<Vec<u8>, UpstreamError> {
-    with_compressor(|compressor| compressor.compress(json))
-}
-
-/// [`zstd_compress`] of the parts of a body, as one frame, without joining them first.
-fn zstd_compress_parts<'a>(
-    parts: impl Iterator<Item = &'a [u8]>,
-    total: usize,
-) -> Result<Vec<u8>, UpstreamError> {
-    use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective::{ZSTD_e_continue, ZSTD_e_end};
-    use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective};
-    with_compressor(|compressor| {
-        let failed = |code| std::io::Error::other(zstd::zstd_safe::get_error_name(code));
-        let cctx = compressor.context_mut();
-        cctx.reset(ResetDirective::SessionOnly).map_err(failed)?;
-        cctx.set_pledged_src_size(Some(total as u64))
-            .map_err(failed)?;
-        // Room for the worst case: every call can take all of its input.
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(total));
-        for part in parts {
-            let mut input = InBuffer::around(part);
-            while input.pos() < part.len() {
-                let (at, before) = (out.len(), input.pos());
-                let mut output = OutBuffer::around_pos(&mut out, at);
-                cctx.compress_stream2(&mut output, &mut input, ZSTD_e_continue)
-                    .map_err(failed)?;
-                if input.pos() == before {
-                    return Err(std::io::Error::other("zstd took none of its input"));
-                }
-            }
-        }
-        loop {
-            let at = out.len();
-            let mut output = OutBuffer::around_pos(&mut out, at);
-            let left = cctx
-                .compress_stream2(&mut output, &mut InBuffer::around(&[]), ZSTD_e_end)
-                .map_err(failed)?;
-            if left == 0 {
-                return Ok(out);
-            }
-            if out.len() == at {
-                return Err(std::io::Error::other("zstd could not end its frame"));
-            }
-        }
-    })
-}
-
-/// Runs `f` with this thread's compression context (level 3), reused: creating one costs
-/// more than compressing a typical request.
-fn with_compressor(
-    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<Vec<u8>>,
-) -> Result<Vec<u8>, UpstreamError> {
+    // One compression context per thread, reused: creating one costs more than compressing a
+    // typical request.
     thread_local! {
         static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
             const { std::cell::RefCell::new(None) };
@@ -846,8 +791,8 @@ fn with_compressor(
             *cell = Some(zstd::bulk::Compressor::new(3)?);
         }
         match cell.as_mut() {
-            Some(compressor) => f(compressor),
-            None => Err(std::io::Error::other("no compression context")),
+            Some(compressor) => compressor.compress(json),
+            None => zstd::bulk::compress(json, 3),
         }
     })
     .map_err(|e| UpstreamError::Transport(format!("zstd: {e}")))
@@ -1221,41 +1166,5 @@ impl EventStream {
             Some(event) => event.clone(),
             None => self.decoder.event_bytes(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A body compressed from its parts is one zstd frame of the whole body, its size in the
-    /// header as the whole body's compression has it; a size that is not the parts' is refused.
-    #[test]
-    fn a_body_compressed_from_its_parts_is_the_whole_body() {
-        let written = crate::upstream::written::tests::continued();
-        let json = written.to_json();
-        let compressed = zstd_compress_parts(written.parts(), written.len()).unwrap();
-        let size = zstd::zstd_safe::get_frame_content_size(&compressed).unwrap();
-        assert_eq!(size, Some(json.len() as u64));
-        assert_eq!(
-            zstd::bulk::decompress(&compressed, json.len()).unwrap(),
-            json
-        );
-        // Again on the same context, and after a whole-body compression on it.
-        let whole = zstd_compress(&json).unwrap();
-        assert_eq!(zstd::bulk::decompress(&whole, json.len()).unwrap(), json);
-        let again = zstd_compress_parts(written.parts(), written.len()).unwrap();
-        assert_eq!(zstd::bulk::decompress(&again, json.len()).unwrap(), json);
-        assert!(zstd_compress_parts(written.parts(), written.len() + 1).is_err());
-        // Large parts (more than one block's worth) come out whole too.
-        let big: Vec<Vec<u8>> = (0..40u8)
-            .map(|i| format!("{i:02} ").repeat(20_000).into_bytes())
-            .collect();
-        let total = big.iter().map(Vec::len).sum();
-        let compressed = zstd_compress_parts(big.iter().map(Vec::as_slice), total).unwrap();
-        assert_eq!(
-            zstd::bulk::decompress(&compressed, total).unwrap(),
-            big.concat()
-        );
     }
 }

@@ -204,39 +204,21 @@ impl Written {
     /// The whole body, `input` last.
     pub fn to_json(&self) -> Vec<u8> {
         let mut json = Vec::with_capacity(self.len());
-        for part in self.parts() {
-            json.extend_from_slice(part);
+        json.extend_from_slice(self.head.as_bytes());
+        json.extend_from_slice(br#","input":["#);
+        let mut first = true;
+        for piece in &self.items.pieces {
+            if piece.items.is_empty() {
+                continue;
+            }
+            if !first {
+                json.push(b',');
+            }
+            first = false;
+            json.extend_from_slice(piece.json.as_bytes());
         }
+        json.extend_from_slice(b"]}");
         json
-    }
-
-    /// The whole body in the parts it is kept in, in order: what [`to_json`](Self::to_json)
-    /// joins (a compressor reads them without the join).
-    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
-        let pieces = self
-            .items
-            .pieces
-            .iter()
-            .filter(|piece| !piece.items.is_empty())
-            .enumerate()
-            .flat_map(|(i, piece)| {
-                let comma: &[u8] = if i > 0 { b"," } else { b"" };
-                [comma, piece.json.as_bytes()]
-            });
-        [self.head.as_bytes(), br#","input":["#.as_slice()]
-            .into_iter()
-            .chain(pieces)
-            .chain([b"]}".as_slice()])
-    }
-
-    /// The body with `kept` reasoning put back where the client left it out, as
-    /// [`incremental::with_reasoning`] makes it from the whole body — read from the parts,
-    /// without joining or parsing them; `None` when nothing was put back.
-    pub fn with_reasoning(&self, kept: &[incremental::Kept]) -> Option<String> {
-        let mut head = String::new();
-        let (parsed, _) = self.outline(&mut head)?;
-        let input = incremental::replayed(&parsed, kept)?;
-        Some(incremental::build_body(&parsed, &input))
     }
 
     /// The body read for cutting (its head parsed, its items where they were written) and
@@ -312,90 +294,4 @@ fn is_reasoning(item: &str) -> bool {
         kind: Option<std::borrow::Cow<'a, str>>,
     }
     serde_json::from_str::<Kind<'_>>(item).is_ok_and(|k| k.kind.as_deref() == Some("reasoning"))
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::upstream::incremental::{Kept, item_key, with_reasoning};
-    use crate::upstream::wire::tests::request;
-    use crate::upstream::wire::{ContentPart, InputItem, Role, ToolOutput};
-
-    fn message(role: Role, text: &str) -> InputItem {
-        let text = text.to_owned();
-        let part = match role {
-            Role::Assistant => ContentPart::OutputText { text },
-            _ => ContentPart::InputText { text },
-        };
-        InputItem::Message {
-            role,
-            content: vec![part],
-        }
-    }
-
-    /// A conversation's second turn written after its first: the first turn's items shared,
-    /// the tool's output new.
-    pub(crate) fn continued() -> Written {
-        let first = request(
-            vec![
-                message(Role::User, "Weather in \"Paris\"?"),
-                message(Role::Assistant, "Checking."),
-                InputItem::FunctionCall {
-                    name: "get_weather".into(),
-                    arguments: r#"{"city":"Paris"}"#.into(),
-                    call_id: "call_1".into(),
-                },
-            ],
-            true,
-        );
-        let earlier = Written::write(&first, None).unwrap();
-        let output = InputItem::FunctionCallOutput {
-            call_id: "call_1".into(),
-            output: ToolOutput::Text("18°C, sunny".into()),
-        };
-        Written::write(&request(vec![output], true), Some(earlier.items())).unwrap()
-    }
-
-    #[test]
-    fn a_body_in_parts_is_its_whole_json_and_gets_its_reasoning_back_the_same() {
-        let written = continued();
-        let json = written.to_json();
-        assert_eq!(json.len(), written.len());
-        assert_eq!(
-            written.parts().map(<[u8]>::len).sum::<usize>(),
-            written.len()
-        );
-        let body: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        assert_eq!(body["input"].as_array().map(Vec::len), Some(4));
-        assert_eq!(body["input"][3]["output"], "18°C, sunny");
-
-        // The reasoning the client left out goes back before the answer it preceded, read
-        // from the parts as from the whole body.
-        let answer = written.items().iter().nth(1).unwrap();
-        let kept = vec![Kept {
-            before: item_key(answer),
-            reasoning: vec![
-                r#"{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAA"}"#
-                    .into(),
-            ],
-        }];
-        let from_parts = written.with_reasoning(&kept).unwrap();
-        assert_eq!(Some(&from_parts), with_reasoning(&json, &kept).as_ref());
-        let sent: serde_json::Value = serde_json::from_str(&from_parts).unwrap();
-        assert_eq!(sent["input"][1]["type"], "reasoning");
-        assert_eq!(sent["input"].as_array().map(Vec::len), Some(5));
-        // Nothing to put back: nothing different to send.
-        let elsewhere = vec![Kept {
-            before: item_key(r#"{"type":"message","role":"assistant","content":[]}"#),
-            reasoning: kept[0].reasoning.clone(),
-        }];
-        assert_eq!(written.with_reasoning(&elsewhere), None);
-
-        // A body without items is whole too.
-        let empty = Written::write(&request(Vec::new(), false), None).unwrap();
-        let json = empty.to_json();
-        assert_eq!(json.len(), empty.len());
-        let body: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        assert_eq!(body["input"], serde_json::json!([]));
-    }
 }
