@@ -61,8 +61,9 @@ impl Estimate {
         }
     }
 
-    /// An estimate known already.
-    pub fn known(tokens: u64) -> Self {
+    /// An estimate known already (a test's writer).
+    #[cfg(test)]
+    pub(crate) fn known(tokens: u64) -> Self {
         Self {
             members: tokens,
             items: Items::default(),
