@@ -1,6 +1,8 @@
 //! Pure translation between the client protocols and the Codex Responses wire.
 
 pub mod chat;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod gemini;
 pub mod held;
 pub mod images;

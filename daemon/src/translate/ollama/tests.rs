@@ -6,31 +6,11 @@ use serde_json::{Value, json};
 use super::render::{Mode, Surface, Writer};
 use super::{OllamaChat, OllamaGenerate, Thinking, chat, generate, media_type, think, untagged};
 use crate::config::ModelConfig;
-use crate::models::{self, Catalog};
+use crate::translate::fixtures::{PNG, efforts, gpt_5_5};
 use crate::translate::messages::tokens::Estimate;
 use crate::translate::output::OutputTranslator;
 use crate::translate::request::{Context, translate};
 use crate::upstream::wire::StreamEvent;
-
-const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
-
-/// The catalog's `gpt-5.5`, as the daemon resolves it.
-fn gpt_5_5() -> models::Resolved {
-    models::resolve(
-        Some("gpt-5.5"),
-        &Catalog::builtin(),
-        &ModelConfig::default().aliases,
-        "gpt-5.5",
-    )
-    .unwrap()
-}
-
-fn efforts() -> Vec<String> {
-    ["low", "medium", "high", "xhigh"]
-        .iter()
-        .map(|e| (*e).to_owned())
-        .collect()
-}
 
 /// An Ollama chat body all the way to the Responses body.
 fn upstream(body: Value) -> Value {
