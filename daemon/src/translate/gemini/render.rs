@@ -54,7 +54,6 @@ fn call_part(call: &Call) -> Value {
 #[derive(Debug)]
 pub struct Writer {
     inner: Piecewise<Out>,
-    input_estimate: Estimate,
 }
 
 /// The answer being written: chunks (stream), or what the whole response will hold.
@@ -95,10 +94,9 @@ impl Writer {
                     chunks: VecDeque::new(),
                     finish_reason: "STOP",
                     usage: None,
-                    input_estimate: input_estimate.clone(),
+                    input_estimate,
                 },
             },
-            input_estimate,
         }
     }
 
@@ -140,7 +138,7 @@ impl Writer {
     /// A stop sequence ended the answer before the backend did.
     pub fn finish_stopped(&mut self) {
         let Piecewise { pieces, sink } = &mut self.inner;
-        pieces.finish_stopped(self.input_estimate.get(), sink);
+        pieces.finish_stopped(sink.input_estimate.get(), sink);
     }
 
     /// The whole answer as one response (whole mode), once finished.

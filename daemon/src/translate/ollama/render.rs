@@ -56,7 +56,6 @@ fn created_at() -> String {
 #[derive(Debug)]
 pub struct Writer {
     inner: Piecewise<Out>,
-    input_estimate: Estimate,
 }
 
 /// The answer being written: lines (stream), or what the whole object will hold.
@@ -101,10 +100,9 @@ impl Writer {
                     lines: VecDeque::new(),
                     done_reason: "stop",
                     usage: None,
-                    input_estimate: input_estimate.clone(),
+                    input_estimate,
                 },
             },
-            input_estimate,
         }
     }
 
@@ -148,7 +146,7 @@ impl Writer {
     /// A stop sequence ended the answer before the backend did: it ends now.
     pub fn finish_stopped(&mut self) {
         let Piecewise { pieces, sink } = &mut self.inner;
-        pieces.finish_stopped(self.input_estimate.get(), sink);
+        pieces.finish_stopped(sink.input_estimate.get(), sink);
     }
 
     /// The whole answer as one object (whole mode), once finished.
