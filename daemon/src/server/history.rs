@@ -18,7 +18,6 @@ use crate::engine::ConversationId;
 use crate::engine::histories::Kept;
 use crate::models::Catalog;
 use crate::upstream::WireBody;
-use crate::upstream::incremental::Members;
 
 /// Bodies from this size are read in outline and their translation kept: below it, reading
 /// the body whole costs less than the bookkeeping saves.
@@ -68,27 +67,75 @@ pub fn outline<'a>(
     history: &'static str,
     reading: &impl Reading,
 ) -> Option<Outline<'a>> {
-    let Members(mut members) = serde_json::from_slice(body).ok()?;
-    let at = members.iter().position(|(name, _)| name == history)?;
-    // A name given twice is left to the whole reading (serde takes the last, or refuses).
-    if members.iter().filter(|(name, _)| name == history).count() > 1 {
-        return None;
-    }
-    let (_, raw) = members.remove(at);
-    let name = history;
-    let history: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let Split {
+        members, messages, ..
+    } = serde::de::DeserializeSeed::deserialize(
+        Split {
+            history,
+            members: Vec::new(),
+            messages: None,
+        },
+        &mut json,
+    )
+    .ok()?;
+    json.end().ok()?;
+    let history_messages = messages?;
     let mut h = Xxh3::new();
     for (name, raw) in &members {
         reading.member(name, raw, &mut h);
     }
-    let digests = history.iter().map(|m| reading.message(m)).collect();
+    let digests = history_messages
+        .iter()
+        .map(|m| reading.message(m))
+        .collect();
     Some(Outline {
-        name,
+        name: history,
         members,
-        history,
+        history: history_messages,
         members_digest: h.digest128(),
         digests,
     })
+}
+
+/// A body's members in order, their values left as they are, and its history's messages,
+/// read in the same pass (the history's bytes are read once, not once as a member and again
+/// as an array).
+struct Split<'a> {
+    history: &'static str,
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    messages: Option<Vec<&'a RawValue>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Split<'de> {
+    type Value = Self;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Split<'de> {
+    type Value = Self;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self, A::Error> {
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            if name != self.history {
+                self.members.push((name, map.next_value()?));
+            } else if self.messages.is_some() {
+                // A name given twice is left to the whole reading (serde takes the last, or
+                // refuses).
+                return Err(serde::de::Error::custom("the history is given twice"));
+            } else {
+                self.messages = Some(map.next_value()?);
+            }
+        }
+        Ok(self)
+    }
 }
 
 impl Outline<'_> {
@@ -253,5 +300,64 @@ impl Keeping {
                 conversation,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outline_reads_the_members_and_the_history_apart_in_one_pass() {
+        let body = br#"{"model":"gpt-5.5", "messages" : [ {"role":"user","content":"a\"b"} ,{"role":"assistant","content":[]}], "stream":true}"#;
+        let read = outline(body, "messages", &AsWritten).unwrap();
+        let members: Vec<(&str, &str)> = read
+            .members
+            .iter()
+            .map(|(name, raw)| (name.as_ref(), raw.get()))
+            .collect();
+        assert_eq!(members, [("model", r#""gpt-5.5""#), ("stream", "true")]);
+        let messages: Vec<&str> = read.history.iter().map(|m| m.get()).collect();
+        assert_eq!(
+            messages,
+            [
+                r#"{"role":"user","content":"a\"b"}"#,
+                r#"{"role":"assistant","content":[]}"#
+            ]
+        );
+        let digests: Vec<u128> = messages.iter().map(|m| xxh3_128(m.as_bytes())).collect();
+        assert_eq!(read.digests, digests);
+        // The members' digest leaves the history out.
+        let without = outline(
+            br#"{"model":"gpt-5.5","stream":true,"messages":[]}"#,
+            "messages",
+            &AsWritten,
+        )
+        .unwrap();
+        assert_eq!(without.members_digest, read.members_digest);
+        assert!(without.history.is_empty());
+    }
+
+    #[test]
+    fn a_body_the_outline_cannot_read_is_left_to_the_whole_reading() {
+        for body in [
+            &br#"{"model":"m"}"#[..],
+            br#"{"messages":{}}"#,
+            br#"{"messages":"hi"}"#,
+            br#"{"messages":[],"messages":[]}"#,
+            br#"{"messages":[1,]}"#,
+            br#"{"messages":[]} x"#,
+            br#"[{"messages":[]}]"#,
+            br#"{"messages":[]"#,
+            b"",
+        ] {
+            assert!(
+                outline(body, "messages", &AsWritten).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Whitespace after the object is no harm.
+        assert!(outline(b"{\"messages\":[]}\n", "messages", &AsWritten).is_some());
     }
 }
