@@ -140,7 +140,7 @@ impl LargeBuffers {
 
     /// The capacity of each buffer kept.
     #[cfg(test)]
-    fn kept(&self) -> Vec<usize> {
+    pub(crate) fn kept(&self) -> Vec<usize> {
         self.lock().kept.iter().map(|(b, _)| b.capacity()).collect()
     }
 

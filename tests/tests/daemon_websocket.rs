@@ -278,6 +278,18 @@ async fn a_socket_over_tls_is_verified() {
     let (status, _, body) = untrusting.chat(&conversation(&["insecure"])).await;
     assert!(status >= 500, "{status} {body}");
     assert_eq!(methods(&fake), ["WS"]);
+    // A large frame, written past tungstenite straight into the TLS stream, arrives whole.
+    let large = "t".repeat(400 << 10);
+    let (status, _, body) = trusting.chat(&conversation(&[&large, "large"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: large");
+    assert_eq!(methods(&fake), ["WS", "WS"]);
+    let sent = sent_turns(&fake);
+    let first = &sent.last().unwrap().1[0]["content"][0]["text"];
+    assert!(
+        first == large.as_str(),
+        "the frame's first message is exactly its text"
+    );
 }
 
 /// A turn stopped early (a stop sequence) closes its socket: the next turn never reads the
@@ -801,6 +813,37 @@ async fn large_whole_frames_in_kept_buffers_go_out_exactly() {
     let last = &sent[texts.len()];
     assert!(last.0.is_some(), "the next turn continues");
     assert_eq!(last.1.len(), 1);
+}
+
+/// A socket the backend pings answers each ping, and a large whole frame sent on it after
+/// the pongs (written past tungstenite, straight to the socket) still arrives exactly.
+#[tokio::test]
+async fn pings_are_answered_and_a_large_frame_after_them_arrives_whole() {
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.ping_websockets(true);
+    let daemon = daemon(&fake, &[0], "websocket");
+    let large = "p".repeat(300 << 10);
+    let mut turns = vec![large.as_str(), "b"];
+    for next in ["c", "d"] {
+        let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+        assert_eq!(status, 200, "{body}");
+        turns.push(next);
+    }
+    // An edited message: the whole history again, on the same socket.
+    turns[1] = "B";
+    let (status, _, body) = daemon.chat(&conversation(&turns)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), "You said: d");
+    assert_eq!(fake.websockets_opened(), 1);
+    let sent = sent_turns(&fake);
+    assert_eq!(sent.len(), 3);
+    assert!(sent[1].0.is_some(), "the second turn continues");
+    let whole = &sent[2];
+    assert!(whole.0.is_none(), "the edited history goes whole");
+    assert!(whole.1[0]["content"][0]["text"] == large.as_str());
+    assert_eq!(whole.1[2]["content"][0]["text"], "B");
+    // The pings were answered (the last one's pong may still be on its way).
+    assert!(poll_until(Duration::from_secs(10), || fake.websocket_pongs() >= 2).await);
 }
 
 /// A large chat history (above 64 KiB) continuing its conversation's last request is read and

@@ -7,11 +7,12 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use bytes::Bytes;
 use rustls_platform_verifier::BuilderVerifierExt;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::http::{Body, Http};
 use super::identity::Identity;
+use super::large_frame::LargeFrame;
 use super::sse::SseDecoder;
+use super::websocket::Outgoing;
 use super::wire::ResponsesRequest;
 use super::written::{Items, Written};
 use crate::accounts::Account;
@@ -843,7 +844,7 @@ impl Upstream {
 /// Bodies up to this size are cut on the async workers; larger ones on the blocking pool.
 const INLINE_PLAN_BYTES: usize = 256 * 1024;
 
-type Planned = (Utf8Bytes, Option<super::incremental::Shape>, bool);
+type Planned = (Outgoing, Option<super::incremental::Shape>, bool);
 
 /// The frame of a turn on a socket whose last completed turn was `chain`: only the new items
 /// with `previous_response_id` when the request continues it, else the whole body. Also the
@@ -898,13 +899,12 @@ async fn plan_frame(
                 incremental::next_frame(&parsed, &shape, chain, kept, metadata);
             return Ok((frame.into(), Some(shape), incremental));
         };
-        // An empty buffer is text already; the frame is written into it and lent to the
-        // socket, which gives it back once the frame is on its way.
+        // An empty buffer is text already; the frame is written into it, and goes from there
+        // to the socket, which gives it back once the frame is on its way.
         let out = String::from_utf8(frames.take(body.len() + 256)).unwrap_or_default();
         let (frame, incremental) =
             incremental::next_frame_into(&parsed, &shape, chain, kept, metadata, out);
-        let frame = Utf8Bytes::try_from(LargeBuffers::lend(frames, frame.into_bytes()))
-            .map_err(|e| UpstreamError::Transport(format!("the frame is not text: {e}")))?;
+        let frame = Outgoing::Large(LargeFrame::new(frame, frames));
         Ok((frame, Some(shape), incremental))
     }
     // A body written here that continues the chain is cut without being read, into a frame

@@ -8,6 +8,7 @@ mod http;
 pub mod identity;
 pub mod incremental;
 mod items;
+pub mod large_frame;
 pub mod reasoning;
 pub mod sse;
 pub mod websocket;

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::UpstreamError;
 use super::incremental::{Chain, Shape, TurnOutput};
+use super::large_frame::LargeFrame;
 use super::reasoning::KeptReasoning;
 use crate::buffers::LargeBuffers;
 
@@ -46,6 +47,20 @@ pub use super::http::Io;
 use super::http::Route;
 
 type Socket = WebSocketStream<Box<dyn Io>>;
+
+/// A turn's frame: a small one goes through tungstenite, a large one straight to the socket
+/// (see [`LargeFrame`]).
+#[derive(Debug)]
+pub enum Outgoing {
+    Text(tungstenite::Utf8Bytes),
+    Large(LargeFrame),
+}
+
+impl From<String> for Outgoing {
+    fn from(text: String) -> Self {
+        Self::Text(text.into())
+    }
+}
 
 /// Why a socket could not be had: the caller goes over HTTP instead (`auto`), or reports it.
 #[derive(Debug)]
@@ -515,7 +530,7 @@ impl Conn {
     /// on). Until this turn completes, nothing builds on the socket's earlier turns.
     pub async fn send(
         &mut self,
-        frame: tungstenite::Utf8Bytes,
+        frame: Outgoing,
         shape: Option<Shape>,
     ) -> Result<(), UpstreamError> {
         self.ended = false;
@@ -524,10 +539,25 @@ impl Conn {
             shape,
             output: TurnOutput::for_chain(),
         });
-        self.socket
-            .send(Message::Text(frame))
-            .await
-            .map_err(|e| UpstreamError::Transport(format!("the WebSocket broke: {e}")))
+        let broke = |e: &dyn std::fmt::Display| {
+            UpstreamError::Transport(format!("the WebSocket broke: {e}"))
+        };
+        match frame {
+            Outgoing::Text(text) => self
+                .socket
+                .send(Message::Text(text))
+                .await
+                .map_err(|e| broke(&e)),
+            Outgoing::Large(frame) => {
+                // What tungstenite has still to send (a pong it owes) goes first; a turn
+                // dropped half-way through drops this socket with it.
+                self.socket.flush().await.map_err(|e| broke(&e))?;
+                frame
+                    .write_to(self.socket.get_mut())
+                    .await
+                    .map_err(|e| broke(&e))
+            }
+        }
     }
 
     /// The first frames of a turn, up to its first event.

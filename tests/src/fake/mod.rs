@@ -124,6 +124,10 @@ struct Inner {
     /// Turns a socket serves before it answers `websocket_connection_limit_reached` and
     /// closes (the backend's 60 minutes, in turns).
     websocket_turn_limit: Option<usize>,
+    /// Each socket pings the client before it answers a turn.
+    websocket_ping: bool,
+    /// Pongs the sockets received.
+    websocket_pongs: usize,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -273,6 +277,8 @@ impl FakeUpstream {
                 websockets_opened: 0,
                 websocket_forget: 0,
                 websocket_turn_limit: None,
+                websocket_ping: false,
+                websocket_pongs: 0,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -571,6 +577,17 @@ impl FakeUpstream {
     pub fn limit_websocket_turns(&self, turns: usize) {
         self.shared
             .with(|inner| inner.websocket_turn_limit = Some(turns));
+    }
+
+    /// Sockets ping the client before they answer each turn (`true`), as a server keeping
+    /// a connection alive may.
+    pub fn ping_websockets(&self, ping: bool) {
+        self.shared.with(|inner| inner.websocket_ping = ping);
+    }
+
+    /// Pongs the sockets received.
+    pub fn websocket_pongs(&self) -> usize {
+        self.shared.with(|inner| inner.websocket_pongs)
     }
 
     /// WebSocket handshakes accepted so far.

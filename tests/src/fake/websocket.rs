@@ -120,8 +120,20 @@ async fn serve(shared: Arc<Shared>, handshake: Incoming, mut socket: WebSocket) 
                 continue;
             }
             Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Pong(_) => {
+                shared.with(|inner| inner.websocket_pongs += 1);
+                continue;
+            }
+            Message::Ping(_) => continue,
         };
+        if shared.with(|inner| inner.websocket_ping)
+            && socket
+                .send(Message::Ping(Bytes::from_static(b"alive?")))
+                .await
+                .is_err()
+        {
+            return;
+        }
         if !turn(
             &shared,
             &handshake,
