@@ -846,6 +846,27 @@ async fn pings_are_answered_and_a_large_frame_after_them_arrives_whole() {
     assert!(poll_until(Duration::from_secs(10), || fake.websocket_pongs() >= 2).await);
 }
 
+/// A backend that stops reading mid-frame is a silent one: each attempt ends with a timeout
+/// after `idle_timeout_seconds` (the engine's retries of a timed-out turn included), as over
+/// HTTP, instead of waiting for the client to give up.
+#[tokio::test]
+async fn a_frame_the_backend_stops_reading_times_out() {
+    let fake = FakeUpstream::start().await.unwrap();
+    fake.stall_websockets(true);
+    let daemon = Daemon::builder()
+        .fake(&fake, &[0])
+        .set("upstream", "transport = \"websocket\"")
+        .set("upstream", "idle_timeout_seconds = 5")
+        .start();
+    // Larger than what the connection's buffers take in without the other end reading.
+    let large = "s".repeat(8 << 20);
+    let started = std::time::Instant::now();
+    let (status, _, body) = daemon.chat(&conversation(&[&large])).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("upstream_timeout"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
 /// A large chat history (above 64 KiB) continuing its conversation's last request is read and
 /// translated from its new messages on — the backend still gets the whole conversation right:
 /// only the new items over the socket, the whole body over HTTP — and anything that differs

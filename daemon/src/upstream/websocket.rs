@@ -542,22 +542,30 @@ impl Conn {
         let broke = |e: &dyn std::fmt::Display| {
             UpstreamError::Transport(format!("the WebSocket broke: {e}"))
         };
-        match frame {
-            Outgoing::Text(text) => self
-                .socket
-                .send(Message::Text(text))
-                .await
-                .map_err(|e| broke(&e)),
-            Outgoing::Large(frame) => {
-                // What tungstenite has still to send (a pong it owes) goes first; a turn
-                // dropped half-way through drops this socket with it.
-                self.socket.flush().await.map_err(|e| broke(&e))?;
-                frame
-                    .write_to(self.socket.get_mut())
+        let socket = &mut self.socket;
+        let sent = async move {
+            match frame {
+                Outgoing::Text(text) => socket
+                    .send(Message::Text(text))
                     .await
-                    .map_err(|e| broke(&e))
+                    .map_err(|e| broke(&e)),
+                Outgoing::Large(frame) => {
+                    // What tungstenite has still to send (a pong it owes) goes first; a turn
+                    // dropped half-way through drops this socket with it.
+                    socket.flush().await.map_err(|e| broke(&e))?;
+                    frame
+                        .write_to(socket.get_mut())
+                        .await
+                        .map_err(|e| broke(&e))
+                }
             }
-        }
+        };
+        // A backend that stops reading is silent too: as over HTTP, the frame must be on its
+        // way within the idle timeout. The socket, left mid-frame, is not used again (the turn
+        // has not ended, so it is not put back).
+        tokio::time::timeout(self.idle_timeout, sent)
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
     }
 
     /// The first frames of a turn, up to its first event.

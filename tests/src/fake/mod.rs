@@ -128,6 +128,8 @@ struct Inner {
     websocket_ping: bool,
     /// Pongs the sockets received.
     websocket_pongs: usize,
+    /// Sockets accepted from now on never read a frame (a backend that stopped reading).
+    websocket_stall: bool,
     // Auth server.
     auth: oauth::AuthState,
 }
@@ -279,6 +281,7 @@ impl FakeUpstream {
                 websocket_turn_limit: None,
                 websocket_ping: false,
                 websocket_pongs: 0,
+                websocket_stall: false,
                 auth: oauth::AuthState::new(),
             }),
         });
@@ -583,6 +586,12 @@ impl FakeUpstream {
     /// a connection alive may.
     pub fn ping_websockets(&self, ping: bool) {
         self.shared.with(|inner| inner.websocket_ping = ping);
+    }
+
+    /// Sockets accepted from now on never read (`true`): a client's large frame stalls once
+    /// the connection's buffers are full.
+    pub fn stall_websockets(&self, stall: bool) {
+        self.shared.with(|inner| inner.websocket_stall = stall);
     }
 
     /// Pongs the sockets received.

@@ -80,6 +80,11 @@ pub async fn upgrade(
 }
 
 async fn serve(shared: Arc<Shared>, handshake: Incoming, mut socket: WebSocket) {
+    if shared.with(|inner| inner.websocket_stall) {
+        // Holds the socket open without reading until the client closes it or the fake stops.
+        std::future::pending::<()>().await;
+        return;
+    }
     let mut chain: HashMap<String, Chained> = HashMap::new();
     let mut forgotten = shared.with(|inner| inner.websocket_forget);
     let mut served = 0usize;
