@@ -31,18 +31,9 @@ impl LargeFrame {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.text.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
-    /// The frame's text, unmasked.
     #[cfg(test)]
-    pub fn text(&self) -> &[u8] {
-        &self.text
+    fn len(&self) -> usize {
+        self.text.len()
     }
 
     /// Writes the frame to `io` as a client's masked text frame (RFC 6455 §5.2, §5.3), with a
